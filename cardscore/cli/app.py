@@ -1,0 +1,94 @@
+"""The `cardscore` Typer application, its `run` sub-command group and shared CLI helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from cardscore.config import ConfigError, Settings, load_settings
+from cardscore.logs import configure_logging
+
+# Exit codes every command uses.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the work failed (a gate failed, a stage errored)
+EXIT_USAGE = 2  # bad arguments or configuration
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="cardscore",
+    help="Card-fraud scoring pipeline: batch and stream scorers over one feature store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+run_app = typer.Typer(help="Run one pipeline stage for a day or a range of days.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+@dataclass
+class CliState:
+    config_path: Path | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                console.print(f"[red]configuration error:[/red] {exc}")
+                raise typer.Exit(EXIT_USAGE) from None
+            configure_logging(
+                self.log_level or self._settings.logging.level,
+                self.log_format or self._settings.logging.format,
+            )
+        return self._settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="CARDSCORE_CONFIG", help="YAML settings file (default ./cardscore.yaml)"
+    ),
+    log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR"),
+    log_format: str | None = typer.Option(None, "--log-format", help="auto, json or console"),
+) -> None:
+    ctx.obj = CliState(config, log_level, log_format)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings for this invocation (loaded once; config errors exit with code 2)."""
+    state = ctx.find_root().obj
+    if not isinstance(state, CliState):  # invoked without the root callback (tests)
+        state = CliState()
+        ctx.find_root().obj = state
+    return state.settings()
+
+
+def parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a date like 2018-04-01, got {value!r}") from None
+
+
+def day_range(day: str | None, start: str | None, end: str | None) -> list[date]:
+    """Days from --date D, or --from A --to B (inclusive). Exactly one form must be given."""
+    if day and (start or end):
+        raise typer.BadParameter("give either --date or --from/--to, not both")
+    if day:
+        return [parse_day(day)]
+    if not (start and end):
+        raise typer.BadParameter("give --date D, or both --from and --to")
+    first, last = parse_day(start), parse_day(end)
+    if last < first:
+        raise typer.BadParameter("--to is before --from")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

@@ -1,0 +1,3 @@
+"""`cardscore demo`: the whole pipeline on embedded defaults (grows as stages land)."""
+
+from __future__ import annotations

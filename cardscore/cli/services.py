@@ -1,0 +1,110 @@
+"""`cardscore engine|broker start|stop|status` and `cardscore topics create|list`."""
+
+from __future__ import annotations
+
+import typer
+
+from cardscore.cli.app import EXIT_FAILED, app, console, settings_of
+
+engine_app = typer.Typer(help="A long-running Sail Spark Connect engine shared by several jobs.", no_args_is_help=True)
+broker_app = typer.Typer(help="The embedded Kafka-compatible broker (Tansu).", no_args_is_help=True)
+topics_app = typer.Typer(help="The project's Kafka topics.", no_args_is_help=True)
+app.add_typer(engine_app, name="engine")
+app.add_typer(broker_app, name="broker")
+app.add_typer(topics_app, name="topics")
+
+
+def _service(ctx: typer.Context, which: str):
+    settings = settings_of(ctx)
+    if which == "engine":
+        from cardscore.services.engine_server import engine_service
+
+        return engine_service(settings)
+    from cardscore.services.broker import broker_service
+
+    return broker_service(settings)
+
+
+def _start(ctx: typer.Context, which: str, timeout: float) -> None:
+    from cardscore.services.process import ServiceError
+
+    try:
+        status = _service(ctx, which).start(timeout=timeout)
+    except ServiceError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_FAILED) from None
+    console.print(status.describe())
+    if which == "engine":
+        console.print(f"jobs reach it with: SPARK_REMOTE={status.address} spark-submit jobs/<job>.py ...")
+
+
+def _stop(ctx: typer.Context, which: str) -> None:
+    stopped = _service(ctx, which).stop()
+    console.print(f"{which}: stopped" if stopped else f"{which}: was not running")
+
+
+def _status(ctx: typer.Context, which: str) -> None:
+    status = _service(ctx, which).status()
+    console.print(status.describe())
+    if not status.running:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@engine_app.command("start")
+def engine_start(ctx: typer.Context, timeout: float = typer.Option(30.0, help="seconds to wait")) -> None:
+    """Start the engine in the background on engine.host:engine.server_port."""
+    _start(ctx, "engine", timeout)
+
+
+@engine_app.command("stop")
+def engine_stop(ctx: typer.Context) -> None:
+    """Stop the background engine (SIGTERM, then SIGKILL)."""
+    _stop(ctx, "engine")
+
+
+@engine_app.command("status")
+def engine_status(ctx: typer.Context) -> None:
+    """Show whether the engine runs (exit code 1 if not)."""
+    _status(ctx, "engine")
+
+
+@broker_app.command("start")
+def broker_start(ctx: typer.Context, timeout: float = typer.Option(20.0, help="seconds to wait")) -> None:
+    """Start the embedded broker in the background on kafka.embedded_port."""
+    _start(ctx, "broker", timeout)
+
+
+@broker_app.command("stop")
+def broker_stop(ctx: typer.Context) -> None:
+    """Stop the embedded broker. Its in-memory topics are lost."""
+    _stop(ctx, "broker")
+
+
+@broker_app.command("status")
+def broker_status(ctx: typer.Context) -> None:
+    """Show whether the embedded broker runs (exit code 1 if not)."""
+    _status(ctx, "broker")
+
+
+@topics_app.command("create")
+def topics_create(ctx: typer.Context) -> None:
+    """Create the transactions, scores and DLQ topics (existing ones are left alone)."""
+    from cardscore.services.broker import create_topics, project_topics
+
+    settings = settings_of(ctx)
+    topics = project_topics(settings)
+    created = create_topics(settings.kafka_conf(), topics, settings.kafka.replication_factor)
+    for name, parts in topics.items():
+        state = "created" if name in created else "exists"
+        console.print(f"{name}: {parts} partitions ({state})")
+
+
+@topics_app.command("list")
+def topics_list(ctx: typer.Context) -> None:
+    """List topics on the configured cluster with their partition counts."""
+    from confluent_kafka.admin import AdminClient
+
+    settings = settings_of(ctx)
+    metadata = AdminClient(settings.kafka_conf()).list_topics(timeout=10)
+    for name in sorted(metadata.topics):
+        console.print(f"{name}: {len(metadata.topics[name].partitions)} partitions")

@@ -1,0 +1,27 @@
+"""Data contracts: one definition per record shape; Spark, Arrow and JSON schemas derive from it."""
+
+from schemas.contract import Contract, Field, FieldType
+from schemas.contracts import (
+    ALL_CONTRACTS,
+    BRONZE_RECORD,
+    LABEL_EVENT,
+    QUARANTINE_RECORD,
+    SILVER_LABEL,
+    SILVER_TRANSACTION,
+    TRANSACTION_EVENT,
+)
+from schemas.reasons import RejectReason
+
+__all__ = [
+    "ALL_CONTRACTS",
+    "BRONZE_RECORD",
+    "LABEL_EVENT",
+    "QUARANTINE_RECORD",
+    "SILVER_LABEL",
+    "SILVER_TRANSACTION",
+    "TRANSACTION_EVENT",
+    "Contract",
+    "Field",
+    "FieldType",
+    "RejectReason",
+]

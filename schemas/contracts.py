@@ -1,0 +1,125 @@
+"""The project's data contracts: the one place each record shape is defined.
+
+Bump `version` on any change; `schemas.compat` checks each change against the committed
+snapshots in `schemas/snapshots/` and rejects breaking ones.
+"""
+
+from __future__ import annotations
+
+from schemas.contract import Contract, Field, FieldType
+
+# Sanity bounds shared by batch ingest and the stream scorer.
+MAX_AMOUNT = 100_000.0
+MAX_ID = 2**63 - 1
+
+TRANSACTION_EVENT = Contract(
+    name="transaction_event",
+    version=1,
+    description="A card payment authorisation as the upstream emits it (landing JSON lines, Kafka).",
+    key=("transaction_id",),
+    fields=(
+        Field("transaction_id", FieldType.LONG, "unique id of the transaction", minimum=0, maximum=MAX_ID),
+        Field("event_time", FieldType.TIMESTAMP, "authorisation time, UTC (RFC 3339 with Z)"),
+        Field("customer_id", FieldType.LONG, "card/customer id", minimum=0, maximum=MAX_ID),
+        Field("terminal_id", FieldType.LONG, "merchant terminal id", minimum=0, maximum=MAX_ID),
+        Field("amount", FieldType.DOUBLE, "amount in the card currency", minimum=0.0, maximum=MAX_AMOUNT),
+    ),
+)
+
+LABEL_EVENT = Contract(
+    name="label_event",
+    version=1,
+    description="A fraud confirmation (chargeback or investigation outcome) for a past transaction.",
+    key=("transaction_id",),
+    fields=(
+        Field("transaction_id", FieldType.LONG, "the labelled transaction", minimum=0, maximum=MAX_ID),
+        Field("is_fraud", FieldType.BOOLEAN, "true: confirmed fraud; false: confirmed genuine"),
+        Field("reported_time", FieldType.TIMESTAMP, "when the label became known, UTC"),
+        Field(
+            "fraud_scenario",
+            FieldType.INT,
+            "simulator scenario (1 amount, 2 terminal, 3 customer); analysis only, never a feature",
+            nullable=True,
+            minimum=0,
+            maximum=99,
+        ),
+    ),
+)
+
+_LINEAGE = (
+    Field("source_file", FieldType.STRING, "landing file the record came from"),
+    Field("load_id", FieldType.STRING, "id of the ingest run that loaded it"),
+    Field("ingested_at", FieldType.TIMESTAMP, "when the ingest run loaded it, UTC"),
+)
+
+BRONZE_RECORD = Contract(
+    name="bronze_record",
+    version=1,
+    description="A raw landing line, as received, with its lineage.",
+    key=("source_file", "line_number"),
+    partition_by=("landing_date",),
+    fields=(
+        Field("raw", FieldType.STRING, "the line's text, undecoded", nullable=True),
+        Field("line_number", FieldType.LONG, "1-based line number in the source file", minimum=1),
+        Field("landing_date", FieldType.DATE, "the landing folder's day"),
+        *_LINEAGE,
+    ),
+)
+
+SILVER_TRANSACTION = Contract(
+    name="silver_transaction",
+    version=1,
+    description="A validated transaction, typed to the contract, one row per transaction id.",
+    key=("transaction_id",),
+    partition_by=("tx_date",),
+    fields=(
+        *TRANSACTION_EVENT.fields,
+        Field("tx_date", FieldType.DATE, "UTC date of event_time (partition)"),
+        *_LINEAGE,
+    ),
+)
+
+SILVER_LABEL = Contract(
+    name="silver_label",
+    version=1,
+    description="A validated label, one row per transaction id (the latest report wins).",
+    key=("transaction_id",),
+    partition_by=("reported_date",),
+    fields=(
+        *LABEL_EVENT.fields,
+        Field("reported_date", FieldType.DATE, "UTC date of reported_time (partition)"),
+        *_LINEAGE,
+    ),
+)
+
+QUARANTINE_RECORD = Contract(
+    name="quarantine_record",
+    version=1,
+    description="A rejected input record with the reason; raw text kept for repair and replay.",
+    key=("source_file", "line_number"),
+    partition_by=("landing_date",),
+    fields=(
+        Field("source", FieldType.STRING, "which feed: transactions or labels"),
+        Field("source_file", FieldType.STRING, "landing file"),
+        Field("line_number", FieldType.LONG, "1-based line number in the file", minimum=1),
+        Field("reason", FieldType.STRING, "reason code (schemas.reasons.RejectReason)"),
+        Field("detail", FieldType.STRING, "human-readable explanation", nullable=True),
+        Field("raw", FieldType.STRING, "the rejected line's text (may be truncated)", nullable=True),
+        Field("raw_truncated", FieldType.BOOLEAN, "true when raw was cut to the size limit"),
+        Field("landing_date", FieldType.DATE, "the landing folder's day (partition)"),
+        Field("load_id", FieldType.STRING, "id of the ingest run"),
+        Field("quarantined_at", FieldType.TIMESTAMP, "when it was quarantined, UTC"),
+    ),
+)
+
+ALL_CONTRACTS: dict[str, Contract] = {
+    c.name: c
+    for c in (
+        TRANSACTION_EVENT,
+        LABEL_EVENT,
+        BRONZE_RECORD,
+        SILVER_TRANSACTION,
+        SILVER_LABEL,
+        QUARANTINE_RECORD,
+    )
+}

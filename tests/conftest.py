@@ -1,0 +1,86 @@
+"""Shared fixtures: one embedded Sail engine and one embedded broker for the whole run;
+every test gets its own workspace (lake, MLflow, Feast folders) and its own topics."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Quiet third-party progress bars and telemetry in test runs.
+os.environ.setdefault("RUST_LOG", "warn")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+for _name in list(os.environ):
+    if _name.startswith("CARDSCORE__") or _name in ("SPARK_REMOTE", "CARDSCORE_CONFIG"):
+        del os.environ[_name]  # the developer's own environment must not leak into tests
+
+from cardscore.config import Settings, load_settings  # noqa: E402
+from cardscore.services.broker import EmbeddedBroker, create_topics  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cardscore-session")
+
+
+@pytest.fixture(scope="session")
+def spark(session_home: Path):
+    """The embedded Sail engine, started once for the run."""
+    from cardscore.engine import get_spark, stop_spark
+
+    session = get_spark(load_settings(overrides={"home": str(session_home)}))
+    yield session
+    stop_spark()
+
+
+@pytest.fixture(scope="session")
+def broker(session_home: Path) -> Iterator[EmbeddedBroker]:
+    """The embedded Kafka-compatible broker, on a free port, for the run."""
+    with EmbeddedBroker(log_file=session_home / "broker.log") as running:
+        yield running
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose every local location is under this test's own folder."""
+    return load_settings(overrides={"home": str(tmp_path / "home")})
+
+
+@pytest.fixture
+def kafka_settings(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
+    """Settings pointing at the session broker, with topic names unique to this test."""
+    suffix = uuid.uuid4().hex[:8]
+    return load_settings(
+        overrides={
+            "home": str(tmp_path / "home"),
+            "kafka": {
+                "mode": "external",
+                "client": {"bootstrap.servers": broker.bootstrap},
+                "partitions": 2,
+                "topics": {
+                    "transactions": f"tx-{suffix}",
+                    "scores": f"scores-{suffix}",
+                    "dlq": f"dlq-{suffix}",
+                },
+            },
+        }
+    )
+
+
+@pytest.fixture
+def lake(spark, settings: Settings):
+    from cardscore.tables import Lake
+
+    return Lake(spark, settings)
+
+
+@pytest.fixture
+def topic(broker: EmbeddedBroker) -> str:
+    """A fresh two-partition topic for this test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    create_topics(broker.conf, {name: 2})
+    return name

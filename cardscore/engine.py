@@ -83,7 +83,7 @@ class EmbeddedEngine:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         # Sail logs every session at INFO through RUST_LOG; keep the console for our own logs.
-        os.environ.setdefault("RUST_LOG", "warn")
+        os.environ.setdefault("RUST_LOG", "error")
         from pysail.spark import SparkConnectServer
 
         self._server = SparkConnectServer(host, port)

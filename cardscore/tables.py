@@ -65,7 +65,10 @@ class Lake:
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.load(self.uri(table))
+        df = reader.load(self.uri(table))
+        # Engines differ in where they put partition columns (Sail: last); give the table's order.
+        order = [f.name for f in self._delta_table(table, version).schema().fields]
+        return df.select(*order) if df.columns != order else df
 
     def version(self, table: str) -> int | None:
         """Current version of the table, or None if it does not exist yet."""

@@ -1,5 +1,6 @@
 """The project's data contracts: the one place each record shape is defined.
 
+Partition columns come last (that is where engines put them in stored tables).
 Bump `version` on any change; `schemas.compat` checks each change against the committed
 snapshots in `schemas/snapshots/` and rejects breaking ones.
 """
@@ -61,8 +62,8 @@ BRONZE_RECORD = Contract(
     fields=(
         Field("raw", FieldType.STRING, "the line's text, undecoded", nullable=True),
         Field("line_number", FieldType.LONG, "1-based line number in the source file", minimum=1),
-        Field("landing_date", FieldType.DATE, "the landing folder's day"),
         *_LINEAGE,
+        Field("landing_date", FieldType.DATE, "the landing folder's day (partition)"),
     ),
 )
 
@@ -74,8 +75,8 @@ SILVER_TRANSACTION = Contract(
     partition_by=("tx_date",),
     fields=(
         *TRANSACTION_EVENT.fields,
-        Field("tx_date", FieldType.DATE, "UTC date of event_time (partition)"),
         *_LINEAGE,
+        Field("tx_date", FieldType.DATE, "UTC date of event_time (partition)"),
     ),
 )
 
@@ -87,8 +88,8 @@ SILVER_LABEL = Contract(
     partition_by=("reported_date",),
     fields=(
         *LABEL_EVENT.fields,
-        Field("reported_date", FieldType.DATE, "UTC date of reported_time (partition)"),
         *_LINEAGE,
+        Field("reported_date", FieldType.DATE, "UTC date of reported_time (partition)"),
     ),
 )
 
@@ -106,9 +107,9 @@ QUARANTINE_RECORD = Contract(
         Field("detail", FieldType.STRING, "human-readable explanation", nullable=True),
         Field("raw", FieldType.STRING, "the rejected line's text (may be truncated)", nullable=True),
         Field("raw_truncated", FieldType.BOOLEAN, "true when raw was cut to the size limit"),
-        Field("landing_date", FieldType.DATE, "the landing folder's day (partition)"),
         Field("load_id", FieldType.STRING, "id of the ingest run"),
         Field("quarantined_at", FieldType.TIMESTAMP, "when it was quarantined, UTC"),
+        Field("landing_date", FieldType.DATE, "the landing folder's day (partition)"),
     ),
 )
 

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from cardscore.config.errors import ConfigError
-from cardscore.config.secrets import SecretResolver, is_secret_key
+from cardscore.config.secrets import SecretResolver, has_literal_password, is_secret_key
 from cardscore.config.settings import Settings
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -88,6 +88,11 @@ def _reject_literal_secrets(data: Any, source: str, prefix: str = "") -> None:
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
             _reject_literal_secrets(value, source, dotted + ".")
+        elif has_literal_password(value):
+            raise ConfigError(
+                f"{source}: '{dotted}' contains a password; replace it with a reference such as "
+                "${env:REDIS_PASSWORD} and set it in the environment or in $CARDSCORE_SECRETS_FILE"
+            )
         elif is_secret_key(str(key)) and value not in (None, "") and not SecretResolver.is_reference(value):
             raise ConfigError(
                 f"{source}: '{dotted}' looks like a secret and must not be written in the file; "

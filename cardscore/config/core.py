@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from cardscore.config.base import Section
+
+
+def _stringify(value: object) -> object:
+    # YAML and env parsing turn `linger.ms: 5` into an int; Spark and librdkafka want strings.
+    if isinstance(value, dict):
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    return value
+
+
+StrMap = Annotated[dict[str, str], BeforeValidator(_stringify)]
 
 
 class LakeSettings(Section):
@@ -14,7 +24,7 @@ class LakeSettings(Section):
 
     root: str | None = Field(None, description="Lake root URI; default file://<home>/lake")
     landing: str | None = Field(None, description="Landing-zone URI; default <root>/landing")
-    storage_options: dict[str, str] = Field(
+    storage_options: StrMap = Field(
         default_factory=dict,
         description="object-store options for delta-rs (table history, vacuum), e.g. AWS_REGION; "
         "credentials as ${env:...} references",
@@ -29,7 +39,7 @@ class EngineSettings(Section):
     remote: str | None = Field(None, description="Spark Connect URL (sc://host:port); $SPARK_REMOTE wins")
     master: str = Field("local[2]", description="classic mode master when not set by spark-submit")
     app_name: str = "cardscore"
-    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf for the session")
+    conf: StrMap = Field(default_factory=dict, description="extra Spark conf for the session")
     host: str = Field("127.0.0.1", description="bind address of embedded and `engine start` servers")
     server_port: int = Field(15002, ge=1, le=65535, description="port of `cardscore engine start`")
 
@@ -51,25 +61,18 @@ class KafkaSettings(Section):
     mode: Literal["embedded", "external"] = Field(
         "embedded", description="embedded: the project starts Tansu; external: use client conf"
     )
-    client: dict[str, str] = Field(
+    client: StrMap = Field(
         default_factory=dict,
         description="librdkafka options shared by producers, consumers and admin "
         "(bootstrap.servers, security.protocol, sasl.*, ssl.*)",
     )
-    producer: dict[str, str] = Field(default_factory=dict, description="producer-only options")
-    consumer: dict[str, str] = Field(default_factory=dict, description="consumer-only options")
+    producer: StrMap = Field(default_factory=dict, description="producer-only options")
+    consumer: StrMap = Field(default_factory=dict, description="consumer-only options")
     topics: KafkaTopics = Field(default_factory=KafkaTopics)
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
     embedded_port: int = Field(19092, ge=1, le=65535, description="port of the embedded broker")
 
-    @field_validator("client", "producer", "consumer", mode="before")
-    @classmethod
-    def _stringify(cls, value: object) -> object:
-        # YAML turns `linger.ms: 5` into an int; librdkafka wants strings.
-        if isinstance(value, dict):
-            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
-        return value
 
 
 class FeastSettings(Section):

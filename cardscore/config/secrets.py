@@ -1,4 +1,4 @@
-"""Secret references (`${env:NAME}`) resolved from the environment or a dotenv secrets file."""
+"""Secret references (`${env:NAME}`, whole value or inside one) resolved from the environment or a dotenv secrets file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from cardscore.config.errors import ConfigError
 
-_REFERENCE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_WORDS = ("password", "secret", "token", "credential", "private", "api.key", "api_key")
 REDACTED = "***"
 
@@ -38,24 +38,36 @@ class SecretResolver:
 
     @staticmethod
     def is_reference(value: Any) -> bool:
-        return isinstance(value, str) and _REFERENCE.match(value) is not None
+        return isinstance(value, str) and _REFERENCE.search(value) is not None
 
     def resolve(self, data: Any, path: str = "") -> Any:
         if isinstance(data, dict):
             return {k: self.resolve(v, f"{path}{k}.") for k, v in data.items()}
         if isinstance(data, list):
             return [self.resolve(v, path) for v in data]
-        if isinstance(data, str):
-            match = _REFERENCE.match(data)
-            if match:
-                name = match.group(1)
-                if name not in self._values:
-                    raise ConfigError(
-                        f"'{path.rstrip('.')}' refers to ${{env:{name}}}, which is not set in the "
-                        "environment or in $CARDSCORE_SECRETS_FILE"
-                    )
-                return self._values[name]
+        if isinstance(data, str) and "${env:" in data:
+            return _REFERENCE.sub(lambda m: self._lookup(m.group(1), path), data)
         return data
+
+    def _lookup(self, name: str, path: str) -> str:
+        if name not in self._values:
+            raise ConfigError(
+                f"'{path.rstrip('.')}' refers to ${{env:{name}}}, which is not set in the "
+                "environment or in $CARDSCORE_SECRETS_FILE"
+            )
+        return self._values[name]
+
+
+_URL_PASSWORD = re.compile(r"://[^/@:\s]*:([^@\s]+)@")
+_KV_PASSWORD = re.compile(r"(?:^|[,;?&])\s*password=([^,;&\s]+)", re.IGNORECASE)
+
+
+def has_literal_password(value: object) -> bool:
+    """True for strings like redis://u:pw@h or host:6379,password=pw with a literal password."""
+    if not isinstance(value, str):
+        return False
+    found = _URL_PASSWORD.findall(value) + _KV_PASSWORD.findall(value)
+    return any(_REFERENCE.fullmatch(p) is None for p in found)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -86,11 +98,17 @@ def redact(data: Any, key: str = "") -> Any:
         return [redact(v, key) for v in data]
     if data not in (None, "") and is_secret_key(key):
         return REDACTED
-    if isinstance(data, str) and "://" in data and "@" in data:
-        return _redact_url_password(data)
+    if isinstance(data, str):
+        return redact_text(data)
     return data
 
 
 def _redact_url_password(url: str) -> str:
     # redis://user:pass@host:6379 -> redis://user:***@host:6379
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1" + REDACTED + "@", url)
+
+
+def redact_text(text: str) -> str:
+    """Hide passwords inside URLs and key=value connection strings."""
+    text = _redact_url_password(text) if "://" in text else text
+    return re.sub(r"((?:^|[,;?&])\s*password=)[^,;&\s]+", r"\1" + REDACTED, text, flags=re.IGNORECASE)

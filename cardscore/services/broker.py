@@ -50,7 +50,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def broker_ready(conf: Mapping[str, str], timeout: float = 1.0) -> bool:
     """True when the broker answers a metadata request."""
-    admin = AdminClient({**conf, "socket.connection.setup.timeout.ms": "1000"})
+    # log_level 0: a refused connection while the broker starts is expected, not worth a log line.
+    admin = AdminClient({**conf, "socket.connection.setup.timeout.ms": "1000", "log_level": "0"})
     try:
         admin.list_topics(timeout=timeout)
         return True

@@ -1,0 +1,106 @@
+"""The common shell of every `jobs/*.py` entry point (spark-submit or `python jobs/x.py`).
+
+It parses the shared options (--date or --from/--to, --config, --remote), loads settings,
+opens the engine session, runs the stage once per day, maps failures to exit codes
+(0 ok, 1 stage failed, 2 usage/config/engine error) and stops the session it opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from cardscore.config import ConfigError, Settings, load_settings
+from cardscore.errors import StageFailed
+from cardscore.logs import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from cardscore.tables import Lake
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    spark: SparkSession
+    lake: Lake
+
+
+def job_parser(description: str, dated: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    if dated:
+        parser.add_argument("--date", help="the day to process, YYYY-MM-DD")
+        parser.add_argument("--from", dest="start", help="first day of a range (backfill)")
+        parser.add_argument("--to", dest="end", help="last day of a range, inclusive")
+    parser.add_argument("--config", help="YAML settings file (default: $CARDSCORE_CONFIG, ./cardscore.yaml)")
+    parser.add_argument(
+        "--remote",
+        help="Spark Connect URL sc://host:port (spark-submit's own --remote flag does not reach the app)",
+    )
+    return parser
+
+
+def days_from_args(args: argparse.Namespace) -> list[date]:
+    if args.date and (args.start or args.end):
+        raise ValueError("give either --date or --from/--to, not both")
+    if args.date:
+        return [date.fromisoformat(args.date)]
+    if not (args.start and args.end):
+        raise ValueError("give --date D, or both --from and --to")
+    first, last = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if last < first:
+        raise ValueError("--to is before --from")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def run_job(
+    name: str,
+    stage: Callable[..., object],
+    argv: Sequence[str] | None = None,
+    description: str = "",
+    dated: bool = True,
+    parser: argparse.ArgumentParser | None = None,
+) -> int:
+    """Run `stage(ctx, day, args)` for each requested day (or `stage(ctx, args)` if undated)."""
+    from cardscore.engine import EngineError, get_spark, stop_spark
+    from cardscore.tables import Lake
+
+    parser = parser or job_parser(description or f"cardscore {name} job", dated)
+    args = parser.parse_args(argv)
+    log = get_logger(f"jobs.{name}")
+    try:
+        days = days_from_args(args) if dated else []
+        settings = load_settings(args.config)
+    except (ValueError, ConfigError) as exc:
+        configure_logging()
+        log.error("job.usage_error", job=name, error=str(exc))
+        return EXIT_USAGE
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        spark = get_spark(settings, remote=args.remote)
+    except EngineError as exc:
+        log.error("job.engine_error", job=name, error=str(exc))
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    ctx = JobContext(settings, spark, Lake(spark, settings))
+    try:
+        if dated:
+            for day in days:
+                stage(ctx, day, args)
+        else:
+            stage(ctx, args)
+    except StageFailed as exc:
+        log.error("job.failed", job=name, stage=exc.stage, error=str(exc))
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    finally:
+        stop_spark()
+    log.info("job.done", job=name, days=[d.isoformat() for d in days])
+    return EXIT_OK

@@ -1,0 +1,117 @@
+"""Contracts: derived schemas agree, the validator's reasons, and evolution rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from schemas import ALL_CONTRACTS, TRANSACTION_EVENT, Field, FieldType, RejectReason
+from schemas.compat import BreakingChangeError, check_contract, write_snapshot
+from schemas.timestamps import format_timestamp_us, parse_timestamp_us
+from schemas.validation import Rejection, validate_bytes
+
+GOOD = {"transaction_id": 7, "event_time": "2018-04-01T00:07:56Z", "customer_id": 1,
+        "terminal_id": 2, "amount": 57.16}
+
+
+def line(**changes) -> bytes:
+    record = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in record.items() if v is not ...}).encode()
+
+
+def test_every_contract_matches_its_committed_snapshot() -> None:
+    for contract in ALL_CONTRACTS.values():
+        check_contract(contract)
+
+
+def test_spark_arrow_and_json_schemas_come_from_one_definition() -> None:
+    spark_schema = TRANSACTION_EVENT.spark_schema()
+    arrow_schema = TRANSACTION_EVENT.arrow_schema()
+    json_schema = TRANSACTION_EVENT.json_schema()
+    names = TRANSACTION_EVENT.field_names
+    assert [f.name for f in spark_schema.fields] == names
+    assert arrow_schema.names == names
+    assert list(json_schema["properties"]) == names
+    assert json_schema["required"] == names
+    assert str(arrow_schema.field("event_time").type) == "timestamp[us, tz=UTC]"
+    assert spark_schema["event_time"].dataType.simpleString() == "timestamp"
+
+
+def test_json_schema_and_python_validator_agree_on_good_and_bad_records() -> None:
+    schema = TRANSACTION_EVENT.json_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    good = json.loads(line())
+    assert not list(validator.iter_errors(good))
+    assert validate_bytes(line(), TRANSACTION_EVENT) == {**good, "event_time": parse_timestamp_us(GOOD["event_time"])}
+    for bad in (line(amount=-1), line(customer_id="1"), line(event_time="2018-04-01 00:07:56"), line(terminal_id=...)):
+        assert list(validator.iter_errors(json.loads(bad))), bad
+        assert isinstance(validate_bytes(bad, TRANSACTION_EVENT), Rejection), bad
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", RejectReason.MALFORMED_JSON),
+        (b"[1, 2]", RejectReason.NOT_AN_OBJECT),
+        (line(amount=...), RejectReason.MISSING_FIELD),
+        (line(customer_id=None), RejectReason.NULL_FIELD),
+        (line(customer_id="12"), RejectReason.WRONG_TYPE),
+        (line(customer_id=12.0), RejectReason.WRONG_TYPE),
+        (line(amount=True), RejectReason.WRONG_TYPE),
+        (b'{"transaction_id": 7, "event_time": "2018-04-01T00:07:56Z", "customer_id": 1, "terminal_id": 2, "amount": NaN}', RejectReason.NOT_FINITE),
+        (b'{"transaction_id": 7, "event_time": "2018-04-01T00:07:56Z", "customer_id": 1, "terminal_id": 2, "amount": -Infinity}', RejectReason.NOT_FINITE),
+        (line(amount=-0.01), RejectReason.OUT_OF_RANGE),
+        (line(amount=1e9), RejectReason.OUT_OF_RANGE),
+        (line(event_time="2018-04-01T00:07:56+02:00"), RejectReason.BAD_TIMESTAMP),
+        (line(event_time="2018-02-30T00:00:00Z"), RejectReason.BAD_TIMESTAMP),
+        (b"\xef\xbb\xbf" + line(), RejectReason.ENCODING),
+        (line() + b"\r", RejectReason.ENCODING),
+        (b'{"transaction_id": 7, "x": "\xff"}', RejectReason.ENCODING),
+        (line(pad="x" * 70_000), RejectReason.OVERSIZED),
+    ],
+)
+def test_each_bad_record_gets_its_reason(raw: bytes, reason: RejectReason) -> None:
+    result = validate_bytes(raw, TRANSACTION_EVENT)
+    assert isinstance(result, Rejection)
+    assert result.reason == reason, result.detail
+
+
+def test_unknown_fields_are_tolerated_and_integers_are_valid_amounts() -> None:
+    result = validate_bytes(line(amount=12, channel="ecom"), TRANSACTION_EVENT)
+    assert isinstance(result, dict) and result["amount"] == 12.0 and "channel" not in result
+
+
+def test_timestamp_wire_format_round_trips() -> None:
+    for micros in (0, 1_522_541_276_000_000, 1_522_541_276_123_456):
+        assert parse_timestamp_us(format_timestamp_us(micros)) == micros
+    assert format_timestamp_us(1_522_541_276_000_000) == "2018-04-01T00:07:56Z"
+    assert parse_timestamp_us("2018-04-01T00:07:56.5Z") == 1_522_541_276_500_000
+    assert math.isclose(parse_timestamp_us("1970-01-01T00:00:01Z"), 1e6)
+
+
+def evolve(*fields: Field, version: int = 2):
+    return dataclasses.replace(TRANSACTION_EVENT, version=version, fields=fields)
+
+
+def test_additive_change_is_allowed_and_breaking_changes_are_rejected(tmp_path: Path) -> None:
+    write_snapshot(TRANSACTION_EVENT, tmp_path)
+    base = TRANSACTION_EVENT.fields
+
+    check_contract(evolve(*base, Field("channel", FieldType.STRING, "new", nullable=True)), tmp_path)
+
+    cases = {
+        "was removed": evolve(*base[:-1]),
+        "changed type": evolve(*base[:-1], Field("amount", FieldType.STRING, "x")),
+        "is required": evolve(*base, Field("channel", FieldType.STRING, "new")),
+    }
+    for message, contract in cases.items():
+        with pytest.raises(BreakingChangeError, match=message):
+            check_contract(contract, tmp_path)
+
+    with pytest.raises(BreakingChangeError, match="bump the version"):
+        check_contract(evolve(*base, Field("channel", FieldType.STRING, "n", nullable=True), version=1), tmp_path)

@@ -1,0 +1,244 @@
+"""The gate every stage passes before it publishes: a Great Expectations suite over a DataFrame.
+
+Suites are plain GX JSON files in `expectations/suites/<name>.json` (the repository is their
+source of truth). A gate run validates a pandas or Spark (classic or Connect) DataFrame,
+updates the Data Docs site under `<home>/gx`, and either returns the result or, through
+`gate()`, raises `GateFailed` naming each failed expectation. Stages call it on what they are
+about to publish, before the commit that makes it visible, so downstream never sees a failed day.
+
+Suites may use `{"$PARAMETER": "name"}` for values known only at run time (e.g. the row
+count that bronze minus quarantine implies); pass them as `parameters`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cardscore.errors import StageFailed
+from cardscore.logs import get_logger
+
+if TYPE_CHECKING:
+    from cardscore.config import Settings
+
+SUITES_DIR = Path(__file__).parent / "suites"
+log = get_logger("expectations.gate")
+_lock = threading.Lock()
+_contexts: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    kwargs: dict[str, Any]
+    observed_value: Any = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    # Example offending values, for Data Docs and debugging; never written to logs.
+    partial_unexpected_list: list[Any] = field(default_factory=list, repr=False)
+
+    def describe(self) -> str:
+        target = f"{self.expectation}({self.column})" if self.column else self.expectation
+        bounds = {k: v for k, v in self.kwargs.items() if k not in ("column", "batch_id")}
+        parts = [target]
+        if bounds:
+            parts.append(json.dumps(bounds, default=str, sort_keys=True))
+        if self.unexpected_count is not None:
+            parts.append(f"unexpected {self.unexpected_count} ({(self.unexpected_percent or 0):.3g}%)")
+        if self.observed_value is not None:
+            parts.append(f"observed {self.observed_value}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    suite: str
+    success: bool
+    evaluated: int
+    failed: list[FailedExpectation]
+    docs_index: str | None
+    run_name: str
+
+    def summary(self) -> str:
+        if self.success:
+            return f"gate {self.suite}: passed {self.evaluated} expectations"
+        lines = [f"gate {self.suite}: {len(self.failed)} of {self.evaluated} expectations failed"]
+        lines += [f"  - {f.describe()}" for f in self.failed]
+        if self.docs_index:
+            lines.append(f"  Data Docs: {self.docs_index}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for item in out["failed"]:
+            item.pop("partial_unexpected_list", None)
+        return out
+
+
+class GateFailed(StageFailed):
+    """A gate's suite failed; the stage published nothing."""
+
+    def __init__(self, stage: str, result: GateResult) -> None:
+        super().__init__(stage, result.summary())
+        self.result = result
+
+
+def suite_path(name: str) -> Path:
+    return SUITES_DIR / f"{name}.json"
+
+
+def load_suite_json(name: str) -> dict[str, Any]:
+    path = suite_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no expectation suite {name!r} at {path}")
+    data = json.loads(path.read_text())
+    if data.get("name") != name:
+        raise ValueError(f"{path}: suite name {data.get('name')!r} does not match the file name")
+    return data
+
+
+def validate(
+    df: Any,
+    suite: str,
+    settings: Settings,
+    run_name: str,
+    parameters: dict[str, Any] | None = None,
+    build_docs: bool = True,
+) -> GateResult:
+    """Validate `df` (pandas or Spark) against the named suite; never raises on failures."""
+    import great_expectations as gx
+
+    with _lock:  # GX contexts are not thread-safe; gates are short
+        context = _context(settings)
+        suite_obj = context.suites.add_or_update(gx.ExpectationSuite(**load_suite_json(suite)))
+        asset = _asset(context, df, suite)
+        batch_definition = _batch_definition(asset)
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{suite}-validation", data=batch_definition, suite=suite_obj)
+        )
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")] if build_docs else []
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"{suite}-checkpoint",
+                validation_definitions=[definition],
+                actions=actions,
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
+            )
+        )
+        run = checkpoint.run(
+            batch_parameters={"dataframe": df},
+            expectation_parameters=parameters or {},
+            run_id=_run_id(run_name),
+        )
+        results = [r for vr in run.run_results.values() for r in vr.results]
+        docs = _docs_index(context) if build_docs else None
+    failed = [_failed(r) for r in results if not r.success]
+    result = GateResult(suite, bool(run.success), len(results), failed, docs, run_name)
+    log.info(
+        "gate.result",
+        suite=suite,
+        run=run_name,
+        success=result.success,
+        evaluated=result.evaluated,
+        failed=[f.describe() for f in failed],
+    )
+    return result
+
+
+def gate(
+    df: Any,
+    suite: str,
+    settings: Settings,
+    stage: str,
+    run_name: str,
+    parameters: dict[str, Any] | None = None,
+) -> GateResult:
+    """Validate and raise `GateFailed` (exit code 1, message naming failures) if it fails."""
+    result = validate(df, suite, settings, run_name, parameters)
+    if not result.success:
+        raise GateFailed(stage, result)
+    return result
+
+
+def docs_index(settings: Settings) -> Path:
+    """Where the Data Docs site's index page is (after at least one gate run)."""
+    return settings.home_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+# ------------------------------------------------------------------------- GX plumbing
+
+
+def _context(settings: Settings) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    root = str(settings.home_path)
+    if root not in _contexts:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        Path(root).mkdir(parents=True, exist_ok=True)
+        context = gx.get_context(mode="file", project_root_dir=root)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.save()
+        _contexts[root] = context
+    return _contexts[root]
+
+
+def _asset(context: Any, df: Any, suite: str) -> Any:
+    is_pandas = type(df).__module__.startswith("pandas")
+    source_name = "pandas" if is_pandas else "spark"
+    if is_pandas:
+        source = context.data_sources.add_or_update_pandas(source_name)
+    else:
+        source = context.data_sources.add_or_update_spark(source_name)
+    try:
+        return source.get_asset(suite)
+    except LookupError:
+        return source.add_dataframe_asset(suite)
+
+
+def _batch_definition(asset: Any) -> Any:
+    for definition in asset.batch_definitions:
+        if definition.name == "whole":
+            return definition
+    return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _run_id(run_name: str) -> Any:
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    return RunIdentifier(run_name=run_name)
+
+
+def _docs_index(context: Any) -> str | None:
+    sites = context.get_docs_sites_urls()
+    return sites[0]["site_url"] if sites else None
+
+
+def _failed(result: Any) -> FailedExpectation:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
+    detail = result.result or {}
+    return FailedExpectation(
+        expectation=config.type,
+        column=kwargs.get("column"),
+        kwargs=kwargs,
+        observed_value=_plain(detail.get("observed_value")),
+        unexpected_count=detail.get("unexpected_count"),
+        unexpected_percent=detail.get("unexpected_percent"),
+        partial_unexpected_list=list(detail.get("partial_unexpected_list") or []),
+    )
+
+
+def _plain(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)

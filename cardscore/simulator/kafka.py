@@ -134,8 +134,8 @@ def produce_events(
             except KafkaException as exc:
                 raise DeliveryError(f"producing to {topic} failed: {exc}") from exc
         produced += 1
-        if produced % 500 == 0:
-            serve(0)
+        if bucket is not None or produced % 500 == 0:
+            serve(0)  # when paced, messages are sparse: serve deliveries (and progress) each time
     deadline = time.monotonic() + flush_timeout
     while len(producer) and time.monotonic() < deadline:
         serve(0.1)

@@ -214,6 +214,9 @@ def write_landing(
         "generator": "cardscore.simulator",
         **_identity(params),
         "seed": params.seed,
+        # numpy's Generator streams may change between numpy releases: recorded, so a rewrite
+        # under another numpy that changes the data also shows in the manifest.
+        "numpy": np.__version__,
         "totals": {
             "customers": len(world.customers),
             "terminals": len(world.terminals),

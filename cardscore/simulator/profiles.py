@@ -85,8 +85,4 @@ def available_terminals(customers: pd.DataFrame, terminals: pd.DataFrame, radius
     if not strict.all():
         flat, owner = flat[strict], owner[strict]
         np.cumsum(np.bincount(owner, minlength=len(hits)), out=offsets[1:])
-    return Reach(offsets=offsets, terminal_ids=terminal_ids_of(terminals, flat))
-
-
-def terminal_ids_of(terminals: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
-    return terminals["terminal_id"].to_numpy()[positions]
+    return Reach(offsets=offsets, terminal_ids=terminals["terminal_id"].to_numpy()[flat])

@@ -245,3 +245,9 @@ def test_the_default_world_matches_the_handbook() -> None:
     assert 0.55 < counts["2"] / total < 0.70
     assert 0.25 < counts["3"] / total < 0.38
     assert world.generation_seconds < 30
+    # int(time) outside 0 < t < 86400 is dropped; at this size ~7 draws truncate to 0 exactly
+    time_of_day = tx["tx_time_seconds"] % SECONDS_PER_DAY
+    assert (
+        time_of_day.min() >= 1
+        and (tx["tx_time_seconds"] // SECONDS_PER_DAY == tx["tx_time_days"]).all()
+    )

@@ -17,7 +17,10 @@ BIN = Path(sys.executable).parent
 
 
 def env_for(home: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "PYSPARK_GATEWAY_PORT")}
+    # SPARK_CONNECT_MODE_ENABLED is set process-wide by pyspark once this test process has opened
+    # the embedded (Connect) session; a classic child must not inherit it.
+    dropped = ("SPARK_REMOTE", "PYSPARK_GATEWAY_PORT", "SPARK_CONNECT_MODE_ENABLED")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update({
         "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # spark-submit needs the venv's bin
         "CARDSCORE__HOME": str(home),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, parse_day, settings_of
+from cardscore.config.settings import to_uri
 
 
 @contextmanager
@@ -34,14 +34,6 @@ def _phase_bars() -> Iterator[Any]:
             bars.update(tasks[phase], completed=done, total=total)
 
         yield progress
-
-
-def _landing_uri(out: str | None, default: str) -> str:
-    if out is None:
-        return default
-    if "://" in out:
-        return out.rstrip("/")
-    return Path(out).expanduser().resolve().as_uri()
 
 
 @app.command("simulate")
@@ -113,7 +105,7 @@ def simulate(
             where = ".".join(str(p) for p in err["loc"]) or "parameters"
             console.print(f"[red]invalid simulator setting[/red] {where}: {err['msg']}")
         raise typer.Exit(EXIT_USAGE) from None
-    landing = _landing_uri(out, settings.landing_root)
+    landing = to_uri(out) or settings.landing_root
     try:
         check_landing(landing, params, overwrite)  # fail before a minute of work, not after
     except LandingConflictError as exc:

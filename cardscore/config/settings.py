@@ -67,11 +67,11 @@ class Settings(Section):
 
     @property
     def lake_root(self) -> str:
-        return _absolute_uri(self.lake.root, self.base_dir) or (self.home_path / "lake").as_uri()
+        return to_uri(self.lake.root, self.base_dir) or (self.home_path / "lake").as_uri()
 
     @property
     def landing_root(self) -> str:
-        return _absolute_uri(self.lake.landing, self.base_dir) or join_uri(self.lake_root, "landing")
+        return to_uri(self.lake.landing, self.base_dir) or join_uri(self.lake_root, "landing")
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -111,7 +111,7 @@ class Settings(Section):
 
     @property
     def mlflow_artifact_location(self) -> str:
-        return _absolute_uri(self.mlflow.artifact_location, self.base_dir) or (
+        return to_uri(self.mlflow.artifact_location, self.base_dir) or (
             self.home_path / "mlflow" / "artifacts"
         ).as_uri()
 
@@ -136,13 +136,14 @@ def join_uri(base: str, *parts: str) -> str:
     return out
 
 
-def _absolute_uri(value: str | None, base_dir: str) -> str | None:
-    """A plain local path becomes an absolute file:// URI; URIs pass through unchanged."""
+def to_uri(value: str | None, base_dir: str | None = None) -> str | None:
+    """A plain local path becomes an absolute file:// URI (relative to `base_dir`, default the
+    working directory); URIs pass through unchanged."""
     if value is None:
         return None
     if "://" in value:
         return value.rstrip("/")
     path = Path(os.path.expanduser(value))
     if not path.is_absolute():
-        path = Path(base_dir) / path
+        path = Path(base_dir or os.getcwd()) / path
     return path.resolve().as_uri()

@@ -113,6 +113,40 @@ QUARANTINE_RECORD = Contract(
     ),
 )
 
+SCORE_EVENT = Contract(
+    name="score_event",
+    version=1,
+    description="A fraud score for one transaction: the stream scorer's output message and the "
+    "core of the batch predictions table, so both scorers publish the same shape.",
+    key=("transaction_id",),
+    fields=(
+        Field("transaction_id", FieldType.LONG, "the scored transaction", minimum=0, maximum=MAX_ID),
+        Field("customer_id", FieldType.LONG, "card/customer id", minimum=0, maximum=MAX_ID),
+        Field("terminal_id", FieldType.LONG, "merchant terminal id", minimum=0, maximum=MAX_ID),
+        Field("event_time", FieldType.TIMESTAMP, "the transaction's event time, UTC"),
+        Field("score", FieldType.DOUBLE, "fraud probability from the model", minimum=0.0, maximum=1.0),
+        Field("model_name", FieldType.STRING, "registered model name"),
+        Field("model_version", FieldType.STRING, "registered model version that produced the score"),
+        Field("feature_snapshot_date", FieldType.DATE, "day of the feature snapshot used", nullable=True),
+        Field("unknown_customer", FieldType.BOOLEAN, "customer absent from the snapshot: defaults used"),
+        Field("unknown_terminal", FieldType.BOOLEAN, "terminal absent from the snapshot: defaults used"),
+        Field("scored_at", FieldType.TIMESTAMP, "when the score was produced, UTC"),
+    ),
+)
+
+PREDICTION_RECORD = Contract(
+    name="prediction_record",
+    version=1,
+    description="A row of the nightly batch predictions table (one per transaction and day).",
+    key=("transaction_id",),
+    partition_by=("tx_date",),
+    fields=(
+        *SCORE_EVENT.fields,
+        Field("run_id", FieldType.STRING, "the batch scoring run that wrote the row"),
+        Field("tx_date", FieldType.DATE, "UTC date of event_time (partition)"),
+    ),
+)
+
 ALL_CONTRACTS: dict[str, Contract] = {
     c.name: c
     for c in (
@@ -122,5 +156,7 @@ ALL_CONTRACTS: dict[str, Contract] = {
         SILVER_TRANSACTION,
         SILVER_LABEL,
         QUARANTINE_RECORD,
+        SCORE_EVENT,
+        PREDICTION_RECORD,
     )
 }

@@ -1,0 +1,53 @@
+"""`cardscore promote`, `rollback` and `models list|show` against a real registry."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cardscore.cli import app
+from cardscore.logs import configure_logging
+from jobs.train import TrainingParams, train_on_sets
+from tests.training.synthetic import training_sets
+
+
+def test_promote_rollback_and_models_commands(training_settings) -> None:
+    settings = training_settings
+    env = {"CARDSCORE__HOME": str(settings.home_path), "USER": "ops-bot"}
+    cli = CliRunner()
+
+    def invoke(args: list[str]):
+        result = cli.invoke(app, args, env=env)
+        configure_logging()  # the command bound its log handler to the runner's closed stream
+        return result
+
+    result = invoke(["promote", "--reason", "nothing yet"])
+    assert result.exit_code == 1 and "no challenger to promote" in result.output
+
+    train_on_sets(settings, training_sets(seed=0), TrainingParams(actor="alice"))
+    result = invoke(["promote", "--reason", "first champion"])
+    assert result.exit_code == 0, result.output
+    assert "champion is now v1" in result.output and "ops-bot" in result.output  # $USER by default
+
+    train_on_sets(settings, training_sets(seed=0), TrainingParams(actor="alice"))
+    result = invoke(["promote", "--reason", "better", "--actor", "carol"])
+    assert result.exit_code == 0 and "v2 (was v1)" in result.output
+
+    listing = invoke(["models", "list"])
+    assert listing.exit_code == 0 and "previous-champion" in listing.output and "passed" in listing.output
+
+    result = invoke(["rollback", "--reason", "alert fired", "--actor", "erin"])
+    assert result.exit_code == 0 and "champion is now v1 (was v2)" in result.output
+    result = invoke(["rollback", "--reason", "again"])
+    assert result.exit_code == 1 and "no previous champion" in result.output
+
+    shown = invoke(["models", "show", "2"])
+    assert shown.exit_code == 0, shown.output
+    info = json.loads(shown.stdout)
+    actions = [(t["action"], t["by"], t["reason"]) for t in info["transitions"]]
+    assert actions == [("challenger", "alice", "passed the validation gate"),
+                       ("promote", "carol", "better"), ("rolled_back", "erin", "alert fired")]
+    assert info["aliases"] == [] and info["gate"] == "passed"
+    champion = json.loads(invoke(["models", "show"]).stdout)
+    assert champion["version"] == "1" and "champion" in champion["aliases"]

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cardscore.config import ConfigError, Settings, load_settings
@@ -36,7 +36,7 @@ class JobContext:
 def job_parser(description: str, dated: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     if dated:
-        parser.add_argument("--date", help="the day to process, YYYY-MM-DD")
+        parser.add_argument("--date", help="the day to process: YYYY-MM-DD, today or yesterday (UTC)")
         parser.add_argument("--from", dest="start", help="first day of a range (backfill)")
         parser.add_argument("--to", dest="end", help="last day of a range, inclusive")
     parser.add_argument("--config", help="YAML settings file (default: $CARDSCORE_CONFIG, ./cardscore.yaml)")
@@ -47,14 +47,26 @@ def job_parser(description: str, dated: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_day(text: str, today: date | None = None) -> date:
+    """YYYY-MM-DD, or `today` / `yesterday` (UTC) for schedulers that cannot do date arithmetic."""
+    today = today or datetime.now(UTC).date()
+    keywords = {"today": today, "yesterday": today - timedelta(days=1)}
+    if text.lower() in keywords:
+        return keywords[text.lower()]
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected a date like 2018-04-01, 'today' or 'yesterday', got {text!r}") from None
+
+
 def days_from_args(args: argparse.Namespace) -> list[date]:
     if args.date and (args.start or args.end):
         raise ValueError("give either --date or --from/--to, not both")
     if args.date:
-        return [date.fromisoformat(args.date)]
+        return [parse_day(args.date)]
     if not (args.start and args.end):
         raise ValueError("give --date D, or both --from and --to")
-    first, last = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    first, last = parse_day(args.start), parse_day(args.end)
     if last < first:
         raise ValueError("--to is before --from")
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]

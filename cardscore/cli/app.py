@@ -74,10 +74,12 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def parse_day(value: str) -> date:
+    from cardscore.jobrunner import parse_day as parse
+
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"expected a date like 2018-04-01, got {value!r}") from None
+        return parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def day_range(day: str | None, start: str | None, end: str | None) -> list[date]:

@@ -39,6 +39,13 @@ def job_parser(description: str, dated: bool = True) -> argparse.ArgumentParser:
         parser.add_argument("--date", help="the day to process: YYYY-MM-DD, today or yesterday (UTC)")
         parser.add_argument("--from", dest="start", help="first day of a range (backfill)")
         parser.add_argument("--to", dest="end", help="last day of a range, inclusive")
+        parser.add_argument(
+            "--shift-days",
+            type=int,
+            default=0,
+            help="process each given day shifted by N days (for schedulers: the nightly run for "
+            "day D builds the next day's feature snapshot with --date D --shift-days 1)",
+        )
     parser.add_argument("--config", help="YAML settings file (default: $CARDSCORE_CONFIG, ./cardscore.yaml)")
     parser.add_argument(
         "--remote",
@@ -72,6 +79,11 @@ def days_from_args(args: argparse.Namespace) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _shifted(days: list[date], args: argparse.Namespace) -> list[date]:
+    shift = getattr(args, "shift_days", 0) or 0
+    return [d + timedelta(days=shift) for d in days]
+
+
 def run_job(
     name: str,
     stage: Callable[..., object],
@@ -88,7 +100,7 @@ def run_job(
     args = parser.parse_args(argv)
     log = get_logger(f"jobs.{name}")
     try:
-        days = days_from_args(args) if dated else []
+        days = _shifted(days_from_args(args), args) if dated else []
         settings = load_settings(args.config)
     except (ValueError, ConfigError) as exc:
         configure_logging()

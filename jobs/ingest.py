@@ -1,0 +1,721 @@
+"""Ingest one landing day (or a range): landing -> bronze -> silver (+ quarantine), behind GX gates.
+
+    spark-submit jobs/ingest.py --date 2018-04-01
+    python jobs/ingest.py --from 2018-04-01 --to 2018-04-30
+    cardscore run ingest --date 2018-04-01
+
+All three call `ingest_day(ctx, day)`. For each feed (transactions, labels) of the day:
+
+1. **list and read** the day's files (`<landing>/<feed>/date=D/*.jsonl`, hidden `.`/`_` files
+   skipped) with pyarrow.fs; each file's bytes are split on `\\n` into numbered lines in one
+   Arrow pass on the driver (1-based, file order: stable line numbers, exact bytes).
+2. **bronze**: lines of files not yet loaded are written, with lineage, in one commit per feed
+   (`replaceWhere` on the day and those files, so a crash before step 3 cannot duplicate them).
+3. **load ledger** (`ops.ingest_loads`): one row per file: size, SHA-256, line count, load id.
+   A file already in the ledger with the same hash is not loaded again; a file whose content
+   changed after it was loaded stops the day with an error (landing files are immutable:
+   deliver corrections as a new file).
+4. **validate and classify** every line (`schemas.spark_validation`, `jobs.ingest_transforms`)
+   into a staging Delta table `<lake>/_staging/ingest_<feed>_<yyyymmdd>`: the gate and the
+   publish both read this one materialised result.
+5. **quarantine** (`quarantine.records`): the day's rejected lines replace the day's
+   partition. Written even when a gate then fails: they describe the input, not the output.
+6. **gate**: the day's silver rows go through `expectations/suites/silver_<feed>.json`
+   (keys, ranges, the landing day, row count = lines - quarantined - duplicates - superseded).
+   Any failure stops the day before anything is published (exit code 1).
+7. **publish**: transactions replace the day's `tx_date` partition; labels MERGE on
+   transaction_id where the new report is later (the latest report wins, across days).
+   A write whose result would equal the table's current content is skipped, so a re-run
+   adds no table versions at all.
+
+Lineage (load_id, ingested_at) comes from the ledger, not from the re-run, so re-running a day
+gives identical silver and quarantine rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if __package__ in (None, ""):  # `python jobs/ingest.py` / spark-submit: make the repo importable
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cardscore import catalog
+from cardscore.config.settings import join_uri
+from cardscore.errors import MissingInput, StageFailed
+from cardscore.jobrunner import JobContext, run_job
+from cardscore.logs import get_logger
+from expectations.gate import GateFailed, GateResult, validate
+from jobs.ingest_transforms import (
+    ACCEPTED,
+    DUPLICATE,
+    FEEDS,
+    QUARANTINED,
+    STATUSES,
+    SUPERSEDED,
+    TRANSACTIONS,
+    Feed,
+    bronze_records,
+    classify,
+    outcome_counts,
+    quarantine_records,
+    silver_rows,
+)
+from schemas.contracts import QUARANTINE_RECORD
+from schemas.spark_validation import validate_lines
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+    from rich.table import Table
+
+    from cardscore.tables import Lake
+
+STAGE = "ingest"
+log = get_logger("jobs.ingest")
+
+LOADS_SCHEMA = (
+    "source string, source_file string, landing_date date, size_bytes bigint, sha256 string, "
+    "line_count bigint, load_id string, ingested_at timestamp"
+)
+TABLES = (
+    catalog.BRONZE_TRANSACTIONS,
+    catalog.BRONZE_LABELS,
+    catalog.INGEST_LOADS,
+    catalog.QUARANTINE,
+    catalog.SILVER_TRANSACTIONS,
+    catalog.SILVER_LABELS,
+)
+Progress = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass
+class FeedReport:
+    """What happened to one feed's lines on one day."""
+
+    feed: str
+    files: int = 0
+    files_loaded: int = 0  # new files written to bronze by this run
+    lines: int = 0  # lines in the day's files (= the day's bronze rows)
+    bronze_rows_added: int = 0
+    accepted: int = 0  # rows of the day's silver set
+    quarantined: int = 0
+    duplicates: int = 0  # identical copies dropped
+    superseded: int = 0  # earlier same-day reports replaced by a later one (labels)
+    reasons: dict[str, int] = field(default_factory=dict)
+    decided_by: dict[str, int] = field(default_factory=dict)  # lines decided in sql / python
+    silver_changed: bool = False  # whether publishing changed the silver table
+    gate: dict[str, Any] | None = None
+
+    @property
+    def expected_silver_rows(self) -> int:
+        return self.lines - self.quarantined - self.duplicates - self.superseded
+
+
+@dataclass
+class IngestReport:
+    """Counts per layer and reason, table versions before/after and gate results of one day."""
+
+    day: date
+    load_id: str
+    feeds: dict[str, FeedReport]
+    versions_before: dict[str, int | None]
+    versions_after: dict[str, int | None] = field(default_factory=dict)
+    quarantine_changed: bool = False
+    seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def reason_totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for report in self.feeds.values():
+            for reason, count in report.reasons.items():
+                totals[reason] = totals.get(reason, 0) + count
+        return dict(sorted(totals.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["day"] = self.day.isoformat()
+        return out
+
+
+class IngestGateFailed(GateFailed):
+    """One or both of the day's silver gates failed; nothing of the day was published."""
+
+    def __init__(self, results: list[GateResult], staging: list[str]) -> None:
+        super().__init__(STAGE, results[0])
+        self.results = results
+        message = "\n".join(r.summary() for r in results)
+        message += "\nsilver is unchanged; the day's rejected lines are in quarantine."
+        message += "\nstaged rows kept for inspection: " + ", ".join(staging)
+        self.args = (f"{STAGE}: {message}",)
+
+
+# --------------------------------------------------------------------------- landing files
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    feed: str
+    uri: str  # source_file in every table
+    path: str  # path inside the filesystem
+    size: int
+
+
+@dataclass
+class FileLoad:
+    """A file of the day, read, with the lineage of the load that brought it in."""
+
+    file: LandingFile
+    data: bytes
+    sha256: str
+    load_id: str
+    ingested_at_us: int
+    new: bool  # not in the ledger yet: this run loads it into bronze
+    lines: list[bytes] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.lines = split_lines(self.data)
+
+
+def day_folder(landing_root: str, feed: str, day: date) -> str:
+    return join_uri(landing_root, feed, f"date={day.isoformat()}")
+
+
+def landing_file_uri(landing_root: str, feed: str, day: date, name: str) -> str:
+    """The `source_file` of a landing file: its URI (the name percent-encoded, `=` kept)."""
+    return join_uri(day_folder(landing_root, feed, day), quote(name, safe="="))
+
+
+def list_landing_files(landing_root: str, feed: str, day: date, suffix: str = ".jsonl") -> list[LandingFile] | None:
+    """The day's files of a feed, by name; None when the day's folder does not exist."""
+    from pyarrow import fs as pafs
+
+    filesystem, root = pafs.FileSystem.from_uri(landing_root)
+    folder = f"{root.rstrip('/')}/{feed}/date={day.isoformat()}"
+    if filesystem.get_file_info(folder).type != pafs.FileType.Directory:
+        return None
+    infos = filesystem.get_file_info(pafs.FileSelector(folder, recursive=False))
+    files = [
+        LandingFile(feed, landing_file_uri(landing_root, feed, day, info.base_name), info.path, int(info.size or 0))
+        for info in infos
+        if info.type == pafs.FileType.File
+        and not info.base_name.startswith((".", "_"))  # writers' temporary and marker files
+        and info.base_name.endswith(suffix)
+    ]
+    return sorted(files, key=lambda f: f.uri)
+
+
+def read_file(landing_root: str, file: LandingFile) -> bytes:
+    from pyarrow import fs as pafs
+
+    filesystem, _ = pafs.FileSystem.from_uri(landing_root)
+    with filesystem.open_input_stream(file.path) as stream:
+        return stream.read()
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines split on `\\n` only (a CR stays in its line, to be rejected); no empty last line."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+LINES_SCHEMA = (
+    "source_file string, line_number bigint, raw_bytes binary, load_id string, "
+    "ingested_at timestamp, landing_date date"
+)
+
+
+def lines_table(loads: Iterable[FileLoad], day: date) -> pa.Table:
+    """One row per line of the given files: exact bytes, 1-based line number, lineage."""
+    import pyarrow as pa
+
+    tables = []
+    for load in loads:
+        lines = load.lines
+        n = len(lines)
+        tables.append(
+            pa.table(
+                {
+                    "source_file": pa.array([load.file.uri] * n, pa.string()),
+                    "line_number": pa.array(range(1, n + 1), pa.int64()),
+                    "raw_bytes": pa.array(lines, pa.binary()),
+                    "load_id": pa.array([load.load_id] * n, pa.string()),
+                    "ingested_at": pa.array([load.ingested_at_us] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                    "landing_date": pa.array([day] * n, pa.date32()),
+                }
+            )
+        )
+    if not tables:
+        return _empty_lines_table()
+    return pa.concat_tables(tables)
+
+
+def _empty_lines_table() -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "source_file": pa.array([], pa.string()),
+            "line_number": pa.array([], pa.int64()),
+            "raw_bytes": pa.array([], pa.binary()),
+            "load_id": pa.array([], pa.string()),
+            "ingested_at": pa.array([], pa.timestamp("us", tz="UTC")),
+            "landing_date": pa.array([], pa.date32()),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def new_load_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> IngestReport:
+    """Ingest one landing day; raises MissingInput, StageFailed or IngestGateFailed (exit 1)."""
+    started = time.perf_counter()
+    step = _Steps(progress)
+    lake, settings = ctx.lake, ctx.settings
+    load_id = new_load_id()
+    report = IngestReport(day, load_id, {}, versions_before=table_versions(lake))
+
+    step("read")
+    landing = settings.landing_root
+    listed = {name: list_landing_files(landing, name, day, settings.ingest.file_suffix) for name in FEEDS}
+    if all(files is None for files in listed.values()):
+        raise MissingInput(
+            STAGE,
+            f"no landing folders for {day} under {landing} (expected "
+            f"{', '.join(f'{name}/date={day.isoformat()}/' for name in FEEDS)}); "
+            "run `cardscore simulate` or check lake.landing",
+        )
+    for name, files in listed.items():
+        if files is None:
+            log.warning("ingest.feed_missing", day=day.isoformat(), feed=name, folder=day_folder(landing, name, day))
+    loads = _plan_loads(lake, listed, landing, load_id)
+
+    step("bronze")
+    for feed in FEEDS.values():
+        feed_loads = loads[feed.name]
+        report.feeds[feed.name] = FeedReport(
+            feed.name,
+            files=len(feed_loads),
+            files_loaded=sum(1 for x in feed_loads if x.new),
+            lines=sum(len(x.lines) for x in feed_loads),
+        )
+        report.feeds[feed.name].bronze_rows_added = _write_bronze(ctx, feed, day, [x for x in feed_loads if x.new])
+    _record_loads(ctx, day, [x for feed_loads in loads.values() for x in feed_loads if x.new])
+
+    step("validate")
+    staging: dict[str, str] = {}
+    for feed in FEEDS.values():
+        staging[feed.name] = _stage_day(ctx, feed, day, loads[feed.name])
+        _count_outcomes(lake, staging[feed.name], report.feeds[feed.name])
+    _check_bronze_counts(lake, day, loads, report)
+
+    step("quarantine")
+    quarantine = None
+    for feed in FEEDS.values():
+        rows = quarantine_records(lake.read(staging[feed.name]), feed, settings.ingest.quarantine_raw_max_chars)
+        quarantine = rows if quarantine is None else quarantine.unionByName(rows)
+    assert quarantine is not None
+    report.quarantine_changed = _replace_if_changed(
+        lake, quarantine, catalog.QUARANTINE, "landing_date", day, QUARANTINE_RECORD.partition_by
+    )
+
+    step("gate")
+    results: dict[str, GateResult] = {}
+    for feed in FEEDS.values():
+        if report.feeds[feed.name].lines == 0:
+            continue  # nothing arrived: nothing to check, nothing to publish
+        results[feed.name] = _gate(ctx, feed, day, lake.read(staging[feed.name]), report.feeds[feed.name])
+        report.feeds[feed.name].gate = results[feed.name].to_dict()
+    failed = [r for r in results.values() if not r.success]
+    if failed:
+        if settings.ingest.gate.data_docs == "on_failure":  # a second run, for the Data Docs page
+            failed = [_gate(ctx, FEEDS[n], day, lake.read(staging[n]), report.feeds[n], docs=True)
+                      for n, r in results.items() if not r.success]
+        _log_summary(report, outcome="gate_failed")
+        raise IngestGateFailed(failed, [lake.uri(staging[n]) for n, r in results.items() if not r.success])
+
+    step("publish")
+    for feed in FEEDS.values():
+        if feed.name in results:
+            report.feeds[feed.name].silver_changed = _publish(ctx, feed, day, lake.read(staging[feed.name]))
+    for table in staging.values():
+        _drop_table(ctx, table)
+
+    report.versions_after = table_versions(lake)
+    report.seconds = round(time.perf_counter() - started, 3)
+    report.phase_seconds = step.finish()
+    _log_summary(report, outcome="published")
+    return report
+
+
+def ingest_days(ctx: JobContext, days: Sequence[date], progress: Progress | None = None) -> list[IngestReport]:
+    """`ingest_day` for each day in order (a backfill); stops at the first failing day."""
+    return [ingest_day(ctx, day, progress) for day in days]
+
+
+class _Steps:
+    """Reports phase names to a progress callback and times each phase."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.current: str | None = None
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, phase: str) -> None:
+        self._close()
+        self.current = phase
+        if self.progress:
+            self.progress(phase)
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        if self.current:
+            self.seconds[self.current] = round(now - self.started, 3)
+        self.started = now
+
+    def finish(self) -> dict[str, float]:
+        self._close()
+        self.current = None
+        return self.seconds
+
+
+def table_versions(lake: Lake) -> dict[str, int | None]:
+    return {table: lake.version(table) for table in TABLES}
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _plan_loads(
+    lake: Lake, listed: dict[str, list[LandingFile] | None], landing: str, load_id: str
+) -> dict[str, list[FileLoad]]:
+    """Read every file; reuse the ledger's lineage for files already loaded."""
+    from pyspark.sql import functions as F
+
+    files = [f for group in listed.values() for f in (group or [])]
+    known: dict[str, Any] = {}
+    if files and lake.exists(catalog.INGEST_LOADS):
+        rows = (
+            lake.read(catalog.INGEST_LOADS)
+            .where(F.col("source_file").isin([f.uri for f in files]))
+            .select("source_file", "sha256", "size_bytes", "load_id", F.unix_micros("ingested_at").alias("ingested_us"))
+            .collect()
+        )
+        known = {row.source_file: row for row in rows}
+    now_us = int(time.time() * 1_000_000)
+    loads: dict[str, list[FileLoad]] = {name: [] for name in FEEDS}
+    for file in files:
+        data = read_file(landing, file)
+        digest = hashlib.sha256(data).hexdigest()
+        previous = known.get(file.uri)
+        if previous is not None and previous.sha256 != digest:
+            raise StageFailed(
+                STAGE,
+                f"landing file {file.uri} changed after load {previous.load_id} "
+                f"({previous.size_bytes} -> {len(data)} bytes, sha256 {previous.sha256[:12]} -> {digest[:12]}). "
+                "Landing files are immutable: restore the original, or deliver corrections as a new file.",
+            )
+        if previous is None:
+            loads[file.feed].append(FileLoad(file, data, digest, load_id, now_us, new=True))
+        else:
+            loads[file.feed].append(FileLoad(file, data, digest, previous.load_id, previous.ingested_us, new=False))
+    return loads
+
+
+def _write_bronze(ctx: JobContext, feed: Feed, day: date, new_loads: list[FileLoad]) -> int:
+    """Write the new files' lines to bronze in one commit; returns the number of rows."""
+    if not new_loads:
+        return 0
+    table = lines_table(new_loads, day)
+    frame = ctx.spark.createDataFrame(table, schema=LINES_SCHEMA)
+    files = ", ".join(_sql_string(x.file.uri) for x in new_loads)
+    predicate = f"landing_date = DATE'{day.isoformat()}' AND source_file IN ({files})"
+    ctx.lake.replace_where(bronze_records(frame), feed.bronze_table, predicate, partition_by=["landing_date"])
+    return table.num_rows
+
+
+def _record_loads(ctx: JobContext, day: date, new_loads: list[FileLoad]) -> None:
+    import pyarrow as pa
+
+    if not new_loads:
+        return
+    table = pa.table(
+        {
+            "source": pa.array([x.file.feed for x in new_loads], pa.string()),
+            "source_file": pa.array([x.file.uri for x in new_loads], pa.string()),
+            "landing_date": pa.array([day] * len(new_loads), pa.date32()),
+            "size_bytes": pa.array([len(x.data) for x in new_loads], pa.int64()),
+            "sha256": pa.array([x.sha256 for x in new_loads], pa.string()),
+            "line_count": pa.array([len(x.lines) for x in new_loads], pa.int64()),
+            "load_id": pa.array([x.load_id for x in new_loads], pa.string()),
+            "ingested_at": pa.array([x.ingested_at_us for x in new_loads], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    ctx.lake.append(ctx.spark.createDataFrame(table, schema=LOADS_SCHEMA), catalog.INGEST_LOADS)
+
+
+def staging_table(feed: Feed, day: date) -> str:
+    return f"_staging.ingest_{feed.name}_{day:%Y%m%d}"
+
+
+def _stage_day(ctx: JobContext, feed: Feed, day: date, loads: list[FileLoad]) -> str:
+    """Validate and classify the day's lines into a fresh staging table; returns its name."""
+    from pyspark.sql import functions as F
+
+    settings = ctx.settings.ingest
+    lines = ctx.spark.createDataFrame(lines_table(loads, day), schema=LINES_SCHEMA)
+    checked = validate_lines(lines, feed.event, settings.max_line_bytes, settings.validator)
+    published = None
+    if not feed.latest_wins and ctx.lake.exists(feed.silver_table):
+        published = ctx.lake.read(feed.silver_table).where(
+            F.col(feed.partition) != F.lit(day.isoformat()).cast("date")
+        )
+    classified = classify(checked, feed, day, published).withColumn("raw", F.call_function("make_valid_utf8", "raw_bytes")).drop("raw_bytes")
+    table = staging_table(feed, day)
+    _drop_table(ctx, table)
+    ctx.lake.append(classified, table)
+    return table
+
+
+def _count_outcomes(lake: Lake, staging: str, report: FeedReport) -> None:
+    counts = outcome_counts(lake.read(staging)).collect()
+    by_status = dict.fromkeys(STATUSES, 0)
+    decided: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for row in counts:
+        by_status[row.status] += row["count"]
+        decided[row.decided_by] = decided.get(row.decided_by, 0) + row["count"]
+        if row.status == QUARANTINED:
+            reasons[row.reason] = reasons.get(row.reason, 0) + row["count"]
+    report.accepted = by_status[ACCEPTED]
+    report.quarantined = by_status[QUARANTINED]
+    report.duplicates = by_status[DUPLICATE]
+    report.superseded = by_status[SUPERSEDED]
+    report.reasons = dict(sorted(reasons.items()))
+    report.decided_by = dict(sorted(decided.items()))
+    staged_lines = sum(by_status.values())
+    if staged_lines != report.lines:  # every line must have exactly one fate
+        raise StageFailed(STAGE, f"{report.feed}: {report.lines} lines read but {staged_lines} classified")
+
+
+def _check_bronze_counts(lake: Lake, day: date, loads: dict[str, list[FileLoad]], report: IngestReport) -> None:
+    """The day's bronze rows of each file must equal its lines (bronze is complete, once)."""
+    from pyspark.sql import functions as F
+
+    for feed in FEEDS.values():
+        uris = [x.file.uri for x in loads[feed.name]]
+        if not uris:
+            continue
+        rows = (
+            lake.read(feed.bronze_table)
+            .where((F.col("landing_date") == F.lit(day.isoformat()).cast("date")) & F.col("source_file").isin(uris))
+            .count()
+        )
+        if rows != report.feeds[feed.name].lines:
+            raise StageFailed(
+                STAGE,
+                f"bronze {feed.bronze_table} holds {rows} rows for the day's {feed.name} files, "
+                f"but the files have {report.feeds[feed.name].lines} lines",
+            )
+
+
+def gate_parameters(ctx: JobContext, feed: Feed, day: date, report: FeedReport) -> dict[str, Any]:
+    """Run-time values of the feed's suite, derived from the contract, the day and settings."""
+    gate_settings = ctx.settings.ingest.gate
+    params: dict[str, Any] = {
+        "expected_rows": report.expected_silver_rows,
+        "columns": feed.silver.field_names,
+        "day_start": f"{day.isoformat()}T00:00:00",
+        "day_end": f"{day.isoformat()}T23:59:59.999999",
+    }
+    for f in feed.event.fields:
+        if f.minimum is not None:
+            params[f"{f.name}_min"] = f.minimum
+        if f.maximum is not None:
+            params[f"{f.name}_max"] = f.maximum
+    if feed is TRANSACTIONS:
+        if gate_settings.amount_min is not None:
+            params["amount_min"] = gate_settings.amount_min
+        if gate_settings.amount_max is not None:
+            params["amount_max"] = gate_settings.amount_max
+        params["mean_amount_min"] = gate_settings.mean_amount_min
+        params["mean_amount_max"] = gate_settings.mean_amount_max
+    return params
+
+
+def _gate(
+    ctx: JobContext, feed: Feed, day: date, staged: DataFrame, report: FeedReport, docs: bool | None = None
+) -> GateResult:
+    build_docs = ctx.settings.ingest.gate.data_docs == "always" if docs is None else docs
+    return validate(
+        silver_rows(staged, feed),
+        feed.suite,
+        ctx.settings,
+        run_name=f"ingest-{feed.name}-{day.isoformat()}",
+        parameters=gate_parameters(ctx, feed, day, report),
+        build_docs=build_docs,
+    )
+
+
+def _publish(ctx: JobContext, feed: Feed, day: date, staged: DataFrame) -> bool:
+    """Make the day visible in silver; returns whether the table changed."""
+    from pyspark.sql import functions as F
+
+    rows = silver_rows(staged, feed)
+    if not feed.latest_wins:
+        return _replace_if_changed(ctx.lake, rows, feed.silver_table, feed.partition, day, feed.silver.partition_by)
+    # Labels: upsert on the key; a report only replaces an older one (latest wins, across days).
+    lake = ctx.lake
+    if lake.exists(feed.silver_table):
+        current = lake.read(feed.silver_table).select(
+            *[F.col(k).alias(f"__current_{k}") for k in feed.key],
+            F.col(feed.time_field).alias("__current_time"),
+        )
+        on = [F.col(k) == F.col(f"__current_{k}") for k in feed.key]
+        rows = (
+            rows.join(current, on=on, how="left")
+            .where(F.col("__current_time").isNull() | (F.col(feed.time_field) > F.col("__current_time")))
+            .select(*rows.columns)
+        )
+        if rows.limit(1).count() == 0:
+            return False
+    lake.merge(
+        rows,
+        feed.silver_table,
+        keys=feed.key,
+        partition_by=list(feed.silver.partition_by),
+        matched_condition=f"s.`{feed.time_field}` > t.`{feed.time_field}`",
+    )
+    return True
+
+
+def _replace_if_changed(
+    lake: Lake, rows: DataFrame, table: str, partition: str, day: date, partition_by: Sequence[str]
+) -> bool:
+    """Replace the day's partition with `rows` unless it already holds exactly those rows."""
+    from pyspark.sql import functions as F
+
+    predicate = f"{partition} = DATE'{day.isoformat()}'"
+    if lake.exists(table):
+        current = lake.read(table).where(F.col(partition) == F.lit(day.isoformat()).cast("date"))
+        same = (
+            rows.exceptAll(current).limit(1).count() == 0
+            and current.exceptAll(rows).limit(1).count() == 0
+        )
+        if same:
+            return False
+    lake.replace_where(rows, table, predicate, partition_by=list(partition_by))
+    return True
+
+
+def _drop_table(ctx: JobContext, table: str) -> None:
+    from pyarrow import fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(ctx.lake.uri(table))
+    if filesystem.get_file_info(path).type == pafs.FileType.Directory:
+        filesystem.delete_dir(path)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _log_summary(report: IngestReport, outcome: str) -> None:
+    for feed in report.feeds.values():
+        log.info(
+            "ingest.summary",
+            day=report.day.isoformat(),
+            feed=feed.feed,
+            outcome=outcome,
+            load_id=report.load_id,
+            files=feed.files,
+            files_loaded=feed.files_loaded,
+            lines=feed.lines,
+            bronze_rows_added=feed.bronze_rows_added,
+            accepted=feed.accepted,
+            quarantined=feed.quarantined,
+            duplicates=feed.duplicates,
+            superseded=feed.superseded,
+            reasons=feed.reasons,
+            decided_by=feed.decided_by,
+            silver_changed=feed.silver_changed,
+            gate_success=None if feed.gate is None else feed.gate["success"],
+        )
+
+
+def summary_table(reports: Sequence[IngestReport]) -> Table:
+    """A rich table for people: per feed, lines by fate and quarantined lines by reason."""
+    from rich.table import Table
+
+    days = sorted(r.day for r in reports)
+    span = days[0].isoformat() if len(days) == 1 else f"{days[0].isoformat()} .. {days[-1].isoformat()}"
+    table = Table(title=f"ingest {span} ({len(reports)} day{'s' if len(reports) != 1 else ''})")
+    table.add_column("")
+    for name in FEEDS:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right")
+
+    def row(label: str, value: Callable[[FeedReport], int], style: str = "") -> None:
+        counts = [sum(value(r.feeds[n]) for r in reports if n in r.feeds) for n in FEEDS]
+        table.add_row(label, *[f"{c:,}" for c in counts], f"{sum(counts):,}", style=style)
+
+    row("files", lambda f: f.files)
+    row("  loaded now", lambda f: f.files_loaded)
+    row("lines (bronze)", lambda f: f.lines, style="bold")
+    row("  added to bronze now", lambda f: f.bronze_rows_added)
+    row("accepted (silver)", lambda f: f.accepted, style="green")
+    row("identical duplicates", lambda f: f.duplicates)
+    row("superseded reports", lambda f: f.superseded)
+    row("quarantined", lambda f: f.quarantined, style="red")
+    reasons = sorted({reason for r in reports for f in r.feeds.values() for reason in f.reasons})
+    for reason in reasons:
+        row(f"  {reason}", lambda f, reason=reason: f.reasons.get(reason, 0))
+    seconds = sum(r.seconds for r in reports)
+    table.caption = f"{seconds:.1f} s ({seconds / max(len(reports), 1):.2f} s per day)"
+    return table
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _stage(ctx: JobContext, day: date, args: argparse.Namespace) -> IngestReport:
+    report = ingest_day(ctx, day)
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        Console(stderr=True).print(summary_table([report]))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_job("ingest", _stage, argv, description=__doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Pure feature transformations (DataFrame in, DataFrame out) shared by every engine.
+
+Snapshots are computed for a whole range of days in one pass: transactions are first
+aggregated per entity and day; each day an entity transacted "covers" the snapshot days whose
+look-back contains it; the covered days become zero rows that are unioned with the daily rows,
+and range windows over the day number sum what lies in each look-back. This reads each
+transaction once whatever the range, and gives exactly one row per active entity and day.
+
+Only the DataFrame API common to classic Spark and Spark Connect is used (Sail runs it).
+Day numbers are days since 1970-01-01, taken from the contract's UTC date columns, so nothing
+depends on the session time zone.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.definitions import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_KEY,
+    CUSTOMER_LOOKBACK_DAYS,
+    DELAY_DAYS,
+    EVENT_TIMESTAMP,
+    SNAPSHOT_DATE,
+    TERMINAL_FEATURES,
+    TERMINAL_KEY,
+    TERMINAL_LOOKBACK_DAYS,
+    TX_AMOUNT,
+    TX_DURING_NIGHT,
+    TX_DURING_WEEKEND,
+    WINDOWS,
+    customer_count,
+    customer_mean,
+    day_number,
+    terminal_count,
+    terminal_risk,
+)
+from features.request_time import request_time_frame
+
+# Column order of the snapshots (the gold tables add created_at before snapshot_date).
+CUSTOMER_COLUMNS = (CUSTOMER_KEY, *CUSTOMER_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)
+TERMINAL_COLUMNS = (TERMINAL_KEY, *TERMINAL_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)
+
+_DAY = "day"
+_COUNT = "n_tx"
+_TOTAL = "total_amount"
+_IS_SNAPSHOT = "is_snapshot"
+
+
+def customer_source_range(first: date, last: date) -> tuple[int, int]:
+    """Transaction day numbers [lo, hi] the customer snapshots of [first, last] read."""
+    return day_number(first) - CUSTOMER_LOOKBACK_DAYS, day_number(last) - 1
+
+
+def terminal_source_range(first: date, last: date) -> tuple[int, int]:
+    """Transaction day numbers [lo, hi] the terminal snapshots of [first, last] read."""
+    return day_number(first) - TERMINAL_LOOKBACK_DAYS, day_number(last) - DELAY_DAYS - 1
+
+
+def day_of(date_column: str) -> Column:
+    """Day number of a DATE column (days since 1970-01-01; no time zone involved)."""
+    return F.datediff(F.col(date_column), F.lit("1970-01-01").cast("date"))
+
+
+def customer_snapshots(transactions: DataFrame, first: date, last: date) -> DataFrame:
+    """Customer features for every day D in [first, last], from transactions in [D-w, D).
+
+    `transactions` follows the silver contract (customer_id, amount, tx_date at least); rows
+    outside the look-back are ignored. One row per customer with a transaction in [D-30, D).
+    """
+    lo, hi = customer_source_range(first, last)
+    daily = (
+        transactions.select(CUSTOMER_KEY, day_of("tx_date").alias(_DAY), "amount")
+        .where(F.col(_DAY).between(lo, hi))
+        .groupBy(CUSTOMER_KEY, _DAY)
+        .agg(F.count(F.lit(1)).alias(_COUNT), F.sum("amount").alias(_TOTAL))
+    )
+    grid = _snapshot_grid(daily, CUSTOMER_KEY, 1, CUSTOMER_LOOKBACK_DAYS, first, last)
+    windowed = _window_sums(daily, grid, CUSTOMER_KEY, delay=0)
+    features = []
+    for w in WINDOWS:
+        count, total = F.col(f"{_COUNT}_{w}"), F.col(f"{_TOTAL}_{w}")
+        features.append(count.alias(customer_count(w)))
+        features.append(
+            F.when(count > 0, total / count).otherwise(F.lit(0.0)).alias(customer_mean(w))
+        )
+    return windowed.select(CUSTOMER_KEY, *features, *_snapshot_columns()).select(*CUSTOMER_COLUMNS)
+
+
+def terminal_snapshots(
+    transactions: DataFrame, labels: DataFrame, first: date, last: date
+) -> DataFrame:
+    """Terminal features for every day D in [first, last].
+
+    Window w covers transactions in [D-7-w, D-7); risk = frauds / transactions there (0 when
+    there are none), counting a fraud only if its label's reported_time < D 00:00 UTC (and not
+    before its transaction's day). One row per terminal with a transaction in [D-37, D-7).
+    `labels` follows the silver label contract (transaction_id, is_fraud, reported_date).
+    """
+    lo, hi = terminal_source_range(first, last)
+    in_range = transactions.select(
+        "transaction_id", TERMINAL_KEY, day_of("tx_date").alias(_DAY)
+    ).where(F.col(_DAY).between(lo, hi))
+    daily = (
+        in_range.groupBy(TERMINAL_KEY, _DAY)
+        .agg(F.count(F.lit(1)).alias(_COUNT))
+        .withColumn(_TOTAL, F.lit(0.0))
+    )
+    grid = _snapshot_grid(daily, TERMINAL_KEY, DELAY_DAYS + 1, TERMINAL_LOOKBACK_DAYS, first, last)
+    windowed = _window_sums(daily, grid, TERMINAL_KEY, delay=DELAY_DAYS)
+    frauds = _known_frauds(in_range, labels, first, last)
+    joined = windowed.join(frauds, [TERMINAL_KEY, _DAY], "left")
+    features = []
+    for w in WINDOWS:
+        count, fraud = F.col(f"{_COUNT}_{w}"), F.coalesce(F.col(f"fraud_{w}"), F.lit(0))
+        features.append(count.alias(terminal_count(w)))
+        features.append(
+            F.when(count > 0, fraud.cast("double") / count).otherwise(F.lit(0.0)).alias(
+                terminal_risk(w)
+            )
+        )
+    return joined.select(TERMINAL_KEY, *features, *_snapshot_columns()).select(*TERMINAL_COLUMNS)
+
+
+def active_entity_count(
+    transactions: DataFrame, key: str, first_lag: int, last_lag: int, first: date, last: date
+) -> DataFrame:
+    """Independent count of (entity, day) pairs that must have a snapshot row in [first, last].
+
+    An entity is active on D when it has a transaction on a day t with first_lag <= D-t <=
+    last_lag (customers 1..30, terminals 8..37). Computed by expanding each active day to the
+    days it covers, not with the windows above, so the gate checks one against the other.
+    Returns one row: `rows`.
+    """
+    d0, d1 = day_number(first), day_number(last)
+    days = (
+        transactions.select(key, day_of("tx_date").alias(_DAY))
+        .where(F.col(_DAY).between(d0 - last_lag, d1 - first_lag))
+        .distinct()
+    )
+    covered = days.select(
+        key, F.explode(F.sequence(F.col(_DAY) + first_lag, F.col(_DAY) + last_lag)).alias("d")
+    ).where(F.col("d").between(d0, d1))
+    return covered.distinct().agg(F.count(F.lit(1)).alias("rows"))
+
+
+def with_request_time_features(
+    df: DataFrame, amount_column: str = TX_AMOUNT, time_column: str = EVENT_TIMESTAMP
+) -> DataFrame:
+    """`df` plus tx_during_weekend and tx_during_night (double), computed in the engine by
+    `features.request_time.request_time_frame` through mapInPandas (never on the driver)."""
+    helper = "__cardscore_event_time_us"
+    # Epoch microseconds, not a timestamp: pandas would see it in the session's time zone.
+    staged = df.withColumn(helper, F.unix_micros(F.col(time_column)))
+    schema = T.StructType(
+        [
+            *staged.schema.fields,
+            T.StructField(TX_DURING_WEEKEND, T.DoubleType(), False),
+            T.StructField(TX_DURING_NIGHT, T.DoubleType(), False),
+        ]
+    )
+
+    def add_flags(batches):  # runs in the engine's Python workers
+        for batch in batches:
+            yield request_time_frame(batch, amount_column, helper)
+
+    return staged.mapInPandas(add_flags, schema).drop(helper)
+
+
+# ------------------------------------------------------------------------------ internals
+
+
+def _snapshot_grid(
+    daily: DataFrame, key: str, first_lag: int, last_lag: int, first: date, last: date
+) -> DataFrame:
+    """(key, day) for every snapshot day in [first, last] the entity is active on.
+
+    A transaction day t covers D in [t+first_lag, t+last_lag]; the covered sets of an entity's
+    consecutive days overlap, so each day t keeps only the days before the next one takes over
+    (up to next+first_lag-1): the pieces are disjoint and their union is the active set.
+    """
+    d0, d1 = day_number(first), day_number(last)
+    after = Window.partitionBy(key).orderBy(_DAY)
+    next_day = F.lead(_DAY).over(after)
+    start = F.greatest(F.col(_DAY) + first_lag, F.lit(d0))
+    end = F.least(
+        F.coalesce(F.col("next_day") + (first_lag - 1), F.col(_DAY) + last_lag),
+        F.col(_DAY) + last_lag,
+        F.lit(d1),
+    )
+    return (
+        daily.select(key, _DAY, next_day.alias("next_day"))
+        .select(key, F.when(start <= end, F.sequence(start, end)).alias("days"))
+        .select(key, F.explode("days").alias(_DAY))
+    )
+
+
+def _window_sums(daily: DataFrame, grid: DataFrame, key: str, delay: int) -> DataFrame:
+    """For each grid row (key, D): count and amount over days [D-delay-w, D-delay-1], per w."""
+    zeros = grid.select(
+        key,
+        _DAY,
+        F.lit(0).cast("long").alias(_COUNT),
+        F.lit(0.0).alias(_TOTAL),
+        F.lit(True).alias(_IS_SNAPSHOT),
+    )
+    rows = daily.select(
+        key, _DAY, F.col(_COUNT).cast("long"), F.col(_TOTAL), F.lit(False).alias(_IS_SNAPSHOT)
+    ).unionByName(zeros)
+    sums = []
+    for w in WINDOWS:
+        frame = Window.partitionBy(key).orderBy(_DAY).rangeBetween(-(delay + w), -(delay + 1))
+        sums.append(F.coalesce(F.sum(_COUNT).over(frame), F.lit(0)).alias(f"{_COUNT}_{w}"))
+        sums.append(F.coalesce(F.sum(_TOTAL).over(frame), F.lit(0.0)).alias(f"{_TOTAL}_{w}"))
+    return rows.select(key, _DAY, _IS_SNAPSHOT, *sums).where(F.col(_IS_SNAPSHOT)).drop(_IS_SNAPSHOT)
+
+
+def _known_frauds(in_range: DataFrame, labels: DataFrame, first: date, last: date) -> DataFrame:
+    """Per (terminal, D): frauds known by D among the transactions of each delayed window.
+
+    A fraud on day t reported on day r counts for window w at D when D-7-w <= t <= D-8 and
+    r <= D-1 (reported_time < D 00:00 UTC). Frauds are few, so each is expanded to its days.
+    """
+    d0, d1 = day_number(first), day_number(last)
+    fraud_labels = labels.where(F.col("is_fraud")).select(
+        "transaction_id", day_of("reported_date").alias("reported_day")
+    )
+    frauds = in_range.join(fraud_labels, "transaction_id").where(
+        F.col("reported_day") >= F.col(_DAY)  # a label cannot precede its transaction's day
+    )
+    start = F.greatest(F.col(_DAY) + DELAY_DAYS + 1, F.col("reported_day") + 1, F.lit(d0))
+    end = F.least(F.col(_DAY) + DELAY_DAYS + max(WINDOWS), F.lit(d1))
+    expanded = frauds.select(
+        TERMINAL_KEY,
+        F.col(_DAY).alias("tx_day"),
+        F.explode(F.when(start <= end, F.sequence(start, end))).alias(_DAY),
+    )
+    lag = F.col(_DAY) - F.col("tx_day")
+    return expanded.groupBy(TERMINAL_KEY, _DAY).agg(
+        *[
+            F.sum(F.when(lag <= DELAY_DAYS + w, 1).otherwise(0)).cast("long").alias(f"fraud_{w}")
+            for w in WINDOWS
+        ]
+    )
+
+
+def _snapshot_columns() -> list[Column]:
+    return [
+        F.timestamp_seconds(F.col(_DAY).cast("long") * 86400).alias(EVENT_TIMESTAMP),
+        F.date_add(F.lit("1970-01-01").cast("date"), F.col(_DAY).cast("int")).alias(SNAPSHOT_DATE),
+    ]

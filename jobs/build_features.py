@@ -1,0 +1,291 @@
+"""Build the daily feature snapshots: silver -> gold.customer_features, gold.terminal_features.
+
+    spark-submit jobs/build_features.py --date 2018-05-01
+    spark-submit jobs/build_features.py --from 2018-04-01 --to 2018-09-30   # backfill
+    python jobs/build_features.py --date 2018-05-01 --remote sc://127.0.0.1:15002
+
+The snapshot of day D describes the data strictly before D (features/README.md). A run reads
+only the look-back its days need, computes a whole range in one pass (in chunks of
+`features.backfill_chunk_days`), stages the new rows, gates them with Great Expectations and
+only then replaces those days in the gold tables (replaceWhere): re-running a day gives the
+same rows and never duplicates them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from cardscore import catalog
+from cardscore.config.settings import join_uri
+from cardscore.errors import MissingInput
+from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
+from cardscore.logs import get_logger
+from features.definitions import (
+    CREATED_AT,
+    CUSTOMER_KEY,
+    CUSTOMER_LOOKBACK_DAYS,
+    DELAY_DAYS,
+    SNAPSHOT_DATE,
+    TERMINAL_KEY,
+    TERMINAL_LOOKBACK_DAYS,
+)
+
+STAGE = "features"
+CUSTOMER_SUITE = "gold_customer_features"
+TERMINAL_SUITE = "gold_terminal_features"
+log = get_logger("jobs.build_features")
+
+# progress(days_done, days_total) after each pass of a range.
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FeaturesReport:
+    """What one snapshot day published."""
+
+    day: date
+    customer_rows: int
+    terminal_rows: int
+    customer_version: int | None  # gold table versions after the pass that wrote the day
+    terminal_version: int | None
+    pass_seconds: float  # wall time of the pass (shared by every day of a range pass)
+    pass_days: int
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["day"] = self.day.isoformat()
+        return out
+
+
+def build_features_day(ctx: JobContext, day: date) -> FeaturesReport:
+    """Build, gate and publish the snapshot of `day` (the nightly pipeline's entry point)."""
+    return build_features_range(ctx, day, day)[0]
+
+
+def build_features_range(
+    ctx: JobContext, first: date, last: date, progress: ProgressFn | None = None
+) -> list[FeaturesReport]:
+    """Build every snapshot day in [first, last], `features.backfill_chunk_days` per pass."""
+    if last < first:
+        raise ValueError(f"last day {last} is before first day {first}")
+    chunk = ctx.settings.features.backfill_chunk_days
+    total = (last - first).days + 1
+    reports: list[FeaturesReport] = []
+    start = first
+    while start <= last:
+        end = min(last, start + timedelta(days=chunk - 1))
+        reports.extend(_build_pass(ctx, start, end))
+        if progress:
+            progress(len(reports), total)
+        start = end + timedelta(days=1)
+    return reports
+
+
+# ------------------------------------------------------------------------------ one pass
+
+
+def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport]:
+    from pyspark.sql import functions as F
+
+    from expectations.gate import gate
+    from features.transform import active_entity_count, customer_snapshots, terminal_snapshots
+
+    started = time.perf_counter()
+    run_id = f"{first.isoformat()}_{last.isoformat()}_{uuid.uuid4().hex[:8]}"
+    transactions, labels = _inputs(ctx, first, last)
+    created_at = datetime.now(UTC).replace(microsecond=0)
+
+    def with_created_at(df):
+        columns = [c for c in df.columns if c != SNAPSHOT_DATE]
+        return df.select(*columns, F.lit(created_at).alias(CREATED_AT), SNAPSHOT_DATE)
+
+    built = {
+        catalog.CUSTOMER_FEATURES: with_created_at(customer_snapshots(transactions, first, last)),
+        catalog.TERMINAL_FEATURES: with_created_at(
+            terminal_snapshots(transactions, labels, first, last)
+        ),
+    }
+    expected = {
+        catalog.CUSTOMER_FEATURES: active_entity_count(
+            transactions, CUSTOMER_KEY, 1, CUSTOMER_LOOKBACK_DAYS, first, last
+        ),
+        catalog.TERMINAL_FEATURES: active_entity_count(
+            transactions, TERMINAL_KEY, DELAY_DAYS + 1, TERMINAL_LOOKBACK_DAYS, first, last
+        ),
+    }
+    suites = {catalog.CUSTOMER_FEATURES: CUSTOMER_SUITE, catalog.TERMINAL_FEATURES: TERMINAL_SUITE}
+
+    staging = _staging_root(ctx, run_id)
+    try:
+        # Write-audit-publish: stage, gate the staged rows, then replace the days in gold.
+        staged = {}
+        for table, df in built.items():
+            uri = join_uri(staging, table.replace(".", "_"))
+            df.write.mode("overwrite").parquet(uri)
+            staged[table] = ctx.spark.read.parquet(uri)
+        for table, df in staged.items():
+            rows = int(expected[table].collect()[0]["rows"])
+            gate(
+                df,
+                suites[table],
+                ctx.settings,
+                stage=STAGE,
+                run_name=f"features-{run_id}-{table.split('.')[-1]}",
+                parameters={"expected_rows": rows},
+            )
+        predicate = f"{SNAPSHOT_DATE} >= '{first.isoformat()}' AND {SNAPSHOT_DATE} <= '{last.isoformat()}'"
+        versions, per_day = {}, {}
+        for table, df in staged.items():
+            versions[table] = ctx.lake.replace_where(df, table, predicate, partition_by=[SNAPSHOT_DATE])
+            per_day[table] = {
+                row[SNAPSHOT_DATE]: int(row["count"])
+                for row in df.groupBy(SNAPSHOT_DATE).count().collect()
+            }
+    finally:
+        _remove(staging)
+
+    seconds = time.perf_counter() - started
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    reports = [
+        FeaturesReport(
+            day=day,
+            customer_rows=per_day[catalog.CUSTOMER_FEATURES].get(day, 0),
+            terminal_rows=per_day[catalog.TERMINAL_FEATURES].get(day, 0),
+            customer_version=versions[catalog.CUSTOMER_FEATURES],
+            terminal_version=versions[catalog.TERMINAL_FEATURES],
+            pass_seconds=round(seconds, 3),
+            pass_days=len(days),
+        )
+        for day in days
+    ]
+    log.info(
+        "features.published",
+        first=first.isoformat(),
+        last=last.isoformat(),
+        customer_rows=sum(r.customer_rows for r in reports),
+        terminal_rows=sum(r.terminal_rows for r in reports),
+        customer_version=versions[catalog.CUSTOMER_FEATURES],
+        terminal_version=versions[catalog.TERMINAL_FEATURES],
+        seconds=round(seconds, 3),
+    )
+    return reports
+
+
+def _inputs(ctx: JobContext, first: date, last: date):
+    """The silver look-back the days need (customers [first-30, last), terminals and labels
+    [first-37, last)), after checking that silver is complete up to the day before `last`."""
+    from pyspark.sql import functions as F
+
+    from schemas.contracts import SILVER_LABEL
+
+    lake, cfg = ctx.lake, ctx.settings.features
+    if not lake.exists(catalog.SILVER_TRANSACTIONS):
+        raise MissingInput(
+            STAGE,
+            f"{catalog.SILVER_TRANSACTIONS} does not exist at {lake.uri(catalog.SILVER_TRANSACTIONS)}; "
+            "run ingest first",
+        )
+    lo = first - timedelta(days=max(CUSTOMER_LOOKBACK_DAYS, TERMINAL_LOOKBACK_DAYS))
+    hi = last - timedelta(days=1)
+    transactions = lake.read(catalog.SILVER_TRANSACTIONS).where(
+        F.col("tx_date").between(F.lit(lo), F.lit(hi))
+    )
+    if cfg.require_previous_day:
+        _check_complete(ctx, transactions, first, last)
+    if lake.exists(catalog.SILVER_LABELS):
+        labels = lake.read(catalog.SILVER_LABELS).where(
+            F.col("reported_date").between(F.lit(lo), F.lit(hi))
+        )
+    elif cfg.require_labels:
+        raise MissingInput(
+            STAGE,
+            f"{catalog.SILVER_LABELS} does not exist at {lake.uri(catalog.SILVER_LABELS)}; run "
+            "ingest of the label feed first (or set features.require_labels: false)",
+        )
+    else:
+        log.warning("features.no_labels", table=catalog.SILVER_LABELS)
+        labels = ctx.spark.createDataFrame([], SILVER_LABEL.spark_schema())
+    return transactions, labels
+
+
+def _check_complete(ctx: JobContext, lookback, first: date, last: date) -> None:
+    """Every day of the look-back must have transactions, from the first day silver has."""
+    from pyspark.sql import functions as F
+
+    present = {row["tx_date"] for row in lookback.select("tx_date").distinct().collect()}
+    if not present:
+        earlier = (
+            ctx.lake.read(catalog.SILVER_TRANSACTIONS)
+            .where(F.col("tx_date") < F.lit(first - timedelta(days=TERMINAL_LOOKBACK_DAYS + 1)))
+            .limit(1)
+            .count()
+        )
+        if earlier:
+            raise MissingInput(
+                STAGE,
+                f"{catalog.SILVER_TRANSACTIONS} has no transactions in the look-back of "
+                f"{first}..{last}; run ingest for those days first",
+            )
+        log.warning("features.empty_lookback", first=first.isoformat(), last=last.isoformat())
+        return
+    start = min(present)  # the look-back's first day, or the first day of data if later
+    needed = [start + timedelta(days=i) for i in range((last - start).days)]
+    missing = [d for d in needed if d not in present]
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise MissingInput(
+            STAGE,
+            f"{catalog.SILVER_TRANSACTIONS} has no transactions on {shown}; the snapshot of a day "
+            "needs every earlier day: run ingest for them first (or set "
+            "features.require_previous_day: false)",
+        )
+
+
+def _staging_root(ctx: JobContext, run_id: str) -> str:
+    base = ctx.settings.features.staging or join_uri(ctx.settings.lake_root, "_staging")
+    return join_uri(base, "features", run_id)
+
+
+def _remove(uri: str) -> None:
+    """Best-effort removal of a run's staging folder (a leftover is harmless, only space)."""
+    try:
+        from pyarrow import fs
+
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        if filesystem.get_file_info(path).type != fs.FileType.NotFound:
+            filesystem.delete_dir(path)
+    except Exception as exc:  # never fail a published run over its scratch space
+        log.warning("features.staging_not_removed", uri=uri, error=str(exc))
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
+    days = days_from_args(args)
+    reports = build_features_range(ctx, days[0], days[-1])
+    for report in reports:
+        print(
+            f"{report.day}: {report.customer_rows} customers, {report.terminal_rows} terminals"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser(__doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    try:
+        days_from_args(args)
+    except ValueError as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_job("build_features", _stage, argv, dated=False, parser=parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -547,7 +547,6 @@ def gate_parameters(ctx: JobContext, feed: Feed, day: date, report: FeedReport) 
     gate_settings = ctx.settings.ingest.gate
     params: dict[str, Any] = {
         "expected_rows": report.expected_silver_rows,
-        "columns": feed.silver.field_names,
         "day_start": f"{day.isoformat()}T00:00:00",
         "day_end": f"{day.isoformat()}T23:59:59.999999",
     }

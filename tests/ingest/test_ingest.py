@@ -315,3 +315,34 @@ def test_spark_submit_runs_the_same_job(spark, landed: Settings) -> None:
     assert '"event": "ingest.summary"' in proc.stdout + proc.stderr  # spark-submit merges them
     lake = Lake(spark, landed)
     assert lake.read(catalog.SILVER_TRANSACTIONS).count() == len(read_landing_day(landed.landing_root, DAY1))
+
+
+def test_a_day_whose_lines_are_all_rejected_is_not_published(spark, settings: Settings) -> None:
+    job = JobContext(settings, spark, Lake(spark, settings))
+    write_lines(settings, "transactions", DAY1, "t.jsonl", [b"not json", tx_at(1, "2018-04-02T10:00:00Z")])
+    with pytest.raises(IngestGateFailed, match=r"expect_column_mean_to_be_between\(amount\)"):
+        ingest_day(job, DAY1)
+    assert not job.lake.exists(catalog.SILVER_TRANSACTIONS)
+    reasons = sorted(r.reason for r in job.lake.read(catalog.QUARANTINE).collect())
+    assert reasons == ["malformed_json", "outside_day"]  # quarantine describes the input anyway
+
+
+@pytest.mark.parametrize("feed_name", ["transactions", "labels"])
+def test_suites_match_the_contracts_and_get_every_parameter(settings: Settings, feed_name: str) -> None:
+    from expectations.gate import load_suite_json
+    from jobs.ingest import FeedReport, gate_parameters
+    from jobs.ingest_transforms import FEEDS
+
+    feed = FEEDS[feed_name]
+    suite = load_suite_json(feed.suite)
+    expectations = {(e["type"], e["kwargs"].get("column")): e["kwargs"] for e in suite["expectations"]}
+    assert expectations[("expect_table_columns_to_match_ordered_list", None)]["column_list"] == feed.silver.field_names
+    for name in feed.key:
+        assert ("expect_column_values_to_be_unique", name) in expectations
+    for f in feed.silver.fields:
+        if not f.nullable and f.name in feed.event.field_names:
+            assert ("expect_column_values_to_not_be_null", f.name) in expectations, f.name
+    wanted = {v["$PARAMETER"] for kw in expectations.values() for v in kw.values() if isinstance(v, dict)}
+    given = gate_parameters(JobContext(settings, None, None), feed, DAY1, FeedReport(feed_name, lines=3))
+    assert wanted <= set(given)
+    assert given["expected_rows"] == 3 and given["day_start"] == "2018-04-01T00:00:00"

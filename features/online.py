@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 _SECONDS_PER_DAY = MICROS_PER_DAY // 1_000_000
 # Field names of a transaction event (schemas.contracts.TRANSACTION_EVENT) and of an entity row.
 _TIME_FIELDS = ("event_time", "event_timestamp")
+# id(store) -> (store, registry snapshot time, FeatureService); a handful of stores per process.
+_SERVICES: dict[int, tuple[Any, Any, Any]] = {}
 _AMOUNT_FIELDS = ("amount", TX_AMOUNT)
 
 
@@ -98,9 +100,9 @@ def lookup(store: FeatureStore, records: Sequence[Mapping[str, Any]]) -> Feature
         }
         for i, r in enumerate(records)
     ]
-    response = store.get_online_features(
-        features=store.get_feature_service(FEATURE_SERVICE_NAME), entity_rows=rows
-    ).to_dict(include_event_timestamps=True)
+    response = store.get_online_features(features=_service(store), entity_rows=rows).to_dict(
+        include_event_timestamps=True
+    )
     customer_known = _same_day(response[f"{CUSTOMER_FEATURES[0]}__ts"], day_start)
     terminal_known = _same_day(response[f"{TERMINAL_FEATURES[0]}__ts"], day_start)
     columns: dict[str, np.ndarray] = {TX_AMOUNT: amounts}
@@ -112,6 +114,21 @@ def lookup(store: FeatureStore, records: Sequence[Mapping[str, Any]]) -> Feature
             columns[name] = np.where(known, values, UNKNOWN_ENTITY_DEFAULT)
     frame = pd.DataFrame({name: columns[name] for name in MODEL_FEATURES})
     return FeatureLookup(frame, customer_known, terminal_known)
+
+
+def _service(store: FeatureStore) -> Any:
+    """The model's FeatureService, rebuilt only when the store's cached registry changes.
+
+    Fetching it with Feast's default (allow_cache=False) re-reads the registry, which also
+    drops Feast's cache of the resolved request plan: ~20 ms per lookup instead of ~1 ms.
+    """
+    stamp = getattr(store.registry, "cached_registry_proto_created", None)
+    cached = _SERVICES.get(id(store))
+    if cached is not None and cached[0] is store and stamp is not None and cached[1] == stamp:
+        return cached[2]
+    service = store.get_feature_service(FEATURE_SERVICE_NAME, allow_cache=True)
+    _SERVICES[id(store)] = (store, getattr(store.registry, "cached_registry_proto_created", None), service)
+    return service
 
 
 def _same_day(stamps: Sequence[Any], day_start: np.ndarray) -> np.ndarray:

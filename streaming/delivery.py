@@ -1,0 +1,302 @@
+"""Getting a batch's output to the broker and its input offsets committed: two guarantees.
+
+* `AtLeastOnce` (default): an idempotent producer (acks=all) sends the batch's scores and DLQ
+  records; the batch's offsets are committed synchronously only after the broker acknowledged
+  every one of them. A crash before the commit re-delivers the batch: duplicates are possible
+  only within that uncommitted window, and are identifiable by key (the transaction id).
+* `ExactlyOnce`: a transactional producer writes the records and the consumer offsets in one
+  Kafka transaction (`send_offsets_to_transaction`). Readers of the scores topic must use
+  `isolation.level=read_committed`. Needs a real Kafka cluster: the embedded broker (Tansu)
+  does not implement read_committed, so this mode is not tested here.
+
+Both raise `DeliveryFailed` when the batch must be retried (the scorer rewinds the consumer to
+the batch's first offsets) and `FatalDeliveryError` when the process must stop (fenced).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from cardscore.logs import get_logger
+from streaming.metrics import StreamMetrics
+
+log = get_logger("streaming.delivery")
+
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
+
+# Commit errors meaning "these partitions are no longer ours": the next owner re-reads them.
+_LOST_MEMBERSHIP = {
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError._ASSIGNMENT_LOST,
+    KafkaError.FENCED_INSTANCE_ID,
+}
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class DeliveryFailed(RuntimeError):
+    """The batch's output was not (entirely) acknowledged; rewind and retry the batch."""
+
+
+class FatalDeliveryError(RuntimeError):
+    """The producer cannot continue (e.g. fenced by another instance): stop the process."""
+
+
+def producer_conf(base: Mapping[str, str], timeout_seconds: float) -> dict[str, str]:
+    conf = {"linger.ms": "5", "compression.type": "lz4", **dict(base)}
+    # The guarantees below hold whatever the configuration says.
+    conf.update(
+        {
+            "enable.idempotence": "true",
+            "acks": "all",
+            # A message not acknowledged in time fails instead of lingering in the queue, so a
+            # batch either is acknowledged within the timeout or is retried as a whole.
+            "message.timeout.ms": str(int(timeout_seconds * 1000)),
+        }
+    )
+    return conf
+
+
+def topic_partitions(offsets: Offsets) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(offsets.items())]
+
+
+class _Sender:
+    """Produces records and collects their delivery reports."""
+
+    def __init__(self, conf: dict[str, str], metrics: StreamMetrics) -> None:
+        self.conf = conf
+        self.metrics = metrics
+        self.fatal: KafkaError | None = None
+        conf = {**conf, "error_cb": self._on_error}
+        self.producer = Producer(conf)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal = err
+        # Transport errors (broker down) are retried by librdkafka; they show up as slow or
+        # failed deliveries, which is what the scorer reports.
+        log.warning("stream.producer_error", code=err.name(), fatal=err.fatal(), detail=err.str())
+
+    def produce_all(self, records: Sequence[OutRecord], failures: list[KafkaError]) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                failures.append(err)
+
+        produce = self.producer.produce
+        for record in records:
+            while True:
+                try:
+                    produce(record.topic, value=record.value, key=record.key, headers=record.headers,
+                            on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)  # local queue full: serve deliveries, then retry
+
+    def wait(self, timeout: float) -> int:
+        """Serve delivery reports until none is outstanding or `timeout`; returns outstanding."""
+        deadline = time.monotonic() + timeout
+        remaining = len(self.producer)
+        warned = False
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            remaining = self.producer.flush(min(left, 1.0))
+            if remaining and not warned:
+                warned = True
+                self.metrics.dependency_up.labels("broker").set(0)
+                log.warning("stream.delivery_waiting", outstanding=remaining)
+        return remaining
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.producer.flush(timeout)
+
+
+class AtLeastOnce:
+    """Idempotent producer; synchronous commit of exactly the processed offsets after the acks."""
+
+    mode = "at_least_once"
+
+    def __init__(
+        self,
+        producer_base: Mapping[str, str],
+        consumer: Consumer,
+        metrics: StreamMetrics,
+        timeout_seconds: float,
+    ) -> None:
+        self.consumer = consumer
+        self.metrics = metrics
+        self.timeout = timeout_seconds
+        self._conf = producer_conf(producer_base, timeout_seconds)
+        self._sender = _Sender(self._conf, metrics)
+        self.pending: Offsets = {}  # processed and acknowledged, not yet committed
+
+    def deliver(self, records: Sequence[OutRecord], offsets: Offsets) -> None:
+        """Send, wait for every acknowledgement, then commit `offsets`. `DeliveryFailed` if
+        any record was not acknowledged (nothing is committed then)."""
+        self._renew_if_fatal()
+        failures: list[KafkaError] = []
+        started = time.perf_counter()
+        self._sender.produce_all(records, failures)
+        # Past message.timeout.ms every record has a report; the margin covers in-flight requests.
+        outstanding = self._sender.wait(self.timeout + min(5.0, self.timeout))
+        if outstanding:
+            self._sender.producer.purge()
+            self._sender.producer.flush(0)
+            self._renew("delivery reports overdue")
+            raise DeliveryFailed(f"{outstanding} of {len(records)} records unacknowledged")
+        if failures:
+            raise DeliveryFailed(
+                f"{len(failures)} of {len(records)} records failed; first: {failures[0].str()}"
+            )
+        self.metrics.delivery_latency.observe(time.perf_counter() - started)
+        self.metrics.dependency_up.labels("broker").set(1)
+        for key, offset in offsets.items():
+            self.pending[key] = max(offset, self.pending.get(key, -1))
+        self.commit_pending()
+
+    def commit_pending(self, only: set[tuple[str, int]] | None = None) -> bool:
+        """Commit the acknowledged offsets synchronously; True when nothing is left pending.
+        A failed commit stays pending and is retried with the next batch (its offsets are
+        higher, so one later success covers both)."""
+        keys = [k for k in self.pending if only is None or k in only]
+        if not keys:
+            return True
+        offsets = {k: self.pending[k] for k in keys}
+        try:
+            self.consumer.commit(offsets=topic_partitions(offsets), asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            code = err.code() if isinstance(err, KafkaError) else None
+            self.metrics.errors.labels("commit").inc()
+            if code == KafkaError._NO_OFFSET:
+                for k in keys:
+                    self.pending.pop(k, None)
+                return True
+            if code in _LOST_MEMBERSHIP:
+                # Not ours any more: the new owner starts from the last committed offset and
+                # re-scores the rest (at-least-once; duplicates carry the same key).
+                for k in keys:
+                    self.pending.pop(k, None)
+                log.warning("stream.commit_lost_partitions", error=str(err), partitions=len(keys))
+                return True
+            log.warning("stream.commit_failed", error=str(err), partitions=len(keys))
+            return False
+        for k in keys:
+            if self.pending.get(k) == offsets[k]:
+                del self.pending[k]
+        self.metrics.commits.inc()
+        return True
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        for k in partitions:
+            self.pending.pop(k, None)
+
+    def _renew_if_fatal(self) -> None:
+        if self._sender.fatal is not None:
+            self._renew(f"fatal producer error {self._sender.fatal.name()}")
+
+    def _renew(self, why: str) -> None:
+        # An idempotent producer in a fatal state refuses new messages: start a fresh one.
+        log.warning("stream.producer_renewed", reason=why)
+        old = self._sender
+        self._sender = _Sender(self._conf, self.metrics)
+        try:
+            old.producer.purge()
+            old.producer.flush(0)
+        except KafkaException:
+            pass
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+class ExactlyOnce:
+    """Transactional producer: records and offsets commit or abort together."""
+
+    mode = "exactly_once"
+
+    def __init__(
+        self,
+        producer_base: Mapping[str, str],
+        consumer: Consumer,
+        metrics: StreamMetrics,
+        timeout_seconds: float,
+        transactional_id: str,
+    ) -> None:
+        self.consumer = consumer
+        self.metrics = metrics
+        self.timeout = timeout_seconds
+        conf = producer_conf(producer_base, timeout_seconds)
+        conf["transactional.id"] = transactional_id
+        conf.setdefault("transaction.timeout.ms", str(int(max(60.0, 2 * timeout_seconds) * 1000)))
+        self._sender = _Sender(conf, metrics)
+        self.pending: Offsets = {}  # always empty: offsets commit inside each transaction
+        _retry_txn(lambda: self._sender.producer.init_transactions(timeout_seconds), "init")
+
+    def deliver(self, records: Sequence[OutRecord], offsets: Offsets) -> None:
+        producer = self._sender.producer
+        failures: list[KafkaError] = []
+        started = time.perf_counter()
+        try:
+            producer.begin_transaction()
+            self._sender.produce_all(records, failures)
+            producer.send_offsets_to_transaction(
+                topic_partitions(offsets), self.consumer.consumer_group_metadata(), self.timeout
+            )
+            _retry_txn(lambda: producer.commit_transaction(self.timeout), "commit")
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.txn_requires_abort():
+                _retry_txn(lambda: producer.abort_transaction(self.timeout), "abort")
+                raise DeliveryFailed(f"transaction aborted: {err.str()}") from exc
+            raise FatalDeliveryError(f"transactional producer failed: {exc}") from exc
+        if failures:  # commit_transaction fails first in practice; keep the check explicit
+            raise DeliveryFailed(f"{len(failures)} records failed; first: {failures[0].str()}")
+        self.metrics.delivery_latency.observe(time.perf_counter() - started)
+        self.metrics.dependency_up.labels("broker").set(1)
+        self.metrics.commits.inc()
+
+    def commit_pending(self, only: set[tuple[str, int]] | None = None) -> bool:
+        return True
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        return None
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+def _retry_txn(call: Callable[[], None], what: str, attempts: int = 5) -> None:
+    """Retry a transactional API call while librdkafka calls its error retriable."""
+    for attempt in range(1, attempts + 1):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (isinstance(err, KafkaError) and err.retriable()) or attempt == attempts:
+                raise
+            log.warning("stream.transaction_retry", call=what, attempt=attempt, error=err.str())
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))  # backoff between API retries
+
+
+def default_instance_id() -> str:
+    import os
+
+    return f"{socket.gethostname()}-{os.getpid()}"

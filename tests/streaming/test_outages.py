@@ -1,0 +1,120 @@
+"""Dependencies going away and coming back: the scorer retries with backoff, never crashes,
+loses nothing, and says so in its metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from cardscore.config import Settings, load_settings
+from cardscore.services.broker import (
+    broker_ready,
+    create_topics,
+    free_port,
+    project_topics,
+    tansu_argv,
+)
+from cardscore.services.process import wait_until
+from tests.streaming import world
+from tests.streaming.conftest import STREAMING_TEST_SETTINGS
+from tests.streaming.test_delivery import Replay
+
+
+def test_online_store_failure_is_retried_without_loss(stream_settings: Settings, stream_world, tmp_path: Path) -> None:
+    # This test breaks its own copy of the online store, never the shared one.
+    online = tmp_path / "online.db"
+    shutil.copy(stream_world.home / "feast" / "online.db", online)
+    settings = stream_settings.model_copy(
+        update={"feast": stream_settings.feast.model_copy(update={"sqlite_path": str(online)})}
+    )
+    records = world.transactions(400, seed=31)
+    with world.InProcessScorer(settings) as running:
+        world.produce(settings, records[:200])
+        running.wait_for(lambda: running.totals.get("scored", 0) == 200, 60, "the first 200 scores")
+        original = online.read_bytes()
+        with open(online, "r+b") as db:  # the store's file goes bad under the open connection
+            db.write(b"\0" * 100)
+        world.produce(settings, records[200:])
+        retries = {"stage": "lookup"}
+        running.wait_for(lambda: running.metric("cardscore_stream_retries_total", retries) >= 3, 60, "retries")
+        assert running.totals["scored"] == 200  # nothing scored, nothing skipped meanwhile
+        assert running.metric("cardscore_stream_dependency_up", {"dependency": "online_store"}) == 0
+        with open(online, "r+b") as db:
+            db.write(original[:100])
+        running.wait_for(lambda: running.totals.get("scored", 0) == 400, 60, "the rest after the repair")
+        assert running.metric("cardscore_stream_dependency_up", {"dependency": "online_store"}) == 1
+    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+    assert sorted(scores) == sorted(r["transaction_id"] for r in records)
+    assert all(len(v) == 1 for v in scores.values())  # a failed lookup produces nothing
+
+
+def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) -> None:
+    """A broker of the test's own, frozen with SIGSTOP mid-stream (unreachable: requests
+    time out) and resumed with SIGCONT. The embedded broker keeps topics in memory, so it is
+    frozen rather than restarted."""
+    port = free_port()
+    proc = subprocess.Popen(tansu_argv("127.0.0.1", port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        wait_until(lambda: broker_ready({"bootstrap.servers": bootstrap}, 0.5), 20, what="own broker")
+        settings = load_settings(overrides={
+            "home": str(stream_world.home),
+            "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap},
+                      "consumer": world.TEST_CONSUMER, "partitions": 2},
+            "streaming": {**STREAMING_TEST_SETTINGS, "delivery_timeout_seconds": 2.0, "group_id": "freeze"},
+        })
+        create_topics(settings.kafka_conf(), project_topics(settings))
+        records = world.transactions(1500, seed=32)
+        with world.InProcessScorer(settings) as running:
+            running.wait_for(lambda: running.metric("cardscore_stream_assigned_partitions") == 2, 60, "assignment")
+            with Replay(settings, records, rate=300):
+                running.wait_for(lambda: running.totals.get("scored", 0) >= 300, 60, "300 scores")
+                proc.send_signal(signal.SIGSTOP)
+                try:
+                    running.wait_for(
+                        lambda: running.metric("cardscore_stream_dependency_up", {"dependency": "broker"}) == 0,
+                        60, "the scorer noticing the broker is gone",
+                    )
+                    frozen_at = running.totals.get("scored", 0)
+                finally:
+                    proc.send_signal(signal.SIGCONT)
+            world.read_until(settings, settings.kafka.topics.scores,
+                             lambda ms: len({m.key() for m in ms}) >= len(records), timeout=120)
+            assert frozen_at < len(records)
+            assert running.metric("cardscore_stream_dependency_up", {"dependency": "broker"}) == 1
+        scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+        assert sorted(scores) == sorted(r["transaction_id"] for r in records)
+        duplicates = sum(len(v) - 1 for v in scores.values())
+        # a batch whose acknowledgements timed out is retried whole: its records may repeat
+        assert duplicates <= 2 * settings.streaming.batch_max_messages
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settings: Settings) -> None:
+    """Delivery to a broker that does not answer (a closed port, real librdkafka): after the
+    delivery timeout the batch fails as a whole, and no offset is committed."""
+    from confluent_kafka import Consumer
+
+    from streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
+    from streaming.metrics import StreamMetrics
+
+    nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
+    consumer = Consumer({**nowhere, "group.id": "nowhere"})
+    delivery = AtLeastOnce(nowhere, consumer, StreamMetrics(), timeout_seconds=1.0)
+    records = [OutRecord("scores", b"1", b"{}", [])] * 3
+    try:
+        delivery.deliver(records, {("tx", 0): 10})
+        raise AssertionError("delivery to a dead broker succeeded")
+    except DeliveryFailed as exc:
+        assert "3 records" in str(exc)
+    assert delivery.pending == {}
+    assert delivery.metrics.value("cardscore_stream_dependency_up", {"dependency": "broker"}) == 0
+    delivery.close()
+    consumer.close()

@@ -1,0 +1,121 @@
+"""Pure parts of the stream scorer: validation split, DLQ records, score messages, offsets,
+metrics. No broker, no store."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import jsonschema
+import numpy as np
+import pytest
+from confluent_kafka import Message
+from prometheus_client import generate_latest
+
+from schemas.contracts import SCORE_EVENT
+from schemas.serialization import event_line
+from schemas.timestamps import format_timestamp_us
+from streaming import dlq
+from streaming.features import snapshot_dates
+from streaming.messages import first_offsets, next_offsets, split_messages
+from streaming.metrics import StreamMetrics
+from streaming.output import ScoreColumns, score_json_schema, score_values, timestamp_texts
+from tests.streaming.corpus import BAD, GOOD, MARKER
+
+HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v1")]
+
+
+def message(value: bytes | None, offset: int, partition: int = 0, key: bytes | None = b"3") -> Message:
+    return Message(topic="tx", partition=partition, offset=offset, key=key, value=value,
+                   headers=HEADERS, timestamp=(1, 1_523_095_200_123))
+
+
+def test_split_sends_every_bad_message_to_rejections_with_its_reason() -> None:
+    good = json.dumps(GOOD).encode()
+    messages = [message(good, 0)] + [message(raw, i + 1) for i, (_, raw, _) in enumerate(BAD)]
+    split = split_messages(messages, max_bytes=64 * 1024)
+    assert len(split.valid) == 1 and split.valid.records[0]["transaction_id"] == GOOD["transaction_id"]
+    assert [r.reason for r in split.rejected] == [reason for _, _, reason in BAD]
+    assert split.valid.key_mismatches == 0
+    assert split.valid.kafka_timestamp_ms.tolist() == [1_523_095_200_123]
+
+
+def test_a_valid_record_with_a_foreign_key_is_scored_and_counted() -> None:
+    split = split_messages([message(json.dumps(GOOD).encode(), 0, key=b"999")], 1024)
+    assert len(split.valid) == 1 and split.valid.key_mismatches == 1
+
+
+def test_dlq_record_keeps_the_original_bytes_and_says_why() -> None:
+    raw = b"{not json " + MARKER.encode()
+    rejected = split_messages([message(raw, 41, partition=1, key=b"k1")], 1024).rejected[0]
+    record = dlq.dlq_record(rejected, "g/i-1", at_us=1_700_000_000_000_000, detail_max_chars=20)
+    assert (record.key, record.value) == (b"k1", raw)
+    assert record.headers[:2] == HEADERS  # original headers first, unchanged
+    assert dlq.header(record.headers, dlq.REASON) == "malformed_json"
+    assert len(dlq.header(record.headers, dlq.DETAIL)) <= 20
+    assert dlq.header(record.headers, dlq.SOURCE_TOPIC) == "tx"
+    assert dlq.header(record.headers, dlq.SOURCE_PARTITION) == "1"
+    assert dlq.header(record.headers, dlq.SOURCE_OFFSET) == "41"
+    assert dlq.header(record.headers, dlq.SOURCE_TIMESTAMP) == "1523095200123"
+    assert dlq.header(record.headers, dlq.SCORER) == "g/i-1"
+    assert dlq.header(record.headers, dlq.AT) == "2023-11-14T22:13:20Z"
+    assert dlq.original_headers(record.headers) == HEADERS
+
+
+def test_score_values_are_byte_identical_to_the_contract_serialiser_and_match_its_schema() -> None:
+    rng = np.random.default_rng(3)
+    n = 64
+    columns = ScoreColumns(
+        transaction_id=rng.integers(0, 2**62, n), customer_id=rng.integers(0, 10**6, n),
+        terminal_id=rng.integers(0, 10**6, n),
+        event_time_us=np.concatenate([[1_522_540_800_000_000, -1], rng.integers(0, 2**51, n - 2)]),
+        score=rng.random(n).astype(np.float32), model_name='fraud "model" {x}', model_version="12",
+        feature_snapshot_date=[date(2018, 4, 1), None] * (n // 2),
+        unknown_customer=rng.random(n) < 0.5, unknown_terminal=rng.random(n) < 0.5,
+        scored_at_us=1_700_000_000_123_456,
+    )
+    values = score_values(columns)
+    validator = jsonschema.Draft202012Validator(score_json_schema())
+    for i, value in enumerate(values):
+        record = {
+            "transaction_id": int(columns.transaction_id[i]), "customer_id": int(columns.customer_id[i]),
+            "terminal_id": int(columns.terminal_id[i]), "event_time": int(columns.event_time_us[i]),
+            "score": float(columns.score[i]), "model_name": columns.model_name, "model_version": "12",
+            "feature_snapshot_date": columns.feature_snapshot_date[i],
+            "unknown_customer": bool(columns.unknown_customer[i]),
+            "unknown_terminal": bool(columns.unknown_terminal[i]), "scored_at": columns.scored_at_us,
+        }
+        assert value == event_line(record, SCORE_EVENT)
+        assert not list(validator.iter_errors(json.loads(value)))
+    micros = np.array([0, 1, 999_999, -1, 1_522_540_800_000_000, 253_402_300_799_999_999])
+    assert timestamp_texts(micros) == [format_timestamp_us(int(m)) for m in micros]
+
+
+def test_scores_must_be_finite() -> None:
+    columns = ScoreColumns(np.array([1]), np.array([1]), np.array([1]), np.array([0]),
+                           np.array([np.nan]), "m", "1", [None], np.array([False]), np.array([False]), 0)
+    with pytest.raises(ValueError, match="NaN"):
+        score_values(columns)
+
+
+def test_offsets_to_commit_and_to_rewind_to() -> None:
+    messages = [message(b"x", o, partition=p) for p, o in ((0, 5), (1, 9), (0, 7), (0, 6), (1, 8))]
+    assert next_offsets(messages) == {("tx", 0): 8, ("tx", 1): 10}
+    assert first_offsets(messages) == {("tx", 0): 5, ("tx", 1): 8}
+
+
+def test_snapshot_date_is_the_transaction_day_unless_every_feature_is_a_default() -> None:
+    micros = np.array([1_523_059_200_000_000, 1_523_145_599_999_999, 1_523_145_600_000_000])
+    dates = snapshot_dates(micros, np.array([True, False, False]), np.array([False, True, False]))
+    assert dates == [date(2018, 4, 7), date(2018, 4, 7), None]
+
+
+def test_bulk_latency_histogram_exports_cumulative_buckets() -> None:
+    metrics = StreamMetrics()
+    metrics.e2e_latency.observe_many(np.array([0.0005, 0.004, 0.004, 7.0, 1e10]), "kafka_timestamp")
+    name = "cardscore_stream_end_to_end_latency_seconds"
+    assert metrics.value(f"{name}_count", {"clock": "kafka_timestamp"}) == 5
+    assert metrics.value(f"{name}_bucket", {"clock": "kafka_timestamp", "le": "0.005"}) == 3
+    assert metrics.value(f"{name}_bucket", {"clock": "kafka_timestamp", "le": "10.0"}) == 4
+    assert metrics.value(f"{name}_bucket", {"clock": "kafka_timestamp", "le": "+Inf"}) == 5
+    assert f'{name}_bucket{{clock="kafka_timestamp",le="0.001"}} 1.0' in generate_latest(metrics.registry).decode()

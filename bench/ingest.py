@@ -126,6 +126,10 @@ def full_ingest(work: Path, landing: str) -> dict[str, Any]:
         for table in (catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.SILVER_TRANSACTIONS,
                       catalog.SILVER_LABELS, catalog.QUARANTINE)
     }
+    def phase_medians(reports: list[dict[str, float]]) -> dict[str, float]:
+        return {k: round(statistics.median(r.get(k, 0.0) for r in reports), 3) for k in phases}
+
+    by_day = [dict(zip(phases, values, strict=True)) for values in zip(*phases.values(), strict=True)]
     return {
         "days": len(days),
         "first_day": days[0].isoformat(),
@@ -137,6 +141,10 @@ def full_ingest(work: Path, landing: str) -> dict[str, Any]:
             "max": round(max(per_day), 3),
         },
         "phase_median_s": {k: round(statistics.median(v), 3) for k, v in phases.items()},
+        # Growth with table size shows here: the first and last 30 days, and every day.
+        "phase_median_s_first_30_days": phase_medians(by_day[:30]),
+        "phase_median_s_last_30_days": phase_medians(by_day[-30:]),
+        "seconds_by_day": [round(x, 2) for x in per_day],
         "lines_per_s": round(lines / wall, 1),
         "per_feed": totals,
         "quarantine_reasons": dict(sorted(reasons.items())),
@@ -184,21 +192,21 @@ def samples(work: Path, landing: str, days: list[date], runs: int) -> dict[str, 
     timings: dict[str, list[float]] = {"ingest_sql": [], "ingest_python": [], "rerun": [], "baseline": []}
     phase_runs: list[dict[str, float]] = []
     for run in range(runs):
-        ctx = fresh("sql", run, validator="sql")
-        reports, seconds = timed(lambda ctx=ctx: [ingest_day(ctx, d) for d in days])
-        timings["ingest_sql"].append(seconds)
-        lines = sum(f.lines for r in reports for f in r.feeds.values())
-        merged: dict[str, float] = {}
-        for r in reports:
-            for k, v in r.phase_seconds.items():
-                merged[k] = merged.get(k, 0.0) + v
-        phase_runs.append(merged)
-        _, seconds = timed(lambda ctx=ctx: [ingest_day(ctx, d) for d in days])
-        timings["rerun"].append(seconds)
-
-        ctx = fresh("python", run, validator="python")
-        _, seconds = timed(lambda ctx=ctx: [ingest_day(ctx, d) for d in days])
-        timings["ingest_python"].append(seconds)
+        # Alternate which validator goes first, so neither benefits from the order.
+        order = ("sql", "python") if run % 2 == 0 else ("python", "sql")
+        for validator in order:
+            ctx = fresh(validator, run, validator=validator)
+            reports, seconds = timed(lambda ctx=ctx: [ingest_day(ctx, d) for d in days])
+            timings[f"ingest_{validator}"].append(seconds)
+            if validator == "sql":
+                lines = sum(f.lines for r in reports for f in r.feeds.values())
+                merged: dict[str, float] = {}
+                for r in reports:
+                    for k, v in r.phase_seconds.items():
+                        merged[k] = merged.get(k, 0.0) + v
+                phase_runs.append(merged)
+                _, seconds = timed(lambda ctx=ctx: [ingest_day(ctx, d) for d in days])
+                timings["rerun"].append(seconds)
 
         out = work / f"baseline-{run}"
         shutil.rmtree(out, ignore_errors=True)
@@ -308,7 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from cardscore.config import load_settings
     from cardscore.engine import stop_spark
+    from cardscore.logs import configure_logging
 
+    configure_logging("WARNING", "json")  # the per-day summaries would drown the progress lines
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cardscore-bench-ingest-"))
     work.mkdir(parents=True, exist_ok=True)
     landing = (work / "landing").as_uri()

@@ -45,11 +45,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-if __package__ in (None, ""):  # `python jobs/ingest.py` / spark-submit: make the repo importable
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from cardscore import catalog
 from cardscore.config.settings import join_uri
 from cardscore.errors import MissingInput, StageFailed

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 
-def validate_corpus(spark: Any, lines: Any, contract_name: str, validators: tuple[str, ...] = ("sql", "python")) -> Any:
-    """The corpus checked by both validators (one JVM start for both)."""
+def classic_checks(spark: Any, corpus: Any, transactions: Any, labels: Any, day: str) -> Any:
+    """One JVM start for everything: the corpus through both validators, then a day's
+    classification of each feed. Rows: (kind, name, line_number, status, reason)."""
     from pyspark.sql import functions as F
 
-    from schemas.contracts import ALL_CONTRACTS
+    from jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
     from schemas.spark_validation import validate_lines
 
-    contract = ALL_CONTRACTS[contract_name]
-    results = [
-        validate_lines(lines, contract, validator=validator)
-        .select("line_number", "reason", "decided_by")
-        .withColumn("validator", F.lit(validator))
-        for validator in validators
+    out = [
+        validate_lines(corpus, TRANSACTIONS.event, validator=validator).select(
+            F.lit("validate").alias("kind"), F.lit(validator).alias("name"), "line_number",
+            F.lit(None).cast("string").alias("status"), "reason",
+        )
+        for validator in ("sql", "python")
     ]
-    out = results[0]
-    for more in results[1:]:
-        out = out.unionByName(more)
-    return out
+    for feed, lines in ((TRANSACTIONS, transactions), (LABELS, labels)):
+        classified = classify(validate_lines(lines, feed.event), feed, date.fromisoformat(day))
+        out.append(classified.select(F.lit("classify").alias("kind"), F.lit(feed.name).alias("name"),
+                                     "line_number", "status", "reason"))
+    result = out[0]
+    for more in out[1:]:
+        result = result.unionByName(more)
+    return result

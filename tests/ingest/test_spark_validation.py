@@ -121,33 +121,60 @@ def test_limit_on_line_size_is_a_parameter(spark) -> None:
         assert (small.reason, exact.reason) == ("oversized", None), validator
 
 
-@pytest.mark.classic
-def test_classic_spark_decides_like_python(tmp_path: Path) -> None:
-    from tests.support.classic import run_on_classic
-
-    corpus = TRANSACTION_LINES
-    lines = [raw for _, raw, _ in corpus]
-    path = tmp_path / "lines.parquet"
+def write_lines(path: Path, lines: list[bytes]) -> Path:
     pq.write_table(
-        pa.table(
-            {
-                "source_file": pa.array(["corpus"] * len(lines)),
-                "line_number": pa.array(range(1, len(lines) + 1), pa.int64()),
-                "raw_bytes": pa.array(lines, pa.binary()),
-            }
-        ),
+        pa.table({
+            "source_file": pa.array(["f"] * len(lines)),
+            "line_number": pa.array(range(1, len(lines) + 1), pa.int64()),
+            "ingested_at": pa.array([0] * len(lines), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "raw_bytes": pa.array(lines, pa.binary()),
+        }),
         path,
     )
+    return path
+
+
+@pytest.mark.classic
+def test_classic_spark_decides_and_classifies_like_python_and_sail(spark, tmp_path: Path) -> None:
+    """The same code on classic JVM Spark: every corpus reason as Python says, both validators;
+    the day's classification (duplicates, conflicts, latest report, landing day) as on Sail."""
+    from datetime import date
+
+    from jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
+    from tests.ingest.corpus import GOOD_LABEL, GOOD_TX, line
+    from tests.support.classic import run_on_classic
+
+    day = date(2018, 4, 1)
+    feeds = {
+        TRANSACTIONS: [
+            line(GOOD_TX, transaction_id=1), line(GOOD_TX, transaction_id=1),  # identical
+            line(GOOD_TX, transaction_id=2, amount=1.0), line(GOOD_TX, transaction_id=2, amount=2.0),  # conflict
+            line(GOOD_TX, transaction_id=3, event_time="2018-04-02T00:00:00Z"),  # another day
+            line(GOOD_TX, transaction_id=4), b"{}",
+        ],
+        LABELS: [
+            line(GOOD_LABEL, transaction_id=1, reported_time="2018-04-01T01:00:00Z"),
+            line(GOOD_LABEL, transaction_id=1, reported_time="2018-04-01T02:00:00Z"),  # supersedes
+            line(GOOD_LABEL, transaction_id=2, is_fraud=True), line(GOOD_LABEL, transaction_id=2, is_fraud=False),
+        ],
+    }
+    inputs = {"corpus": write_lines(tmp_path / "corpus.parquet", [raw for _, raw, _ in TRANSACTION_LINES])}
+    expected_classes = []
+    for feed, lines in feeds.items():
+        inputs[feed.name] = write_lines(tmp_path / f"{feed.name}.parquet", lines)
+        sail = classify(validate_lines(spark.read.parquet(str(inputs[feed.name])), feed.event), feed, day)
+        expected_classes += [(feed.name, r.line_number, r.status, r.reason) for r in sail.collect()]
+
     out = run_on_classic(
-        "tests.ingest.classic_functions:validate_corpus",
-        {"lines": path},
-        tmp_path / "out.parquet",
-        {"contract_name": TRANSACTION_EVENT.name},
+        "tests.ingest.classic_functions:classic_checks", inputs, tmp_path / "out.parquet", {"day": day.isoformat()}
     )
+    rows = [
+        (r.kind, r.name, int(r.line_number), r.status, None if r.reason is None or r.reason != r.reason else r.reason)
+        for r in out.itertuples()
+    ]
     for validator in ("sql", "python"):
-        rows = out[out["validator"] == validator].set_index("line_number")
-        assert len(rows) == len(lines)
-        for number, (name, _, expected) in enumerate(corpus, start=1):
-            got = rows.loc[number, "reason"]
-            got = None if got is None or got != got else got  # pandas gives NaN/None for null
-            assert got == expected, f"classic {validator}: {name}: {got}"
+        got = {number: reason for kind, name, number, _, reason in rows if kind == "validate" and name == validator}
+        assert got == {n: expected for n, (_, _, expected) in enumerate(TRANSACTION_LINES, start=1)}, validator
+    classes = sorted((name, number, status, reason) for kind, name, number, status, reason in rows if kind == "classify")
+    assert classes == sorted(expected_classes)
+    assert {status for _, _, status, _ in classes} == {"accepted", "quarantined", "duplicate", "superseded"}

@@ -8,7 +8,10 @@ All three call `ingest_day(ctx, day)`. For each feed (transactions, labels) of t
 
 1. **list and read** the day's files (`<landing>/<feed>/date=D/*.jsonl`, hidden `.`/`_` files
    skipped) with pyarrow.fs; each file's bytes are split on `\\n` into numbered lines in one
-   Arrow pass on the driver (1-based, file order: stable line numbers, exact bytes).
+   Arrow pass on the driver (1-based, file order: stable line numbers, exact bytes, and the
+   SHA-256 from the same read). Not `spark.read.text`: on Sail one invalid UTF-8 byte fails the
+   whole read, and its text reader drops the CR that must be rejected; `binaryFile` + an
+   in-engine split is exact but 10x slower (bench/results/ingest.json, `parts`).
 2. **bronze**: lines of files not yet loaded are written, with lineage, in one commit per feed
    (`replaceWhere` on the day and those files, so a crash before step 3 cannot duplicate them).
 3. **load ledger** (`ops.ingest_loads`): one row per file: size, SHA-256, line count, load id.
@@ -366,6 +369,23 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
 def ingest_days(ctx: JobContext, days: Sequence[date], progress: Progress | None = None) -> list[IngestReport]:
     """`ingest_day` for each day in order (a backfill); stops at the first failing day."""
     return [ingest_day(ctx, day, progress) for day in days]
+
+
+def pipeline_stage(ctx: JobContext, day: date) -> Any:
+    """`ingest_day` in the nightly runner's shape (`cardscore.orchestration.Stage.run`)."""
+    from cardscore.orchestration import StageOutcome
+
+    report = ingest_day(ctx, day)
+    inputs = (catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.INGEST_LOADS)
+    outputs = (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE)
+    lines = sum(f.lines for f in report.feeds.values())
+    quarantined = sum(f.quarantined for f in report.feeds.values())
+    return StageOutcome(
+        inputs={t: report.versions_after.get(t) for t in inputs},
+        outputs={t: report.versions_after.get(t) for t in outputs},
+        details=report.to_dict(),
+        message=f"{lines} lines, {quarantined} quarantined",
+    )
 
 
 class _Steps:

@@ -346,3 +346,15 @@ def test_suites_match_the_contracts_and_get_every_parameter(settings: Settings, 
     given = gate_parameters(JobContext(settings, None, None), feed, DAY1, FeedReport(feed_name, lines=3))
     assert wanted <= set(given)
     assert given["expected_rows"] == 3 and given["day_start"] == "2018-04-01T00:00:00"
+
+
+def test_pipeline_stage_reports_versions_and_counts(spark, settings: Settings) -> None:
+    from cardscore.orchestration import StageOutcome
+    from jobs.ingest import pipeline_stage
+
+    write_lines(settings, "transactions", DAY1, "t.jsonl", [tx_at(1, "2018-04-01T10:00:00Z"), b"oops"])
+    outcome = pipeline_stage(JobContext(settings, spark, Lake(spark, settings)), DAY1)
+    assert isinstance(outcome, StageOutcome) and outcome.status == "succeeded"
+    assert outcome.outputs == {catalog.SILVER_TRANSACTIONS: 0, catalog.SILVER_LABELS: None, catalog.QUARANTINE: 0}
+    assert outcome.details["feeds"]["transactions"]["reasons"] == {"malformed_json": 1}
+    assert outcome.message == "2 lines, 1 quarantined"

@@ -13,7 +13,9 @@ from cardscore.cli.app import EXIT_USAGE, console, day_range, run_app, settings_
 @run_app.command("ingest")
 def run_ingest(
     ctx: typer.Context,
-    day: str | None = typer.Option(None, "--date", help="the landing day to ingest, YYYY-MM-DD"),
+    day: str | None = typer.Option(
+        None, "--date", help="the landing day to ingest: YYYY-MM-DD, today or yesterday (UTC)"
+    ),
     start: str | None = typer.Option(None, "--from", help="first day of a range (backfill)"),
     end: str | None = typer.Option(None, "--to", help="last day of a range, inclusive"),
     remote: str | None = typer.Option(

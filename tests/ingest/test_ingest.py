@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def test_a_day_lands_in_bronze_silver_and_quarantine(job: JobContext) -> None:
     assert len(kept) == 1 and kept[0].amount == first["amount"]
     assert kept[0].source_file.endswith(f"transactions-{DAY1.isoformat()}.jsonl")  # the first copy
     last = silver.where(F.col("transaction_id") == 10**9 + 2).select(F.unix_micros("event_time")).first()[0]
-    assert last == (int(date(2018, 4, 2).strftime("%s")) * 1_000_000) - 1
+    assert last == int(datetime(2018, 4, 2, tzinfo=UTC).timestamp()) * 1_000_000 - 1
 
     # the load ledger: one row per file, with size and hash
     loads = lake.read(catalog.INGEST_LOADS).collect()

@@ -1,10 +1,12 @@
 """Pure feature transformations (DataFrame in, DataFrame out) shared by every engine.
 
-Snapshots are computed for a whole range of days in one pass: transactions are first
-aggregated per entity and day; each day an entity transacted "covers" the snapshot days whose
-look-back contains it; the covered days become zero rows that are unioned with the daily rows,
-and range windows over the day number sum what lies in each look-back. This reads each
-transaction once whatever the range, and gives exactly one row per active entity and day.
+Snapshots are computed for a whole range of days in one pass. Transactions are aggregated per
+entity and day; each entity gets a dense calendar (one row per day, from its first day in the
+look-back to the last snapshot day) with running totals; the total over days
+[D-delay-w, D-delay-1] is the difference of the running total lagged by delay+1 and by
+delay+1+w days. Counts are integers and amounts exact decimals, so the differences are exact.
+The rows whose longest window is not empty are the active entities: exactly one row per
+active entity and day. Each transaction is read once whatever the range.
 
 Only the DataFrame API common to classic Spark and Spark Connect is used (Sail runs it).
 Day numbers are days since 1970-01-01, taken from the contract's UTC date columns, so nothing
@@ -45,10 +47,15 @@ from features.request_time import request_time_frame
 CUSTOMER_COLUMNS = (CUSTOMER_KEY, *CUSTOMER_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)
 TERMINAL_COLUMNS = (TERMINAL_KEY, *TERMINAL_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)
 
+# Amounts are summed as exact decimals (rounded to 6 decimal places first), then divided as
+# doubles: window sums over doubles drift (Sail's range windows returned -1e-13 for a window
+# whose only amount was 0.0), and exact sums give the same means on every engine. Scale 6
+# survives Spark's decimal precision rules through sums and differences at precision 38.
+AMOUNT_SUM_TYPE = T.DecimalType(38, 6)
+
 _DAY = "day"
 _COUNT = "n_tx"
 _TOTAL = "total_amount"
-_IS_SNAPSHOT = "is_snapshot"
 
 
 def customer_source_range(first: date, last: date) -> tuple[int, int]:
@@ -77,16 +84,20 @@ def customer_snapshots(transactions: DataFrame, first: date, last: date) -> Data
         transactions.select(CUSTOMER_KEY, day_of("tx_date").alias(_DAY), "amount")
         .where(F.col(_DAY).between(lo, hi))
         .groupBy(CUSTOMER_KEY, _DAY)
-        .agg(F.count(F.lit(1)).alias(_COUNT), F.sum("amount").alias(_TOTAL))
+        .agg(
+            F.count(F.lit(1)).alias(_COUNT),
+            F.sum(F.col("amount").cast(AMOUNT_SUM_TYPE)).alias(_TOTAL),
+        )
     )
-    grid = _snapshot_grid(daily, CUSTOMER_KEY, 1, CUSTOMER_LOOKBACK_DAYS, first, last)
-    windowed = _window_sums(daily, grid, CUSTOMER_KEY, delay=0)
+    windowed = _window_totals(daily, CUSTOMER_KEY, first, last, delay=0, with_amounts=True)
     features = []
     for w in WINDOWS:
         count, total = F.col(f"{_COUNT}_{w}"), F.col(f"{_TOTAL}_{w}")
         features.append(count.alias(customer_count(w)))
         features.append(
-            F.when(count > 0, total / count).otherwise(F.lit(0.0)).alias(customer_mean(w))
+            F.when(count > 0, total.cast("double") / count).otherwise(F.lit(0.0)).alias(
+                customer_mean(w)
+            )
         )
     return windowed.select(CUSTOMER_KEY, *features, *_snapshot_columns()).select(*CUSTOMER_COLUMNS)
 
@@ -105,13 +116,8 @@ def terminal_snapshots(
     in_range = transactions.select(
         "transaction_id", TERMINAL_KEY, day_of("tx_date").alias(_DAY)
     ).where(F.col(_DAY).between(lo, hi))
-    daily = (
-        in_range.groupBy(TERMINAL_KEY, _DAY)
-        .agg(F.count(F.lit(1)).alias(_COUNT))
-        .withColumn(_TOTAL, F.lit(0.0))
-    )
-    grid = _snapshot_grid(daily, TERMINAL_KEY, DELAY_DAYS + 1, TERMINAL_LOOKBACK_DAYS, first, last)
-    windowed = _window_sums(daily, grid, TERMINAL_KEY, delay=DELAY_DAYS)
+    daily = in_range.groupBy(TERMINAL_KEY, _DAY).agg(F.count(F.lit(1)).alias(_COUNT))
+    windowed = _window_totals(daily, TERMINAL_KEY, first, last, delay=DELAY_DAYS, with_amounts=False)
     frauds = _known_frauds(in_range, labels, first, last)
     joined = windowed.join(frauds, [TERMINAL_KEY, _DAY], "left")
     features = []
@@ -174,49 +180,35 @@ def with_request_time_features(
 # ------------------------------------------------------------------------------ internals
 
 
-def _snapshot_grid(
-    daily: DataFrame, key: str, first_lag: int, last_lag: int, first: date, last: date
+def _window_totals(
+    daily: DataFrame, key: str, first: date, last: date, delay: int, with_amounts: bool
 ) -> DataFrame:
-    """(key, day) for every snapshot day in [first, last] the entity is active on.
-
-    A transaction day t covers D in [t+first_lag, t+last_lag]; the covered sets of an entity's
-    consecutive days overlap, so each day t keeps only the days before the next one takes over
-    (up to next+first_lag-1): the pieces are disjoint and their union is the active set.
-    """
+    """(key, day, n_tx_w[, total_amount_w] per window w) for each day D in [first, last] on
+    which the entity's longest window [D-delay-30, D-delay-1] holds a transaction."""
     d0, d1 = day_number(first), day_number(last)
-    after = Window.partitionBy(key).orderBy(_DAY)
-    next_day = F.lead(_DAY).over(after)
-    start = F.greatest(F.col(_DAY) + first_lag, F.lit(d0))
-    end = F.least(
-        F.coalesce(F.col("next_day") + (first_lag - 1), F.col(_DAY) + last_lag),
-        F.col(_DAY) + last_lag,
-        F.lit(d1),
+    values = [_COUNT, _TOTAL] if with_amounts else [_COUNT]
+    zeros = {_COUNT: F.lit(0).cast("long"), _TOTAL: F.lit(0).cast(AMOUNT_SUM_TYPE)}
+    # A dense calendar: lags by k rows are then lags by k days.
+    calendar = (
+        daily.groupBy(key)
+        .agg(F.min(_DAY).alias("first_day"))
+        .select(key, F.explode(F.sequence(F.col("first_day"), F.lit(d1))).alias(_DAY))
     )
-    return (
-        daily.select(key, _DAY, next_day.alias("next_day"))
-        .select(key, F.when(start <= end, F.sequence(start, end)).alias("days"))
-        .select(key, F.explode("days").alias(_DAY))
+    dense = calendar.join(daily, [key, _DAY], "left").select(
+        key, _DAY, *[F.coalesce(F.col(v), zeros[v]).alias(v) for v in values]
     )
-
-
-def _window_sums(daily: DataFrame, grid: DataFrame, key: str, delay: int) -> DataFrame:
-    """For each grid row (key, D): count and amount over days [D-delay-w, D-delay-1], per w."""
-    zeros = grid.select(
-        key,
-        _DAY,
-        F.lit(0).cast("long").alias(_COUNT),
-        F.lit(0.0).alias(_TOTAL),
-        F.lit(True).alias(_IS_SNAPSHOT),
-    )
-    rows = daily.select(
-        key, _DAY, F.col(_COUNT).cast("long"), F.col(_TOTAL), F.lit(False).alias(_IS_SNAPSHOT)
-    ).unionByName(zeros)
-    sums = []
+    by_day = Window.partitionBy(key).orderBy(_DAY)
+    so_far = by_day.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    running = dense.select(key, _DAY, *[F.sum(v).over(so_far).alias(f"upto_{v}") for v in values])
+    totals = []
     for w in WINDOWS:
-        frame = Window.partitionBy(key).orderBy(_DAY).rangeBetween(-(delay + w), -(delay + 1))
-        sums.append(F.coalesce(F.sum(_COUNT).over(frame), F.lit(0)).alias(f"{_COUNT}_{w}"))
-        sums.append(F.coalesce(F.sum(_TOTAL).over(frame), F.lit(0.0)).alias(f"{_TOTAL}_{w}"))
-    return rows.select(key, _DAY, _IS_SNAPSHOT, *sums).where(F.col(_IS_SNAPSHOT)).drop(_IS_SNAPSHOT)
+        for v in values:
+            through_end = F.coalesce(F.lag(f"upto_{v}", delay + 1).over(by_day), zeros[v])
+            before_start = F.coalesce(F.lag(f"upto_{v}", delay + 1 + w).over(by_day), zeros[v])
+            totals.append((through_end - before_start).alias(f"{v}_{w}"))
+    return running.select(key, _DAY, *totals).where(
+        F.col(_DAY).between(d0, d1) & (F.col(f"{_COUNT}_{max(WINDOWS)}") > 0)
+    )
 
 
 def _known_frauds(in_range: DataFrame, labels: DataFrame, first: date, last: date) -> DataFrame:

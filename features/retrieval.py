@@ -66,6 +66,11 @@ def historical_features(
     transaction in its look-back, which is exactly what the definitions give).
     """
     _check_columns(entity_df.columns, entity_df.dtypes.to_dict())
+    if entity_df.empty:  # Feast cannot upload an empty frame; the answer is known
+        out = entity_df.reset_index(drop=True).copy()
+        for name in MODEL_FEATURES:
+            out[name] = out[name].astype(FEATURE_DTYPE) if name in out else pd.Series(dtype=FEATURE_DTYPE)
+        return out
     times = _utc(entity_df[EVENT_TIMESTAMP])
     query = pd.DataFrame(
         {
@@ -116,6 +121,11 @@ def historical_features_spark(
 
     _check_columns(entity_sdf.columns, dict(entity_sdf.dtypes))
     entity_columns = list(entity_sdf.columns)
+    kept_columns = [c for c in entity_columns if c not in MODEL_FEATURES]
+    if entity_sdf.isEmpty():  # Feast's time-range query fails on no rows; the answer is known
+        return entity_sdf.select(
+            *kept_columns, *[F.lit(None).cast("double").alias(name) for name in MODEL_FEATURES]
+        )
     day_start = F.floor(F.unix_micros(F.col(EVENT_TIMESTAMP)) / 1_000_000 / _DAY_SECONDS)
     query = entity_sdf.withColumn(TX_DATETIME, F.col(EVENT_TIMESTAMP)).withColumn(
         EVENT_TIMESTAMP,
@@ -136,13 +146,9 @@ def historical_features_spark(
         features.append(value.alias(name))
     kept = [
         F.col(TX_DATETIME).alias(EVENT_TIMESTAMP) if c == EVENT_TIMESTAMP else F.col(c)
-        for c in entity_columns
-        if c not in MODEL_FEATURES
+        for c in kept_columns
     ]
-    return with_flags.select(*kept, *features).select(
-        *[c for c in entity_columns if c not in MODEL_FEATURES],
-        *MODEL_FEATURES,
-    )
+    return with_flags.select(*kept, *features)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -193,3 +193,36 @@ def features_env(ctx: typer.Context) -> None:
     else:
         port = settings.engine.server_port
         print(f"# start an engine first (cardscore engine start), then: export SPARK_REMOTE=sc://127.0.0.1:{port}")
+
+
+@features_app.command("plot")
+def features_plot(
+    ctx: typer.Context,
+    day: str | None = typer.Option(None, "--date", help=_DATE_HELP),
+    start: str | None = typer.Option(None, "--from", help=_FROM_HELP),
+    end: str | None = typer.Option(None, "--to", help=_TO_HELP),
+    out: Path | None = typer.Option(
+        None, "--out", help="PNG to write (default: <home>/reports/features_<from>_<to>.png)"
+    ),
+    remote: str | None = typer.Option(None, "--remote", help=_REMOTE_HELP),
+) -> None:
+    """Draw the gold snapshots over days: active customers and terminals, and each feature's daily mean.
+
+    A sudden jump usually means a pipeline problem (a missing ingest day, a late label feed) or a real shift worth a look.
+    """
+    from features.report import daily_summary, plot_daily_summary
+
+    days = day_range(day, start, end)
+    with _job_context(ctx, remote) as job:
+        try:
+            summary = daily_summary(job.lake, days[0], days[-1])
+        except LookupError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(EXIT_FAILED) from None
+    target = out or job.settings.home_path / "reports" / f"features_{days[0]}_{days[-1]}.png"
+    path = plot_daily_summary(summary, target)
+    console.print(
+        f"{len(summary)} days, {int(summary['customers'].mean())} customers and "
+        f"{int(summary['terminals'].mean())} terminals active a day on average"
+    )
+    console.print(f"picture: {path}")

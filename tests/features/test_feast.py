@@ -131,8 +131,16 @@ def test_historical_features_in_the_engine_equal_the_pandas_ones(spark, feature_
         assert (stamps.to_numpy() == pandas["event_timestamp"].to_numpy()).all()  # the transaction's own time
 
 
-def test_bad_entity_frames_are_clear_errors(spark, feature_world) -> None:
+def test_entity_frame_edges(spark, feature_world) -> None:
+    settings = feature_world.settings
     entities = entity_frame(feature_world, date(2018, 5, 2), date(2018, 5, 2)).head(5)
+    # Extra columns (a label for training) ride along; empty frames give empty answers.
+    labelled = historical_features(settings, spark, entities.assign(label=[1, 0, 0, 1, 0]))
+    assert labelled["label"].tolist() == [1, 0, 0, 1, 0]
+    empty = historical_features(settings, spark, entities.head(0))
+    assert len(empty) == 0 and list(empty.columns) == list(labelled.columns[:5]) + list(MODEL_FEATURES[1:])
+    none = historical_features_spark(settings, spark, spark.createDataFrame(entities).limit(0))
+    assert none.count() == 0 and none.columns == list(empty.columns)
     with pytest.raises(EntityFrameError, match="lacks column"):
         historical_features(feature_world.settings, spark, entities.drop(columns=["terminal_id"]))
     naive = entities.assign(event_timestamp=entities["event_timestamp"].dt.tz_localize(None))

@@ -161,8 +161,7 @@ def read_inputs(
 
 def _feature_api() -> tuple[list[str], str, Callable[..., pd.DataFrame]]:
     try:
-        # (import order pinned: ruff classifies `features` differently while it is in progress)
-        from features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES  # noqa: I001
+        from features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES
         from features.retrieval import historical_features
     except ImportError as exc:
         raise MissingInput(
@@ -209,9 +208,30 @@ def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
     note("read silver", 0, 1)
     first, end = days_needed([protocol, *folds])
     inputs = read_inputs(ctx, first, end, params.data_versions)
-    split = protocol_split(
-        inputs.transactions, inputs.labels, protocol, test_labels_as_of=params.test_labels_as_of
+    note("read silver", 1, 1)
+    feature_names, feature_service, historical_features = _feature_api()
+    return assemble_sets(
+        inputs, protocol, folds,
+        lambda entities: historical_features(ctx.settings, ctx.spark, entities),
+        feature_names, feature_service, params.test_labels_as_of, note,
     )
+
+
+def assemble_sets(
+    inputs: TrainingInputs,
+    protocol: Protocol,
+    folds: Sequence[Protocol],
+    features_for: Callable[[pd.DataFrame], pd.DataFrame],
+    feature_names: Sequence[str],
+    feature_service: str,
+    test_labels_as_of: datetime | None = None,
+    progress: PhaseProgress | None = None,
+) -> TrainingSets:
+    """Split `inputs` by the protocol and the validation folds, then join the features that
+    `features_for(entity_frame)` returns (the feature store in the job; benchmarks may pass
+    another definition to compare)."""
+    note = progress or (lambda phase, done, total: None)
+    split = protocol_split(inputs.transactions, inputs.labels, protocol, test_labels_as_of=test_labels_as_of)
     _check_split(split, "protocol")
     # Validation uses only what is known at training time: labels up to the cutoff.
     fold_splits = [
@@ -221,25 +241,23 @@ def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
     ]
     for i, fs in enumerate(fold_splits):
         _check_split(fs, f"validation fold {i}")
-    note("read silver", 1, 1)
 
     note("features", 0, 1)
-    feature_names, feature_service, historical_features = _feature_api()
     frames = [split.train, split.test, *[f for fs in fold_splits for f in (fs.train, fs.test)]]
     entities = entity_frame(*frames)
-    features = historical_features(ctx.settings, ctx.spark, entities)
+    features = features_for(entities)
+    names = list(feature_names)
     note("features", 1, 1)
     log.info("train.sets", entities=len(entities), **split.summary())
     return TrainingSets(
         protocol=protocol,
-        train=attach_features(split.train, features, feature_names),
-        test=attach_features(split.test, features, feature_names),
-        feature_names=feature_names,
+        train=attach_features(split.train, features, names),
+        test=attach_features(split.test, features, names),
+        feature_names=names,
         feature_service=feature_service,
         tables=inputs.tables,
         folds=[
-            (fs.protocol, attach_features(fs.train, features, feature_names),
-             attach_features(fs.test, features, feature_names))
+            (fs.protocol, attach_features(fs.train, features, names), attach_features(fs.test, features, names))
             for fs in fold_splits
         ],
         sizes=split.summary(),

@@ -43,6 +43,9 @@ class ModelParams(Section):
         1.0, gt=0, description="weight of the fraud class (1: none; ~genuine/fraud ratio: balanced)"
     )
     tree_method: Literal["hist", "approx", "exact"] = "hist"
+    max_bin: int = Field(
+        4096, ge=2, description="histogram bins per feature (hist): fine bins find sharp amount thresholds"
+    )
     n_jobs: int = Field(2, ge=1, description="threads; results are reproducible for a fixed value")
     seed: int = Field(0, ge=0)
 

@@ -37,6 +37,7 @@ def booster_params(params: ModelParams) -> dict[str, Any]:
         "lambda": params.reg_lambda,
         "scale_pos_weight": params.scale_pos_weight,
         "tree_method": params.tree_method,
+        "max_bin": params.max_bin,
         "nthread": params.n_jobs,
         "seed": params.seed,
     }

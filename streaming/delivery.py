@@ -125,6 +125,8 @@ class _Sender:
 
     def close(self, timeout: float = 5.0) -> None:
         self.producer.flush(timeout)
+        # The producer holds a callback bound to this object: drop it so it is freed now.
+        self.producer = None  # type: ignore[assignment]
 
 
 class AtLeastOnce:
@@ -156,9 +158,7 @@ class AtLeastOnce:
         # Past message.timeout.ms every record has a report; the margin covers in-flight requests.
         outstanding = self._sender.wait(self.timeout + min(5.0, self.timeout))
         if outstanding:
-            self._sender.producer.purge()
-            self._sender.producer.flush(0)
-            self._renew("delivery reports overdue")
+            self._renew("delivery reports overdue")  # purges the old producer's queue
             raise DeliveryFailed(f"{outstanding} of {len(records)} records unacknowledged")
         if failures:
             raise DeliveryFailed(
@@ -218,7 +218,7 @@ class AtLeastOnce:
         self._sender = _Sender(self._conf, self.metrics)
         try:
             old.producer.purge()
-            old.producer.flush(0)
+            old.close(0)
         except KafkaException:
             pass
 

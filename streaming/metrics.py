@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+    values,
+)
 from prometheus_client.core import HistogramMetricFamily
+
+from schemas.reasons import RejectReason
+
+STAGES = ("lookup", "delivery", "commit", "registry", "consume")
+DEPENDENCIES = ("broker", "online_store", "registry")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Replayed days are hours to years old: the event-time clock needs buckets up to years.
@@ -30,6 +44,23 @@ class StreamMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        with _in_process_values():
+            self._create()
+            # Every label value known up front: exported as 0 from the start, and created
+            # while in-process values are in force (see `_in_process_values`).
+            for reason in RejectReason:
+                self.dlq.labels(reason.value)
+            for stage in STAGES:
+                self.errors.labels(stage)
+                self.retries.labels(stage)
+            for dependency in DEPENDENCIES:
+                self.dependency_up.labels(dependency)
+            for kind in ("assigned", "revoked", "lost"):
+                self.rebalances.labels(kind)
+            for entity in ("customer", "terminal"):
+                self.unknown_entities.labels(entity)
+
+    def _create(self) -> None:
         r = self.registry
         ns = "cardscore_stream"
         self.messages_in = Counter("messages_in", "Messages consumed", namespace=ns, registry=r)
@@ -97,6 +128,23 @@ class StreamMetrics:
         """A sample's current value (tests and the benchmark read metrics through this)."""
         found = self.registry.get_sample_value(name, labels or {})
         return 0.0 if found is None else found
+
+
+@contextmanager
+def _in_process_values() -> Iterator[None]:
+    """Create metrics with plain in-process values.
+
+    Importing `feast.metrics` (Feast does it lazily, on its first online read) sets
+    PROMETHEUS_MULTIPROC_DIR, and prometheus_client then keeps values of metrics created
+    afterwards in shared mmap files, so two scorers in one process (tests, benchmarks) would
+    count into each other. The scorer's metrics are its own: they always use in-process values.
+    """
+    saved = values.ValueClass
+    values.ValueClass = values.MutexValue
+    try:
+        yield
+    finally:
+        values.ValueClass = saved
 
 
 class BulkHistogram:

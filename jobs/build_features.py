@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from cardscore import catalog
 from cardscore.config.settings import join_uri
-from cardscore.errors import MissingInput
+from cardscore.errors import MissingInput, StageFailed
 from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 from cardscore.logs import get_logger
 from features.definitions import (
@@ -129,8 +129,19 @@ def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport
             uri = join_uri(staging, table.replace(".", "_"))
             df.write.mode("overwrite").parquet(uri)
             staged[table] = ctx.spark.read.parquet(uri)
-        for table, df in staged.items():
+        for table, df in list(staged.items()):
             rows = int(expected[table].collect()[0]["rows"])
+            if df.count() == 0:
+                # Nothing active (e.g. the world's first day). Engines write no file for an
+                # empty frame, so publish the computed (empty) frame: it carries the schema.
+                if rows:
+                    raise StageFailed(
+                        STAGE, f"{table}: no snapshot rows computed for {first}..{last} but "
+                        f"{rows} active entities expected"
+                    )
+                log.warning("features.empty_pass", table=table, first=first.isoformat(), last=last.isoformat())
+                staged[table] = built[table]
+                continue
             gate(
                 df,
                 suites[table],

@@ -82,6 +82,19 @@ def test_a_failed_gate_publishes_nothing(spark, tmp_path: Path, world) -> None:
     assert [row["snapshot_date"] for row in published] == [date(2018, 4, 28)]
 
 
+def test_the_first_day_publishes_an_empty_snapshot(spark, tmp_path: Path, world) -> None:
+    from features.transform import CUSTOMER_COLUMNS
+
+    ctx = context(spark, tmp_path / "home")
+    write_silver(ctx.lake, world.transactions[COLUMNS], world.labels)
+    report = build_features_day(ctx, date(2018, 4, 1))  # nothing happened before the first day
+    assert (report.customer_rows, report.terminal_rows) == (0, 0)
+    customers = ctx.lake.read(catalog.CUSTOMER_FEATURES)
+    assert customers.count() == 0
+    assert customers.columns == [*CUSTOMER_COLUMNS[:-1], "created_at", "snapshot_date"]
+    assert build_features_day(ctx, date(2018, 4, 2)).customer_rows > 0
+
+
 def test_missing_inputs_are_clear_errors(spark, tmp_path: Path, world) -> None:
     ctx = context(spark, tmp_path / "home")
     with pytest.raises(MissingInput, match=r"silver\.transactions does not exist"):

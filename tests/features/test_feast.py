@@ -210,16 +210,37 @@ def test_feast_cli_with_the_repo_yaml(spark, feature_world, tmp_path: Path) -> N
         "CARDSCORE_FEAST_SQLITE_PATH": settings.feast_sqlite_path,
         "SPARK_REMOTE": embedded_url(),
     })
-    def feast(*args: str) -> None:
-        proc = subprocess.run([str(BIN / "feast"), *args], cwd=REPO / "features", env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-
-    feast("apply")
-    # A first materialize-incremental would start at now - TTL (meant for live days): history
-    # starts with an explicit range (here cardscore's), incremental runs continue from its end.
-    materialize(settings, spark, date(2018, 5, 5))
-    feast("materialize-incremental", "2018-05-06T00:00:00")
+    # Feast's own CLI (its click group, as the `feast` script runs it), from features/; both
+    # commands in one interpreter so Feast's slow import is paid once. A first
+    # materialize-incremental would start at now - TTL (meant for live days): history starts
+    # with an explicit range (here cardscore's, in between), incremental runs continue from it.
+    script = (
+        "import sys\n"
+        "from feast.cli.cli import cli\n"
+        "for args in (['apply'], None, ['materialize-incremental', '2018-05-06T00:00:00']):\n"
+        "    if args is None:\n"
+        "        input()  # wait for the test's own materialize of 2018-05-05\n"
+        "        continue\n"
+        "    cli.main(args, standalone_mode=False)\n"
+        "    print('done', args[0], flush=True)\n"
+    )
+    errors = tmp_path / "feast-cli.stderr"
+    with open(errors, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO / "features", env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file, text=True)
+        try:
+            line = ""
+            while not line.startswith("done apply"):  # blocks on the child's output, no sleep
+                line = proc.stdout.readline()
+                assert line or proc.poll() is None, errors.read_text()[-3000:]
+            materialize(settings, spark, date(2018, 5, 5))
+            out, _ = proc.communicate("\n", timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert proc.returncode == 0, out[-2000:] + errors.read_text()[-3000:]
+    assert "done materialize-incremental" in out
     entities = entity_frame(feature_world, date(2018, 5, 6), date(2018, 5, 6))
     found = lookup(feature_store(settings), records_of(entities))
     assert found.unknown_customers == 0 and found.unknown_terminals == 0

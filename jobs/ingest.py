@@ -26,10 +26,13 @@ All three call `ingest_day(ctx, day)`. For each feed (transactions, labels) of t
 6. **gate**: the day's silver rows go through `expectations/suites/silver_<feed>.json`
    (keys, ranges, the landing day, row count = lines - quarantined - duplicates - superseded).
    Any failure stops the day before anything is published (exit code 1).
-7. **publish**: transactions replace the day's `tx_date` partition; labels MERGE on
-   transaction_id where the new report is later (the latest report wins, across days).
+7. **publish**: transactions replace the day's `tx_date` partition; labels are keyed by
+   transaction_id across partitions: a first report is appended, a later re-report MERGEs
+   over the older row, which moves to the new `reported_date` partition (the latest report
+   wins; an older report, e.g. from re-running an earlier day, never replaces a newer one).
    A write whose result would equal the table's current content is skipped, so a re-run
-   adds no table versions at all.
+   adds no table versions at all. Transactions and labels are two commits: a crash between
+   them leaves the day half-published until the re-run, which completes it.
 
 Lineage (load_id, ingested_at) comes from the ledger, not from the re-run, so re-running a day
 gives identical silver and quarantine rows.
@@ -602,28 +605,35 @@ def _publish(ctx: JobContext, feed: Feed, day: date, staged: DataFrame) -> bool:
     if not feed.latest_wins:
         return _replace_if_changed(ctx.lake, rows, feed.silver_table, feed.partition, day, feed.silver.partition_by)
     # Labels: upsert on the key; a report only replaces an older one (latest wins, across days).
+    # Keys new to silver (nearly all) are appended; only re-reports need a MERGE, which scans
+    # the whole table, so it runs only when there are some.
     lake = ctx.lake
-    if lake.exists(feed.silver_table):
-        current = lake.read(feed.silver_table).select(
-            *[F.col(k).alias(f"__current_{k}") for k in feed.key],
-            F.col(feed.time_field).alias("__current_time"),
-        )
-        on = [F.col(k) == F.col(f"__current_{k}") for k in feed.key]
-        rows = (
-            rows.join(current, on=on, how="left")
-            .where(F.col("__current_time").isNull() | (F.col(feed.time_field) > F.col("__current_time")))
-            .select(*rows.columns)
-        )
-        if rows.limit(1).count() == 0:
-            return False
-    lake.merge(
-        rows,
-        feed.silver_table,
-        keys=feed.key,
-        partition_by=list(feed.silver.partition_by),
-        matched_condition=f"s.`{feed.time_field}` > t.`{feed.time_field}`",
+    if not lake.exists(feed.silver_table):
+        lake.append(rows, feed.silver_table, partition_by=list(feed.silver.partition_by))
+        return True
+    current = lake.read(feed.silver_table).select(
+        *[F.col(k).alias(f"__current_{k}") for k in feed.key],
+        F.col(feed.time_field).alias("__current_time"),
     )
-    return True
+    on = [F.col(k) == F.col(f"__current_{k}") for k in feed.key]
+    compared = rows.join(current, on=on, how="left")
+    new_keys = compared.where(F.col("__current_time").isNull()).select(*rows.columns)
+    newer = compared.where(F.col(feed.time_field) > F.col("__current_time")).select(*rows.columns)
+    counts = compared.agg(
+        F.count(F.when(F.col("__current_time").isNull(), 1)).alias("new"),
+        F.count(F.when(F.col(feed.time_field) > F.col("__current_time"), 1)).alias("newer"),
+    ).first()
+    if counts["new"]:
+        lake.append(new_keys, feed.silver_table, partition_by=list(feed.silver.partition_by))
+    if counts["newer"]:
+        lake.merge(
+            newer,
+            feed.silver_table,
+            keys=feed.key,
+            partition_by=list(feed.silver.partition_by),
+            matched_condition=f"s.`{feed.time_field}` > t.`{feed.time_field}`",
+        )
+    return bool(counts["new"] or counts["newer"])
 
 
 def _replace_if_changed(

@@ -7,8 +7,9 @@ from typing import Any
 
 
 def classic_checks(spark: Any, corpus: Any, transactions: Any, labels: Any, day: str) -> Any:
-    """One JVM start for everything: the corpus through both validators, then a day's
-    classification of each feed. Rows: (kind, name, line_number, status, reason)."""
+    """One JVM start for everything: the corpus through the validator (SQL checks with the
+    Python fallback, so both code paths run), then a day's classification of each feed.
+    Rows: (kind, name, line_number, status, reason)."""
     from pyspark.sql import functions as F
 
     from jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
@@ -19,7 +20,7 @@ def classic_checks(spark: Any, corpus: Any, transactions: Any, labels: Any, day:
             F.lit("validate").alias("kind"), F.lit(validator).alias("name"), "line_number",
             F.lit(None).cast("string").alias("status"), "reason",
         )
-        for validator in ("sql", "python")
+        for validator in ("sql",)
     ]
     for feed, lines in ((TRANSACTIONS, transactions), (LABELS, labels)):
         classified = classify(validate_lines(lines, feed.event), feed, date.fromisoformat(day))
@@ -29,3 +30,4 @@ def classic_checks(spark: Any, corpus: Any, transactions: Any, labels: Any, day:
     for more in out[1:]:
         result = result.unionByName(more)
     return result
+

@@ -37,6 +37,7 @@ from cardscore.config.settings import join_uri
 from cardscore.errors import MissingInput, StageFailed
 from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 from cardscore.logs import get_logger
+from expectations.gate import GateFailed, GateResult
 from features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
     from cardscore.orchestration import StageOutcome
     from cardscore.registry import ModelRef
-    from expectations.gate import GateResult
 
 STAGE = "score"
 SUITE = "predictions"
@@ -126,11 +126,13 @@ class ScoreReport:
         )
 
 
-class PredictionsGateFailed(StageFailed):
+class PredictionsGateFailed(GateFailed):
     """The predictions gate failed; nothing was published. The staged rows are kept."""
 
     def __init__(self, result: GateResult, staging: str) -> None:
-        super().__init__(STAGE, f"{result.summary()}\nstaged predictions kept for inspection: {staging}")
+        StageFailed.__init__(
+            self, STAGE, f"{result.summary()}\nstaged predictions kept for inspection: {staging}"
+        )
         self.result = result
         self.staging = staging
 
@@ -198,32 +200,37 @@ def score_day(
     if hooks and hooks.before_stage:
         predictions = hooks.before_stage(predictions)
     staging = _staging_uri(ctx, run_id, day)
-    predictions.write.mode("overwrite").parquet(staging)
-    staged = ctx.spark.read.parquet(staging)
+    gate_failed = False
+    try:
+        predictions.write.mode("overwrite").parquet(staging)
+        staged = ctx.spark.read.parquet(staging)
 
-    phase("gate")
-    parameters = gate_parameters(settings, day, silver_rows, model.version)
-    run_name = f"{run_id}-{day.isoformat()}"
-    result = validate(staged, SUITE, settings, run_name, parameters, build_docs=False)
-    if not result.success:
-        # Rebuild the Data Docs only when someone has to look at them.
-        result = validate(staged, SUITE, settings, run_name, parameters, build_docs=True)
-        log.error("score.gate_failed", day=day.isoformat(), run_id=run_id, staging=staging,
-                  failed=[f.describe() for f in result.failed])
-        raise PredictionsGateFailed(result, staging)
+        phase("gate")
+        parameters = gate_parameters(settings, day, silver_rows, model.version)
+        run_name = f"{run_id}-{day.isoformat()}"
+        result = validate(staged, SUITE, settings, run_name, parameters, build_docs=False)
+        if not result.success:
+            gate_failed = True
+            # Rebuild the Data Docs only when someone has to look at them.
+            result = validate(staged, SUITE, settings, run_name, parameters, build_docs=True)
+            log.error("score.gate_failed", day=day.isoformat(), run_id=run_id, staging=staging,
+                      failed=[f.describe() for f in result.failed])
+            raise PredictionsGateFailed(result, staging)
 
-    phase("publish")
-    version = lake.replace_where(
-        staged, cfg.output_table, f"{PARTITION} = '{day.isoformat()}'", partition_by=[PARTITION]
-    )
-    totals = staged.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(F.col("unknown_customer").cast("long")).alias("unknown_customers"),
-        F.sum(F.col("unknown_terminal").cast("long")).alias("unknown_terminals"),
-        F.sum((F.col("unknown_customer") & F.col("unknown_terminal")).cast("long")).alias("defaults_only"),
-        F.avg("score").alias("mean_score"),
-    ).collect()[0]
-    _remove(staging)
+        phase("publish")
+        version = lake.replace_where(
+            staged, cfg.output_table, f"{PARTITION} = '{day.isoformat()}'", partition_by=[PARTITION]
+        )
+        totals = staged.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.col("unknown_customer").cast("long")).alias("unknown_customers"),
+            F.sum(F.col("unknown_terminal").cast("long")).alias("unknown_terminals"),
+            F.sum((F.col("unknown_customer") & F.col("unknown_terminal")).cast("long")).alias("defaults_only"),
+            F.avg("score").alias("mean_score"),
+        ).collect()[0]
+    finally:
+        if not gate_failed:  # a failed gate keeps its rows for inspection
+            _remove(staging)
     phase("done")
     report = ScoreReport(
         day=day,

@@ -175,3 +175,20 @@ def prediction_records(
     if missing:  # pragma: no cover - guards a contract change
         raise ImportError(f"prediction_records does not fill {missing} of {PREDICTION_RECORD.name}")
     return scored.select(*[values[name].cast(schema[name]).alias(name) for name in schema])
+
+
+def score_histogram(predictions: DataFrame, bins: int = 50) -> DataFrame:
+    """Counts of predictions per (tx_date, score bin, whether an entity was unknown): the
+    small table a picture of the score distribution needs (bin i covers [i/bins, (i+1)/bins))."""
+    from pyspark.sql import functions as F
+
+    bin_index = F.least(F.floor(F.col(SCORE) * bins).cast("int"), F.lit(bins - 1))
+    return (
+        predictions.select(
+            F.col("tx_date"),
+            bin_index.alias("bin"),
+            (F.col(UNKNOWN_CUSTOMER) | F.col(UNKNOWN_TERMINAL)).alias("any_unknown"),
+        )
+        .groupBy("tx_date", "bin", "any_unknown")
+        .count()
+    )

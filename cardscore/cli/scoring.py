@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -25,6 +26,9 @@ def run_score(
         None, "--remote", help="Spark Connect URL sc://host:port (default: the configured engine)"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the per-day reports as JSON on stdout"),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="also draw the scored days' score distribution and unknown-entity shares (PNG)"
+    ),
 ) -> None:
     """Score days of silver transactions with the champion model into the predictions table.
 
@@ -55,10 +59,14 @@ def run_score(
             console.print(_summary(reports))
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(exc.exit_code) from None
+    if plot is not None:
+        _plot(job, reports, plot)
     if as_json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
         return
     console.print(_summary(reports))
+    if plot is not None:
+        console.print(f"picture: {plot}")
 
 
 def _summary(reports: list[Any]) -> Table:
@@ -108,3 +116,54 @@ def _day_bar(total: int) -> Iterator[_Bar]:
         console=console,
     ) as progress:
         yield _Bar(progress, total)
+
+
+def _plot(job: Any, reports: list[Any], path: Path) -> None:
+    """Score histogram (log counts; rows with an unknown entity apart) and per-day counts.
+
+    The histogram is aggregated in the engine; only its ~100 counts reach this process."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from jobs.scoring_transforms import score_histogram
+
+    bins = 50
+    days = [r.day for r in reports]
+    published = job.lake.read(reports[-1].output_table).where(F.col("tx_date").isin(days))
+    counts = score_histogram(published, bins).toPandas()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    edges = np.arange(bins) / bins
+    for unknown, label, color in ((False, "both entities known", "tab:blue"),
+                                  (True, "customer or terminal unknown", "tab:orange")):
+        part = counts[counts["any_unknown"] == unknown].groupby("bin")["count"].sum()
+        heights = np.zeros(bins)
+        heights[part.index.to_numpy()] = part.to_numpy()
+        left.bar(edges, heights, width=1 / bins, align="edge", alpha=0.6, label=label, color=color)
+    left.set_yscale("log")
+    left.set_xlabel("score")
+    left.set_ylabel("transactions (log)")
+    left.set_title(f"score distribution, {days[0]} .. {days[-1]}")
+    left.legend()
+    x = np.arange(len(reports))
+    right.bar(x, [r.rows for r in reports], color="tab:blue", alpha=0.6, label="scored")
+    right.set_ylabel("transactions")
+    right.set_ylim(0, 1.3 * max(r.rows for r in reports))  # room for the legend
+    share = right.twinx()
+    customers = [r.unknown_customers / max(r.rows, 1) for r in reports]
+    terminals = [r.unknown_terminals / max(r.rows, 1) for r in reports]
+    share.plot(x, customers, "o-", color="tab:orange", label="unknown customers")
+    share.plot(x, terminals, "s-", color="tab:red", label="unknown terminals")
+    share.set_ylabel("share of transactions")
+    share.set_ylim(0, max(0.05, 1.3 * max(customers + terminals)))
+    right.set_xticks(x, [d.isoformat() for d in days], rotation=45, ha="right")
+    right.set_title(f"scored by {reports[-1].model_name} v{reports[-1].model_version}")
+    share.legend(loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+

@@ -58,15 +58,18 @@ def test_the_job_exits_1_on_a_failed_gate_and_publishes_nothing(job) -> None:
     pd.testing.assert_frame_equal(published, world.predictions(job.lake, job.settings, world.DAY))
 
 
-def test_cli_scores_a_range_with_one_model_version(spark, scoring_world) -> None:
+def test_cli_scores_a_range_with_one_model_version(spark, scoring_world, tmp_path) -> None:
     settings = settings_for_test(scoring_world.settings)
+    picture = tmp_path / "scores.png"
     runner = CliRunner()
     result = runner.invoke(
         app,
-        ["run", "score", "--from", world.DAY.isoformat(), "--to", world.NEXT_DAY.isoformat(), "--json"],
+        ["run", "score", "--from", world.DAY.isoformat(), "--to", world.NEXT_DAY.isoformat(), "--json",
+         "--plot", str(picture)],
         env=_env(settings),
     )
     assert result.exit_code == 0, result.output
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reports = json.loads(result.stdout)
     assert [r["day"] for r in reports] == [world.DAY.isoformat(), world.NEXT_DAY.isoformat()]
     assert {r["model_version"] for r in reports} == {scoring_world.version}

@@ -76,24 +76,13 @@ def build(spark, settings: Settings) -> pd.DataFrame:
     return transactions
 
 
-def entity_rows(transactions: pd.DataFrame) -> pd.DataFrame:
-    """Silver rows -> the entity frame the training path gives Feast."""
-    return pd.DataFrame(
-        {
-            "transaction_id": transactions["transaction_id"].astype("int64").to_numpy(),
-            "customer_id": transactions["customer_id"].astype("int64").to_numpy(),
-            "terminal_id": transactions["terminal_id"].astype("int64").to_numpy(),
-            "event_timestamp": pd.to_datetime(transactions["event_time"], utc=True).to_numpy(),
-            "tx_amount": transactions["amount"].astype("float64").to_numpy(),
-        }
-    ).assign(event_timestamp=lambda f: pd.to_datetime(f["event_timestamp"], utc=True))
-
-
 def training_path_features(spark, settings: Settings, transactions: pd.DataFrame) -> pd.DataFrame:
-    """Features exactly as training gets them: `historical_features` (pandas)."""
+    """Features exactly as training gets them: the training job's entity rows
+    (`cardscore.model.datasets.entity_frame`) through `historical_features` (pandas)."""
+    from cardscore.model.datasets import entity_frame
     from features.retrieval import historical_features
 
-    return historical_features(settings, spark, entity_rows(transactions))
+    return historical_features(settings, spark, entity_frame(transactions))
 
 
 def train_booster(spark, settings: Settings, transactions: pd.DataFrame) -> xgb.Booster:

@@ -65,6 +65,7 @@ class ModelWatcher:
         settings: Settings,
         alias: str,
         poll_seconds: float,
+        threads: int = 1,
         find: Callable[[Settings, str], ModelRef | None] | None = None,
         load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -74,6 +75,7 @@ class ModelWatcher:
         self.settings = settings
         self.alias = alias
         self.poll_seconds = poll_seconds
+        self.threads = threads
         self._find = find or registry.find_alias
         self._load = load or registry.load_booster
         self._clock = clock
@@ -123,7 +125,10 @@ class ModelWatcher:
                       keeping=self.current.version)
             return False
         previous = self.current.version if self.current else None
-        self.current = LoadedModel(ref.name, ref.version, booster)
+        # A private copy: the registry's cached booster stays as loaded, ours gets its threads.
+        own = booster.copy()
+        own.set_param({"nthread": self.threads})
+        self.current = LoadedModel(ref.name, ref.version, own)
         log.info("stream.model_loaded", model=ref.name, version=ref.version, previous=previous,
                  alias=self.alias)
         return True

@@ -126,7 +126,8 @@ class StreamScorer:
         self.idle_exit_seconds = idle_exit_seconds
         self.on_batch = on_batch
         self._lookup = lookup
-        self.watcher = watcher or ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds)
+        self.watcher = watcher or ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds,
+                                               threads=cfg.model_threads)
         self.backoff = Backoff(cfg.retry_initial_seconds, cfg.retry_max_seconds)
         self._stop = threading.Event()
         self._assigned: set[tuple[str, int]] = set()

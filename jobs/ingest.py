@@ -645,11 +645,9 @@ def _replace_if_changed(
     predicate = f"{partition} = DATE'{day.isoformat()}'"
     if lake.exists(table):
         current = lake.read(table).where(F.col(partition) == F.lit(day.isoformat()).cast("date"))
-        same = (
-            rows.exceptAll(current).limit(1).count() == 0
-            and current.exceptAll(rows).limit(1).count() == 0
-        )
-        if same:
+        # Exact multiset comparison, both directions in one query.
+        differences = rows.exceptAll(current).unionAll(current.exceptAll(rows))
+        if differences.limit(1).count() == 0:
             return False
     lake.replace_where(rows, table, predicate, partition_by=list(partition_by))
     return True

@@ -115,51 +115,50 @@ def validate_lines(
     python = _python_udf(contract, max_bytes)
     if validator == "python":
         staged = lines.withColumn("__py", python(F.col("raw_bytes")))
-        return _typed(
-            staged.select(
-                *lines.columns,
-                *[F.col(f"__py.{c}").alias(c) for c in (*RESULT_COLUMNS, *map(_wire_name, contract.fields))],
-            ),
-            contract,
+        return staged.select(
+            *lines.columns,
+            *[F.col(f"__py.{c}").alias(c) for c in RESULT_COLUMNS],
+            *[_typed(f, F.col(f"__py.{_wire_name(f)}")) for f in contract.fields],
         )
 
     text = F.when(
         F.call_function("is_valid_utf8", F.col("raw_bytes")),
         F.col("raw_bytes").try_cast("string"),
     )
-    staged = lines.withColumn("__text", text).withColumn(
-        "__byte_outcome", _byte_checks(F.col("raw_bytes"), F.col("__text"), max_bytes)
-    )
+    # A few wide projections rather than one per column: planning cost grows with plan depth.
+    staged = lines.withColumn("__text", text)
+    staged = staged.withColumn("__byte_outcome", _byte_checks(F.col("raw_bytes"), F.col("__text"), max_bytes))
     staged = staged.withColumn(
         "__in_sql",
         F.col("__byte_outcome").isNotNull()
         | (F.col("__text").rlike(_PRINTABLE_ASCII) & F.col("__text").rlike(FLAT_OBJECT)),
     )
     in_sql = F.col("__in_sql")
-    staged = staged.withColumn("__py", F.when(~in_sql, python(F.col("raw_bytes"))))
-    for f in contract.fields:
-        flat = F.when(in_sql & F.col("__byte_outcome").isNull(), _member_token(F.col("__text"), f.name))
-        staged = staged.withColumn(_token_name(f), flat)
-        for name, value in _derived(f).items():
-            staged = staged.withColumn(name, value)
+    flat = in_sql & F.col("__byte_outcome").isNull()
+    staged = staged.withColumns(
+        {
+            "__py": F.when(~in_sql, python(F.col("raw_bytes"))),
+            **{_token_name(f): F.when(flat, _member_token(F.col("__text"), f.name)) for f in contract.fields},
+        }
+    )
+    staged = staged.withColumns({name: value for f in contract.fields for name, value in _derived(f).items()})
+    # Timestamp micros read the inner string computed just above.
+    staged = staged.withColumns(
+        {f"__us_{f.name}": _timestamp_micros(_col(f, "str")) for f in contract.fields if f.type == FieldType.TIMESTAMP}
+    )
     staged = staged.withColumn(
         "__outcome", F.coalesce(F.col("__byte_outcome"), _field_checks(contract))
     )
     sql_valid = F.col("__outcome").isNull()
-    return _typed(
-        staged.select(
-            *lines.columns,
-            F.when(in_sql, _outcome_reason(F.col("__outcome"))).otherwise(F.col("__py.reason")).alias("reason"),
-            F.when(in_sql, _outcome_detail(F.col("__outcome"))).otherwise(F.col("__py.detail")).alias("detail"),
-            F.when(in_sql, F.lit(DECIDED_BY_SQL)).otherwise(F.col("__py.decided_by")).alias("decided_by"),
-            *[
-                F.when(in_sql, F.when(sql_valid, _wire_value(f)))
-                .otherwise(F.col(f"__py.{_wire_name(f)}"))
-                .alias(_wire_name(f))
-                for f in contract.fields
-            ],
-        ),
-        contract,
+    return staged.select(
+        *lines.columns,
+        F.when(in_sql, _outcome_reason(F.col("__outcome"))).otherwise(F.col("__py.reason")).alias("reason"),
+        F.when(in_sql, _outcome_detail(F.col("__outcome"))).otherwise(F.col("__py.detail")).alias("detail"),
+        F.when(in_sql, F.lit(DECIDED_BY_SQL)).otherwise(F.col("__py.decided_by")).alias("decided_by"),
+        *[
+            _typed(f, F.when(in_sql, F.when(sql_valid, _wire_value(f))).otherwise(F.col(f"__py.{_wire_name(f)}")))
+            for f in contract.fields
+        ],
     )
 
 
@@ -267,8 +266,6 @@ def _derived(f: Field) -> dict[str, Column]:
         out[f"__dbl_{f.name}"] = F.when(~tok.startswith('"') & ~tok.isin("true", "false", "null", ""), tok.try_cast("double"))
     elif f.type in (FieldType.TIMESTAMP, FieldType.STRING, FieldType.DATE):
         out[f"__str_{f.name}"] = F.when(tok.startswith('"'), _string_inner(tok))
-        if f.type == FieldType.TIMESTAMP:
-            out[f"__us_{f.name}"] = _timestamp_micros(F.col(f"__str_{f.name}"))
     return out
 
 
@@ -523,19 +520,14 @@ def _python_decider(contract_name: str, max_bytes: int) -> Any:
 # --------------------------------------------------------------------------- typed output
 
 
-def _typed(checked: DataFrame, contract: Contract) -> DataFrame:
-    """Replace the wire columns by the contract's typed columns."""
+def _typed(f: Field, wire: Column) -> Column:
+    """A wire value (timestamps as micros) as the contract's typed column."""
     from pyspark.sql import functions as F
 
-    typed = []
-    for f in contract.fields:
-        wire = F.col(_wire_name(f))
-        if f.type == FieldType.TIMESTAMP:
-            value = F.timestamp_micros(wire)
-        elif f.type == FieldType.DATE:
-            value = F.to_date(wire)
-        else:
-            value = wire
-        typed.append(value.alias(f.name))
-    keep = [c for c in checked.columns if not c.startswith("__wire_")]
-    return checked.select(*keep, *typed)
+    if f.type == FieldType.TIMESTAMP:
+        value = F.timestamp_micros(wire)
+    elif f.type == FieldType.DATE:
+        value = F.to_date(wire)
+    else:
+        value = wire
+    return value.alias(f.name)

@@ -27,7 +27,9 @@ registered as the champion in a local MLflow registry.
 * scoring stage alone, from the same joined features (materialized once as Parquet) to a
   Delta table, on the same engine: `ours` = `jobs.scoring_transforms.score_in_engine`
   (XGBoost's default threads and 1 thread per task), `spark_udf` = the common approach,
-  `mlflow.pyfunc.spark_udf(env_manager="local")` on the registered model.
+  `mlflow.pyfunc.spark_udf(env_manager="local")` on the registered model. On Sail its
+  tasks race on a shared model folder (see `scoring_stage`) and a run can fail: failed
+  attempts are retried, counted and their errors recorded in the results.
 
 Ratios: end-to-end rows/s over the limit's, and our scoring stage's rows/s over
 spark_udf's (> 1: ours is faster). Scores of both scoring stages are checked equal.
@@ -62,6 +64,31 @@ def median_of(fn: Callable[[], Any], runs: int, warmup: int = 1) -> dict[str, An
         fn()
     seconds = [timed(fn)[1] for _ in range(runs)]
     return {"median_s": round(statistics.median(seconds), 4), "seconds": [round(s, 4) for s in seconds]}
+
+
+def median_despite_failures(fn: Callable[[], Any], runs: int, warmup: int = 1, spare: int = 5) -> dict[str, Any]:
+    """`median_of` for a flaky contender: failed attempts (warm-up or timed) are counted with
+    their error and retried, up to `spare` extra attempts; the median is of the successes."""
+    seconds: list[float] = []
+    errors: list[str] = []
+    attempts = 0
+    while len(seconds) < runs and attempts < warmup + runs + spare:
+        attempts += 1
+        try:
+            _, took = timed(fn)
+        except Exception as exc:  # recorded in the results, never hidden
+            errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}")
+            continue
+        if attempts - len(errors) > warmup:
+            seconds.append(took)
+    if not seconds:
+        raise RuntimeError(f"every attempt failed: {errors}")
+    return {
+        "median_s": round(statistics.median(seconds), 4),
+        "seconds": [round(s, 4) for s in seconds],
+        "failed_attempts": len(errors),
+        "errors": errors,
+    }
 
 
 def rate(rows: int, measured: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +288,11 @@ def scoring_stage(built: dict[str, Any], features_uri: str, work: Path, runs: in
         "transaction_id", *MODEL_FEATURES
     ).withColumn("score", udf(*[F.col(c) for c in MODEL_FEATURES]))
     print("  scoring stage: spark_udf", flush=True)
-    out["spark_udf"] = rate(rows, median_of(write(with_udf, "spark_udf"), runs))
+    # MLflow's Spark Connect path copies the model into <tmp>/mlflow/<hash>/<pid> in every task
+    # and reads it back from a path it never writes (so it copies every time); Sail runs every
+    # task in one process, so concurrent tasks share that folder and one may read a half-written
+    # MLmodel. Such failures are counted, not hidden.
+    out["spark_udf"] = rate(rows, median_despite_failures(write(with_udf, "spark_udf"), runs))
 
     # Same scores from both (float32 probabilities widened to double on both sides).
     ours = spark.read.format("delta").load((work / "stage-out" / "ours_threads_default").as_uri())

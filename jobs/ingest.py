@@ -359,6 +359,12 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
     for feed in FEEDS.values():
         if feed.name in results:
             report.feeds[feed.name].silver_changed = _publish(ctx, feed, day, lake.read(staging[feed.name]))
+        elif listed[feed.name] is not None and not lake.exists(feed.silver_table):
+            # The feed arrived empty (the world's first day has no labels yet): create its silver
+            # table anyway, so downstream stages read "no rows yet" rather than "no table".
+            empty = silver_rows(lake.read(staging[feed.name]), feed)
+            lake.append(empty, feed.silver_table, partition_by=list(feed.silver.partition_by))
+            report.feeds[feed.name].silver_changed = True
     for table in staging.values():
         _drop_table(ctx, table)
 

@@ -147,6 +147,8 @@ class AtLeastOnce:
         self._conf = producer_conf(producer_base, timeout_seconds)
         self._sender = _Sender(self._conf, metrics)
         self.pending: Offsets = {}  # processed and acknowledged, not yet committed
+        self.retry_commit_at = 0.0  # monotonic time before which a failed commit is not retried
+        self.commit_backoff = 0.0
 
     def deliver(self, records: Sequence[OutRecord], offsets: Offsets) -> None:
         """Send, wait for every acknowledgement, then commit `offsets`. `DeliveryFailed` if
@@ -168,15 +170,18 @@ class AtLeastOnce:
         self.metrics.dependency_up.labels("broker").set(1)
         for key, offset in offsets.items():
             self.pending[key] = max(offset, self.pending.get(key, -1))
-        self.commit_pending()
+        self.commit_pending(force=True)
 
-    def commit_pending(self, only: set[tuple[str, int]] | None = None) -> bool:
+    def commit_pending(self, only: set[tuple[str, int]] | None = None, force: bool = False) -> bool:
         """Commit the acknowledged offsets synchronously; True when nothing is left pending.
-        A failed commit stays pending and is retried with the next batch (its offsets are
-        higher, so one later success covers both)."""
+        A failed commit stays pending and is retried after a backoff, or with the next batch
+        (its offsets are higher, so one later success covers both). `force` ignores the
+        backoff (after a batch, on revocation, at shutdown)."""
         keys = [k for k in self.pending if only is None or k in only]
         if not keys:
             return True
+        if not force and time.monotonic() < self.retry_commit_at:
+            return False
         offsets = {k: self.pending[k] for k in keys}
         try:
             self.consumer.commit(offsets=topic_partitions(offsets), asynchronous=False)
@@ -195,8 +200,12 @@ class AtLeastOnce:
                     self.pending.pop(k, None)
                 log.warning("stream.commit_lost_partitions", error=str(err), partitions=len(keys))
                 return True
-            log.warning("stream.commit_failed", error=str(err), partitions=len(keys))
+            self.commit_backoff = min(max(2 * self.commit_backoff, 0.5), 30.0)
+            self.retry_commit_at = time.monotonic() + self.commit_backoff
+            log.warning("stream.commit_failed", error=str(err), partitions=len(keys),
+                        retry_in=self.commit_backoff)
             return False
+        self.commit_backoff = 0.0
         for k in keys:
             if self.pending.get(k) == offsets[k]:
                 del self.pending[k]
@@ -272,7 +281,7 @@ class ExactlyOnce:
         self.metrics.dependency_up.labels("broker").set(1)
         self.metrics.commits.inc()
 
-    def commit_pending(self, only: set[tuple[str, int]] | None = None) -> bool:
+    def commit_pending(self, only: set[tuple[str, int]] | None = None, force: bool = False) -> bool:
         return True
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:

@@ -52,14 +52,32 @@ def snapshot_dates(event_time_us: np.ndarray, customer_known: np.ndarray, termin
     return out
 
 
+class FeatureServiceMissing(RuntimeError):
+    """The Feast registry has no model FeatureService yet (the features stage applies it)."""
+
+
 class FeastLookup:
-    """`features.online.lookup` over one FeatureStore opened at start (no per-message calls)."""
+    """`features.online.lookup` over one FeatureStore opened at start (no per-message calls).
+
+    The scorer only reads the feature store: a registry without the model's FeatureService is
+    an error (retried), never something the scorer registers itself."""
 
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
-        from features.store import ensure_applied, feature_store
+        from feast.errors import FeatureServiceNotFoundException
+
+        from features.definitions import FEATURE_SERVICE_NAME
+        from features.store import feature_store
 
         self.settings = settings
-        self.store = ensure_applied(settings, store or feature_store(settings))
+        self.store = store or feature_store(settings)
+        try:
+            self.store.get_feature_service(FEATURE_SERVICE_NAME)
+        except FeatureServiceNotFoundException:
+            raise FeatureServiceMissing(
+                f"the Feast registry {settings.feast_registry} has no feature service "
+                f"{FEATURE_SERVICE_NAME!r}; build and materialize features first "
+                "(`cardscore run features`, `cardscore materialize`)"
+            ) from None
 
     def __call__(self, records: Sequence[Mapping[str, Any]]) -> BatchFeatures:
         from features.online import lookup

@@ -132,6 +132,7 @@ class StreamScorer:
         self._stop = threading.Event()
         self._assigned: set[tuple[str, int]] = set()
         self._revoked_in_call: set[tuple[str, int]] = set()
+        self._fatal: KafkaError | None = None
         self.consumer: Consumer | None = None
         self.delivery: AtLeastOnce | ExactlyOnce | None = None
         self.totals: Counter[str] = Counter()
@@ -200,6 +201,8 @@ class StreamScorer:
                 good.append(message)
             elif err.code() != KafkaError._PARTITION_EOF:
                 self._consumer_error(err)
+        if self._fatal is not None:
+            raise KafkaException(self._fatal)  # the consumer cannot continue: exit 1
         return self._drop_revoked(good)
 
     def _consumer_error(self, err: KafkaError) -> None:
@@ -210,7 +213,9 @@ class StreamScorer:
             self.metrics.dependency_up.labels("broker").set(0)
         log.warning("stream.consumer_error", code=err.name(), fatal=err.fatal(), detail=err.str())
         if err.fatal():
-            raise KafkaException(err)
+            # Raised by the loop after consume() returns: an exception inside a librdkafka
+            # callback would surface as a consume() failure, which is retried.
+            self._fatal = err
 
     def _drop_revoked(self, messages: list[Message]) -> list[Message]:
         """Drop messages of partitions revoked during the consume() call that returned them."""
@@ -228,7 +233,7 @@ class StreamScorer:
         log.info("stream.stopping", **self.totals)
         try:
             if self.delivery is not None:
-                self.delivery.commit_pending()
+                self.delivery.commit_pending(force=True)
             if self.consumer is not None:
                 self.consumer.close()  # revokes (committing what is pending) and leaves the group
         except KafkaException as exc:
@@ -442,7 +447,7 @@ class StreamScorer:
         # Nothing is in flight here (see the module docstring); offsets whose commit failed
         # earlier are committed now, before the partitions go.
         if self.delivery is not None:
-            self.delivery.commit_pending(only=keys)
+            self.delivery.commit_pending(only=keys, force=True)
             self.delivery.forget(keys)
         self._give_up(consumer, partitions, keys, "revoked")
 

@@ -67,6 +67,7 @@ def stream(
 
 def _run_with_status(settings, options) -> int:
     """Run with a live status line (counts, rate, model version) for a person watching."""
+    import time
     from collections import Counter
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -74,6 +75,7 @@ def _run_with_status(settings, options) -> int:
     from streaming.service import run_scorer
 
     counts: Counter[str] = Counter()
+    started = time.monotonic()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
         task = bars.add_task("waiting for a model and partitions...", total=None)
@@ -81,7 +83,7 @@ def _run_with_status(settings, options) -> int:
         def on_batch(report) -> None:
             counts.update(messages=report.messages, scored=report.scored, dlq=sum(report.dlq.values()),
                           retries=int(report.retried is not None))
-            elapsed = bars.tasks[task].elapsed or 1.0
+            elapsed = max(time.monotonic() - started, 1e-3)
             bars.update(task, description=(
                 f"scored {counts['scored']:,} · DLQ {counts['dlq']:,} · retries {counts['retries']:,} · "
                 f"model v{report.model_version} · {counts['messages'] / elapsed:,.0f} msg/s"

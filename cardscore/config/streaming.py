@@ -69,10 +69,6 @@ class StreamingSettings(Section):
         9464, ge=0, le=65535, description="Prometheus /metrics port (0: off)"
     )
     metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds")
-    shutdown_timeout_seconds: float = Field(
-        30.0, gt=0, description="SIGTERM/SIGINT: longest wait for the in-flight batch's delivery"
-    )
-
     @model_validator(mode="after")
     def _retry_bounds(self) -> StreamingSettings:
         if self.retry_max_seconds < self.retry_initial_seconds:

@@ -126,3 +126,21 @@ def test_metrics_endpoint_serves_the_scorer_metrics(stream_settings) -> None:
                  "delivery_latency_seconds", "batch_latency_seconds"):
         assert samples[f"cardscore_stream_{name}_count"] >= 1, name
     assert samples['cardscore_stream_dependency_up{dependency="online_store"}'] == 1
+
+
+def test_cardscore_stream_scores_until_idle(stream_settings, tmp_path: Path) -> None:
+    import signal
+
+    settings = stream_settings
+    config = world.write_config(settings, tmp_path / "cardscore.yaml")
+    records = world.transactions(80, seed=42)
+    world.produce(settings, records)
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    try:  # the command installs its drain-on-signal handlers in this (main) thread
+        result = CliRunner().invoke(app, ["--config", str(config), "stream", "--idle-exit", "1", "--batch-size", "20"])
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert result.exit_code == 0, result.output
+    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+    assert sorted(scores) == sorted(r["transaction_id"] for r in records)

@@ -13,6 +13,8 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+
 from cardscore.config import Settings
 from cardscore.simulator.kafka import produce_events
 from tests.streaming import world
@@ -61,6 +63,7 @@ def source_offsets(settings: Settings) -> dict[int, tuple[int, int]]:
     return out
 
 
+@pytest.mark.slow  # scorer subprocesses or a session timeout: tens of seconds
 def test_sigkill_mid_replay_then_restart_scores_every_event(stream_settings: Settings, tmp_path: Path, spawn) -> None:
     settings = stream_settings
     records = world.transactions(4000, seed=11)
@@ -89,6 +92,7 @@ def test_sigkill_mid_replay_then_restart_scores_every_event(stream_settings: Set
     print(f"duplicates after SIGKILL: {sum(duplicates.values())}")
 
 
+@pytest.mark.slow  # scorer subprocesses or a session timeout: tens of seconds
 def test_rebalance_and_sigterm_hand_partitions_over_without_loss_or_duplicates(
     stream_settings: Settings, tmp_path: Path, spawn
 ) -> None:

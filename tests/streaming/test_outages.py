@@ -9,6 +9,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from cardscore.config import Settings, load_settings
 from cardscore.services.broker import (
     broker_ready,
@@ -51,6 +53,7 @@ def test_online_store_failure_is_retried_without_loss(stream_settings: Settings,
     assert all(len(v) == 1 for v in scores.values())  # a failed lookup produces nothing
 
 
+@pytest.mark.slow  # scorer subprocesses or a session timeout: tens of seconds
 def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) -> None:
     """A broker of the test's own, frozen with SIGSTOP mid-stream (unreachable: requests
     time out) and resumed with SIGCONT. The embedded broker keeps topics in memory, so it is

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cardscore.config.secrets import redact
@@ -72,14 +73,21 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Route the `cardscore` loggers to stderr as JSON lines or a rich console."""
+def configure_logging(
+    level: str = "INFO", fmt: str = "auto", file: Path | None = None, stderr_level: str | None = None
+) -> None:
+    """Route the `cardscore` loggers to stderr as JSON lines or a rich console.
+
+    `file`: also write every record at `level` as JSON lines to this file (the demo keeps its
+    full log there); `stderr_level` then raises the bar for stderr (e.g. WARNING).
+    """
     global _CONFIGURED
     root = logging.getLogger("cardscore")
     root.setLevel(level)
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     if use_console:
         from rich.logging import RichHandler
@@ -89,7 +97,14 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+    if stderr_level:
+        handler.setLevel(stderr_level)
     root.addHandler(handler)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(JsonFormatter())
+        root.addHandler(to_file)
     _CONFIGURED = True
 
 

@@ -23,3 +23,11 @@ def config_check(ctx: typer.Context) -> None:
     """Validate the configuration; exit code 2 with the offending key on error."""
     settings = settings_of(ctx)
     console.print(f"configuration OK (profile {settings.profile}, home {settings.home_path})")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (markdown) generated from the settings classes."""
+    from cardscore.config.reference import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)

@@ -74,9 +74,11 @@ def nightly(
     from_stage: str | None = typer.Option(None, "--from-stage", help="start at this stage"),
     remote: str | None = typer.Option(None, "--remote", help="Spark Connect URL sc://host:port"),
 ) -> None:
-    """Run the nightly pipeline for a day (or each day of a range): ingest -> features ->
-    materialize -> score -> monitor, with gates, retries, resume and the run ledger.
-    Exit 0 ok, 1 a stage failed, 2 usage/engine error, 3 monitoring alert."""
+    """Run the nightly pipeline for a day (or each day of a range): ingest, features, materialize, score, monitor.
+
+    Gates inside each stage, retries with backoff, resume at the failed stage, a run ledger.
+    Exit codes: 0 ok, 1 a stage failed, 2 usage or engine error, 3 monitoring alert.
+    """
     from cardscore.engine import EngineError, get_spark, stop_spark
     from cardscore.jobrunner import JobContext
     from cardscore.tables import Lake
@@ -109,8 +111,7 @@ def runs(
     pipeline: str = typer.Option("nightly", "--pipeline", help="pipeline name in the ledger"),
     as_json: bool = typer.Option(False, "--json", help="print the ledger rows as JSON lines"),
 ) -> None:
-    """Show the run ledger of a day: every stage attempt series with status, attempts,
-    duration, table versions read and written, model version and error."""
+    """Show the run ledger of a day: status, attempts, duration, table versions, model, error per stage."""
     from cardscore.engine import get_spark, stop_spark
     from cardscore.jobrunner import JobContext
     from cardscore.orchestration import RunLedger

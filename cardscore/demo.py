@@ -103,22 +103,32 @@ def demo_settings(config_path: Path | None, home: Path, n_days: int, extra: dict
         "pipeline": {"retry": {"max_attempts": 2, "backoff_seconds": 1.0}},
         "streaming": {"metrics_port": 0},
     }
-    if n_days < HANDBOOK_DAYS:
-        overrides["training"] = {"gate": SHORT_WORLD_GATE}
     for key, value in (extra or {}).items():
         overrides[key] = {**overrides.get(key, {}), **value} if isinstance(value, dict) else value
-    return load_settings(config_path, overrides=overrides)
+    settings = load_settings(config_path, overrides=overrides)
+    if short_world_gate(settings):
+        overrides["training"] = {**overrides.get("training", {}), "gate": SHORT_WORLD_GATE}
+        settings = load_settings(config_path, overrides=overrides)
+    return settings
 
 
-def write_workspace_config(home: Path, n_days: int) -> Path:
+def short_world_gate(settings: Settings) -> bool:
+    """True when the demo lowers the gate floor: a world shorter than the handbook's and a
+    gate left at its defaults (a gate set in the user's config is kept as it is)."""
+    from cardscore.config.training import GateSettings
+
+    return settings.simulator.n_days < HANDBOOK_DAYS and settings.training.gate == GateSettings()
+
+
+def write_workspace_config(home: Path, settings: Settings) -> Path:
     """`<home>/cardscore.yaml`: the demo's settings, so that every command can be pointed at the
     demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`)."""
     import yaml
 
     path = home / "cardscore.yaml"
-    profile: dict[str, Any] = {"profile": "demo", "home": ".", "simulator": {"n_days": n_days}}
-    if n_days < HANDBOOK_DAYS:
-        profile["training"] = {"gate": SHORT_WORLD_GATE}
+    profile: dict[str, Any] = {"profile": "demo", "home": ".",
+                               "simulator": settings.simulator.model_dump(mode="json"),
+                               "training": settings.training.model_dump(mode="json")}
     text = yaml.safe_dump(profile, sort_keys=False)
     path.write_text("# written by `cardscore demo`: its workspace as a profile (paths relative to this file)\n" + text)
     return path

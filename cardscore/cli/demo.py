@@ -230,6 +230,8 @@ def _summary(settings, steps: Steps, plan, workspace_config, lib) -> None:
     if steps.alerts:
         console.print(f"[yellow]monitoring raised {len(steps.alerts)} alert(s)[/yellow]: see the report below")
     looks = Table(title="where to look", show_header=False)
+    looks.add_column("what", no_wrap=True)
+    looks.add_column("where", overflow="fold")
     for name, where in lib.where_to_look(settings, workspace_config, plan.stream_day).items():
         looks.add_row(name, where)
     console.print(looks)

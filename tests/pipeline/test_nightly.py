@@ -135,6 +135,24 @@ def test_a_failed_gate_stops_the_night_and_the_next_run_resumes_there(spark, wor
     assert set(statuses(resumed).values()) <= {"done-before", SKIPPED}
 
 
+def test_a_failed_predictions_gate_publishes_no_predictions_and_resumes_at_score(spark, world_home) -> None:
+    strict = job(spark, world_home, scoring={"gate": {"max_mean_score": 0.0}})  # any score fails
+    failed = run_nightly(strict, [D4])[0]
+
+    assert [(r.stage, r.status) for r in failed.records] == [
+        ("ingest", SUCCEEDED), ("features", SUCCEEDED), ("materialize", SUCCEEDED), ("score", FAILED)
+    ], "monitoring never ran after the failed gate"
+    assert "predictions" in failed.failed.error
+    ctx = job(spark, world_home)
+    assert predictions(ctx, D4).empty
+
+    fixed = run_nightly(ctx, [D4])[0]
+    assert [statuses(fixed)[s] for s in ("ingest", "features", "materialize")] == ["done-before"] * 3
+    assert statuses(fixed)["score"] == SUCCEEDED
+    assert len(predictions(ctx, D4)) == ctx.lake.read(catalog.SILVER_TRANSACTIONS).where(
+        "tx_date = DATE'2018-04-04'").count()
+
+
 def test_alert_exit_code_is_distinct_from_failure() -> None:
     from cardscore.orchestration import DayResult, StageOutcome, StageRecord
 

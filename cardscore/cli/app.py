@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import TaskID
 
 from cardscore.config import ConfigError, Settings, load_settings
 from cardscore.logs import configure_logging
@@ -94,3 +97,27 @@ def day_range(day: str | None, start: str | None, end: str | None) -> list[date]
     if last < first:
         raise typer.BadParameter("--to is before --from")
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@contextmanager
+def phase_bars(transient: bool = False) -> Iterator[Callable[[str, int, int], None]]:
+    """One rich progress bar per phase; yields `progress(phase, done, total)`.
+
+    When no person watches (not a terminal: pipelines, CI, logs to a file) nothing is drawn
+    and `progress` does nothing, so callers never need to check.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:
+        yield lambda phase, done, total: None
+        return
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=transient) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bars.add_task(phase, total=total)
+            bars.update(tasks[phase], completed=done, total=total)
+
+        yield progress

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,28 +17,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, settings_of
+from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, phase_bars, settings_of
 
 DEMO_DAYS = 75  # "a few months": the handbook's population over 2018-04-01..06-14
 FULL_DAYS = 183  # the handbook's world
-
-
-@contextmanager
-def _bars() -> Iterator[Callable[[str, int, int], None]]:
-    """progress(phase, done, total) as rich bars, one per phase (silent when not a terminal)."""
-    if not console.is_terminal:
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("  {task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bars:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
-        yield progress
 
 
 class Steps:
@@ -141,20 +123,20 @@ def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: flo
     from cardscore.cli.pipeline import RichReporter, summary_table
     from jobs.nightly import NIGHTLY_STAGES
 
-    with steps.step("simulate a world") as out, _bars() as progress:
+    with steps.step("simulate a world") as out, phase_bars(transient=True) as progress:
         world = lib.simulate(settings, progress)
         bad = lib.add_bad_landing_file(settings, plan.nightly_days[0])
         out.append(f"{world.transactions:,} transactions over {world.days} days, "
                    f"{world.frauds / world.transactions:.2%} fraud (by scenario {world.frauds_by_scenario}), "
                    f"{world.labels:,} label reports; {bad} re-sent lines with errors on {plan.nightly_days[0]}")
 
-    with steps.step(f"backfill {plan.first}..{plan.backfill_last}") as out, _bars() as progress:
+    with steps.step(f"backfill {plan.first}..{plan.backfill_last}") as out, phase_bars(transient=True) as progress:
         backfill = lib.backfill(settings, plan, progress)
         out.append(f"{backfill.silver_transactions:,} silver transactions, {backfill.silver_labels:,} labels, "
                    f"{backfill.snapshot_days} feature snapshot days")
 
     with steps.step(f"train on {plan.train_start} + {plan.train_days} days, test to {plan.test_last}") as out, \
-            _bars() as progress:
+            phase_bars(transient=True) as progress:
         model = lib.train_and_promote(settings, plan, progress)
         out.append(f"v{model.version}: " + ", ".join(f"{k} {v:.3f}" for k, v in model.test.items()))
         out.append("gate passed, promoted to champion" if model.champion else "gate FAILED: not promoted")
@@ -186,7 +168,7 @@ def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: flo
                                      {"kafka": {"client": {"bootstrap.servers": broker.bootstrap}}})
         out.append(f"listening on {broker.bootstrap}")
 
-    with steps.step(f"stream-score {plan.stream_day} while it is replayed") as out, _bars() as progress:
+    with steps.step(f"stream-score {plan.stream_day} while it is replayed") as out, phase_bars(transient=True) as progress:
         stream = lib.stream_day(settings, plan.stream_day, rate or None, progress)
         out.append(f"{stream.scored:,} scored, {stream.dlq} to the DLQ {stream.dlq_reasons}, "
                    f"{_fmt(stream.events_per_s, ' msg/s')}, latency p50 {_fmt(stream.latency_p50_ms, ' ms')} "

@@ -4,36 +4,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, parse_day, settings_of
+from cardscore.cli.app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    app,
+    console,
+    parse_day,
+    phase_bars,
+    settings_of,
+)
 from cardscore.config.settings import to_uri
-
-
-@contextmanager
-def _phase_bars() -> Iterator[Any]:
-    """A rich progress display with one bar per phase; yields a `progress(phase, done, total)`."""
-    with Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bars:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
-        yield progress
 
 
 @app.command("simulate")
@@ -114,7 +100,7 @@ def simulate(
 
     console.print(f"simulating into {landing}")
     started = time.perf_counter()
-    with _phase_bars() as progress:
+    with phase_bars() as progress:
         world = generate_world(params, progress=progress)
         try:
             manifest = write_landing(world, landing, overwrite=overwrite, progress=progress)

@@ -3,38 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, parse_day, settings_of
+from cardscore.cli.app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    app,
+    console,
+    parse_day,
+    phase_bars,
+    settings_of,
+)
 
 models_app = typer.Typer(help="Registered model versions and their aliases.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-
-
-@contextmanager
-def _phase_bars() -> Iterator[Callable[[str, int, int], None] | None]:
-    """One rich progress bar per phase when a person watches; nothing in pipelines/CI."""
-    if not console.is_terminal:
-        yield None
-        return
-    with Progress(
-        TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console,
-    ) as bars:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
-        yield progress
 
 
 def _metrics_table(report: Any) -> Table:
@@ -104,7 +90,7 @@ def train_cmd(
         raise typer.Exit(EXIT_USAGE) from None
     report = None
     try:
-        with _phase_bars() as progress:
+        with phase_bars() as progress:
             params = TrainingParams(
                 train_start=parse_day(train_start) if train_start else None,
                 search=search, select_by=select_by, register=register, actor=actor, reason=reason,

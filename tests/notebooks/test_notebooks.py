@@ -1,0 +1,104 @@
+"""Every notebook in notebooks/ is a Databricks source file and runs, in order, as plain Python
+on one tiny simulated world: the session's embedded engine, a real Delta lake, Feast, MLflow
+registry, Great Expectations and an embedded Kafka broker started by the stream notebook."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cardscore import notebook as nb
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+HEADER = "# Databricks notebook source\n"
+SEPARATOR = "\n# COMMAND ----------\n"
+
+# 20 days: snapshots 04-02..04-20; train 04-10..04-12, delay 04-13..14, test 04-15..17 (the
+# windows `cardscore demo` fits to a short world); the last day, 04-20, is batch-scored and
+# streamed. The gate is off: a world this small says nothing about model quality.
+TINY: dict[str, Any] = {
+    "simulator": {"n_customers": 80, "n_terminals": 160, "radius": 20.0, "seed": 4, "n_days": 20,
+                  "compromised_terminals_per_day": 1, "compromised_customers_per_day": 1},
+    "training": {"protocol": {"train_days": 3, "delay_days": 2, "test_days": 3, "top_k": 10},
+                 "gate": {"min_auc_roc": 0.0, "min_average_precision": 0.0, "min_card_precision_at_k": 0.0}},
+    "kafka": {"partitions": 2},
+    "streaming": {"metrics_port": 0},
+}
+
+
+def notebook_files() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def test_every_notebook_is_a_databricks_source_file() -> None:
+    files = notebook_files()
+    assert len(files) >= 2
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith(HEADER), f"{path.name} lacks the Databricks header"
+        cells = text[len(HEADER):].split(SEPARATOR)
+        assert len(cells) >= 3, f"{path.name}: title, parameters and work cells"
+        assert cells[0].lstrip().startswith("# MAGIC %md"), f"{path.name}: the first cell is its title"
+        assert "nb.settings()" in cells[1], f"{path.name}: the second cell reads the parameters"
+        compile(text, str(path), "exec")  # valid Python as it stands
+
+
+def test_the_shipped_small_world_profile_loads() -> None:
+    from cardscore.config import load_settings
+
+    small = load_settings(NOTEBOOKS / "small_world.yaml")
+    assert small.simulator.n_days < 183 and small.home_path.is_relative_to(NOTEBOOKS)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Path]:
+    """One tiny world's home shared by the notebooks, named through the `config` parameter."""
+    home = tmp_path_factory.mktemp("notebooks") / "home"
+    config = home.parent / "cardscore.yaml"
+    config.write_text(yaml.safe_dump({"home": str(home), **TINY}))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(nb.ENV_PREFIX):
+                patch.delenv(name)
+        patch.setenv(nb.env_name("config"), str(config))
+        yield home
+
+
+def run_notebook(name: str) -> dict[str, Any]:
+    path = NOTEBOOKS / name
+    assert path.is_file(), name
+    return runpy.run_path(str(path), run_name="__main__")
+
+
+@pytest.mark.slow
+def test_01_explore_data(workspace: Path) -> None:
+    out = run_notebook("01_explore_data.py")
+    assert len(out["reports"]) == 20
+    daily = out["daily"]
+    assert len(daily) == 20 and daily["transactions"].min() > 0
+    assert daily["frauds"].sum() > 0 and set(daily.columns) >= {"scenario_1", "scenario_2", "scenario_3"}
+    reasons = {r.reason for r in out["quarantined"].collect()}
+    assert reasons == {"malformed_json", "missing_field", "out_of_range", "wrong_type"}
+    assert (workspace / "reports" / "notebooks" / "daily_fraud.png").stat().st_size > 10_000
+
+    with pytest.MonkeyPatch.context() as patch:  # a rerun (of the last days, to be quick) adds nothing
+        patch.setenv(nb.env_name("first_day"), "2018-04-19")
+        again = run_notebook("01_explore_data.py")
+    assert [r.day.isoformat() for r in again["reports"]] == ["2018-04-19", "2018-04-20"]
+    assert all(f.bronze_rows_added == 0 and not f.silver_changed for r in again["reports"] for f in r.feeds.values())
+    assert again["daily"].equals(daily.tail(2))
+
+
+@pytest.mark.slow
+def test_02_build_features(workspace: Path) -> None:
+    out = run_notebook("02_build_features.py")
+    assert [r.day.isoformat() for r in out["reports"]][-1] == "2018-04-20"
+    assert out["online"].customer_rows > 0 and out["online"].terminal_rows > 0
+    assert out["online_features"]["customer_known"].all()
+    assert (workspace / "reports" / "notebooks" / "features_over_days.png").is_file()

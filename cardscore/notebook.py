@@ -229,15 +229,15 @@ def _is_pandas_frame(obj: Any) -> bool:
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str, int, int], None] | None]:
+def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
     """progress(phase, done, total) drawing one rich bar per phase when a person watches (a
-    terminal or a notebook); None otherwise (jobs, tests), which the library takes as no bars."""
+    terminal or a notebook, unlike the CLI's `phase_bars`); a no-op otherwise (jobs, tests)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console()
     if not (console.is_terminal or console.is_jupyter):
-        yield None
+        yield lambda phase, done, total: None
         return
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bars:
@@ -309,6 +309,35 @@ def plot_daily_fraud(daily: pd.DataFrame) -> Any:
     bottom.legend(loc="upper left", fontsize=8)
     bottom.set_xticks(x, [str(d) for d in daily.index], rotation=60, ha="right", fontsize=7)
     top.set_title("transactions, fraud rate and frauds by scenario per day (labels known so far)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_histogram(counts: pd.DataFrame, title: str) -> Any:
+    """Score distribution (log counts), rows with an unknown customer or terminal apart, from
+    `jobs.scoring_transforms.score_histogram`'s small table (bin, any_unknown, count)."""
+    import matplotlib
+
+    if not on_databricks():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    bins = int(counts["bin"].max()) + 1 if len(counts) else 1
+    bins = max(bins, 50)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    edges = np.arange(bins) / bins
+    for unknown, label, color in ((False, "both entities known", "tab:blue"),
+                                  (True, "customer or terminal unknown", "tab:orange")):
+        part = counts[counts["any_unknown"] == unknown].groupby("bin")["count"].sum()
+        heights = np.zeros(bins)
+        heights[part.index.to_numpy()] = part.to_numpy()
+        ax.bar(edges, heights, width=1 / bins, align="edge", alpha=0.6, label=label, color=color)
+    ax.set_yscale("log")
+    ax.set_xlabel("score")
+    ax.set_ylabel("transactions (log)")
+    ax.set_title(title)
+    ax.legend()
     fig.tight_layout()
     return fig
 

@@ -47,7 +47,7 @@ from cardscore.simulator import read_manifest
 simulated = read_manifest(settings.landing_root) is not None
 if not simulated and SIMULATE:
     with nb.progress_bars() as progress:
-        world = demo.simulate(settings, progress or (lambda phase, done, total: None))
+        world = demo.simulate(settings, progress)
     nb.display(world, "simulated world")
     simulated = True
 manifest = read_manifest(settings.landing_root)
@@ -78,11 +78,9 @@ days = [FIRST_DAY + timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days
 reports = []
 with nb.progress_bars() as progress:
     for done, day in enumerate(days):
-        if progress:
-            progress("ingest", done, len(days))
+        progress("ingest", done, len(days))
         reports.append(ingest_day(ctx, day))
-    if progress:
-        progress("ingest", len(days), len(days))
+    progress("ingest", len(days), len(days))
 nb.display(summary_table(reports), "ingest")
 
 # COMMAND ----------

@@ -43,9 +43,7 @@ from jobs.build_features import build_features_range
 
 ctx = nb.job_context(settings)
 with nb.progress_bars() as progress:
-    reports = build_features_range(
-        ctx, FIRST_DAY, LAST_DAY, progress=(lambda done, total: progress("features", done, total)) if progress else None
-    )
+    reports = build_features_range(ctx, FIRST_DAY, LAST_DAY, lambda done, total: progress("features", done, total))
 nb.display(pd.DataFrame([r.to_dict() for r in reports]).set_index("day"), "snapshot days", rows=len(reports))
 
 # COMMAND ----------

@@ -102,3 +102,31 @@ def test_02_build_features(workspace: Path) -> None:
     assert out["online"].customer_rows > 0 and out["online"].terminal_rows > 0
     assert out["online_features"]["customer_known"].all()
     assert (workspace / "reports" / "notebooks" / "features_over_days.png").is_file()
+
+
+@pytest.mark.slow
+def test_03_train_and_compare(workspace: Path) -> None:
+    from cardscore import registry
+    from cardscore.config import load_settings
+
+    out = run_notebook("03_train_and_compare.py")
+    report = out["report"]
+    assert report.protocol["train_start"] == "2018-04-10" and report.gate.passed
+    settings = load_settings(os.environ[nb.env_name("config")])
+    assert registry.find_alias(settings, registry.CHAMPION).version == report.version
+    comparison = out["comparison"]
+    assert "handbook XGBoost, published" in comparison.index and "random forest refitted, test" in comparison.index
+    assert comparison.loc["handbook XGBoost, published", "AUC ROC"] == 0.862  # imported, not copied
+    assert {p.name for p in out["plots"]} >= {"roc_curve.png", "pr_curve.png", "feature_importance.png"}
+
+
+@pytest.mark.slow
+def test_04_batch_score(workspace: Path) -> None:
+    out = run_notebook("04_batch_score.py")
+    report = out["report"]
+    assert report.day.isoformat() == "2018-04-20" and report.rows == report.silver_rows > 0
+    rows = out["predictions"].select("score", "model_version").collect()
+    assert len(rows) == report.rows and {r.model_version for r in rows} == {out["report"].model_version}
+    assert all(0.0 <= r.score <= 1.0 for r in rows)
+    assert out["counts"]["count"].sum() == report.rows
+    assert (workspace / "reports" / "notebooks" / "score_distribution.png").is_file()

@@ -271,7 +271,13 @@ def train(ctx: JobContext, params: TrainingParams | None = None) -> TrainingRepo
     version (tagged gate=failed, no alias).
     """
     params = params or TrainingParams()
-    return train_on_sets(ctx.settings, build_sets(ctx, params), params)
+    report = train_on_sets(ctx.settings, build_sets(ctx, params), params)
+    if report.version is not None:
+        # Monitoring's reference profile, saved with the run (jobs/monitor.py; never fails training).
+        from jobs.monitor import save_reference_of_version
+
+        save_reference_of_version(ctx, report.version)
+    return report
 
 
 def train_on_sets(settings: Settings, sets: TrainingSets, params: TrainingParams | None = None) -> TrainingReport:

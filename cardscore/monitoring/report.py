@@ -1,0 +1,211 @@
+"""The day's HTML monitoring report: one self-contained file, matplotlib PNGs embedded.
+
+Pictures: PSI per feature as bars against the threshold; the day's score histogram over the
+reference's per-class histograms; delayed-label performance per scored day and model version.
+Tables: alerts, freshness, drift details, notes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cardscore.monitoring.alerts import Alert
+from cardscore.monitoring.metrics import MetricRow
+from cardscore.monitoring.profile import SCORE, Reference
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.bad{color:#b00;font-weight:bold}.ok{color:#070}
+img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
+"""
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def psi_chart(rows: Sequence[MetricRow]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    psi = [r for r in rows if r.metric == "feature_psi" and r.value is not None]
+    if not psi:
+        return None
+    psi.sort(key=lambda r: r.value or 0.0)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(psi) + 1.2))
+    colors = ["#c0392b" if r.violated else "#2e86c1" for r in psi]
+    ax.barh([r.subject or "" for r in psi], [r.value for r in psi], color=colors)
+    threshold = psi[0].threshold
+    if threshold is not None:
+        ax.axvline(threshold, color="#c0392b", linestyle="--", label=f"threshold {threshold:g}")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("PSI against the reference (quantile bins)")
+    ax.set_title("Feature drift")
+    return _png(fig)
+
+
+def score_chart(reference: Reference, current: pd.DataFrame) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = reference.profile.score_histogram
+    if SCORE not in current or not len(current):
+        return None
+    edges = np.asarray(hist["edges"])
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    counts, _ = np.histogram(current[SCORE].to_numpy(dtype=np.float64), bins=edges)
+    day_share = counts / max(counts.sum(), 1)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(centers, hist["genuine"], width=width, alpha=0.45, label="reference: genuine", color="#2e86c1")
+    ax.bar(centers, hist["fraud"], width=width, alpha=0.45, label="reference: fraud", color="#c0392b")
+    ax.step(edges, [*day_share, day_share[-1]], where="post", color="black", label="this day (all)")
+    ax.set_yscale("log")
+    ax.set_xlabel("score")
+    ax.set_ylabel("share of rows (log)")
+    ax.set_title("Scores: reference per class vs this day")
+    ax.legend()
+    return _png(fig)
+
+
+def performance_chart(history: pd.DataFrame) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = history.dropna(subset=["value"]) if len(history) else history
+    if frame.empty:
+        return None
+    metrics = [m for m in ("average_precision", "card_precision_at_k", "auc_roc") if m in set(frame["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        part = frame[frame["metric"] == metric]
+        for version, rows in part.groupby("model_version"):
+            rows = rows.sort_values("scored_day")
+            ax.plot(pd.to_datetime(rows["scored_day"]), rows["value"], marker="o", label=f"v{version}")
+        bound = part["threshold"].dropna()
+        if len(bound):
+            ax.axhline(float(bound.iloc[0]), color="#c0392b", linestyle="--", label="threshold")
+        ax.set_title(metric)
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.legend(fontsize=8)
+    fig.suptitle("Delayed-label performance per scored day (labels known today)")
+    return _png(fig)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], bad: Sequence[bool] | None = None) -> str:
+    head = "".join(f'<th class="l">{html.escape(h)}</th>' if i == 0 else f"<th>{html.escape(h)}</th>"
+                   for i, h in enumerate(headers))
+    body = []
+    for i, row in enumerate(rows):
+        cls = ' class="bad"' if bad and bad[i] else ""
+        cells = "".join(f'<td class="l">{html.escape(_fmt(v))}</td>' if j == 0 else f"<td>{html.escape(_fmt(v))}</td>"
+                        for j, v in enumerate(row))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_report(
+    path: Path,
+    day: date,
+    rows: Sequence[MetricRow],
+    alerts: Sequence[Alert],
+    history: pd.DataFrame,
+    reference: Reference | None,
+    current: pd.DataFrame | None,
+    model: Any | None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write the report of `day` to `path` (folders created) and return it."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cardscore monitoring {day}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>Monitoring {day}</h1>"]
+    about = f"model {model.name} v{model.version}" if model is not None else "no model"
+    if reference is not None:
+        w = reference.profile.window
+        about += (f"; reference: {w.get('source')} days {w.get('first')}..{w.get('last')}, "
+                  f"{reference.profile.rows} rows ({reference.source})")
+    parts.append(f"<p>{html.escape(about)}</p>")
+    if alerts:
+        parts.append(f"<h2 class='bad'>{len(alerts)} alert(s)</h2><ul>")
+        parts += [f"<li>{html.escape(a.describe())}</li>" for a in alerts]
+        parts.append("</ul>")
+    else:
+        parts.append("<h2 class='ok'>No alert</h2>")
+    for note in notes:
+        parts.append(f"<p><em>{html.escape(note)}</em></p>")
+
+    chart = psi_chart(rows)
+    if chart:
+        parts += ["<h2>Feature drift</h2>", chart]
+    drift = [r for r in rows if r.metric in ("feature_psi", "feature_ks", "score_psi", "score_ks")]
+    if drift:
+        parts.append(_table(["metric", "subject", "value", "threshold", "KS p-value"],
+                            [(r.metric, r.subject or "score", r.value, r.threshold, r.details.get("pvalue"))
+                             for r in drift], [r.violated for r in drift]))
+    if reference is not None and current is not None:
+        chart = score_chart(reference, current)
+        if chart:
+            parts += ["<h2>Scores</h2>", chart]
+    day_wide = [r for r in rows if r.metric in ("rows", "unknown_customer_rate", "unknown_terminal_rate",
+                                                 "score_mean", "stream_up", "stream_dlq_rate")]
+    if day_wide:
+        parts += ["<h2>Day</h2>", _table(["metric", "value", "threshold"],
+                                         [(r.metric, r.value, r.threshold) for r in day_wide],
+                                         [r.violated for r in day_wide])]
+    fresh = [r for r in rows if r.metric == "freshness_lag_days"]
+    if fresh:
+        parts += ["<h2>Freshness (days behind)</h2>",
+                  _table(["input", "lag days", "max", "latest"],
+                         [(r.subject, r.value, r.threshold, r.details.get("latest", "missing")) for r in fresh],
+                         [r.violated for r in fresh])]
+    chart = performance_chart(history)
+    if chart:
+        parts += ["<h2>Delayed-label performance</h2>", chart]
+    perf = [r for r in rows if r.metric in ("average_precision", "card_precision_at_k", "auc_roc")]
+    if perf:
+        by_day: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for r in perf:
+            entry = by_day.setdefault((r.scored_day, r.model_version), {"details": r.details})
+            entry[r.metric] = r.value
+        table_rows = [
+            (str(d), v, e.get("auc_roc"), e.get("average_precision"), e.get("card_precision_at_k"),
+             e["details"].get("known_frauds"), e["details"].get("days_since_scoring"),
+             "yes" if e["details"].get("labels_complete") else "no")
+            for (d, v), e in sorted(by_day.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))
+        ]
+        bad = [any(r.violated for r in perf if (r.scored_day, r.model_version) == key) for key in
+               sorted(by_day, key=lambda kv: (str(kv[0]), str(kv[1])))]
+        parts.append(_table(["scored day", "version", "AUC", "AP", "CP@k", "known frauds", "days since",
+                             "labels complete"], table_rows, bad))
+    parts.append("</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))
+    return path

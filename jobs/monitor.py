@@ -1,0 +1,679 @@
+"""Monitor day D: drift, delayed-label performance, freshness, stream health, alerts, trigger.
+
+    spark-submit jobs/monitor.py --date 2018-05-01
+    python jobs/monitor.py --from 2018-05-01 --to 2018-05-31      # backfill, day by day
+    cardscore run monitor --date 2018-05-01                       # the same, with progress
+
+For day D, against the reference profile of the model version that scored D (its training
+run's `reference/` artifacts; computed once from the run's lineage and cached there for
+models trained before profiles existed):
+
+* **drift**: per model feature PSI (reference quantile bins) and KS (reference sample), null
+  rates; PSI/KS of the day's scores; unknown-customer/terminal shares of the predictions;
+* **delayed-label performance**: AUC, AP and card precision@k of every scored day of the last
+  `monitoring.performance_window_days`, per model version, with the labels known on D, and how
+  complete those labels are (days since scoring vs `label_delay_days`);
+* **freshness**: D minus the latest day of silver transactions/labels, gold snapshots, the
+  online store (nightly ledger) and predictions;
+* **stream health** from the stream scorer's Prometheus endpoint, when configured.
+
+Every value is a row of `ops.monitoring` (the day's rows replace D: reruns are idempotent);
+the HTML report goes to `<home>/monitoring/<D>/report.html` and, with the metrics, to a
+monitoring run in MLflow tagged with the model version. A violated threshold is an alert:
+a `monitor.alert` log line naming metric, feature, value and threshold, a webhook POST when
+configured, and exit code 1. With `monitoring.trigger.enabled` the retraining trigger runs
+last (`cardscore monitor trigger` runs it alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cardscore import catalog
+from cardscore.errors import StageFailed
+from cardscore.jobrunner import EXIT_FAILED, JobContext, job_parser, run_job
+from cardscore.logs import get_logger
+from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
+from cardscore.monitoring.metrics import (
+    MetricRow,
+    drift_rows,
+    freshness_rows,
+    performance_rows,
+    unknown_rows,
+)
+from cardscore.monitoring.profile import SCORE, Reference
+from cardscore.monitoring.trigger import TriggerDecision
+
+if TYPE_CHECKING:
+    from cardscore.orchestration import StageOutcome
+    from cardscore.registry import ModelRef
+
+STAGE = "monitor"
+PARTITION = "day"
+MONITORING_SCHEMA = (
+    "metric string, subject string, scored_day date, model_version string, value double, "
+    "threshold double, direction string, violated boolean, details string, run_id string, "
+    "computed_at timestamp, day date"
+)
+# Inputs whose absence is not an alert: the label feed is empty until the first fraud report.
+OPTIONAL_INPUTS = frozenset({"silver_labels"})
+log = get_logger("jobs.monitor")
+
+# progress(day, phase)
+Progress = Callable[[date, str], None]
+
+
+class MonitorAlert(StageFailed):
+    """Monitoring ran and published, but a threshold was violated (exit code 1)."""
+
+    def __init__(self, report: MonitorReport) -> None:
+        lines = "\n".join(f"  - {a.describe()}" for a in report.alerts)
+        super().__init__(STAGE, f"{len(report.alerts)} monitoring alert(s) on {report.day}:\n{lines}\n"
+                         f"report: {report.report_path}")
+        self.report = report
+
+
+@dataclass
+class MonitorReport:
+    """What monitoring day D found and where it put it (the nightly ledger records it)."""
+
+    day: date
+    run_id: str
+    model_name: str | None
+    model_version: str | None
+    reference: str | None  # artifact | computed | None (no model: no drift)
+    predictions: int  # rows of D's predictions
+    metrics: int  # rows written to the monitoring table
+    alerts: list[Alert]
+    max_feature_psi: float | None
+    max_feature_psi_feature: str | None
+    score_psi: float | None
+    output_table: str
+    output_version: int | None
+    report_path: str | None
+    mlflow_run_id: str | None
+    seconds: float
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    trigger: TriggerDecision | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["day"] = self.day.isoformat()
+        out["alerts"] = [a.to_dict() for a in self.alerts]
+        out["trigger"] = self.trigger.to_dict() if self.trigger else None
+        return out
+
+    def outcome(self) -> StageOutcome:
+        from cardscore.orchestration import StageOutcome
+
+        details = self.to_dict()
+        details.pop("model_version")
+        message = (f"{len(self.alerts)} alert(s): " + "; ".join(a.describe() for a in self.alerts[:5])
+                   if self.alerts else f"no alert ({self.metrics} metrics)")
+        return StageOutcome(
+            inputs={self.output_table: None},
+            outputs={self.output_table: self.output_version},
+            model_version=self.model_version,
+            details=details,
+            message=message,
+        )
+
+
+# ------------------------------------------------------------------------------ the day
+
+
+def monitor_day(
+    ctx: JobContext,
+    day: date,
+    *,
+    progress: Progress | None = None,
+    run_trigger: bool | None = None,
+    dry_run_trigger: bool = False,
+) -> MonitorReport:
+    """Compute, publish, report and alert for day `day`. Never raises for an alert (the report
+    lists them; `main` and the CLI turn them into exit code 1)."""
+    started = time.perf_counter()
+    phase = _Phases(day, progress)
+    settings, cfg = ctx.settings, ctx.settings.monitoring
+    run_id = f"monitor-{day.isoformat()}-{uuid.uuid4().hex[:8]}"
+    notes: list[str] = []
+    rows: list[MetricRow] = []
+
+    phase("inputs")
+    predictions = _predictions_of(ctx, day)
+    ref = _model_of(ctx, predictions)
+    reference: Reference | None = None
+    if ref is not None:
+        reference = reference_of(ctx, ref)
+        if reference is None:
+            notes.append(f"v{ref.version}: no reference profile and no lineage to compute one: drift skipped")
+    elif predictions.empty:
+        notes.append("no predictions and no champion: drift skipped")
+
+    phase("drift")
+    version = ref.version if ref else None
+    current: pd.DataFrame | None = None
+    if not predictions.empty:
+        rows += unknown_rows(predictions, cfg.drift, version)
+    if reference is not None and not predictions.empty:
+        features = list(ref.feature_names or reference.profile.features)
+        current = current_frame(ctx, day, predictions, features)
+        rows += drift_rows(current, reference.profile, reference.sample, features, cfg.drift,
+                           cfg.drift_exclude, version)
+
+    phase("performance")
+    rows += _performance(ctx, day)
+
+    phase("freshness")
+    latest = latest_days(ctx)
+    if ref is None:  # no model to score with yet: missing predictions are expected
+        latest.pop("predictions", None)
+    rows += freshness_rows(day, latest, cfg.freshness.model_dump(), optional=OPTIONAL_INPUTS)
+    if cfg.stream_metrics_url:
+        rows += stream_rows(cfg.stream_metrics_url, cfg.stream_timeout_seconds, cfg.stream_dlq_rate)
+
+    phase("publish")
+    version_out = write_rows(ctx, day, rows, run_id)
+    alerts = alerts_of(day, rows)
+    log_alerts(alerts)
+
+    phase("report")
+    report_path = None
+    try:
+        from cardscore.monitoring.report import render_report
+
+        history = _history(ctx, day)
+        report_path = str(render_report(
+            reports_dir(settings) / day.isoformat() / "report.html", day, rows, alerts, history,
+            reference, current, ref, notes,
+        ))
+    except Exception as exc:  # a picture must not lose the day's metrics
+        log.error("monitor.report_failed", day=day.isoformat(), error=f"{type(exc).__name__}: {exc}")
+        notes.append(f"report failed: {type(exc).__name__}: {exc}")
+    mlflow_run = None
+    if cfg.log_to_mlflow:
+        try:
+            mlflow_run = _log_mlflow(settings, day, rows, alerts, ref, report_path, run_id)
+        except Exception as exc:
+            log.error("monitor.mlflow_failed", day=day.isoformat(), error=f"{type(exc).__name__}: {exc}")
+            notes.append(f"MLflow logging failed: {type(exc).__name__}: {exc}")
+    if alerts and cfg.webhook.url:
+        post_webhook(cfg.webhook.url, _webhook_payload(day, alerts, report_path, ref),
+                     cfg.webhook.timeout_seconds, cfg.webhook.headers)
+
+    psi = [(r.value, r.subject) for r in rows if r.metric == "feature_psi" and r.value is not None]
+    top = max(psi) if psi else (None, None)
+    score_psi = next((r.value for r in rows if r.metric == "score_psi"), None)
+    report = MonitorReport(
+        day=day, run_id=run_id, model_name=ref.name if ref else None, model_version=version,
+        reference=reference.source if reference else None, predictions=len(predictions),
+        metrics=len(rows), alerts=alerts, max_feature_psi=top[0], max_feature_psi_feature=top[1],
+        score_psi=score_psi, output_table=cfg.output_table, output_version=version_out,
+        report_path=report_path, mlflow_run_id=mlflow_run, seconds=0.0, notes=notes,
+    )
+    if run_trigger if run_trigger is not None else cfg.trigger.enabled:
+        phase("trigger")
+        report.trigger = retraining_trigger(ctx, day, dry_run=dry_run_trigger).decision
+    phase("done")
+    report.phase_seconds = phase.seconds
+    report.seconds = round(time.perf_counter() - started, 3)
+    log.info("monitor.done", day=day.isoformat(), model_version=version, metrics=len(rows),
+             alerts=len(alerts), seconds=report.seconds, report=report_path)
+    return report
+
+
+def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
+    """`monitor_day` in the nightly runner's shape: alerts are in `details["alerts"]` (the
+    nightly exit code 3), not a failure of the stage. Skipped, like scoring, while there is
+    no champion and nothing was scored on D."""
+    from cardscore import registry
+    from cardscore.orchestration import SKIPPED, StageOutcome
+
+    if registry.find_alias(ctx.settings, registry.CHAMPION) is None and _predictions_of(ctx, day).empty:
+        message = "no champion and no predictions of the day: nothing to monitor yet"
+        log.warning("monitor.skipped", day=day.isoformat(), reason=message)
+        return StageOutcome(status=SKIPPED, message=message, details={"reason": "no_model", "alerts": []})
+    return monitor_day(ctx, day).outcome()
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _predictions_of(ctx: JobContext, day: date) -> pd.DataFrame:
+    from pyspark.sql import functions as F
+
+    table = ctx.settings.scoring.output_table
+    columns = ["transaction_id", "customer_id", "terminal_id", SCORE, "model_name", "model_version",
+               "unknown_customer", "unknown_terminal"]
+    if not ctx.lake.exists(table):
+        return pd.DataFrame(columns=columns)
+    return ctx.lake.read(table).where(F.col("tx_date") == F.lit(day)).select(*columns).toPandas()
+
+
+def _model_of(ctx: JobContext, predictions: pd.DataFrame) -> ModelRef | None:
+    """The version that scored the day (the most frequent one), else the current champion."""
+    from cardscore import registry
+
+    if not predictions.empty:
+        version = predictions["model_version"].astype(str).value_counts().idxmax()
+        try:
+            return registry.get_version(ctx.settings, version)
+        except StageFailed:
+            log.warning("monitor.version_not_registered", version=version)
+    return registry.find_alias(ctx.settings, registry.CHAMPION)
+
+
+def reference_of(ctx: JobContext, ref: ModelRef) -> Reference | None:
+    """The version's reference: its run's artifacts, or computed from the run's lineage (test
+    or train window, as configured) and saved to the run so later days reuse it."""
+    from cardscore.monitoring.profile import load_from_run, save_to_run
+
+    if ref.run_id is None:
+        return None
+    found = load_from_run(ctx.settings, ref.run_id)
+    if found is not None:
+        return found
+    computed = compute_reference(ctx, ref)
+    if computed is not None:
+        save_to_run(ctx.settings, ref.run_id, computed)
+        log.info("monitor.reference_cached", version=ref.version, run_id=ref.run_id,
+                 window=computed.profile.window, rows=computed.profile.rows)
+    return computed
+
+
+def save_reference_of_version(ctx: JobContext, version: str) -> Reference | None:
+    """Compute and save the reference profile of a just-registered version (called by the
+    training job). Errors are logged, never raised: monitoring retries on demand later."""
+    from cardscore import registry
+
+    try:
+        return reference_of(ctx, registry.get_version(ctx.settings, version))
+    except Exception as exc:
+        log.error("monitor.reference_failed", version=version, error=f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def compute_reference(ctx: JobContext, ref: ModelRef) -> Reference | None:
+    """Rebuild a version's reference from its run's `lineage.json` (protocol window): silver
+    transactions of the window, their point-in-time features, the booster's scores, the labels
+    known now. None when the run has no lineage."""
+    import json
+    import tempfile
+
+    from cardscore import registry
+    from cardscore.monitoring.profile import build_profile
+    from jobs.scoring_transforms import predict
+
+    client = registry.client(ctx.settings)
+    assert ref.run_id is not None
+    if "lineage.json" not in {a.path for a in client.list_artifacts(ref.run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        lineage = json.loads(Path(client.download_artifacts(ref.run_id, "lineage.json", tmp)).read_text())
+    protocol = lineage["protocol"]
+    source = ctx.settings.monitoring.reference_window
+    first = date.fromisoformat(protocol[f"{source}_start"])
+    last = date.fromisoformat(protocol[f"{source}_end"])
+    features = list(ref.feature_names)
+    frame = _features_of_days(ctx, first, last, features)
+    booster = registry.load_booster(ctx.settings, ref)
+    frame[SCORE] = predict(booster, frame) if len(frame) else np.empty(0)
+    labels = _labels_known(ctx, first, None)
+    frame["label"] = frame["transaction_id"].isin(labels.loc[labels["is_fraud"], "transaction_id"]).astype("int8")
+    cfg = ctx.settings.monitoring
+    reference = build_profile(
+        frame, features, window={"source": source, "first": first.isoformat(), "last": last.isoformat()},
+        bins=cfg.quantile_bins, histogram_bins=cfg.histogram_bins, sample_size=cfg.reference_sample_size,
+    )
+    reference.source = "computed"
+    return reference
+
+
+def _entity_rows(ctx: JobContext, first: date, last: date):
+    from pyspark.sql import functions as F
+
+    return (
+        ctx.lake.read(catalog.SILVER_TRANSACTIONS)
+        .where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(last)))
+        .select("transaction_id", "customer_id", "terminal_id",
+                F.col("event_time").alias("event_timestamp"), F.col("amount").cast("double").alias("tx_amount"))
+    )
+
+
+def _features_of_days(
+    ctx: JobContext, first: date, last: date, features: Sequence[str], fraction: float | None = None
+) -> pd.DataFrame:
+    """Model features of the silver transactions of [first, last], exactly as the batch scorer
+    gets them (Feast point-in-time join in the engine); a `fraction` samples rows first."""
+    from features.retrieval import historical_features_spark
+
+    entities = _entity_rows(ctx, first, last)
+    if fraction is not None and fraction < 1.0:
+        entities = entities.sample(fraction=fraction, seed=17)
+    joined = historical_features_spark(ctx.settings, ctx.spark, entities)
+    return joined.select("transaction_id", *features).toPandas()
+
+
+def current_frame(ctx: JobContext, day: date, predictions: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """Day D's model features (as served to the batch scorer) with the published scores."""
+    cap = ctx.settings.monitoring.current_sample_size
+    fraction = cap / len(predictions) if len(predictions) > cap else None
+    frame = _features_of_days(ctx, day, day, features, fraction)
+    scores = predictions[["transaction_id", SCORE]].drop_duplicates("transaction_id")
+    return frame.merge(scores, on="transaction_id", how="inner", validate="one_to_one")
+
+
+def _labels_known(ctx: JobContext, first: date, day: date | None) -> pd.DataFrame:
+    """transaction_id, is_fraud of the label reports from `first` to `day` (None: all)."""
+    from pyspark.sql import functions as F
+
+    if not ctx.lake.exists(catalog.SILVER_LABELS):
+        return pd.DataFrame({"transaction_id": pd.Series(dtype="int64"), "is_fraud": pd.Series(dtype=bool)})
+    condition = F.col("reported_date") >= F.lit(first)
+    if day is not None:
+        condition = condition & (F.col("reported_date") <= F.lit(day))
+    labels = ctx.lake.read(catalog.SILVER_LABELS).where(condition).select("transaction_id", "is_fraud").toPandas()
+    labels["is_fraud"] = labels["is_fraud"].astype(bool)
+    return labels
+
+
+def _performance(ctx: JobContext, day: date) -> list[MetricRow]:
+    from pyspark.sql import functions as F
+
+    cfg = ctx.settings.monitoring
+    table = ctx.settings.scoring.output_table
+    if not ctx.lake.exists(table):
+        return []
+    first = day - timedelta(days=cfg.performance_window_days)
+    predictions = (
+        ctx.lake.read(table)
+        .where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(day)))
+        .select("transaction_id", "customer_id", SCORE, "model_version", "tx_date")
+        .toPandas()
+    )
+    labels = _labels_known(ctx, first, day)
+    k = cfg.top_k or ctx.settings.training.protocol.top_k
+    return performance_rows(predictions, labels, day, k=k, label_delay_days=cfg.label_delay_days,
+                            thresholds=cfg.performance)
+
+
+def latest_days(ctx: JobContext) -> dict[str, date | None]:
+    """The latest day present in each monitored input (None: the table does not exist)."""
+    from pyspark.sql import functions as F
+
+    lake = ctx.lake
+
+    def latest(table: str, column: str) -> date | None:
+        if not lake.exists(table):
+            return None
+        return lake.read(table).agg(F.max(column)).collect()[0][0]
+
+    snapshots = [latest(t, "snapshot_date") for t in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES)]
+    out: dict[str, date | None] = {
+        "silver_transactions": latest(catalog.SILVER_TRANSACTIONS, "tx_date"),
+        "silver_labels": latest(catalog.SILVER_LABELS, "reported_date"),
+        "features": min((s for s in snapshots if s is not None), default=None),
+        "predictions": latest(ctx.settings.scoring.output_table, "tx_date"),
+    }
+    served = _materialized(ctx)
+    if served is not None:  # only when the nightly ledger recorded a materialization
+        out["materialized"] = served
+    return out
+
+
+def _materialized(ctx: JobContext) -> date | None:
+    """The snapshot day the online store serves, from the nightly ledger (a night D loads D+1)."""
+    from pyspark.sql import functions as F
+
+    if not ctx.lake.exists(catalog.PIPELINE_RUNS):
+        return None
+    last = (
+        ctx.lake.read(catalog.PIPELINE_RUNS)
+        .where((F.col("stage") == "materialize") & (F.col("status") == "succeeded"))
+        .agg(F.max("day")).collect()[0][0]
+    )
+    return None if last is None else last + timedelta(days=1)
+
+
+def stream_rows(url: str, timeout: float, dlq_rate_max: float | None) -> list[MetricRow]:
+    """Counters of the stream scorer's Prometheus endpoint; unreachable: `stream_up` 0, no alert."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode()
+    except Exception as exc:
+        log.warning("monitor.stream_unreachable", url=url, error=f"{type(exc).__name__}: {exc}")
+        return [MetricRow("stream_up", 0.0, details={"error": f"{type(exc).__name__}: {exc}"})]
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("cardscore_stream_") and sample.name.endswith("_total"):
+                name = sample.name.removeprefix("cardscore_stream_").removesuffix("_total")
+                totals[name] = totals.get(name, 0.0) + float(sample.value)
+    rows = [MetricRow("stream_up", 1.0)]
+    rows += [MetricRow("stream_counter", v, k) for k, v in sorted(totals.items())]
+    consumed = totals.get("messages_in", 0.0)
+    if consumed:
+        rows.append(MetricRow("stream_dlq_rate", totals.get("dlq_messages", 0.0) / consumed, None, dlq_rate_max,
+                              details={"messages_in": consumed}))
+    return rows
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def write_rows(ctx: JobContext, day: date, rows: Sequence[MetricRow], run_id: str) -> int | None:
+    """The day's rows replace day D in the monitoring table."""
+    import json
+
+    now = datetime.now(UTC)
+    data = [
+        (r.metric, r.subject, r.scored_day, r.model_version, r.value, r.threshold, r.direction, r.violated,
+         json.dumps(r.details, sort_keys=True, default=str), run_id, now, day)
+        for r in rows
+    ]
+    df = ctx.spark.createDataFrame(data, MONITORING_SCHEMA)
+    table = ctx.settings.monitoring.output_table
+    return ctx.lake.replace_where(df, table, f"{PARTITION} = '{day.isoformat()}'", partition_by=[PARTITION])
+
+
+def read_rows(ctx: JobContext, first: date, last: date) -> pd.DataFrame:
+    """Monitoring rows of days [first, last] (empty frame when the table does not exist)."""
+    from pyspark.sql import functions as F
+
+    table = ctx.settings.monitoring.output_table
+    if not ctx.lake.exists(table):
+        return pd.DataFrame(columns=[c.split()[0] for c in MONITORING_SCHEMA.split(", ")])
+    return (
+        ctx.lake.read(table)
+        .where((F.col(PARTITION) >= F.lit(first)) & (F.col(PARTITION) <= F.lit(last)))
+        .drop("computed_at")
+        .toPandas()
+    )
+
+
+def _history(ctx: JobContext, day: date) -> pd.DataFrame:
+    """Performance rows as last computed (on D) for the report's chart over time."""
+    frame = read_rows(ctx, day, day)
+    return frame[frame["metric"].isin(["average_precision", "card_precision_at_k", "auc_roc"])]
+
+
+def reports_dir(settings: Any) -> Path:
+    configured = settings.monitoring.reports_dir
+    return Path(configured) if configured else settings.home_path / "monitoring"
+
+
+def _webhook_payload(day: date, alerts: Sequence[Alert], report_path: str | None, ref: ModelRef | None) -> dict[str, Any]:
+    return {
+        "source": "cardscore.monitor",
+        "day": day.isoformat(),
+        "model_name": ref.name if ref else None,
+        "model_version": ref.version if ref else None,
+        "alerts": [a.to_dict() for a in alerts],
+        "report": report_path,
+    }
+
+
+def _log_mlflow(
+    settings: Any, day: date, rows: Sequence[MetricRow], alerts: Sequence[Alert], ref: ModelRef | None,
+    report_path: str | None, run_id: str,
+) -> str:
+    """One monitoring run per day in `<experiment>-monitoring` (a rerun of D reuses it)."""
+    import mlflow
+
+    from cardscore import registry
+
+    registry.configure_mlflow(settings)
+    client = registry.client(settings)
+    name = f"{settings.mlflow.experiment}-monitoring"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (experiment.experiment_id if experiment else
+                     client.create_experiment(name, artifact_location=f"{settings.mlflow_artifact_location}/monitoring"))
+    found = client.search_runs([experiment_id], f"tags.`cardscore.monitor.day` = '{day.isoformat()}'", max_results=1)
+    metrics: dict[str, float] = {}
+    for r in rows:
+        if r.value is None or r.scored_day is not None or r.metric in ("stream_counter",):
+            continue
+        key = f"{r.metric}.{r.subject}" if r.subject else r.metric
+        metrics[_mlflow_key(key)] = float(r.value)
+    metrics["alerts"] = float(len(alerts))
+    with mlflow.start_run(run_id=found[0].info.run_id if found else None,
+                          experiment_id=None if found else experiment_id,
+                          run_name=None if found else f"monitor-{day.isoformat()}") as run:
+        mlflow.set_tags({
+            "cardscore.stage": STAGE,
+            "cardscore.monitor.day": day.isoformat(),
+            "cardscore.monitor.run_id": run_id,
+            "model_name": ref.name if ref else "",
+            "model_version": ref.version if ref else "",
+            "model_run_id": (ref.run_id or "") if ref else "",
+        })
+        mlflow.log_metrics(metrics)
+        if report_path:
+            mlflow.log_artifact(report_path)
+        mlflow.log_dict({"alerts": [a.to_dict() for a in alerts]}, "alerts.json")
+        return run.info.run_id
+
+
+def _mlflow_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
+
+
+# ------------------------------------------------------------------------------ trigger
+
+
+@dataclass
+class TriggerOutcome:
+    decision: TriggerDecision
+    training: dict[str, Any] | None = None  # the training report, when it ran
+    error: str | None = None  # the gate's rejection or the training failure
+
+
+def violation_history(ctx: JobContext, day: date, metrics: Sequence[str], n: int) -> dict[date, list[str]]:
+    """Day -> the counted metrics that violated their threshold, over the n days up to `day`."""
+    frame = read_rows(ctx, day - timedelta(days=n - 1), day)
+    if frame.empty:
+        return {}
+    bad = frame[frame["violated"].astype(bool) & frame["metric"].isin(list(metrics))]
+    out: dict[date, list[str]] = {}
+    for row in bad.itertuples():
+        d = pd.Timestamp(row.day).date()
+        out.setdefault(d, []).append(str(row.metric) + (f"[{row.subject}]" if isinstance(row.subject, str) else ""))
+    return out
+
+
+def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,
+                       train_start: date | None = None) -> TriggerOutcome:
+    """Decide by the k-of-n rule over the monitoring table; when it fires (and not `dry_run`),
+    train and run the validation gate (`jobs.train.train`): a passing model becomes the
+    challenger, promotion stays a decision (`cardscore promote`)."""
+    from cardscore.monitoring.trigger import decide, retrain_window_start
+
+    cfg = ctx.settings.monitoring.trigger
+    decision = decide(day, violation_history(ctx, day, cfg.metrics, cfg.n), cfg.k, cfg.n, cfg.require_latest)
+    log.info("monitor.trigger", day=day.isoformat(), fire=decision.fire, reason=decision.reason,
+             violating_days=decision.violating_days, dry_run=dry_run)
+    outcome = TriggerOutcome(decision)
+    if not decision.fire or dry_run:
+        return outcome
+    from jobs.train import TrainingParams, train
+
+    protocol = ctx.settings.training.protocol
+    start = train_start or retrain_window_start(
+        day, cfg.train_days or protocol.train_days, protocol.delay_days, protocol.test_days,
+        ctx.settings.monitoring.label_delay_days,
+    )
+    params = TrainingParams(train_start=start, actor="cardscore-monitor",
+                            reason=f"retraining trigger on {day}: {decision.reason}")
+    try:
+        report = train(ctx, params)
+        outcome.training = {"run_id": report.run_id, "version": report.version, "challenger": report.challenger,
+                            "train_start": start.isoformat(), "test": report.test.metrics()}
+    except StageFailed as exc:  # the gate rejected the model, or an input is missing
+        outcome.error = str(exc)
+        outcome.training = {"train_start": start.isoformat()}
+        version = getattr(getattr(exc, "report", None), "version", None)
+        if version is not None:
+            outcome.training["version"] = version
+    log.info("monitor.retrained", day=day.isoformat(), **(outcome.training or {}), error=outcome.error)
+    return outcome
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class _Phases:
+    def __init__(self, day: date, progress: Progress | None) -> None:
+        self.day, self.progress = day, progress
+        self.current: str | None = None
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.current:
+            self.seconds[self.current] = round(now - self.started, 3)
+        self.current, self.started = name, now
+        if self.progress:
+            self.progress(self.day, name)
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Every requested day is monitored; exit code 1 if any of them raised an alert."""
+    alerting: list[str] = []
+
+    def stage(ctx: JobContext, day: date, args: argparse.Namespace) -> None:
+        report = monitor_day(ctx, day)
+        if report.alerts:
+            alerting.append(day.isoformat())
+            print(str(MonitorAlert(report)), file=sys.stderr)
+
+    code = run_job(STAGE, stage, argv, parser=job_parser(__doc__.splitlines()[0]))
+    if code == 0 and alerting:
+        log.warning("monitor.alerting_days", days=alerting)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["EXIT_FAILED", "MonitorAlert", "MonitorReport", "monitor_day", "pipeline_stage", "retraining_trigger"]

@@ -342,6 +342,26 @@ def plot_score_histogram(counts: pd.DataFrame, title: str) -> Any:
     return fig
 
 
+def plot_stream_vs_batch(stream: dict[int, float], batch: dict[int, float], title: str) -> Any:
+    """Each transaction's stream score against its batch score: one skew-free path puts every
+    point on the diagonal."""
+    import matplotlib
+
+    if not on_databricks():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    common = sorted(stream.keys() & batch.keys())
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="lightgray", linewidth=1)
+    ax.scatter([batch[t] for t in common], [stream[t] for t in common], s=8, alpha=0.6)
+    ax.set_xlabel("batch score (gold.predictions)")
+    ax.set_ylabel("stream score (scores topic)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def quarantine_summary(lake: Lake) -> DataFrame | None:
     """Quarantined records per landing day, feed and reason (None when nothing was ever
     quarantined). Raw payloads stay in the table: this shows counts only."""

@@ -27,7 +27,8 @@ TINY: dict[str, Any] = {
                   "compromised_terminals_per_day": 1, "compromised_customers_per_day": 1},
     "training": {"protocol": {"train_days": 3, "delay_days": 2, "test_days": 3, "top_k": 10},
                  "gate": {"min_auc_roc": 0.0, "min_average_precision": 0.0, "min_card_precision_at_k": 0.0}},
-    "kafka": {"partitions": 2},
+    # A short session timeout: a consumer's first assignment waits half of it on the broker.
+    "kafka": {"partitions": 2, "consumer": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}},
     "streaming": {"metrics_port": 0},
 }
 
@@ -130,3 +131,17 @@ def test_04_batch_score(workspace: Path) -> None:
     assert all(0.0 <= r.score <= 1.0 for r in rows)
     assert out["counts"]["count"].sum() == report.rows
     assert (workspace / "reports" / "notebooks" / "score_distribution.png").is_file()
+
+
+@pytest.mark.slow
+def test_05_stream_scorer(workspace: Path) -> None:
+    out = run_notebook("05_stream_scorer.py")
+    stream, skew = out["stream"], out["skew"]
+    assert stream.day.isoformat() == "2018-04-20"
+    assert stream.scored == stream.replayed > 0
+    assert stream.dlq == 3 and sum(stream.dlq_reasons.values()) == 3  # the notebook's broken messages
+    assert skew.equal and skew.compared == stream.replayed and skew.max_abs_diff < 1e-6
+    from cardscore.services.broker import broker_ready
+
+    assert out["broker"] is not None and not broker_ready(out["broker"].conf, timeout=0.5)  # stopped
+    assert (workspace / "reports" / "notebooks" / "stream_vs_batch.png").is_file()

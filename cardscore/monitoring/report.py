@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -88,6 +89,7 @@ def score_chart(reference: Reference, current: pd.DataFrame) -> str | None:
 
 def performance_chart(history: pd.DataFrame) -> str | None:
     import matplotlib
+    import matplotlib.dates
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,14 +103,21 @@ def performance_chart(history: pd.DataFrame) -> str | None:
         part = frame[frame["metric"] == metric]
         for version, rows in part.groupby("model_version"):
             rows = rows.sort_values("scored_day")
-            ax.plot(pd.to_datetime(rows["scored_day"]), rows["value"], marker="o", label=f"v{version}")
+            complete = rows["details"].map(lambda d: bool(json.loads(d).get("labels_complete")) if d else False)
+            days = pd.to_datetime(rows["scored_day"])
+            line = ax.plot(days, rows["value"], linestyle=":", alpha=0.6)[0]
+            ax.plot(days[complete], rows["value"][complete], "o", color=line.get_color(),
+                    label=f"v{version} (labels complete)")
+            ax.plot(days[~complete], rows["value"][~complete], "o", mfc="none", color=line.get_color(),
+                    label=f"v{version} (labels still arriving)")
         bound = part["threshold"].dropna()
         if len(bound):
             ax.axhline(float(bound.iloc[0]), color="#c0392b", linestyle="--", label="threshold")
         ax.set_title(metric)
+        ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%m-%d"))
         ax.tick_params(axis="x", labelrotation=45)
         ax.legend(fontsize=8)
-    fig.suptitle("Delayed-label performance per scored day (labels known today)")
+    fig.suptitle("Delayed-label performance per scored day, with the labels known today", y=1.04)
     return _png(fig)
 
 

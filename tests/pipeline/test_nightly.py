@@ -106,7 +106,9 @@ def test_with_a_champion_the_night_scores_and_a_rerun_is_identical(spark, world_
     assert set(before["model_version"]) == {version}
 
     again = run_nightly(ctx, [D2], force=True)[0]
-    assert all(statuses(again)[s] == SUCCEEDED for s in ("ingest", "features", "materialize", "score"))
+    assert all(statuses(again)[s] == SUCCEEDED for s in ("ingest", "features", "materialize", "score", "monitor"))
+    monitored = ctx.lake.read(catalog.MONITORING).where("day = DATE'2018-04-02'").count()
+    assert monitored > 0, "the monitoring stage recorded the night"
     after = predictions(ctx, D2)
     assert after["transaction_id"].is_unique and len(after) == len(before)
     assert after[["transaction_id", "score", "model_version"]].equals(before[["transaction_id", "score", "model_version"]])

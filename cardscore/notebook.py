@@ -10,8 +10,8 @@ notebooks/01_explore_data.py`). Every Databricks-only name (`dbutils`, the noteb
 * `settings()`: the cardscore settings from the `config` parameter (a YAML file; empty =
   the usual `$CARDSCORE_CONFIG` / `./cardscore.yaml` / defaults; on Databricks the bundle's
   `/Workspace/Shared/cardscore/cardscore.yaml`).
-* `display(obj, name)`: Databricks' own display there; locally a printed table, or a PNG
-  under `<home>/reports/notebooks/` whose path is printed.
+* `display(obj, name)`: Databricks' own display (or `displayHTML`) there; locally a printed
+  table, or a PNG / HTML page under `<home>/reports/notebooks/` whose path is printed.
 
 Plus the two summaries the exploration notebook shows (per-day fraud counts, quarantine
 reasons), aggregated in the engine so only a few rows reach the driver.
@@ -185,6 +185,8 @@ def display(obj: Any, name: str = "", rows: int = 20) -> Path | None:
             print(f"picture: {path}")
         plt.close(obj)
         return path
+    if (isinstance(obj, Path) and obj.suffix.lower() == ".html") or (isinstance(obj, str) and obj.lstrip().startswith("<")):
+        return _display_html(obj, name)
     if isinstance(obj, (str, Path)) and str(obj).lower().endswith(".png"):
         if notebook_global("get_ipython") is not None or native is not None:
             from IPython.display import Image
@@ -214,6 +216,22 @@ def display(obj: Any, name: str = "", rows: int = 20) -> Path | None:
 
     pprint(obj, width=110, sort_dicts=False)
     return None
+
+
+def _display_html(page: str | Path, name: str) -> Path | None:
+    """An HTML page (a file, or markup such as the monitoring charts): rendered by Databricks'
+    `displayHTML`; locally the file's path is printed (markup is saved as `<name>.html` first)."""
+    render = notebook_global("displayHTML") if on_databricks() else None
+    if render is not None:
+        render(page.read_text(encoding="utf-8") if isinstance(page, Path) else page)
+        return page if isinstance(page, Path) else None
+    if isinstance(page, str):
+        path = pictures_dir() / f"{name or 'page'}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"<!doctype html><meta charset='utf-8'>{page}", encoding="utf-8")
+        page = path
+    print(f"page: {page}")
+    return page
 
 
 def _is_figure(obj: Any) -> bool:

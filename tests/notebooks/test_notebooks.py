@@ -145,3 +145,14 @@ def test_05_stream_scorer(workspace: Path) -> None:
 
     assert out["broker"] is not None and not broker_ready(out["broker"].conf, timeout=0.5)  # stopped
     assert (workspace / "reports" / "notebooks" / "stream_vs_batch.png").is_file()
+
+
+@pytest.mark.slow
+def test_06_monitoring(workspace: Path) -> None:
+    out = run_notebook("06_monitoring.py")
+    report, metrics = out["report"], out["metrics"]
+    assert report.day.isoformat() == "2018-04-20" and report.predictions > 0 and report.model_version
+    assert len(metrics) == report.metrics > 0 and {"feature_psi", "freshness_lag_days"} <= set(metrics["metric"])
+    assert len(out["alerts"]) == len(report.alerts) == int(metrics["violated"].sum())
+    assert Path(report.report_path).is_file()
+    assert (workspace / "reports" / "notebooks" / "feature_drift.html").is_file()

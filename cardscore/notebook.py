@@ -128,12 +128,13 @@ def settings(overrides: dict[str, Any] | None = None) -> Settings:
 
 
 def job_context(settings: Settings) -> JobContext:
-    """The engine session (Databricks' own when there; the embedded engine locally) and lake."""
+    """The engine session (the notebook's own `spark` on Databricks; else `get_spark`: the
+    embedded engine locally) and the lake."""
     from cardscore.engine import get_spark
     from cardscore.jobrunner import JobContext
     from cardscore.tables import Lake
 
-    spark = get_spark(settings)
+    spark = (notebook_global("spark") if on_databricks() else None) or get_spark(settings)
     return JobContext(settings, spark, Lake(spark, settings))
 
 

@@ -363,7 +363,9 @@ def _features_of_days(
     if fraction is not None and fraction < 1.0:
         entities = entities.sample(fraction=fraction, seed=17)
     joined = historical_features_spark(ctx.settings, ctx.spark, entities)
-    return joined.select("transaction_id", *features).toPandas()
+    frame = joined.select("transaction_id", *features).toPandas()
+    # The engine's row order varies: sorted, a profile (sums, sample) is reproducible.
+    return frame.sort_values("transaction_id", kind="mergesort").reset_index(drop=True)
 
 
 def current_frame(ctx: JobContext, day: date, predictions: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:

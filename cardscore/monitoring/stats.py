@@ -28,7 +28,8 @@ def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
     x = _finite(values)
     if x.size == 0:
         return []
-    quantiles = np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1], method="linear")
+    # Empirical quantiles are observed values: a discrete feature gets no bin without reference rows.
+    quantiles = np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf")
     edges = np.unique(quantiles)
     # A lone top edge equal to the maximum would leave the last bin empty in the reference.
     if edges.size and edges[-1] >= x.max() and edges.size > 1:

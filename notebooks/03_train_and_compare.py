@@ -26,7 +26,7 @@ from cardscore.demo import make_plan
 
 settings = nb.settings()
 TRAIN_START_TEXT = nb.param("train_start", "auto")  # YYYY-MM-DD, or auto
-TRAIN_START = make_plan(settings).train_start if TRAIN_START_TEXT == "auto" else date.fromisoformat(TRAIN_START_TEXT)
+TRAIN_START = make_plan(settings).train_start if TRAIN_START_TEXT in ("", "auto") else date.fromisoformat(TRAIN_START_TEXT)
 SEARCH = nb.flag_param("search", settings.training.search.enabled)  # prequential hyperparameter search first
 BASELINES = nb.flag_param("baselines", True)  # refit the handbook's baselines on the same sets
 PROMOTE = nb.flag_param("promote", True)  # move `champion` to the new version if it passed the gate

@@ -24,6 +24,7 @@
 import atexit
 
 from cardscore import notebook as nb
+from cardscore import registry
 from cardscore.services.broker import EmbeddedBroker
 
 settings = nb.settings()
@@ -32,6 +33,10 @@ DAY = nb.day_param("day", last_world_day)  # the day to replay (batch-scored by 
 RATE = nb.int_param("rate", 0)  # replay pace in messages/s; 0 = as fast as possible
 TIMEOUT = nb.int_param("timeout_seconds", 300)  # give up waiting for the scorer after this
 METRICS_PORT = nb.int_param("metrics_port", 0)  # the scorer's Prometheus port; 0 = off
+
+# The scorer waits for a champion; a notebook should say at once that there is none.
+champion = registry.resolve_alias(settings, settings.streaming.model_alias)
+print(f"scoring with {champion.name} v{champion.version} ({settings.streaming.model_alias})")
 
 broker = None
 overrides = {"streaming": {"metrics_port": METRICS_PORT}}

@@ -152,7 +152,7 @@ def monitor_day(
     rows: list[MetricRow] = []
 
     phase("inputs")
-    predictions = _predictions_of(ctx, day)
+    predictions = predictions_of(ctx, day)
     ref = _model_of(ctx, predictions)
     reference: Reference | None = None
     if ref is not None:
@@ -241,7 +241,7 @@ def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
     from cardscore import registry
     from cardscore.orchestration import SKIPPED, StageOutcome
 
-    if registry.find_alias(ctx.settings, registry.CHAMPION) is None and _predictions_of(ctx, day).empty:
+    if registry.find_alias(ctx.settings, registry.CHAMPION) is None and predictions_of(ctx, day).empty:
         message = "no champion and no predictions of the day: nothing to monitor yet"
         log.warning("monitor.skipped", day=day.isoformat(), reason=message)
         return StageOutcome(status=SKIPPED, message=message, details={"reason": "no_model", "alerts": []})
@@ -251,7 +251,7 @@ def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
 # ------------------------------------------------------------------------------ inputs
 
 
-def _predictions_of(ctx: JobContext, day: date) -> pd.DataFrame:
+def predictions_of(ctx: JobContext, day: date) -> pd.DataFrame:
     from pyspark.sql import functions as F
 
     table = ctx.settings.scoring.output_table

@@ -116,11 +116,11 @@ def test_delayed_label_metrics_match_an_independent_computation(spark, monitorin
 @pytest.fixture(scope="module")
 def day_frames(spark, monitoring_world):
     """The champion's reference and day D's real features and scores (as the job reads them)."""
-    from jobs.monitor import _predictions_of, current_frame, reference_of
+    from jobs.monitor import current_frame, predictions_of, reference_of
 
     ctx = job_for(spark, monitoring_world)
     ref = registry.get_version(ctx.settings, monitoring_world.version)
-    predictions = _predictions_of(ctx, LAST_DAY)
+    predictions = predictions_of(ctx, LAST_DAY)
     return ctx, reference_of(ctx, ref), current_frame(ctx, LAST_DAY, predictions, list(MODEL_FEATURES))
 
 

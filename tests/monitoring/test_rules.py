@@ -166,3 +166,51 @@ def test_a_failing_webhook_never_raises(caplog) -> None:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
         assert post_webhook(url, {"alerts": []}, timeout=0.3) is False
     assert "secret" not in caplog.text  # the URL's path and query may carry a token
+
+
+# ------------------------------------------------------------------------------ stream health
+
+
+def test_stream_health_reads_the_scorers_prometheus_endpoint_and_skips_when_unreachable() -> None:
+    from prometheus_client import generate_latest
+
+    from jobs.monitor import stream_rows
+    from streaming.metrics import StreamMetrics
+
+    metrics = StreamMetrics()
+    metrics.messages_in.inc(200)
+    metrics.dlq.labels("malformed_json").inc(12)
+    metrics.dlq.labels("missing_field").inc(8)
+    body = generate_latest(metrics.registry)
+
+    class Exporter(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Exporter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rows = stream_rows(f"http://127.0.0.1:{server.server_port}/metrics", 5.0, 0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    by_key = {(r.metric, r.subject): r for r in rows}
+    assert by_key[("stream_up", None)].value == 1.0
+    assert by_key[("stream_counter", "messages_in")].value == 200
+    assert by_key[("stream_counter", "dlq_messages")].value == 20  # summed over reasons
+    dlq = by_key[("stream_dlq_rate", None)]
+    assert dlq.value == pytest.approx(0.1) and dlq.violated
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = stream_rows(f"http://127.0.0.1:{port}/metrics", 1.0, 0.05)
+    assert [(r.metric, r.value, r.violated) for r in down] == [("stream_up", 0.0, False)]

@@ -151,7 +151,7 @@ def features_apply(ctx: typer.Context) -> None:
     table.add_column("name")
     table.add_column("detail")
     for entity in objects.entities:
-        table.add_row("entity", entity.name, ", ".join(entity.join_keys))
+        table.add_row("entity", entity.name, entity.join_key)
     for view in objects.views:
         table.add_row("feature view", view.name, f"{len(view.features)} features, TTL {view.ttl}")
     table.add_row("on-demand view", objects.request_view.name, "request-time flags (python mode)")

@@ -160,3 +160,9 @@ def test_spark_submit_and_cli(spark, tmp_path: Path, world) -> None:
                           "--json"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert [r["day"] for r in json.loads(cli.stdout)] == ["2018-05-02", "2018-05-03"]
+
+    applied = subprocess.run([str(BIN / "cardscore"), "features", "apply"], env=env, capture_output=True,
+                             text=True, timeout=300, cwd=REPO)
+    assert applied.returncode == 0, applied.stderr[-3000:]
+    for name in ("customer_id", "terminal_id", "customer_features", "fraud_baseline_v1"):
+        assert name in applied.stdout + applied.stderr, name

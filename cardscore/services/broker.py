@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -74,6 +75,19 @@ def broker_service(settings: Settings) -> ManagedService:
     )
 
 
+def die_with_parent() -> None:
+    """preexec_fn: on Linux the child gets SIGTERM when the process that started it dies, so an
+    owned broker never outlives a killed test run, demo or notebook (atexit does not run on
+    SIGTERM/SIGKILL). Elsewhere a no-op."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class EmbeddedBroker:
     """A Tansu broker owned by this process (tests, the demo): free port, stopped on exit."""
 
@@ -99,6 +113,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "warn"},
+            preexec_fn=die_with_parent,
         )
         if out is not subprocess.DEVNULL:
             out.close()

@@ -99,6 +99,7 @@ class MonitorReport:
     max_feature_psi: float | None
     max_feature_psi_feature: str | None
     score_psi: float | None
+    inputs: dict[str, int | None]  # table -> Delta version when the day was read
     output_table: str
     output_version: int | None
     report_path: str | None
@@ -119,11 +120,12 @@ class MonitorReport:
         from cardscore.orchestration import StageOutcome
 
         details = self.to_dict()
-        details.pop("model_version")
+        for key in ("model_version", "inputs"):
+            details.pop(key)
         message = (f"{len(self.alerts)} alert(s): " + "; ".join(a.describe() for a in self.alerts[:5])
                    if self.alerts else f"no alert ({self.metrics} metrics)")
         return StageOutcome(
-            inputs={self.output_table: None},
+            inputs=dict(self.inputs),
             outputs={self.output_table: self.output_version},
             model_version=self.model_version,
             details=details,
@@ -152,6 +154,8 @@ def monitor_day(
     rows: list[MetricRow] = []
 
     phase("inputs")
+    inputs = {t: ctx.lake.version(t) for t in (settings.scoring.output_table, catalog.SILVER_TRANSACTIONS,
+                                                 catalog.SILVER_LABELS)}
     predictions = predictions_of(ctx, day)
     ref = _model_of(ctx, predictions)
     reference: Reference | None = None
@@ -220,7 +224,7 @@ def monitor_day(
         day=day, run_id=run_id, model_name=ref.name if ref else None, model_version=version,
         reference=reference.source if reference else None, predictions=len(predictions),
         metrics=len(rows), alerts=alerts, max_feature_psi=top[0], max_feature_psi_feature=top[1],
-        score_psi=score_psi, output_table=cfg.output_table, output_version=version_out,
+        score_psi=score_psi, inputs=inputs, output_table=cfg.output_table, output_version=version_out,
         report_path=report_path, mlflow_run_id=mlflow_run, seconds=0.0, notes=notes,
     )
     if run_trigger if run_trigger is not None else cfg.trigger.enabled:

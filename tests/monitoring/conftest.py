@@ -11,8 +11,11 @@ day in between whose labels are not (05-19).
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass
 from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -86,3 +89,27 @@ def job_for(spark, world: MonitoringWorld, **overrides: object):
 
     settings = load_settings(overrides=world_overrides(world.home, **overrides))
     return JobContext(settings, spark, Lake(spark, settings))
+
+
+@pytest.fixture
+def webhook_server():
+    """A tiny local HTTP server thread: yields (url, received), received = [(json body, headers)]."""
+    received: list[tuple[dict, dict]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), dict(self.headers)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/secret-token", received
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

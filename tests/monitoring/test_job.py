@@ -51,8 +51,12 @@ def test_a_stationary_day_raises_no_alert_and_is_published_idempotently(spark, m
     assert "score_psi" in run.data.metrics
 
 
-def test_many_unknown_entities_alert_and_the_nightly_stage_reports_them(spark, monitoring_world) -> None:
+def test_many_unknown_entities_alert_the_nightly_stage_and_the_webhook(
+    spark, monitoring_world, webhook_server, monkeypatch
+) -> None:
     """The day's predictions with most customers unknown (as when the snapshot is missing)."""
+    url, received = webhook_server
+    monkeypatch.setenv("CARDSCORE_TEST_HOOK_TOKEN", "t0ken")
     base = job_for(spark, monitoring_world)
     predictions = base.lake.read(base.settings.scoring.output_table).where(f"tx_date = DATE'{LAST_DAY}'")
     from pyspark.sql import functions as F
@@ -61,7 +65,9 @@ def test_many_unknown_entities_alert_and_the_nightly_stage_reports_them(spark, m
     table = f"gold.predictions_{uuid.uuid4().hex[:8]}"
     base.lake.overwrite(flagged, table, partition_by=["tx_date"])
     ctx = job_for(spark, monitoring_world, scoring={"output_table": table},
-                  monitoring={"output_table": _table(), "log_to_mlflow": False})
+                  monitoring={"output_table": _table(), "log_to_mlflow": False,
+                              "webhook": {"url": url.replace("secret-token", "${env:CARDSCORE_TEST_HOOK_TOKEN}")}})
+    assert ctx.settings.monitoring.webhook.url.endswith("/hooks/t0ken")
 
     outcome = pipeline_stage(ctx, LAST_DAY)
 
@@ -69,6 +75,9 @@ def test_many_unknown_entities_alert_and_the_nightly_stage_reports_them(spark, m
     assert [a["metric"] for a in alerts] == ["unknown_customer_rate"]
     assert alerts[0]["value"] == pytest.approx(0.9, abs=0.1) and alerts[0]["threshold"] == 0.2
     assert outcome.model_version == monitoring_world.version and outcome.status == "succeeded"
+    [(body, _)] = received
+    assert body["day"] == LAST_DAY.isoformat() and body["model_version"] == monitoring_world.version
+    assert body["alerts"] == alerts
 
 
 # ------------------------------------------------------------------------------ delayed labels

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -114,43 +112,17 @@ def test_alerts_name_metric_feature_value_and_threshold() -> None:
     assert alerts[1].scored_day == "2018-05-13" and alerts[1].model_version == "3"
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict]] = []
-    headers_seen: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        type(self).headers_seen.append(dict(self.headers))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
-
-
-@pytest.fixture
-def webhook_server():
-    _Receiver.received, _Receiver.headers_seen = [], []
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hooks/secret-token"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
 def test_the_webhook_receives_the_alert_json(webhook_server) -> None:
+    url, received = webhook_server
     alert = Alert.of(D, MetricRow("feature_psi", 0.6, "tx_amount", 0.25, model_version="2"))
-    ok = post_webhook(webhook_server, {"day": D.isoformat(), "alerts": [alert.to_dict()]}, timeout=5,
+    ok = post_webhook(url, {"day": D.isoformat(), "alerts": [alert.to_dict()]}, timeout=5,
                       headers={"Authorization": "Bearer x"})
     assert ok
-    assert _Receiver.received == [{"day": "2018-05-20", "alerts": [{
+    assert [body for body, _ in received] == [{"day": "2018-05-20", "alerts": [{
         "day": "2018-05-20", "metric": "feature_psi", "feature": "tx_amount", "subject": "tx_amount",
         "value": 0.6, "threshold": 0.25, "direction": "max", "model_version": "2", "scored_day": None}]}]
-    assert _Receiver.headers_seen[0]["Authorization"] == "Bearer x"
-    assert _Receiver.headers_seen[0]["Content-Type"] == "application/json"
+    assert received[0][1]["Authorization"] == "Bearer x"
+    assert received[0][1]["Content-Type"] == "application/json"
 
 
 def test_a_failing_webhook_never_raises(caplog) -> None:

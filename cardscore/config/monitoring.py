@@ -7,12 +7,14 @@ retraining is `trigger.metrics`.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cardscore.config.base import Section
 
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 # Metric names the trigger may count (the `metric` column of ops.monitoring).
 TRIGGER_METRICS = (
     "feature_psi",
@@ -121,11 +123,18 @@ class WebhookSettings(Section):
 class MonitoringSettings(Section):
     """Settings of monitoring, alerts and the retraining trigger."""
 
+    @field_validator("output_table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not _TABLE_NAME.match(value):
+            raise ValueError("must look like 'layer.name' (letters, digits, underscores)")
+        return value
+
     output_table: str = Field("ops.monitoring", description="logical Delta table of the metric rows")
     reference_window: Literal["test", "train"] = Field(
-        "test", description="which window of the training run the reference profile describes: the "
-        "held-out test days (scores out-of-sample, like production) or the training days (scores "
-        "in-sample, lower for genuine rows: expect score drift)",
+        "test", description="which days of the model's training run the reference profile describes "
+        "(every transaction of them, from the run's lineage): the test days (scores out-of-sample, "
+        "like production) or the training days (in-sample scores, and older)",
     )
     reference_sample_size: int = Field(
         5000, ge=100, description="rows of the reference kept as reference/sample.parquet (for KS)"

@@ -186,3 +186,13 @@ def test_stream_health_reads_the_scorers_prometheus_endpoint_and_skips_when_unre
         port = probe.getsockname()[1]
     down = stream_rows(f"http://127.0.0.1:{port}/metrics", 1.0, 0.05)
     assert [(r.metric, r.value, r.violated) for r in down] == [("stream_up", 0.0, False)]
+
+
+def test_monitoring_settings_reject_unknown_trigger_metrics_and_k_above_n(tmp_path) -> None:
+    from cardscore.config import ConfigError, load_settings
+
+    home = str(tmp_path / "home")
+    for bad in ({"trigger": {"metrics": ["accuracy"]}}, {"trigger": {"k": 6, "n": 5}}, {"output_table": "monitoring"}):
+        with pytest.raises(ConfigError):
+            load_settings(overrides={"home": home, "monitoring": bad})
+    assert load_settings(overrides={"home": home}).monitoring.trigger.k == 2

@@ -23,6 +23,22 @@ monitoring run in MLflow tagged with the model version. A violated threshold is 
 a `monitor.alert` log line naming metric, feature, value and threshold, a webhook POST when
 configured, and exit code 1. With `monitoring.trigger.enabled` the retraining trigger runs
 last (`cardscore monitor trigger` runs it alone).
+
+The table `ops.monitoring` (partitioned by `day`), one row per measured value:
+
+    metric         feature_psi | feature_ks | feature_mean | feature_null_rate | score_psi |
+                   score_ks | score_mean | rows | unknown_customer_rate | unknown_terminal_rate |
+                   auc_roc | average_precision | card_precision_at_k | label_completeness |
+                   freshness_lag_days | stream_up | stream_counter | stream_dlq_rate
+    subject        the feature, input table or stream counter (null for day-wide metrics)
+    scored_day     performance rows: the scored day the value is about
+    model_version  the version whose reference / predictions the value is about
+    value          null when undefined (AUC without frauds, a missing input)
+    threshold      the bound, when the metric has one (performance: only on D - label delay)
+    direction      max (value above the bound violates) or min (below)
+    violated       whether this row is an alert
+    details        JSON: KS p-value, bin proportions, reference mean, label counts, latest day...
+    run_id, computed_at, day
 """
 
 from __future__ import annotations
@@ -107,7 +123,7 @@ class MonitorReport:
     seconds: float
     phase_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    trigger: TriggerDecision | None = None
+    trigger: TriggerOutcome | None = None  # when the trigger ran with the monitoring
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -160,9 +176,14 @@ def monitor_day(
     ref = _model_of(ctx, predictions)
     reference: Reference | None = None
     if ref is not None:
-        reference = reference_of(ctx, ref)
-        if reference is None:
-            notes.append(f"v{ref.version}: no reference profile and no lineage to compute one: drift skipped")
+        try:
+            reference = reference_of(ctx, ref)
+        except Exception as exc:  # the other metrics are still worth having
+            log.error("monitor.reference_failed", version=ref.version, error=f"{type(exc).__name__}: {exc}")
+            notes.append(f"v{ref.version}: reference profile failed ({type(exc).__name__}: {exc}): drift skipped")
+        else:
+            if reference is None:
+                notes.append(f"v{ref.version}: no reference profile and no lineage to compute one: drift skipped")
     elif predictions.empty:
         notes.append("no predictions and no champion: drift skipped")
 
@@ -207,6 +228,7 @@ def monitor_day(
         log.error("monitor.report_failed", day=day.isoformat(), error=f"{type(exc).__name__}: {exc}")
         notes.append(f"report failed: {type(exc).__name__}: {exc}")
     mlflow_run = None
+    phase("mlflow")
     if cfg.log_to_mlflow:
         try:
             mlflow_run = _log_mlflow(settings, day, rows, alerts, ref, report_path, run_id)
@@ -229,7 +251,7 @@ def monitor_day(
     )
     if run_trigger if run_trigger is not None else cfg.trigger.enabled:
         phase("trigger")
-        report.trigger = retraining_trigger(ctx, day, dry_run=dry_run_trigger).decision
+        report.trigger = retraining_trigger(ctx, day, dry_run=dry_run_trigger)
     phase("done")
     report.phase_seconds = phase.seconds
     report.seconds = round(time.perf_counter() - started, 3)
@@ -588,6 +610,9 @@ class TriggerOutcome:
     decision: TriggerDecision
     training: dict[str, Any] | None = None  # the training report, when it ran
     error: str | None = None  # the gate's rejection or the training failure
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision.to_dict(), "training": self.training, "error": self.error}
 
 
 def violation_history(ctx: JobContext, day: date, metrics: Sequence[str], n: int) -> dict[date, list[str]]:

@@ -99,7 +99,10 @@ def run_monitor(
             for alert in report.alerts:
                 console.print(f"[red]ALERT[/red] {report.day}: {escape(alert.describe())}")
             if report.trigger:
-                console.print(f"trigger {report.day}: {'FIRE' if report.trigger.fire else 'no'} ({report.trigger.reason})")
+                decision = report.trigger.decision
+                console.print(f"trigger {report.day}: {'FIRE' if decision.fire else 'no'} ({escape(decision.reason)})"
+                              + (f"; training: {escape(str(report.trigger.training))}" if report.trigger.training else "")
+                              + (f"; [red]{escape(report.trigger.error)}[/red]" if report.trigger.error else ""))
         if reports and reports[-1].report_path:
             console.print(f"report: {reports[-1].report_path}")
     if any(r.alerts for r in reports):

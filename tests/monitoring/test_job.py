@@ -42,7 +42,9 @@ def test_a_stationary_day_raises_no_alert_and_is_published_idempotently(spark, m
     assert perf.loc[pd.to_datetime(perf.index).date != JUDGED_DAY, "threshold"].isna().all()
     assert first.report_path and "Feature drift" in Path(first.report_path).read_text()
 
-    second = monitor_day(ctx, LAST_DAY)
+    second = monitor_day(ctx, LAST_DAY, run_trigger=True, dry_run_trigger=True)
+    assert second.trigger.decision.fire is False and second.trigger.training is None
+    assert json.loads(json.dumps(second.to_dict(), default=str))["trigger"]["decision"]["k"] == 2
     again = read_rows(ctx, LAST_DAY, LAST_DAY)
     assert len(again) == len(rows) and set(again["run_id"]) == {second.run_id}  # replaced, not appended
     assert second.mlflow_run_id == first.mlflow_run_id  # one monitoring run per day

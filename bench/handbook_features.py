@@ -28,12 +28,34 @@ FEATURE_NAMES = (
 )
 
 
+_GROUP_STRIDE_US = 10**14  # > any span of event times in microseconds (~3 years)
+
+
 def _rolling(frame: pd.DataFrame, key: str, column: str, days: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-key time-window sum and count of `column`, aligned with `frame`'s rows."""
-    rolled = frame.groupby(key, sort=False).rolling(f"{days}D", on="_time")[column]
-    total = rolled.sum().reset_index(level=0, drop=True).sort_index()
-    count = rolled.count().reset_index(level=0, drop=True).sort_index()
-    return total.to_numpy(), count.to_numpy()
+    """Per-key sum and count of `column` over the time window (t - days, t] ending at each row
+    (the row itself and the key's earlier rows, as pandas' time-based rolling on each key's
+    transactions in time order), aligned with `frame`'s rows.
+
+    Cumulative sums over rows sorted by (key, time): a window is a contiguous slice, found by
+    binary search on a (key, time) composite. (groupby().rolling(on=...) misaligned a few
+    percent of the rows, so the results depended on where the input window started.)
+    """
+    codes = pd.factorize(frame[key])[0].astype(np.int64)
+    micros = frame["_time"].to_numpy("datetime64[us]").astype(np.int64)
+    micros = micros - micros.min()
+    if micros.max() >= _GROUP_STRIDE_US:
+        raise ValueError("event times span too long for the (key, time) composite")
+    order = np.lexsort((np.arange(len(frame)), micros, codes))  # stable: frame order breaks ties
+    composite = codes[order] * _GROUP_STRIDE_US + micros[order]
+    values = frame[column].to_numpy(np.float64)[order]
+    hi = np.arange(1, len(frame) + 1)
+    lo = np.searchsorted(composite, composite - days * 86_400_000_000, side="right")
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    total_sorted = cumulative[hi] - cumulative[lo]
+    count_sorted = (hi - lo).astype(np.float64)
+    total, count = np.empty(len(frame)), np.empty(len(frame))
+    total[order], count[order] = total_sorted, count_sorted
+    return total, count
 
 
 def handbook_features(

@@ -37,8 +37,9 @@ def _rolling(frame: pd.DataFrame, key: str, column: str, days: int) -> tuple[np.
     transactions in time order), aligned with `frame`'s rows.
 
     Cumulative sums over rows sorted by (key, time): a window is a contiguous slice, found by
-    binary search on a (key, time) composite. (groupby().rolling(on=...) misaligned a few
-    percent of the rows, so the results depended on where the input window started.)
+    binary search on a (key, time) composite. (groupby().rolling(on=...) indexes its result by
+    (key, time), not by row: re-sorting it by time swapped rows of different keys at equal
+    times, a few percent of them, so results depended on where the input window started.)
     """
     codes = pd.factorize(frame[key])[0].astype(np.int64)
     micros = frame["_time"].to_numpy("datetime64[us]").astype(np.int64)

@@ -15,8 +15,9 @@ CLI = str(Path(sys.executable).parent / "cardscore")
 TINY = {
     "simulator": {"n_customers": 80, "n_terminals": 160, "radius": 20.0, "seed": 4,
                   "compromised_terminals_per_day": 1, "compromised_customers_per_day": 1},
-    # 20 days: train 04-10..04-12, delay 04-13..04-14, test 04-15..04-17, nightly 04-18..04-20
-    "training": {"protocol": {"train_days": 3, "delay_days": 2, "test_days": 3, "top_k": 10},
+    # 16 days (the least the demo accepts: 8 days of history before training, 5 of protocol,
+    # 3 nightly): train 04-09..04-10, delay 04-11, test 04-12..04-13, nightly 04-14..04-16
+    "training": {"protocol": {"train_days": 2, "delay_days": 1, "test_days": 2, "top_k": 10},
                  "gate": {"min_auc_roc": 0.0, "min_average_precision": 0.0, "min_card_precision_at_k": 0.0}},
     "kafka": {"partitions": 2},
 }
@@ -32,7 +33,7 @@ def test_demo_runs_end_to_end_and_resets_its_workspace(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
     done = subprocess.run(
-        [CLI, "--config", str(config), "demo", "--days", "20", "--rate", "0"],
+        [CLI, "--config", str(config), "demo", "--days", "16", "--rate", "0"],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     out = done.stdout + done.stderr
@@ -48,12 +49,12 @@ def test_demo_runs_end_to_end_and_resets_its_workspace(tmp_path: Path) -> None:
     assert (workspace / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
     assert (workspace / "demo.log").stat().st_size > 0
     profile = yaml.safe_load((workspace / "cardscore.yaml").read_text())
-    assert profile["home"] == "." and profile["simulator"]["n_days"] == 20
+    assert profile["home"] == "." and profile["simulator"]["n_days"] == 16
 
     # The workspace profile points every command at the demo's state afterwards.
     runs = subprocess.run(
         [CLI, "--config", str(workspace / "cardscore.yaml"),
-         "runs", "--date", "2018-04-20", "--json"],
+         "runs", "--date", "2018-04-16", "--json"],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert runs.returncode == 0, runs.stderr[-2000:]

@@ -17,6 +17,9 @@ def training_settings(tmp_path: Path) -> Settings:
             "home": str(tmp_path / "home"),
             "training": {
                 "protocol": {"top_k": 20},
+                # Small, quick models: the tests check behaviour, not the tuned defaults
+                # (those are measured by bench/train_quality.py on the handbook world).
+                "model": {"n_estimators": 40, "max_depth": 4, "learning_rate": 0.2, "max_bin": 256},
                 "gate": {
                     "min_auc_roc": 0.8,
                     "min_average_precision": 0.35,

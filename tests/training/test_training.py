@@ -64,7 +64,8 @@ def test_prequential_search_selects_on_validation_only(training_settings) -> Non
 def test_search_ranks_candidates_by_the_chosen_metric() -> None:
     sets = with_folds(training_sets(seed=3))
     folds = [(tr, va) for _, tr, va in sets.folds]
-    result = prequential_search(folds, FEATURES, ModelParams(), {"max_depth": [1, 4]}, "card_precision_at_k", k=20)
+    quick = ModelParams(n_estimators=40, max_bin=256, n_jobs=1)
+    result = prequential_search(folds, FEATURES, quick, {"max_depth": [1, 4]}, "card_precision_at_k", k=20)
     table = result.table()
     assert list(table["valid_card_precision_at_k"]) == sorted(table["valid_card_precision_at_k"], reverse=True)
     assert result.best.mean("card_precision_at_k") == table["valid_card_precision_at_k"].iloc[0]

@@ -1,10 +1,10 @@
 """Training/serving skew: a simulated day replayed through the stream scorer and the same
-day scored through the offline path give the same score for every transaction.
+day read through the training path give the same score for every transaction.
 
-The nightly batch scorer (jobs/score_batch.py) does not exist yet, so the offline side is the
-path it will use: Feast point-in-time retrieval (`features.retrieval.historical_features` on
-the Spark offline store over the gold Delta tables) and the same champion booster. The
-batch-scorer engineer replaces it with the job itself."""
+The training side is Feast point-in-time retrieval (`features.retrieval.historical_features`
+on the Spark offline store over the gold Delta tables, what `jobs/train.py` builds its sets
+with) and the same champion booster. Stream against the nightly batch scorer is
+tests/scoring/test_stream_skew.py: together they tie all three paths to one definition."""
 
 from __future__ import annotations
 

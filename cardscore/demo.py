@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cardscore.config import Settings, load_settings
-from features.definitions import DELAY_DAYS
+from features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 
 # progress(phase, done, total)
 ProgressFn = Callable[[str, int, int], None]
@@ -65,16 +65,21 @@ class DemoPlan:
 
 
 def make_plan(settings: Settings) -> DemoPlan:
-    """The handbook's protocol if the backfilled history covers it; else the same windows
-    moved so that the test week ends on the last backfilled day."""
+    """The handbook's protocol if the backfilled history covers it, with every test label
+    known; else the same windows moved so that the test week ends `label_delay_days` before the
+    last backfilled day (labels arrive up to that late: an earlier test week would count the
+    frauds not yet reported as legitimate and understate the model, as the retraining trigger
+    also avoids)."""
     sim, protocol = settings.simulator, settings.training.protocol
     first = sim.start_date
     last = first + timedelta(days=sim.n_days - 1)
     span = protocol.train_days + protocol.delay_days + protocol.test_days
+    label_delay = settings.monitoring.label_delay_days
     train_start = protocol.train_start
     backfill_last = last - timedelta(days=NIGHTLY_DAYS)
-    if train_start + timedelta(days=span - 1) > backfill_last:
-        train_start = backfill_last - timedelta(days=span - 1)
+    labels_complete = backfill_last - timedelta(days=label_delay)
+    if train_start + timedelta(days=span - 1) > labels_complete:
+        train_start = labels_complete - timedelta(days=span - 1)
     # Terminal risk needs labels known 7 days before a snapshot: with less history than that
     # before training there is nothing to learn from. (Full windows need 37 days; fewer only
     # truncates them, as on the real world's first weeks.)
@@ -82,17 +87,18 @@ def make_plan(settings: Settings) -> DemoPlan:
     if train_start - timedelta(days=least) < first:
         raise ValueError(
             f"a {sim.n_days}-day world is too short for the demo: training needs {least} days of "
-            f"history before it, {span} days of protocol windows and {NIGHTLY_DAYS} nightly days "
-            f"(at least {least + span + NIGHTLY_DAYS} days)"
+            f"history before it, {span} days of protocol windows, {label_delay} days for the test "
+            f"days' labels to arrive (monitoring.label_delay_days) and {NIGHTLY_DAYS} nightly days "
+            f"(at least {least + span + label_delay + NIGHTLY_DAYS} days)"
         )
     return DemoPlan(first, last, train_start, protocol.train_days, protocol.delay_days, protocol.test_days)
 
 
-# The default gate minimums are set for the handbook's test week (2018-08-08..14, after four
-# months of history). A shorter demo world tests an earlier week, whose frauds are fewer and
-# whose features have less history, so its floor is lower; --full keeps the configured gate.
+# The default gate minimums suit a test week whose features have full windows behind them
+# (30-day windows, labels 7 days old: 37 days of history before training). A world too short
+# for that trains and tests on truncated windows, so its floor is lower; the default 75-day demo
+# and --full keep the configured gate.
 SHORT_WORLD_GATE = {"min_auc_roc": 0.75, "min_average_precision": 0.30, "min_card_precision_at_k": 0.15}
-HANDBOOK_DAYS = 183
 
 
 def demo_settings(config_path: Path | None, home: Path, n_days: int, extra: dict[str, Any] | None = None) -> Settings:
@@ -113,11 +119,16 @@ def demo_settings(config_path: Path | None, home: Path, n_days: int, extra: dict
 
 
 def short_world_gate(settings: Settings) -> bool:
-    """True when the demo lowers the gate floor: a world shorter than the handbook's and a
-    gate left at its defaults (a gate set in the user's config is kept as it is)."""
+    """True when the demo lowers the gate floor: training starts before the feature windows
+    are full, and the gate is left at its defaults (a gate set in the user's config is kept)."""
     from cardscore.config.training import GateSettings
 
-    return settings.simulator.n_days < HANDBOOK_DAYS and settings.training.gate == GateSettings()
+    try:
+        plan = make_plan(settings)
+    except ValueError:
+        return False  # too short for the demo at all: the demo says so when it plans
+    history_days = (plan.train_start - plan.first).days
+    return history_days < TERMINAL_LOOKBACK_DAYS and settings.training.gate == GateSettings()
 
 
 def write_workspace_config(home: Path, settings: Settings) -> Path:

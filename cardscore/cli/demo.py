@@ -47,8 +47,8 @@ def _metrics_table(model: Any) -> Table:
     from cardscore.model.card import HANDBOOK_TEST_RESULTS
 
     table = Table(title="test-week metrics beside the Fraud Detection Handbook (chapter 3.4)",
-                  caption="like for like with --full (the handbook's world and test week); a shorter "
-                  "world tests an earlier week, with less history")
+                  caption="the handbook's protocol; --full also uses its world and test week "
+                  "(2018-08-08..14), a shorter world its last week whose labels are all in")
     for column in ("model", "AUC ROC", "average precision", "card precision@100"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, row in HANDBOOK_TEST_RESULTS.items():

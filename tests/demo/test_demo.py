@@ -14,11 +14,14 @@ import yaml
 CLI = str(Path(sys.executable).parent / "cardscore")
 TINY = {
     "simulator": {"n_customers": 80, "n_terminals": 160, "radius": 20.0, "seed": 4,
-                  "compromised_terminals_per_day": 1, "compromised_customers_per_day": 1},
-    # 16 days (the least the demo accepts: 8 days of history before training, 5 of protocol,
-    # 3 nightly): train 04-09..04-10, delay 04-11, test 04-12..04-13, nightly 04-14..04-16
-    "training": {"protocol": {"train_days": 2, "delay_days": 1, "test_days": 2, "top_k": 10},
+                  "compromised_terminals_per_day": 1, "compromised_customers_per_day": 1,
+                  "label_delay_max_days": 1.0},
+    # 16 days (the least the demo accepts: 8 days of history before training, 4 of protocol,
+    # 1 for the test day's labels to arrive, 3 nightly): train 04-09..04-10, delay 04-11,
+    # test 04-12, its labels complete 04-13, nightly 04-14..04-16
+    "training": {"protocol": {"train_days": 2, "delay_days": 1, "test_days": 1, "top_k": 10},
                  "gate": {"min_auc_roc": 0.0, "min_average_precision": 0.0, "min_card_precision_at_k": 0.0}},
+    "monitoring": {"label_delay_days": 1},
     "kafka": {"partitions": 2},
 }
 

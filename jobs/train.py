@@ -195,6 +195,17 @@ class TrainingSets:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # Delta inputs: uri, version
     folds: list[tuple[Protocol, pd.DataFrame, pd.DataFrame]] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    last_label_reported: datetime | None = None  # the newest label in the table version read
+
+
+def labels_cover_test_days(protocol: Protocol, last_label_reported: datetime | None, label_delay_days: int) -> bool:
+    """Whether every label of the test days can have arrived: the label feed reaches
+    `label_delay_days` past the last test day. Otherwise frauds not yet reported count as
+    legitimate and the test metrics understate the model."""
+    if last_label_reported is None:
+        return False
+    last_test_day = protocol.test_end - timedelta(days=1)
+    return last_label_reported.date() >= last_test_day + timedelta(days=label_delay_days)
 
 
 def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
@@ -210,11 +221,17 @@ def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
     inputs = read_inputs(ctx, first, end, params.data_versions)
     note("read silver", 1, 1)
     feature_names, feature_service, historical_features = _feature_api()
-    return assemble_sets(
+    sets = assemble_sets(
         inputs, protocol, folds,
         lambda entities: historical_features(ctx.settings, ctx.spark, entities),
         feature_names, feature_service, params.test_labels_as_of, note,
     )
+    label_delay = ctx.settings.monitoring.label_delay_days
+    if params.test_labels_as_of is None and not labels_cover_test_days(protocol, sets.last_label_reported, label_delay):
+        log.warning("train.test_labels_incomplete", test_end=str(protocol.test_end - timedelta(days=1)),
+                    last_label_reported=str(sets.last_label_reported), label_delay_days=label_delay,
+                    advice="test an earlier week (--train-start) or ingest the later label days first")
+    return sets
 
 
 def assemble_sets(
@@ -261,6 +278,7 @@ def assemble_sets(
             for fs in fold_splits
         ],
         sizes=split.summary(),
+        last_label_reported=inputs.labels["reported_time"].max() if len(inputs.labels) else None,
     )
 
 
@@ -385,6 +403,9 @@ def _publish(
         "protocol": protocol.describe(),
         "validation_folds": [f.describe() for f in folds],
         "test_labels_as_of": params.test_labels_as_of.isoformat() if params.test_labels_as_of else "all",
+        "last_label_reported": sets.last_label_reported.isoformat() if sets.last_label_reported else None,
+        "test_labels_complete": params.test_labels_as_of is None and labels_cover_test_days(
+            protocol, sets.last_label_reported, settings.monitoring.label_delay_days),
         "feature_service": feature_service,
         "code_version": version_of_code,
     }

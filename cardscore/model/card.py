@@ -64,6 +64,12 @@ def model_card(info: CardInputs) -> str:
         f"* Training set: {info.train.transactions} transactions, {info.train.frauds} frauds; "
         f"test set: {info.test.transactions} transactions, {info.test.frauds} frauds, {info.test.cards} cards.",
     ]
+    if info.lineage.get("test_labels_complete") is False:
+        lines.append(
+            f"* **Test labels may be incomplete**: the newest label read was reported "
+            f"{info.lineage.get('last_label_reported')}, before every test day's labels could arrive; "
+            "frauds not yet reported count as legitimate, so the test metrics understate the model."
+        )
     for table, meta in info.lineage.get("tables", {}).items():
         lines.append(f"* Input `{table}`: Delta version {meta.get('version')} ({meta.get('uri')})")
     lines += [

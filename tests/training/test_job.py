@@ -73,6 +73,30 @@ def test_train_job_end_to_end(trained_world) -> None:
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
         f"{catalog.SILVER_TRANSACTIONS}@v0", f"{catalog.SILVER_LABELS}@v0"}
     assert run.data.metrics["test_average_precision"] == pytest.approx(report.test.average_precision)
+    # The world's label feed reaches 7 days past the last test day: every test label is in.
+    lineage = mlflow_dict(settings, report.run_id, "lineage.json")
+    assert lineage["test_labels_complete"] is True and lineage["last_label_reported"] >= "2018-04-27"
+
+
+def mlflow_dict(settings, run_id: str, path: str) -> dict:
+    import mlflow
+
+    registry.configure_mlflow(settings)
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+
+
+def test_test_labels_complete_needs_the_label_delay_past_the_last_test_day() -> None:
+    from datetime import UTC, datetime
+
+    from cardscore.model.protocol import Protocol
+    from jobs.train import labels_cover_test_days
+
+    protocol = Protocol(date(2018, 4, 10), 4, 3, 4)  # test 04-17..04-20
+    at = lambda day: datetime(2018, 4, day, 23, 0, tzinfo=UTC)  # noqa: E731
+    assert labels_cover_test_days(protocol, at(27), 7)
+    assert not labels_cover_test_days(protocol, at(26), 7)
+    assert labels_cover_test_days(protocol, at(22), 2)
+    assert not labels_cover_test_days(protocol, None, 7)
 
 
 def test_same_data_versions_and_seed_give_the_same_metrics(trained_world) -> None:
@@ -122,3 +146,16 @@ def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
     rejected = registry.get_version(ctx.settings, max(int(v.version) for v in registry.list_versions(ctx.settings)))
     assert rejected.tags["gate"] == "failed"
     assert "[FAIL] AUC ROC" in rejected.tags["gate.summary"]
+
+
+def test_the_model_card_warns_when_test_labels_may_be_incomplete() -> None:
+    from cardscore.model.card import CardInputs, model_card
+    from cardscore.model.evaluation import Evaluation
+
+    def card(complete: bool) -> str:
+        metrics = Evaluation(0.9, 0.7, 0.3, 100)
+        lineage = {"tables": {}, "test_labels_complete": complete, "last_label_reported": "2018-04-24T10:00:00+00:00"}
+        return model_card(CardInputs("m", "run", "abc", ["f"], "svc", {}, lineage, {}, metrics, metrics))
+
+    assert "Test labels may be incomplete" in card(False) and "2018-04-24T10:00" in card(False)
+    assert "incomplete" not in card(True)

@@ -122,7 +122,7 @@ def write_silver_append(lake, transactions) -> None:
 
 def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
     """`python jobs/train.py` against the session's engine: a gate failure exits 1, says
-    which check failed and moves no alias."""
+    which check failed and moves no alias; a test week whose labels cannot all be in is named."""
     from cardscore.engine import embedded_url
 
     ctx, _, _ = trained_world
@@ -132,6 +132,8 @@ def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
         "CARDSCORE__LOGGING__FORMAT": "json",
         **{f"CARDSCORE__TRAINING__PROTOCOL__{k.upper()}": str(v) for k, v in PROTOCOL.items()},
         "CARDSCORE__TRAINING__GATE__MIN_AUC_ROC": "0.999",
+        # Labels said to take 30 days: the world's feed (7 days past the test week) is too short.
+        "CARDSCORE__MONITORING__LABEL_DELAY_DAYS": "30",
     })
     proc = subprocess.run(
         [sys.executable, str(REPO / "jobs" / "train.py"), "--remote", embedded_url(ctx.settings),
@@ -141,6 +143,7 @@ def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "rejected by the validation gate" in proc.stderr and "AUC ROC" in proc.stderr
     assert "minimum 0.9990" in proc.stderr
+    assert '"event": "train.test_labels_incomplete"' in proc.stderr
     model = registry.client(ctx.settings).get_registered_model(ctx.settings.mlflow.model_name)
     assert {a: str(v) for a, v in model.aliases.items()} == {"challenger": "1"}  # nothing moved
     rejected = registry.get_version(ctx.settings, max(int(v.version) for v in registry.list_versions(ctx.settings)))

@@ -153,7 +153,9 @@ class MonitoringSettings(Section):
     performance_window_days: int = Field(
         30, ge=1, description="scored days (before D) whose delayed-label metrics are recomputed"
     )
-    label_delay_days: int = Field(7, ge=0, description="labels of a scored day are complete after this many days")
+    label_delay_days: int = Field(
+        7, ge=0, description="labels of a day are complete after this many days (delayed-label metrics, "
+        "the retraining window, training's and the demo's test-week check)")
     top_k: int | None = Field(None, ge=1, description="k of card precision@k; None: training.protocol.top_k")
     drift: DriftThresholds = Field(default_factory=DriftThresholds)
     performance: PerformanceThresholds = Field(default_factory=PerformanceThresholds)

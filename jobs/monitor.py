@@ -48,7 +48,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,7 @@ from cardscore.monitoring.profile import SCORE, Reference
 from cardscore.monitoring.trigger import TriggerDecision
 
 if TYPE_CHECKING:
+    from cardscore.config import Settings
     from cardscore.orchestration import StageOutcome
     from cardscore.registry import ModelRef
 
@@ -628,6 +629,21 @@ def violation_history(ctx: JobContext, day: date, metrics: Sequence[str], n: int
     return out
 
 
+TAG_TRIGGER_DAY = "trigger_day"  # on a version the trigger trained: the monitored day that fired it
+
+
+def trigger_versions_since(settings: Settings, first: date, last: date) -> list[tuple[str, date]]:
+    """(version, day) of the versions the trigger trained for a day in [first, last], newest first."""
+    from cardscore import registry
+
+    found = []
+    for info in registry.list_versions(settings):
+        tagged = info.tags.get(TAG_TRIGGER_DAY)
+        if tagged and first <= date.fromisoformat(tagged) <= last:
+            found.append((info.version, date.fromisoformat(tagged)))
+    return found
+
+
 def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,
                        train_start: date | None = None) -> TriggerOutcome:
     """Decide by the k-of-n rule over the monitoring table; when it fires (and not `dry_run`),
@@ -637,6 +653,13 @@ def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,
 
     cfg = ctx.settings.monitoring.trigger
     decision = decide(day, violation_history(ctx, day, cfg.metrics, cfg.n), cfg.k, cfg.n, cfg.require_latest)
+    if decision.fire:
+        recent = trigger_versions_since(ctx.settings, day - timedelta(days=cfg.cooldown_days - 1), day)
+        if recent:
+            version, trained_for = recent[0]
+            decision = replace(decision, fire=False, reason=(
+                f"{decision.reason}, but version {version} was trained by the trigger for {trained_for} "
+                f"(cool-down of {cfg.cooldown_days} days)"))
     log.info("monitor.trigger", day=day.isoformat(), fire=decision.fire, reason=decision.reason,
              violating_days=decision.violating_days, dry_run=dry_run)
     outcome = TriggerOutcome(decision)
@@ -650,7 +673,8 @@ def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,
         ctx.settings.monitoring.label_delay_days,
     )
     params = TrainingParams(train_start=start, actor="cardscore-monitor",
-                            reason=f"retraining trigger on {day}: {decision.reason}")
+                            reason=f"retraining trigger on {day}: {decision.reason}",
+                            version_tags={TAG_TRIGGER_DAY: day.isoformat()})
     try:
         report = train(ctx, params)
         outcome.training = {"run_id": report.run_id, "version": report.version, "challenger": report.challenger,

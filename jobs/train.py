@@ -59,6 +59,7 @@ class TrainingParams:
     actor: str | None = None  # recorded on alias moves; default $USER
     reason: str = ""
     progress: PhaseProgress | None = None
+    version_tags: dict[str, str] = field(default_factory=dict)  # more tags on the registered version
 
 
 @dataclass
@@ -483,6 +484,7 @@ def _publish(
                     registry.TAG_GATE_SUMMARY: decision.summary(),
                     "code_version": version_of_code,
                     **{f"test_{m}": f"{v:.6f}" for m, v in test_eval.metrics().items()},
+                    **params.version_tags,
                 },
             )
             version = ref.version

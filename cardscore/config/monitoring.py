@@ -91,6 +91,11 @@ class TriggerSettings(Section):
         default_factory=lambda: ["feature_psi", "score_psi", "average_precision", "card_precision_at_k"],
         description=f"metrics whose violations count; any of {list(TRIGGER_METRICS)}",
     )
+    cooldown_days: int = Field(
+        5, ge=1, description="after the trigger trained a version for day D it stays quiet until "
+        "D + cooldown_days, so one episode retrains once and a rerun of a night never retrains "
+        "twice (default: the window n, which the violations behind a retraining then leave)",
+    )
     train_days: int | None = Field(
         None, ge=1, description="None: training.protocol's window, ending so that the test days' "
         "labels are complete on the trigger day",

@@ -262,3 +262,14 @@ def test_the_trigger_retrains_and_gates_on_k_of_n_violations(spark, monitoring_w
 
     profile = load_from_run(ctx.settings, new.run_id).profile
     assert profile.window == {"source": "test", "first": "2018-05-10", "last": "2018-05-13"}
+
+    # A rerun of the night, or the next nights of the same episode: the cool-down holds.
+    again = retraining_trigger(ctx, LAST_DAY)
+    assert not again.decision.fire and again.training is None
+    assert f"version {new.version} was trained by the trigger for {LAST_DAY}" in again.decision.reason
+    assert {v.version for v in registry.list_versions(ctx.settings)} == before | {new.version}
+    # Once the cool-down (default 5 days, the window) is over, it may fire again.
+    from jobs.monitor import trigger_versions_since
+
+    assert trigger_versions_since(ctx.settings, LAST_DAY + timedelta(days=1), LAST_DAY + timedelta(days=5)) == []
+    assert trigger_versions_since(ctx.settings, LAST_DAY, LAST_DAY + timedelta(days=4)) == [(new.version, LAST_DAY)]

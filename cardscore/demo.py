@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cardscore.config import Settings, load_settings
+from cardscore.monitoring.trigger import retrain_window_start
 from features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 
 # progress(phase, done, total)
@@ -75,11 +76,11 @@ def make_plan(settings: Settings) -> DemoPlan:
     last = first + timedelta(days=sim.n_days - 1)
     span = protocol.train_days + protocol.delay_days + protocol.test_days
     label_delay = settings.monitoring.label_delay_days
-    train_start = protocol.train_start
-    backfill_last = last - timedelta(days=NIGHTLY_DAYS)
-    labels_complete = backfill_last - timedelta(days=label_delay)
-    if train_start + timedelta(days=span - 1) > labels_complete:
-        train_start = labels_complete - timedelta(days=span - 1)
+    # The newest protocol window whose test labels are all in when training runs (the end of
+    # the backfill): the same window the retraining trigger picks for its day.
+    newest_start = retrain_window_start(last - timedelta(days=NIGHTLY_DAYS), protocol.train_days,
+                                        protocol.delay_days, protocol.test_days, label_delay)
+    train_start = min(protocol.train_start, newest_start)
     # Terminal risk needs labels known 7 days before a snapshot: with less history than that
     # before training there is nothing to learn from. (Full windows need 37 days; fewer only
     # truncates them, as on the real world's first weeks.)

@@ -636,12 +636,9 @@ def trigger_versions_since(settings: Settings, first: date, last: date) -> list[
     """(version, day) of the versions the trigger trained for a day in [first, last], newest first."""
     from cardscore import registry
 
-    found = []
-    for info in registry.list_versions(settings):
-        tagged = info.tags.get(TAG_TRIGGER_DAY)
-        if tagged and first <= date.fromisoformat(tagged) <= last:
-            found.append((info.version, date.fromisoformat(tagged)))
-    return found
+    tagged = ((info.version, info.tags.get(TAG_TRIGGER_DAY)) for info in registry.list_versions(settings))
+    days = ((version, date.fromisoformat(day)) for version, day in tagged if day)
+    return [(version, day) for version, day in days if first <= day <= last]
 
 
 def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,

@@ -222,17 +222,11 @@ def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
     inputs = read_inputs(ctx, first, end, params.data_versions)
     note("read silver", 1, 1)
     feature_names, feature_service, historical_features = _feature_api()
-    sets = assemble_sets(
+    return assemble_sets(
         inputs, protocol, folds,
         lambda entities: historical_features(ctx.settings, ctx.spark, entities),
         feature_names, feature_service, params.test_labels_as_of, note,
     )
-    label_delay = ctx.settings.monitoring.label_delay_days
-    if params.test_labels_as_of is None and not labels_cover_test_days(protocol, sets.last_label_reported, label_delay):
-        log.warning("train.test_labels_incomplete", test_end=str(protocol.test_end - timedelta(days=1)),
-                    last_label_reported=str(sets.last_label_reported), label_delay_days=label_delay,
-                    advice="test an earlier week (--train-start) or ingest the later label days first")
-    return sets
 
 
 def assemble_sets(
@@ -399,14 +393,21 @@ def _publish(
     experiment_id = ensure_experiment(settings)
     version_of_code = code_version()
     k = test_eval.k
+    label_delay = settings.monitoring.label_delay_days
+    # Test labels pinned to a date are a choice (reruns); otherwise say when some cannot be in yet.
+    pinned = params.test_labels_as_of is not None
+    test_labels_complete = not pinned and labels_cover_test_days(protocol, sets.last_label_reported, label_delay)
+    if not pinned and not test_labels_complete:
+        log.warning("train.test_labels_incomplete", test_end=str(protocol.test_end - timedelta(days=1)),
+                    last_label_reported=str(sets.last_label_reported), label_delay_days=label_delay,
+                    advice="test an earlier week (--train-start) or ingest the later label days first")
     lineage = {
         "tables": tables,
         "protocol": protocol.describe(),
         "validation_folds": [f.describe() for f in folds],
         "test_labels_as_of": params.test_labels_as_of.isoformat() if params.test_labels_as_of else "all",
         "last_label_reported": sets.last_label_reported.isoformat() if sets.last_label_reported else None,
-        "test_labels_complete": params.test_labels_as_of is None and labels_cover_test_days(
-            protocol, sets.last_label_reported, settings.monitoring.label_delay_days),
+        "test_labels_complete": test_labels_complete,
         "feature_service": feature_service,
         "code_version": version_of_code,
     }

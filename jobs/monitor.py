@@ -636,9 +636,19 @@ def trigger_versions_since(settings: Settings, first: date, last: date) -> list[
     """(version, day) of the versions the trigger trained for a day in [first, last], newest first."""
     from cardscore import registry
 
-    tagged = ((info.version, info.tags.get(TAG_TRIGGER_DAY)) for info in registry.list_versions(settings))
-    days = ((version, date.fromisoformat(day)) for version, day in tagged if day)
-    return [(version, day) for version, day in days if first <= day <= last]
+    found = []
+    for info in registry.list_versions(settings):
+        tagged = info.tags.get(TAG_TRIGGER_DAY)
+        if not tagged:
+            continue
+        try:
+            day = date.fromisoformat(tagged)
+        except ValueError:  # a hand-edited tag must not stop monitoring: name it, count it out
+            log.warning("monitor.trigger_tag_invalid", version=info.version, tag=TAG_TRIGGER_DAY)
+            continue
+        if first <= day <= last:
+            found.append((info.version, day))
+    return found
 
 
 def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,

@@ -269,7 +269,11 @@ def test_the_trigger_retrains_and_gates_on_k_of_n_violations(spark, monitoring_w
     assert f"version {new.version} was trained by the trigger for {LAST_DAY}" in again.decision.reason
     assert {v.version for v in registry.list_versions(ctx.settings)} == before | {new.version}
     # Once the cool-down (default 5 days, the window) is over, it may fire again.
-    from jobs.monitor import trigger_versions_since
+    from jobs.monitor import TAG_TRIGGER_DAY, trigger_versions_since
 
     assert trigger_versions_since(ctx.settings, LAST_DAY + timedelta(days=1), LAST_DAY + timedelta(days=5)) == []
+    assert trigger_versions_since(ctx.settings, LAST_DAY, LAST_DAY + timedelta(days=4)) == [(new.version, LAST_DAY)]
+    # A hand-edited, unreadable tag on another version is left out, not fatal.
+    registry.client(ctx.settings).set_model_version_tag(
+        ctx.settings.mlflow.model_name, monitoring_world.version, TAG_TRIGGER_DAY, "last tuesday")
     assert trigger_versions_since(ctx.settings, LAST_DAY, LAST_DAY + timedelta(days=4)) == [(new.version, LAST_DAY)]

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install jars demo test lint bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cardscore needs Python 3.11 (set PYTHON=python3.11)")'
@@ -17,6 +17,21 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# JVM artifacts from Maven Central (deploy/jvm/*/pom.xml): the Apache Kafka broker and the Delta
+# jars for JVM Spark, copied into deploy/jvm/lib/{kafka,delta}. A second run is a no-op.
+JARS_STAMP := deploy/jvm/lib/.fetched
+MVN_COPY := dependency:copy-dependencies -B -q -DincludeScope=runtime
+
+$(JARS_STAMP): deploy/jvm/kafka/pom.xml deploy/jvm/delta/pom.xml
+	@command -v java >/dev/null 2>&1 || { echo "make jars: java not found; install a Java 17 JDK (Debian: apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
+	@command -v mvn >/dev/null 2>&1 || { echo "make jars: mvn not found; install Apache Maven 3.8+ (Debian: apt-get install maven)" >&2; exit 1; }
+	rm -rf deploy/jvm/lib
+	mvn -f deploy/jvm/kafka/pom.xml $(MVN_COPY) -DoutputDirectory=$(CURDIR)/deploy/jvm/lib/kafka
+	mvn -f deploy/jvm/delta/pom.xml $(MVN_COPY) -DincludeGroupIds=io.delta -DoutputDirectory=$(CURDIR)/deploy/jvm/lib/delta
+	touch $(JARS_STAMP)
+
+jars: $(JARS_STAMP)
 
 # spark-submit needs the venv's bin on PATH (else "Could not find valid SPARK_HOME").
 demo: $(STAMP)

@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cardscore.spark_types import ddl_schema
 from features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
@@ -174,7 +175,8 @@ def with_request_time_features(
         for batch in batches:
             yield request_time_frame(batch, amount_column, helper)
 
-    return staged.mapInPandas(add_flags, schema).drop(helper)
+    # DDL text, not a StructType: see cardscore.spark_types (Spark Connect collated strings)
+    return staged.mapInPandas(add_flags, ddl_schema(schema)).drop(helper)
 
 
 # ------------------------------------------------------------------------------ internals

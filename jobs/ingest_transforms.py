@@ -46,6 +46,7 @@ from schemas.spark_validation import decode_raw
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
 
 ACCEPTED, QUARANTINED, DUPLICATE, SUPERSEDED = "accepted", "quarantined", "duplicate", "superseded"
 STATUSES = (ACCEPTED, QUARANTINED, DUPLICATE, SUPERSEDED)
@@ -100,6 +101,21 @@ FEEDS: dict[str, Feed] = {f.name: f for f in (TRANSACTIONS, LABELS)}
 # --------------------------------------------------------------------------- bronze
 
 
+def shaped_like(df: DataFrame, schema: StructType) -> DataFrame:
+    """`df`'s columns in `schema`'s order and types (what `DataFrame.to(schema)` does, without
+    its nullability check). JVM Spark's `to` rejects a column it cannot prove non-null for a NOT
+    NULL field (NULLABLE_COLUMN_OR_FIELD), even when no row is null; Sail's does not check. The
+    contract's NOT NULLs are enforced by the gates before publishing, and Delta stores the
+    columns as nullable on both engines. Types are cast as DDL text (`cardscore.spark_types`)."""
+    from pyspark.sql import functions as F
+
+    from cardscore.spark_types import ddl_type
+
+    return df.select(*[F.col(f.name).cast(ddl_type(f.dataType)).alias(f.name) for f in schema.fields])
+
+
+
+
 def bronze_records(lines: DataFrame) -> DataFrame:
     """`BRONZE_RECORD` rows from raw lines (raw_bytes, line_number and the lineage columns).
 
@@ -115,7 +131,7 @@ def bronze_records(lines: DataFrame) -> DataFrame:
         "load_id",
         "ingested_at",
         "landing_date",
-    ).to(BRONZE_RECORD.spark_schema())
+    ).transform(shaped_like, BRONZE_RECORD.spark_schema())
 
 
 # --------------------------------------------------------------------------- classification
@@ -232,7 +248,7 @@ def silver_rows(classified: DataFrame, feed: Feed) -> DataFrame:
     return (
         classified.where(F.col("status") == ACCEPTED)
         .select(*columns)
-        .to(feed.silver.spark_schema())
+        .transform(shaped_like, feed.silver.spark_schema())
     )
 
 
@@ -260,7 +276,7 @@ def quarantine_records(classified: DataFrame, feed: Feed, raw_max_chars: int) ->
             F.col("ingested_at").alias("quarantined_at"),
             "landing_date",
         )
-        .to(QUARANTINE_RECORD.spark_schema())
+        .transform(shaped_like, QUARANTINE_RECORD.spark_schema())
     )
 
 

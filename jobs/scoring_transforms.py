@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from cardscore.spark_types import ddl_schema, ddl_type
 from features.definitions import (
     CUSTOMER_KEY,
     EVENT_TIMESTAMP,
@@ -139,7 +140,7 @@ def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> Data
             out[SCORE] = predict(booster, batch)
             yield out
 
-    return staged.mapInPandas(score_batches, schema)
+    return staged.mapInPandas(score_batches, ddl_schema(schema))
 
 
 def prediction_records(
@@ -174,7 +175,8 @@ def prediction_records(
     missing = [name for name in schema if name not in values]
     if missing:  # pragma: no cover - guards a contract change
         raise ImportError(f"prediction_records does not fill {missing} of {PREDICTION_RECORD.name}")
-    return scored.select(*[values[name].cast(schema[name]).alias(name) for name in schema])
+    # DDL text, not type objects: see cardscore.spark_types (Spark Connect collated strings)
+    return scored.select(*[values[name].cast(ddl_type(schema[name])).alias(name) for name in schema])
 
 
 def score_histogram(predictions: DataFrame, bins: int = 50) -> DataFrame:

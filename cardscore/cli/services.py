@@ -5,8 +5,13 @@ from __future__ import annotations
 import typer
 
 from cardscore.cli.app import EXIT_FAILED, app, console, settings_of
+from cardscore.services.spark_cluster import QUICK_JVM_OPTIONS
 
-engine_app = typer.Typer(help="A long-running Sail Spark Connect engine shared by several jobs.", no_args_is_help=True)
+engine_app = typer.Typer(
+    help="A long-running engine shared by several jobs: Sail (default), or with --classic a local "
+    "JVM Spark standalone cluster and Spark Connect server with Delta.",
+    no_args_is_help=True,
+)
 broker_app = typer.Typer(help="The embedded Kafka-compatible broker (Tansu).", no_args_is_help=True)
 topics_app = typer.Typer(help="The project's Kafka topics.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
@@ -50,22 +55,66 @@ def _status(ctx: typer.Context, which: str) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+CLASSIC_HELP = "a local JVM Spark standalone cluster (master, workers) and a Spark Connect server with Delta"
+
+
 @engine_app.command("start")
-def engine_start(ctx: typer.Context, timeout: float = typer.Option(30.0, help="seconds to wait")) -> None:
-    """Start the engine in the background on engine.host:engine.server_port."""
-    _start(ctx, "engine", timeout)
+def engine_start(
+    ctx: typer.Context,
+    timeout: float | None = typer.Option(None, help="seconds to wait (default 30; 300 with --classic)"),
+    classic: bool = typer.Option(False, "--classic", help=CLASSIC_HELP),
+    workers: int = typer.Option(2, min=1, help="--classic: worker JVMs (each runs its own executors)"),
+    worker_cores: int = typer.Option(2, min=1, help="--classic: task slots per worker"),
+    worker_memory: str = typer.Option("2g", help="--classic: memory each worker hands to executors"),
+    executor_memory: str = typer.Option("1g", help="--classic: heap of each executor"),
+    master_port: int = typer.Option(7077, help="--classic: master port (0: a free one)"),
+    webui_port: int = typer.Option(8080, help="--classic: master web UI port (0: a free one)"),
+    connect_port: int = typer.Option(15003, help="--classic: Spark Connect port (0: a free one)"),
+    connect: bool = typer.Option(True, help="--classic: also start the Spark Connect server"),
+    jvm_options: str = typer.Option(QUICK_JVM_OPTIONS, help="--classic: JVM flags of every "
+                                    "daemon, driver and executor (default: quick JIT for short jobs)"),
+) -> None:
+    """Start the engine in the background: Sail on engine.host:engine.server_port, or with
+    --classic a JVM Spark cluster and Connect server (waits until every worker is ALIVE)."""
+    if classic:
+        from cardscore.cli import classic_engine
+        from cardscore.services.spark_cluster import ClusterOptions
+
+        options = ClusterOptions(workers, worker_cores, worker_memory, executor_memory, master_port,
+                                 webui_port, connect_port, connect, jvm_options)
+        classic_engine.start(ctx, options, timeout or 300.0)
+        return
+    _start(ctx, "engine", timeout or 30.0)
 
 
 @engine_app.command("stop")
-def engine_stop(ctx: typer.Context) -> None:
+def engine_stop(ctx: typer.Context, classic: bool = typer.Option(False, "--classic", help=CLASSIC_HELP)) -> None:
     """Stop the background engine (SIGTERM, then SIGKILL)."""
+    if classic:
+        from cardscore.cli import classic_engine
+
+        classic_engine.stop(ctx)
+        return
     _stop(ctx, "engine")
 
 
 @engine_app.command("status")
-def engine_status(ctx: typer.Context) -> None:
+def engine_status(ctx: typer.Context, classic: bool = typer.Option(False, "--classic", help=CLASSIC_HELP)) -> None:
     """Show whether the engine runs (exit code 1 if not)."""
+    if classic:
+        from cardscore.cli import classic_engine
+
+        classic_engine.status(ctx)
+        return
     _status(ctx, "engine")
+
+
+@engine_app.command("jars")
+def engine_jars() -> None:
+    """Print the Delta jars for JVM Spark (`make jars`), comma-separated, for spark-submit --jars."""
+    from cardscore.cli import classic_engine
+
+    classic_engine.jars()
 
 
 @broker_app.command("start")

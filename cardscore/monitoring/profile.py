@@ -160,7 +160,11 @@ def _write(reference: Reference, folder: Path) -> Path:
     out = folder / ARTIFACT_DIR
     out.mkdir(parents=True, exist_ok=True)
     (out / PROFILE_FILE).write_text(json.dumps(reference.profile.to_dict(), indent=1))
-    reference.sample.to_parquet(out / SAMPLE_FILE, index=False)
+    # Spark Connect's toPandas leaves PlanMetrics objects in `attrs` (pyspark 4.2, when the server
+    # reports metrics: JVM Spark does, Sail does not); pyarrow would store attrs as JSON and fail.
+    sample = reference.sample.copy(deep=False)
+    sample.attrs = {}
+    sample.to_parquet(out / SAMPLE_FILE, index=False)
     return out
 
 

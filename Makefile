@@ -37,7 +37,7 @@ jars: $(JARS_STAMP)
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/cardscore demo
 
-test: $(STAMP)
+test: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
 

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-DELTA_VERSION = "4.1.0"
-DELTA_PACKAGE = f"io.delta:delta-spark_2.13:{DELTA_VERSION}"
+# Delta Lake built for the pinned pyspark's Spark minor (deploy/jvm/delta/pom.xml, `make jars`);
+# from Delta 4.1 the Maven artifact's name carries the Spark version.
+DELTA_VERSION = "4.4.0"
+DELTA_SPARK_MINOR = "4.2"
+DELTA_PACKAGE = f"io.delta:delta-spark_{DELTA_SPARK_MINOR}_2.13:{DELTA_VERSION}"
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -40,11 +43,14 @@ CLASSIC_LOCAL_CONF = {"spark.sql.shuffle.partitions": "8", "spark.ui.enabled": "
 MISSING_DELTA_MESSAGE = f"""\
 Delta Lake is not available in this classic Spark session (the Delta jars are not on the classpath).
 Fix it one of these ways:
-  * add the package: spark-submit --packages {DELTA_PACKAGE} \\
-        --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \\
-        --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog ...
-    (or put delta-spark_2.13-{DELTA_VERSION}.jar and delta-storage-{DELTA_VERSION}.jar in --jars),
-  * or use a Spark Connect engine that has Delta: `cardscore engine start`, then
+  * the local jars (`make jars` fetches them from Maven Central into deploy/jvm/lib/delta):
+        spark-submit --jars "$(cardscore engine jars)" <job>.py ...
+    (the job turns Delta's extension and catalog on itself; elsewhere add
+        --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension
+        --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog),
+  * or the package, where Spark can reach Maven Central: spark-submit --packages {DELTA_PACKAGE} ...
+  * or a Spark Connect engine that has Delta: `cardscore engine start` (Sail) or
+    `cardscore engine start --classic` (JVM Spark), then
     SPARK_REMOTE=sc://127.0.0.1:15002 spark-submit <job>.py  (or the job's --remote option),
   * or run without spark-submit on the embedded engine (engine.mode: embedded, the default)."""
 
@@ -162,7 +168,9 @@ def _embedded_session(settings: Settings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     url = embedded_url(settings)
-    return _builder_with_conf(SparkSession.builder.remote(url), settings).getOrCreate()
+    # create(), not getOrCreate(): pyspark's getOrCreate returns whatever Connect session this
+    # process opened first, whatever its URL (a JVM Connect session would silently stand in).
+    return _builder_with_conf(SparkSession.builder.remote(url), settings).create()
 
 
 def _connect_session(settings: Settings, url: str) -> SparkSession:
@@ -170,7 +178,7 @@ def _connect_session(settings: Settings, url: str) -> SparkSession:
 
     try:
         builder = _builder_with_conf(SparkSession.builder.remote(url), settings)
-        return builder.getOrCreate()
+        return builder.create()  # a session of exactly this URL (see _embedded_session)
     except Exception as exc:  # pyspark raises several types for an unreachable server
         raise EngineError(f"cannot open a Spark Connect session at {url}: {exc}") from exc
 
@@ -185,11 +193,23 @@ def _classic_session(settings: Settings) -> SparkSession:
         builder = builder.master(settings.engine.master)
         for key, value in CLASSIC_LOCAL_CONF.items():
             builder = builder.config(key, value)
+        jars = _local_delta_jars()
+        if jars:  # this process launches the JVM: the jars of `make jars` join its classpath
+            builder = builder.config("spark.jars", ",".join(jars))
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     session = _builder_with_conf(builder, settings).getOrCreate()
     check_delta_available(session)
     return session
+
+
+def _local_delta_jars() -> list[str]:
+    from cardscore.services.spark_cluster import ClusterError, delta_jars
+
+    try:
+        return [str(jar) for jar in delta_jars()]
+    except ClusterError:
+        return []
 
 
 def check_delta_available(spark: SparkSession) -> None:

@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cardscore.spark_types import ddl_schema
+from cardscore.spark_types import plain_strings
 from features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
@@ -175,8 +175,8 @@ def with_request_time_features(
         for batch in batches:
             yield request_time_frame(batch, amount_column, helper)
 
-    # DDL text, not a StructType: see cardscore.spark_types (Spark Connect collated strings)
-    return staged.mapInPandas(add_flags, ddl_schema(schema)).drop(helper)
+    # plain_strings: see cardscore.spark_types (Spark Connect collated strings)
+    return staged.mapInPandas(add_flags, schema).drop(helper).transform(plain_strings)
 
 
 # ------------------------------------------------------------------------------ internals

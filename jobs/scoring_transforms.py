@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cardscore.spark_types import ddl_schema, ddl_type
+from cardscore.spark_types import ddl_type, plain_strings
 from features.definitions import (
     CUSTOMER_KEY,
     EVENT_TIMESTAMP,
@@ -140,7 +140,8 @@ def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> Data
             out[SCORE] = predict(booster, batch)
             yield out
 
-    return staged.mapInPandas(score_batches, ddl_schema(schema))
+    # plain_strings: see cardscore.spark_types (Spark Connect collated strings)
+    return staged.mapInPandas(score_batches, schema).transform(plain_strings)
 
 
 def prediction_records(

@@ -1,8 +1,10 @@
-"""Engine smoke test: write a small Delta table, append to it, read it back.
+"""Engine smoke test: write a small Delta table, append to it, read it back, and run a pandas
+UDF where the engine runs them (its Python must import the jobs' dependencies).
 
 Use it to check that a cluster set-up works before running the pipeline:
     SPARK_REMOTE=sc://127.0.0.1:15002 spark-submit jobs/smoke.py --out file:///tmp/smoke
-    spark-submit --packages io.delta:delta-spark_2.13:4.1.0 ... jobs/smoke.py --out s3://bucket/smoke
+    spark-submit --jars "$(cardscore engine jars)" --conf ... jobs/smoke.py --out file:///tmp/smoke
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 --conf ... jobs/smoke.py --out s3://bucket/smoke
 """
 
 from __future__ import annotations
@@ -29,8 +31,27 @@ def smoke(ctx: JobContext, args: argparse.Namespace) -> None:
     v0 = spark.read.format("delta").option("versionAsOf", 0).load(out).count()
     if (rows, v0) != (110, 100):
         raise RuntimeError(f"smoke check read back {rows} rows (v0: {v0}); expected 110 (v0: 100)")
-    log.info("smoke.ok", table=out, rows=rows, version0_rows=v0)
-    print(f"smoke ok: {out} has {rows} rows ({v0} at version 0)")
+    pythons = udf_pythons(spark)
+    log.info("smoke.ok", table=out, rows=rows, version0_rows=v0, udf_pythons=pythons)
+    print(f"smoke ok: {out} has {rows} rows ({v0} at version 0); UDFs ran on {', '.join(pythons)}")
+
+
+def udf_pythons(spark) -> list[str]:
+    """The interpreters that ran a pandas UDF over 2 partitions, each with its xgboost version
+    (the batch scorer's dependency): on a cluster, the executors' Python."""
+
+    def probe(batches):
+        import sys
+
+        import pandas as pd
+        import xgboost
+
+        for _ in batches:
+            pass
+        yield pd.DataFrame({"python": [f"{sys.executable} (xgboost {xgboost.__version__})"]})
+
+    found = spark.range(0, 4, 1, 2).mapInPandas(probe, "python string").distinct().collect()
+    return sorted(row.python for row in found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

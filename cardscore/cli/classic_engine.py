@@ -4,6 +4,8 @@ jars`. `cardscore.cli.services` declares the options and calls these."""
 
 from __future__ import annotations
 
+import shlex
+
 import typer
 
 from cardscore.cli.app import EXIT_FAILED, console, settings_of
@@ -22,11 +24,12 @@ def start(ctx: typer.Context, options: ClusterOptions, timeout: float) -> None:
     except ClusterError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_FAILED) from None
-    console.print(cluster.describe())
-    console.print(f"spark-submit jobs: spark-submit --master {state.master_url} --jars \"$(cardscore engine jars)\" "
-                  "--conf spark.sql.extensions=... jobs/<job>.py (see the README)")
+    console.print(cluster.describe(), soft_wrap=True)
+    console.print("jobs on the cluster: spark-submit " + shlex.join(cluster.submit_args(state)) + " jobs/<job>.py",
+                  soft_wrap=True)
     if state.connect_url:
-        console.print(f"Spark Connect jobs: SPARK_REMOTE={state.connect_url} spark-submit jobs/<job>.py")
+        console.print(f"jobs through Spark Connect: SPARK_REMOTE={state.connect_url} spark-submit jobs/<job>.py",
+                      soft_wrap=True)
     # stdout, for scripts: the two addresses
     print(state.master_url)
     if state.connect_url:
@@ -40,7 +43,7 @@ def stop(ctx: typer.Context) -> None:
 
 def status(ctx: typer.Context) -> None:
     cluster = ClassicCluster(settings_of(ctx))
-    console.print(cluster.describe())
+    console.print(cluster.describe(), soft_wrap=True)
     if not cluster.running():
         raise typer.Exit(EXIT_FAILED)
 

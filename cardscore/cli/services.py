@@ -67,9 +67,9 @@ def engine_start(
     worker_cores: int = typer.Option(2, min=1, help="--classic: task slots per worker"),
     worker_memory: str = typer.Option("2g", help="--classic: memory each worker hands to executors"),
     executor_memory: str = typer.Option("1g", help="--classic: heap of each executor"),
-    master_port: int = typer.Option(7077, help="--classic: master port (0: a free one)"),
-    webui_port: int = typer.Option(8080, help="--classic: master web UI port (0: a free one)"),
-    connect_port: int = typer.Option(15003, help="--classic: Spark Connect port (0: a free one)"),
+    master_port: int = typer.Option(7077, envvar="CARDSCORE_CLASSIC_MASTER_PORT", help="--classic: master port (0: a free one)"),
+    webui_port: int = typer.Option(8080, envvar="CARDSCORE_CLASSIC_WEBUI_PORT", help="--classic: master web UI port (0: a free one)"),
+    connect_port: int = typer.Option(15003, envvar="CARDSCORE_CLASSIC_CONNECT_PORT", help="--classic: Spark Connect port (0: a free one)"),
     connect: bool = typer.Option(True, help="--classic: also start the Spark Connect server"),
     jvm_options: str = typer.Option(QUICK_JVM_OPTIONS, help="--classic: JVM flags of every "
                                     "daemon, driver and executor (default: quick JIT for short jobs)"),

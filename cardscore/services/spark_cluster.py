@@ -20,6 +20,7 @@ addresses), live under `<home>/run/classic`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -32,6 +33,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from cardscore.config import Settings
 from cardscore.engine import DELTA_CONF
@@ -116,12 +119,6 @@ def delta_conf_args() -> list[str]:
     return args
 
 
-def python_conf_args(python: str | None = None) -> list[str]:
-    """Driver and executors run this interpreter (the venv with xgboost, pandas, cardscore)."""
-    python = python or sys.executable
-    return ["--conf", f"spark.pyspark.python={python}", "--conf", f"spark.pyspark.driver.python={python}"]
-
-
 def small_data_conf_args(workers: int) -> list[str]:
     """Partition counts sized for a local cluster, not Spark's defaults for big clusters: 200
     shuffle partitions and 50 partitions for every Delta log replay turn each tiny step into
@@ -173,6 +170,24 @@ class JvmProcess(ManagedService):
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc
 
+    def stop(self, grace: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL after `grace` seconds; False if it was not running. A process
+        that exited but is not yet reaped (a zombie of the process that started it) counts as
+        stopped: another process (the CLI) cannot wait for it."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            proc = psutil.Process(pid)
+            proc.terminate()
+            if not _exits(proc, grace):
+                proc.kill()
+                _exits(proc, grace)
+        except psutil.NoSuchProcess:
+            pass
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
     def check_alive(self, proc: subprocess.Popen) -> None:
         if proc.poll() is not None:
             self.pid_file.unlink(missing_ok=True)
@@ -188,6 +203,7 @@ class ClassicCluster:
         self.host = settings.engine.host
         self.folder = settings.run_dir / "classic"
         self.state_file = self.folder / STATE_FILE
+        self._children: list[subprocess.Popen] = []  # started by this object: reaped on stop
 
     # ------------------------------------------------------------------ state
 
@@ -281,16 +297,19 @@ class ClassicCluster:
         try:
             master = self._master(state, master_port, webui_port)
             master_proc = master.launch(die_with_parent)
+            self._children.append(master_proc)
             _wait_for(lambda: (master_json(state.webui_url) or {}).get("status") == "ALIVE",
                       [(master, master_proc)], remaining(), "the master to be ALIVE")
             workers = [self._worker(state, i, port(0)) for i in range(1, opts.workers + 1)]
             launched = [(w, w.launch(die_with_parent)) for w in workers]
+            self._children += [proc for _, proc in launched]
             _wait_for(lambda: len(alive_workers(state.webui_url)) >= opts.workers,
                       [(master, master_proc), *launched], remaining(),
                       f"{opts.workers} workers ALIVE at {state.webui_url}")
             if state.connect_url:
                 connect = self._connect(state, jars)
                 connect_proc = connect.launch(die_with_parent)
+                self._children.append(connect_proc)
                 connect_port = int(state.connect_url.rsplit(":", 1)[1])
                 _wait_for(lambda: port_open(host, connect_port),
                           [(connect, connect_proc), (master, master_proc)], remaining(),
@@ -308,6 +327,10 @@ class ClassicCluster:
         for service in reversed(self._services(state)):  # connect, workers, master
             stopped = service.stop(grace) or stopped
         self.state_file.unlink(missing_ok=True)
+        for child in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=grace)
+        self._children.clear()
         return stopped
 
     # ------------------------------------------------------------------ components
@@ -319,6 +342,7 @@ class ClassicCluster:
             "SPARK_LOCAL_IP": self.host,  # web UIs and RPC bind to this address, not 0.0.0.0
             "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
             "SPARK_DAEMON_JAVA_OPTS": self.options.jvm_options,
+            "SPARK_LOCAL_DIRS": str(self.folder / "scratch"),  # shuffle and block files, not /tmp
             "PYSPARK_PYTHON": sys.executable,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
@@ -359,21 +383,37 @@ class ClassicCluster:
                           env=self._env(), cwd=self.folder / "connect")
 
     def submit_args(self, state: ClusterState | None = None, cores: int | None = None) -> list[str]:
-        """spark-submit options for a job on this cluster: master, the Delta jars and conf, the
-        venv's Python, executor memory, UTC, no driver UI."""
+        """spark-submit options for a job on this cluster (the README's command): the master, the
+        Delta jars and conf, the venv's Python for driver and executors, then what suits a small
+        local cluster (partition counts, quick JIT, no driver UI)."""
         state = state or self.state()
         if state is None:
             raise ClusterError("the classic cluster is not running: cardscore engine start --classic")
         args = ["--master", state.master_url, "--jars", ",".join(state.jars), *delta_conf_args(),
-                *python_conf_args(), "--conf", f"spark.executor.memory={state.executor_memory}",
-                "--conf", "spark.sql.session.timeZone=UTC", "--conf", "spark.ui.enabled=false",
-                *small_data_conf_args(state.workers)]
+                "--conf", f"spark.pyspark.python={sys.executable}", *small_data_conf_args(state.workers)]
         if state.jvm_options:
             args += ["--conf", f"spark.driver.extraJavaOptions={state.jvm_options}",
                      "--conf", f"spark.executor.extraJavaOptions={state.jvm_options}"]
+        args += ["--conf", "spark.ui.enabled=false"]
+        if state.executor_memory != ClusterOptions.executor_memory:
+            args += ["--conf", f"spark.executor.memory={state.executor_memory}"]
         if cores:
             args += ["--conf", f"spark.cores.max={cores}"]
         return args
+
+
+def _exits(proc: psutil.Process, timeout: float) -> bool:
+    def gone() -> bool:
+        try:
+            return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    try:
+        wait_until(gone, timeout, interval=0.1, what=f"pid {proc.pid} to exit")
+    except TimeoutError:
+        return False
+    return True
 
 
 def _check_java() -> None:

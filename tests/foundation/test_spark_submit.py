@@ -88,6 +88,7 @@ def test_classic_spark_submit_without_delta_jars_fails_with_the_fix(tmp_path: Pa
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2
     assert "Delta Lake is not available in this classic Spark session" in output
-    assert "--packages io.delta:delta-spark_2.13:4.1.0" in output
+    assert "--packages io.delta:delta-spark_4.2_2.13:4.4.0" in output
+    assert "make jars" in output and "cardscore engine jars" in output
     assert "SPARK_REMOTE=sc://" in output
     assert not (tmp_path / "never").exists()

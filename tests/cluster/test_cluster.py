@@ -1,0 +1,93 @@
+"""The local JVM Spark cluster: `cardscore engine ... --classic` and `cardscore engine jars` as
+users run them, against the session's cluster; what runs where (each worker its own executor
+JVM, Python UDFs in the venv's interpreter); the failures a user meets first."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cardscore.services.spark_cluster import master_json
+from tests.cluster import commands
+from tests.cluster.commands import CLUSTER_TIMEOUT
+
+pytestmark = [pytest.mark.classic, pytest.mark.timeout(CLUSTER_TIMEOUT)]
+
+DELTA_JARS = [  # the README's list
+    "delta-kernel-api-4.4.0.jar",
+    "delta-kernel-defaults-4.4.0.jar",
+    "delta-kernel-unitycatalog-4.4.0.jar",
+    "delta-spark_4.2_2.13-4.4.0.jar",
+    "delta-storage-4.4.0.jar",
+]
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, cwd=commands.REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_start_status_and_jars_as_users_run_them(classic_cluster) -> None:
+    env = classic_cluster.cli_env()
+    before = {s.name: s.pid for s in classic_cluster.cluster.status()}
+    assert set(before) == {"master", "worker-1", "worker-2", "connect"} and all(before.values())
+
+    started = run(commands.ENGINE_START, env)  # already running: the same cluster, nothing new
+    assert started.returncode == 0, started.stderr
+    state = classic_cluster.state
+    assert started.stdout.split() == [state.master_url, state.connect_url]
+    assert "spark-submit --master " + state.master_url in " ".join(started.stderr.split())
+    assert {s.name: s.pid for s in classic_cluster.cluster.status()} == before
+
+    status = run(commands.ENGINE_STATUS, env)
+    assert status.returncode == 0, status.stderr
+    assert "2/2 workers ALIVE" in status.stderr and state.connect_url in status.stderr
+
+    jars = run(commands.ENGINE_JARS, env)
+    assert jars.returncode == 0, jars.stderr
+    assert sorted(Path(j).name for j in jars.stdout.strip().split(",")) == DELTA_JARS
+
+
+def test_status_of_no_cluster_and_a_start_without_jars(tmp_path: Path) -> None:
+    env = commands.job_env(extra={"CARDSCORE__HOME": str(tmp_path / "home"),
+                                  "CARDSCORE_DELTA_JARS": str(tmp_path / "no-jars-here")})
+    status = run(commands.ENGINE_STATUS, env)
+    assert status.returncode == 1 and "stopped" in status.stderr
+    started = run(commands.ENGINE_START, env)
+    assert started.returncode == 1
+    assert "make jars" in started.stderr and "no-jars-here" in started.stderr
+    assert not list((tmp_path / "home").rglob("*.pid")), "nothing was started"
+
+
+def test_each_worker_runs_an_executor_jvm_whose_python_is_the_venv(jvm_spark, classic_cluster) -> None:
+    """A pandas UDF through the Connect server runs in Python workers forked by executor JVMs,
+    one per worker JVM (the Connect application has one executor on each worker)."""
+
+    def where(batches):
+        import os
+        import sys
+
+        import pandas as pd
+        import psutil
+        import xgboost
+
+        for _ in batches:
+            pass
+        executor = psutil.Process(os.getpid())
+        while "CoarseGrainedExecutorBackend" not in " ".join(executor.cmdline()):
+            executor = executor.parent()
+        yield pd.DataFrame({"python": [sys.executable], "xgboost": [xgboost.__version__],
+                            "executor": [executor.pid], "worker": [executor.ppid()]})
+
+    found = jvm_spark.range(0, 16, 1, 8).mapInPandas(
+        where, "python string, xgboost string, executor bigint, worker bigint").toPandas()
+    assert set(found["python"]) == {sys.executable}
+    assert found["xgboost"].nunique() == 1
+    worker_pids = {s.pid for s in classic_cluster.cluster.status() if s.name.startswith("worker-")}
+    assert set(found["worker"]) <= worker_pids, "executors are children of the worker JVMs"
+    assert found["executor"].nunique() == found["worker"].nunique()
+    # and the master sees the Connect application holding a core on each worker
+    workers = master_json(classic_cluster.state.webui_url)["workers"]
+    assert [w["coresused"] >= 1 for w in workers] == [True, True]

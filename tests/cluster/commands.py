@@ -107,11 +107,29 @@ def spark_submit_argv(submit_args: Sequence[str], entry: str, args: Sequence[str
     return [SPARK_SUBMIT, *submit_args, entry, *args]
 
 
+def without_delta_conf(submit_args: Sequence[str]) -> list[str]:
+    """The options without Delta's two `--conf`s: with the jars on the classpath, the job's
+    session turns Delta on itself (cardscore.engine)."""
+    out: list[str] = []
+    args = list(submit_args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--conf" and args and args[0].split("=", 1)[0] in DELTA_CONF_KEYS:
+            args.pop(0)
+            continue
+        out.append(arg)
+    return out
+
+
+DELTA_CONF_KEYS = ("spark.sql.extensions", "spark.sql.catalog.spark_catalog")
+
+
 def spark_submit_steps(submit_args: Sequence[str], config: Path, night: date, train_start: date) -> list[Step]:
-    """(b) the standalone cluster: a classic driver whose executors run on the workers."""
+    """(b) the standalone cluster: a classic driver whose executors run on the workers. The
+    nightly runs the README's command; train leaves Delta's `--conf`s to the job itself."""
     env = job_env(config)
     return [
-        Step("train", spark_submit_argv(submit_args, TRAIN_ENTRY, train_args(train_start)), env),
+        Step("train", spark_submit_argv(without_delta_conf(submit_args), TRAIN_ENTRY, train_args(train_start)), env),
         promote_step(config),
         Step("nightly", spark_submit_argv(submit_args, NIGHTLY_ENTRY, nightly_args(night)), env, NIGHTLY_OK),
     ]

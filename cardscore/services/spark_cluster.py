@@ -191,7 +191,18 @@ class JvmProcess(ManagedService):
     def check_alive(self, proc: subprocess.Popen) -> None:
         if proc.poll() is not None:
             self.pid_file.unlink(missing_ok=True)
-            raise ClusterError(f"{self.name} exited with code {proc.returncode} during start; see {self.log_file}")
+            cause = self.last_error()
+            raise ClusterError(f"{self.name} exited with code {proc.returncode} during start"
+                               f"{': ' + cause if cause else ''}; see {self.log_file}")
+
+    def last_error(self) -> str:
+        """The last exception line of the log (e.g. a port in use), cut to 300 characters."""
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()[-200:]
+        except OSError:
+            return ""
+        found = [line for line in lines if "Exception" in line or "Error" in line]
+        return found[-1].strip()[:300] if found else ""
 
 
 class ClassicCluster:
@@ -341,7 +352,9 @@ class ClassicCluster:
             "SPARK_HOME": str(home),
             "SPARK_LOCAL_IP": self.host,  # web UIs and RPC bind to this address, not 0.0.0.0
             "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
-            "SPARK_DAEMON_JAVA_OPTS": self.options.jvm_options,
+            # maxRetries 0: a port in use is an error, not a silent move to the next port (the
+            # state file, and the workers, would address someone else's master).
+            "SPARK_DAEMON_JAVA_OPTS": f"{self.options.jvm_options} -Dspark.port.maxRetries=0".strip(),
             "SPARK_LOCAL_DIRS": str(self.folder / "scratch"),  # shuffle and block files, not /tmp
             "PYSPARK_PYTHON": sys.executable,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -91,3 +91,23 @@ def test_each_worker_runs_an_executor_jvm_whose_python_is_the_venv(jvm_spark, cl
     # and the master sees the Connect application holding a core on each worker
     workers = master_json(classic_cluster.state.webui_url)["workers"]
     assert [w["coresused"] >= 1 for w in workers] == [True, True]
+
+
+def test_a_port_in_use_is_a_clear_error_not_another_port(tmp_path: Path) -> None:
+    """Spark would quietly move to the next port; the cluster must not (its state file and its
+    workers would address whatever listens on the configured one)."""
+    import socket
+
+    from cardscore.config import load_settings
+    from cardscore.services.spark_cluster import ClassicCluster, ClusterError, ClusterOptions
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cluster = ClassicCluster(load_settings(overrides={"home": str(tmp_path / "home")}),
+                                 ClusterOptions(master_port=port, webui_port=0, connect=False))
+        with pytest.raises(ClusterError, match=r"master exited .*Address already in use"):
+            cluster.start(timeout=120, die_with_parent=True)
+    assert cluster.status() == [] and cluster.state() is None
+    assert "Address already in use" in (tmp_path / "home" / "run" / "classic" / "master.log").read_text()

@@ -101,15 +101,15 @@ def rate(rows: int, measured: dict[str, Any]) -> dict[str, Any]:
 def build_world(work: Path, rows_target: int) -> dict[str, Any]:
     """Silver (37 days of history + day D replicated), gold for D, Feast applied, a champion."""
     import pandas as pd
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features import build_features_range
 
-    from cardscore.config import load_settings
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.config import load_settings
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.engine import get_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
     from cardscore.simulator import generate_world
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
     from tests.features.worlds import write_silver
 
     settings = load_settings(
@@ -171,14 +171,14 @@ def train_champion(settings: Any, spark: Any, tx: Any, day: date) -> tuple[Any, 
 
     import mlflow
     import mlflow.xgboost
+    from cardscore.features.definitions import MODEL_FEATURES
+    from cardscore.features.retrieval import historical_features
 
-    from cardscore import registry
-    from cardscore.config.training import ModelParams
+    from cardscore.core import registry
+    from cardscore.core.config.training import ModelParams
     from cardscore.model.datasets import entity_frame
     from cardscore.model.tracking import ensure_experiment, model_signature, pip_requirements
     from cardscore.model.training import fit_booster
-    from features.definitions import MODEL_FEATURES
-    from features.retrieval import historical_features
 
     days = tx["event_time"].dt.date
     train = tx[(days >= day - timedelta(days=TRAIN_DAYS)) & (days < day)]
@@ -203,7 +203,7 @@ def train_champion(settings: Any, spark: Any, tx: Any, day: date) -> tuple[Any, 
 
 
 def end_to_end(built: dict[str, Any], runs: int) -> dict[str, Any]:
-    from jobs.score_batch import score_day
+    from cardscore.jobs.score_batch import score_day
 
     ctx, day = built["ctx"], built["day"]
     reports: list[Any] = []
@@ -227,12 +227,12 @@ def end_to_end(built: dict[str, Any], runs: int) -> dict[str, Any]:
 
 def joined_features(built: dict[str, Any], uri: str) -> float:
     """Materialize D's joined features once (the input of the scoring-stage comparison)."""
+    from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
+    from cardscore.features.retrieval import historical_features_spark
+    from cardscore.jobs.scoring_transforms import entity_frame
     from pyspark.sql import functions as F
 
-    from cardscore import catalog
-    from features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
-    from features.retrieval import historical_features_spark
-    from jobs.scoring_transforms import entity_frame
+    from cardscore.core import catalog
 
     ctx, day = built["ctx"], built["day"]
     lake = ctx.lake
@@ -246,8 +246,7 @@ def joined_features(built: dict[str, Any], uri: str) -> float:
 
 def limit(built: dict[str, Any], features_uri: str, runs: int) -> tuple[dict[str, Any], Any, Any]:
     import numpy as np
-
-    from features.definitions import MODEL_FEATURES
+    from cardscore.features.definitions import MODEL_FEATURES
 
     frame = built["ctx"].spark.read.parquet(features_uri).select("transaction_id", *MODEL_FEATURES).toPandas()
     matrix = np.ascontiguousarray(frame[list(MODEL_FEATURES)].to_numpy(np.float64))
@@ -260,11 +259,11 @@ def limit(built: dict[str, Any], features_uri: str, runs: int) -> tuple[dict[str
 def scoring_stage(built: dict[str, Any], features_uri: str, work: Path, runs: int) -> dict[str, Any]:
     """Our in-engine scoring vs mlflow.pyfunc.spark_udf, same input, same Delta output."""
     import mlflow.pyfunc
+    from cardscore.features.definitions import MODEL_FEATURES
+    from cardscore.jobs.scoring_transforms import booster_bytes, score_in_engine
     from pyspark.sql import functions as F
 
-    from cardscore import registry
-    from features.definitions import MODEL_FEATURES
-    from jobs.scoring_transforms import booster_bytes, score_in_engine
+    from cardscore.core import registry
 
     spark, settings = built["ctx"].spark, built["settings"]
     features = spark.read.parquet(features_uri)
@@ -317,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import numpy as np
 
-    from cardscore.engine import stop_spark
-    from cardscore.logs import configure_logging
+    from cardscore.core.engine import stop_spark
+    from cardscore.core.logs import configure_logging
 
     configure_logging("WARNING", "json")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cardscore-bench-score-"))
@@ -337,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload["scoring_stage"] = scoring_stage(built, features_uri, work, args.runs)
 
         # The published scores are the limit's scores, widened: nothing is lost on the way.
-        from cardscore import catalog
+        from cardscore.core import catalog
 
         published = built["ctx"].lake.read(catalog.PREDICTIONS).select("transaction_id", "score").toPandas()
         by_id = published.set_index("transaction_id")["score"].loc[ids].to_numpy()

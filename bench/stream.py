@@ -58,7 +58,7 @@ WARMUP_EVENTS = 200
 
 
 def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, group: str = "bench"):
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     overrides: dict[str, Any] = {
         "home": str(home),
@@ -78,9 +78,7 @@ def build_world(settings, seed: int = 0) -> str:
     import mlflow.xgboost
     import pandas as pd
     import xgboost as xgb
-
-    from cardscore import registry
-    from features.definitions import (
+    from cardscore.features.definitions import (
         CREATED_AT,
         CUSTOMER_FEATURES,
         CUSTOMER_KEY,
@@ -92,7 +90,9 @@ def build_world(settings, seed: int = 0) -> str:
         TERMINAL_VIEW,
         snapshot_time,
     )
-    from features.store import apply
+    from cardscore.features.store import apply
+
+    from cardscore.core import registry
 
     rng = np.random.default_rng(seed)
     store = apply(settings)
@@ -125,8 +125,8 @@ def build_world(settings, seed: int = 0) -> str:
 
 def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
     """`n` valid events of DAY, time-ordered, ids from first_id."""
-    from features.definitions import snapshot_time
-    from schemas.serialization import transaction_event_lines
+    from cardscore.features.definitions import snapshot_time
+    from cardscore.schemas.serialization import transaction_event_lines
 
     rng = np.random.default_rng(seed)
     start = int(snapshot_time(DAY).timestamp()) * 1_000_000
@@ -145,12 +145,12 @@ def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
 
 def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int:
     """The body of a baseline processor subprocess (`--role`)."""
+    from cardscore.streaming.delivery import producer_conf
+    from cardscore.streaming.messages import next_offsets
+    from cardscore.streaming.scorer import consumer_conf
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from cardscore.config import load_settings
-    from streaming.delivery import producer_conf
-    from streaming.messages import next_offsets
-    from streaming.scorer import consumer_conf
+    from cardscore.core.config import load_settings
 
     settings = load_settings(config)
     cfg = settings.streaming
@@ -190,12 +190,13 @@ def _naive_scorer(settings):
     """Per message: validate, one Feast lookup, one model call, one score message."""
     import time as clock
 
-    from cardscore import registry
-    from features.online import lookup
-    from features.store import ensure_applied, feature_store
-    from schemas.contracts import TRANSACTION_EVENT
-    from schemas.validation import validate_bytes
-    from streaming.output import ScoreColumns, score_values
+    from cardscore.features.online import lookup
+    from cardscore.features.store import ensure_applied, feature_store
+    from cardscore.schemas.contracts import TRANSACTION_EVENT
+    from cardscore.schemas.validation import validate_bytes
+    from cardscore.streaming.output import ScoreColumns, score_values
+
+    from cardscore.core import registry
 
     store = ensure_applied(settings, feature_store(settings))
     ref = registry.resolve_alias(settings)

@@ -145,7 +145,7 @@ def simulate(settings: Any) -> Any:
 
 def world_inputs(world: Any) -> Any:
     """The simulator's transactions and label feed as the job's inputs (fraud_scenario dropped)."""
-    from jobs.train import TrainingInputs
+    from cardscore.jobs.train import TrainingInputs
 
     tx = world.transactions[["transaction_id", "customer_id", "terminal_id", "event_time", "amount"]]
     labels = world.labels[["transaction_id", "is_fraud", "reported_time"]]
@@ -155,10 +155,10 @@ def world_inputs(world: Any) -> Any:
 def reference_sets(world: Any, protocol: Any, folds: list[Any]) -> Any:
     """Train/test sets with the handbook's per-transaction features, split exactly as the job."""
     import pandas as pd
+    from cardscore.jobs.train import assemble_sets
 
     from bench.handbook_features import FEATURE_NAMES, handbook_features
     from cardscore.model.protocol import days_needed, midnight
-    from jobs.train import assemble_sets
 
     inputs = world_inputs(world)
     first, end = days_needed([protocol, *folds])
@@ -176,10 +176,10 @@ def run_pipeline(settings: Any, world: Any, first: date, end: date, search: bool
 
     Returns (training sets, training report) or (None, None) when a stage is missing.
     """
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.engine import get_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
     from cardscore.simulator import write_landing
-    from cardscore.tables import Lake
 
     for stage, files in STAGE_FILES.items():
         if not (use_uncommitted or committed(files)):
@@ -195,19 +195,19 @@ def run_pipeline(settings: Any, world: Any, first: date, end: date, search: bool
     ingest_days = [feature_first + timedelta(days=i) for i in range((end + label_tail - feature_first).days)]
     ingest_days = [d for d in ingest_days if d < world.params.start_date + timedelta(days=world.params.n_days)]
 
-    from jobs.ingest import ingest_days as ingest
+    from cardscore.jobs.ingest import ingest_days as ingest
 
     note("ingest")
     _, seconds = timed(lambda: ingest(ctx, ingest_days))
     stages["ingest"] = {"status": "ran", "days": len(ingest_days), "seconds": seconds}
 
-    from jobs.build_features import build_features_range
+    from cardscore.jobs.build_features import build_features_range
 
     note("features")
     _, seconds = timed(lambda: build_features_range(ctx, first, end - timedelta(days=1)))
     stages["features"] = {"status": "ran", "days": (end - first).days, "seconds": seconds}
 
-    from jobs.train import GateRejected, TrainingParams, build_sets, train_on_sets
+    from cardscore.jobs.train import GateRejected, TrainingParams, build_sets, train_on_sets
 
     note("train (job)")
     params = TrainingParams(search=search, actor="bench", reason="bench/train_quality")
@@ -258,8 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cardscore.config import load_settings
-    from cardscore.engine import stop_spark
+    from cardscore.core.config import load_settings
+    from cardscore.core.engine import stop_spark
     from cardscore.model.card import HANDBOOK_TEST_RESULTS
     from cardscore.model.protocol import Protocol, days_needed, validation_folds
 

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from cardscore.config import Settings
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.config import Settings
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
 ENV_PREFIX = "CARDSCORE_NB_"
 # The bundle's `cardscore_config` default (databricks.yml): where a workspace keeps its settings.
@@ -119,7 +119,7 @@ def flag_param(name: str, default: bool) -> bool:
 
 def settings(overrides: dict[str, Any] | None = None) -> Settings:
     """The cardscore settings named by the `config` parameter (plus `overrides`)."""
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     path = param("config", DATABRICKS_CONFIG if on_databricks() else "", "settings file (YAML)")
     loaded = load_settings(path or None, overrides=overrides)
@@ -130,9 +130,9 @@ def settings(overrides: dict[str, Any] | None = None) -> Settings:
 def job_context(settings: Settings) -> JobContext:
     """The engine session (the notebook's own `spark` on Databricks; else `get_spark`: the
     embedded engine locally) and the lake."""
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.engine import get_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     spark = (notebook_global("spark") if on_databricks() else None) or get_spark(settings)
     return JobContext(settings, spark, Lake(spark, settings))
@@ -278,7 +278,7 @@ def daily_fraud_summary(lake: Lake, first: date, last: date) -> pd.DataFrame:
     confirmed frauds (labels known so far), fraud rate and frauds per simulator scenario."""
     from pyspark.sql import functions as F
 
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     tx = lake.read(catalog.SILVER_TRANSACTIONS).where(F.col("tx_date").between(F.lit(first), F.lit(last)))
     labels = lake.read(catalog.SILVER_LABELS).where(F.col("is_fraud")).select("transaction_id", "fraud_scenario")
@@ -386,7 +386,7 @@ def quarantine_summary(lake: Lake) -> DataFrame | None:
     quarantined). Raw payloads stay in the table: this shows counts only."""
     from pyspark.sql import functions as F
 
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     if not lake.exists(catalog.QUARANTINE):
         return None

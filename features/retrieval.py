@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-from cardscore.logs import get_logger
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
     CUSTOMER_VIEW,
@@ -36,14 +34,16 @@ from features.definitions import (
     TX_DATETIME,
     UNKNOWN_ENTITY_DEFAULT,
 )
-from features.feast_patches import isolate_temp_views
-from features.store import bound_session, ensure_applied, feature_store
+from cardscore.features.feast_patches import isolate_temp_views
+from cardscore.features.store import bound_session, ensure_applied, feature_store
+
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     from feast import FeatureStore
     from pyspark.sql import DataFrame, SparkSession
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 REQUIRED_COLUMNS = (CUSTOMER_KEY, TERMINAL_KEY, EVENT_TIMESTAMP, TX_AMOUNT)
 ENTITY_FEATURES = (*CUSTOMER_FEATURES, *TERMINAL_FEATURES)
@@ -115,9 +115,8 @@ def historical_features_spark(
     Returns the entity columns plus every model feature (double). The result does not depend
     on later retrievals in the same session (Feast's temporary views are made unique).
     """
+    from cardscore.features.transform import with_request_time_features
     from pyspark.sql import functions as F
-
-    from features.transform import with_request_time_features
 
     _check_columns(entity_sdf.columns, dict(entity_sdf.dtypes))
     entity_columns = list(entity_sdf.columns)

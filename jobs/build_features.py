@@ -21,12 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from cardscore import catalog
-from cardscore.config.settings import join_uri
-from cardscore.errors import MissingInput, StageFailed
-from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
-from cardscore.logs import get_logger
-from features.definitions import (
+from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_KEY,
     CUSTOMER_LOOKBACK_DAYS,
@@ -35,6 +30,12 @@ from features.definitions import (
     TERMINAL_KEY,
     TERMINAL_LOOKBACK_DAYS,
 )
+
+from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 
 STAGE = "features"
 CUSTOMER_SUITE = "gold_customer_features"
@@ -91,10 +92,13 @@ def build_features_range(
 
 
 def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport]:
+    from cardscore.expectations.gate import gate
+    from cardscore.features.transform import (
+        active_entity_count,
+        customer_snapshots,
+        terminal_snapshots,
+    )
     from pyspark.sql import functions as F
-
-    from expectations.gate import gate
-    from features.transform import active_entity_count, customer_snapshots, terminal_snapshots
 
     started = time.perf_counter()
     run_id = f"{first.isoformat()}_{last.isoformat()}_{uuid.uuid4().hex[:8]}"
@@ -191,9 +195,8 @@ def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport
 def _inputs(ctx: JobContext, first: date, last: date):
     """The silver look-back the days need (customers [first-30, last), terminals and labels
     [first-37, last)), after checking that silver is complete up to the day before `last`."""
+    from cardscore.schemas.contracts import SILVER_LABEL
     from pyspark.sql import functions as F
-
-    from schemas.contracts import SILVER_LABEL
 
     lake, cfg = ctx.lake, ctx.settings.features
     if not lake.exists(catalog.SILVER_TRANSACTIONS):

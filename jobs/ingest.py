@@ -51,13 +51,8 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from cardscore import catalog
-from cardscore.config.settings import join_uri
-from cardscore.errors import MissingInput, StageFailed
-from cardscore.jobrunner import JobContext, run_job
-from cardscore.logs import get_logger
-from expectations.gate import GateFailed, GateResult, validate
-from jobs.ingest_transforms import (
+from cardscore.expectations.gate import GateFailed, GateResult, validate
+from cardscore.jobs.ingest_transforms import (
     ACCEPTED,
     DUPLICATE,
     FEEDS,
@@ -72,15 +67,21 @@ from jobs.ingest_transforms import (
     quarantine_records,
     silver_rows,
 )
-from schemas.contracts import QUARANTINE_RECORD
-from schemas.spark_validation import validate_lines
+from cardscore.schemas.contracts import QUARANTINE_RECORD
+from cardscore.schemas.spark_validation import validate_lines
+
+from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext, run_job
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
     from rich.table import Table
 
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
 STAGE = "ingest"
 log = get_logger("jobs.ingest")
@@ -381,8 +382,8 @@ def ingest_days(ctx: JobContext, days: Sequence[date], progress: Progress | None
 
 
 def pipeline_stage(ctx: JobContext, day: date) -> Any:
-    """`ingest_day` in the nightly runner's shape (`cardscore.orchestration.Stage.run`)."""
-    from cardscore.orchestration import StageOutcome
+    """`ingest_day` in the nightly runner's shape (`cardscore.core.pipeline.Stage.run`)."""
+    from cardscore.core.pipeline import StageOutcome
 
     report = ingest_day(ctx, day)
     inputs = (catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.INGEST_LOADS)

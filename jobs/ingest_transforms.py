@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from cardscore import catalog
-from schemas.contract import Contract
-from schemas.contracts import (
+from cardscore.schemas.contract import Contract
+from cardscore.schemas.contracts import (
     BRONZE_RECORD,
     LABEL_EVENT,
     QUARANTINE_RECORD,
@@ -41,8 +40,10 @@ from schemas.contracts import (
     SILVER_TRANSACTION,
     TRANSACTION_EVENT,
 )
-from schemas.reasons import RejectReason
-from schemas.spark_validation import decode_raw
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.spark_validation import decode_raw
+
+from cardscore.core import catalog
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

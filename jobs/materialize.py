@@ -14,11 +14,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
+from cardscore.core.stage import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 
 
 def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
-    from features.store import materialize
+    from cardscore.features.store import materialize
 
     days = days_from_args(args)
     report = materialize(ctx.settings, ctx.spark, days[0], days[-1])

@@ -56,10 +56,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cardscore import catalog
-from cardscore.errors import StageFailed
-from cardscore.jobrunner import EXIT_FAILED, JobContext, job_parser, run_job
-from cardscore.logs import get_logger
+from cardscore.core import catalog
+from cardscore.core.errors import StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import EXIT_FAILED, JobContext, job_parser, run_job
 from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
 from cardscore.monitoring.metrics import (
     MetricRow,
@@ -72,9 +72,9 @@ from cardscore.monitoring.profile import SCORE, Reference
 from cardscore.monitoring.trigger import TriggerDecision
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
-    from cardscore.orchestration import StageOutcome
-    from cardscore.registry import ModelRef
+    from cardscore.core.config import Settings
+    from cardscore.core.pipeline import StageOutcome
+    from cardscore.core.registry import ModelRef
 
 STAGE = "monitor"
 PARTITION = "day"
@@ -134,7 +134,7 @@ class MonitorReport:
         return out
 
     def outcome(self) -> StageOutcome:
-        from cardscore.orchestration import StageOutcome
+        from cardscore.core.pipeline import StageOutcome
 
         details = self.to_dict()
         for key in ("model_version", "inputs"):
@@ -265,8 +265,8 @@ def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
     """`monitor_day` in the nightly runner's shape: alerts are in `details["alerts"]` (the
     nightly exit code 3), not a failure of the stage. Skipped, like scoring, while there is
     no champion and nothing was scored on D."""
-    from cardscore import registry
-    from cardscore.orchestration import SKIPPED, StageOutcome
+    from cardscore.core import registry
+    from cardscore.core.pipeline import SKIPPED, StageOutcome
 
     if registry.find_alias(ctx.settings, registry.CHAMPION) is None and predictions_of(ctx, day).empty:
         message = "no champion and no predictions of the day: nothing to monitor yet"
@@ -291,7 +291,7 @@ def predictions_of(ctx: JobContext, day: date) -> pd.DataFrame:
 
 def _model_of(ctx: JobContext, predictions: pd.DataFrame) -> ModelRef | None:
     """The version that scored the day (the most frequent one), else the current champion."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     if not predictions.empty:
         version = predictions["model_version"].astype(str).value_counts().idxmax()
@@ -323,7 +323,7 @@ def reference_of(ctx: JobContext, ref: ModelRef) -> Reference | None:
 def save_reference_of_version(ctx: JobContext, version: str) -> Reference | None:
     """Compute and save the reference profile of a just-registered version (called by the
     training job). Errors are logged, never raised: monitoring retries on demand later."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     try:
         return reference_of(ctx, registry.get_version(ctx.settings, version))
@@ -339,9 +339,10 @@ def compute_reference(ctx: JobContext, ref: ModelRef) -> Reference | None:
     import json
     import tempfile
 
-    from cardscore import registry
+    from cardscore.jobs.scoring_transforms import predict
+
+    from cardscore.core import registry
     from cardscore.monitoring.profile import build_profile
-    from jobs.scoring_transforms import predict
 
     client = registry.client(ctx.settings)
     assert ref.run_id is not None
@@ -384,7 +385,7 @@ def _features_of_days(
 ) -> pd.DataFrame:
     """Model features of the silver transactions of [first, last], exactly as the batch scorer
     gets them (Feast point-in-time join in the engine); a `fraction` samples rows first."""
-    from features.retrieval import historical_features_spark
+    from cardscore.features.retrieval import historical_features_spark
 
     entities = _entity_rows(ctx, first, last)
     if fraction is not None and fraction < 1.0:
@@ -565,7 +566,7 @@ def _log_mlflow(
     """One monitoring run per day in `<experiment>-monitoring` (a rerun of D reuses it)."""
     import mlflow
 
-    from cardscore import registry
+    from cardscore.core import registry
 
     registry.configure_mlflow(settings)
     client = registry.client(settings)
@@ -634,7 +635,7 @@ TAG_TRIGGER_DAY = "trigger_day"  # on a version the trigger trained: the monitor
 
 def trigger_versions_since(settings: Settings, first: date, last: date) -> list[tuple[str, date]]:
     """(version, day) of the versions the trigger trained for a day in [first, last], newest first."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     found = []
     for info in registry.list_versions(settings):
@@ -672,7 +673,7 @@ def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,
     outcome = TriggerOutcome(decision)
     if not decision.fire or dry_run:
         return outcome
-    from jobs.train import TrainingParams, train
+    from cardscore.jobs.train import TrainingParams, train
 
     protocol = ctx.settings.training.protocol
     start = train_start or retrain_window_start(

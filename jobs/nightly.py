@@ -17,7 +17,7 @@ The night after day D closed:
               present and enabled in `pipeline.monitoring_enabled`.
 
 Every gate sits inside its stage, so a failed gate stops the night at that stage and nothing
-downstream runs. `cardscore.orchestration.PipelineRunner` retries unexpected errors with backoff,
+downstream runs. `cardscore.core.pipeline.PipelineRunner` retries unexpected errors with backoff,
 records every stage in the `ops.pipeline_runs` Delta ledger, and resumes a re-run of D at the
 first stage that did not succeed (`--force` re-runs everything). A range stops at the first
 failed day: later days depend on it. Exit codes: 0 ok, 1 a stage failed, 2 usage or engine error,
@@ -32,17 +32,9 @@ import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from cardscore import catalog
-from cardscore.jobrunner import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    JobContext,
-    days_from_args,
-    job_parser,
-)
-from cardscore.logs import get_logger
-from cardscore.orchestration import (
+from cardscore.core import catalog
+from cardscore.core.logs import get_logger
+from cardscore.core.pipeline import (
     SKIPPED,
     SUCCEEDED,
     DayResult,
@@ -51,6 +43,14 @@ from cardscore.orchestration import (
     Stage,
     StageOutcome,
 )
+from cardscore.core.stage import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    JobContext,
+    days_from_args,
+    job_parser,
+)
 
 PIPELINE = "nightly"
 EXIT_ALERT = 3  # the night published its data, but monitoring raised an alert
@@ -58,7 +58,7 @@ log = get_logger("jobs.nightly")
 
 
 def ingest_stage(ctx: JobContext, day: date) -> StageOutcome:
-    from jobs.ingest import pipeline_stage
+    from cardscore.jobs.ingest import pipeline_stage
 
     return pipeline_stage(ctx, day)
 
@@ -66,9 +66,8 @@ def ingest_stage(ctx: JobContext, day: date) -> StageOutcome:
 def snapshot_missing(ctx: JobContext, day: date) -> bool:
     """True if neither gold feature table has a row for snapshot `day`. An empty snapshot (no
     active entity, e.g. the world's first day) also reads as missing: rebuilding it is cheap."""
+    from cardscore.features.definitions import SNAPSHOT_DATE
     from pyspark.sql import functions as F
-
-    from features.definitions import SNAPSHOT_DATE
 
     for table in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES):
         if ctx.lake.exists(table) and ctx.lake.read(table).where(F.col(SNAPSHOT_DATE) == F.lit(day)).limit(1).count():
@@ -78,7 +77,7 @@ def snapshot_missing(ctx: JobContext, day: date) -> bool:
 
 def features_stage(ctx: JobContext, day: date) -> StageOutcome:
     """Snapshots of D+1, and of D when missing, in one pass."""
-    from jobs.build_features import build_features_range
+    from cardscore.jobs.build_features import build_features_range
 
     first = day if snapshot_missing(ctx, day) else day + timedelta(days=1)
     reports = build_features_range(ctx, first, day + timedelta(days=1))
@@ -91,7 +90,7 @@ def features_stage(ctx: JobContext, day: date) -> StageOutcome:
 
 
 def materialize_stage(ctx: JobContext, day: date) -> StageOutcome:
-    from features.store import materialize
+    from cardscore.features.store import materialize
 
     tomorrow = day + timedelta(days=1)
     report = materialize(ctx.settings, ctx.spark, tomorrow, tomorrow)
@@ -105,7 +104,7 @@ def materialize_stage(ctx: JobContext, day: date) -> StageOutcome:
 
 
 def score_stage(ctx: JobContext, day: date) -> StageOutcome:
-    from jobs.score_batch import pipeline_stage
+    from cardscore.jobs.score_batch import pipeline_stage
 
     return pipeline_stage(ctx, day)
 
@@ -115,9 +114,9 @@ def monitor_stage(ctx: JobContext, day: date) -> StageOutcome:
     if not ctx.settings.pipeline.monitoring_enabled:
         return StageOutcome(status=SKIPPED, message="monitoring disabled (pipeline.monitoring_enabled)")
     try:
-        monitor = importlib.import_module("jobs.monitor")
+        monitor = importlib.import_module("cardscore.jobs.monitor")
     except ModuleNotFoundError as exc:
-        if exc.name != "jobs.monitor":
+        if exc.name != "cardscore.jobs.monitor":
             raise
         return StageOutcome(status=SKIPPED, message="no monitoring job installed")
     return monitor.pipeline_stage(ctx, day)
@@ -176,10 +175,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cardscore.config import ConfigError, load_settings
-    from cardscore.engine import EngineError, get_spark, stop_spark
-    from cardscore.logs import configure_logging
-    from cardscore.tables import Lake
+    from cardscore.core.config import ConfigError, load_settings
+    from cardscore.core.engine import EngineError, get_spark, stop_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.logs import configure_logging
 
     args = parser().parse_args(argv)
     try:

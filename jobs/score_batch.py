@@ -32,19 +32,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cardscore import catalog
-from cardscore.config.settings import join_uri
-from cardscore.errors import MissingInput, StageFailed
-from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
-from cardscore.logs import get_logger
-from expectations.gate import GateFailed, GateResult
-from features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
+from cardscore.expectations.gate import GateFailed, GateResult
+from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
+
+from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from cardscore.orchestration import StageOutcome
-    from cardscore.registry import ModelRef
+    from cardscore.core.pipeline import StageOutcome
+    from cardscore.core.registry import ModelRef
 
 STAGE = "score"
 SUITE = "predictions"
@@ -112,7 +113,7 @@ class ScoreReport:
 
     def outcome(self) -> StageOutcome:
         """The report in the nightly runner's shape."""
-        from cardscore.orchestration import StageOutcome
+        from cardscore.core.pipeline import StageOutcome
 
         details = self.to_dict()
         for key in ("inputs", "model_version"):
@@ -142,8 +143,13 @@ class PredictionsGateFailed(GateFailed):
 
 def resolve_model(ctx: JobContext, hooks: ScoreHooks | None = None) -> ScoringModel:
     """The alias's version now, loaded by that version (`MissingInput` if there is none)."""
-    from cardscore import registry
-    from jobs.scoring_transforms import IncompatibleModel, booster_bytes, check_model_features
+    from cardscore.jobs.scoring_transforms import (
+        IncompatibleModel,
+        booster_bytes,
+        check_model_features,
+    )
+
+    from cardscore.core import registry
 
     settings = ctx.settings
     ref = registry.resolve_alias(settings, settings.scoring.model_alias)
@@ -175,11 +181,10 @@ def score_day(
     Raises `MissingInput` (no silver day, no feature snapshot, no model under the alias),
     `PredictionsGateFailed` (nothing published) or `StageFailed` (incompatible model).
     """
+    from cardscore.expectations.gate import validate
+    from cardscore.features.retrieval import historical_features_spark
+    from cardscore.jobs.scoring_transforms import entity_frame, prediction_records, score_in_engine
     from pyspark.sql import functions as F
-
-    from expectations.gate import validate
-    from features.retrieval import historical_features_spark
-    from jobs.scoring_transforms import entity_frame, prediction_records, score_in_engine
 
     started = time.perf_counter()
     phase = _Phases(day, progress)
@@ -276,13 +281,13 @@ def score_days(
 
 
 def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
-    """`score_day` in the nightly runner's shape (`cardscore.orchestration.Stage.run`).
+    """`score_day` in the nightly runner's shape (`cardscore.core.pipeline.Stage.run`).
 
     No model under the alias yet is not a failure of the night: the stage reports
     `status="skipped"` (and the pipeline goes on); every other missing input still fails it.
     """
-    from cardscore import registry
-    from cardscore.orchestration import SKIPPED, StageOutcome
+    from cardscore.core import registry
+    from cardscore.core.pipeline import SKIPPED, StageOutcome
 
     alias = ctx.settings.scoring.model_alias
     if registry.find_alias(ctx.settings, alias) is None:

@@ -24,15 +24,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_KEY,
     EVENT_TIMESTAMP,
     MODEL_FEATURES,
     TERMINAL_KEY,
     TX_AMOUNT,
 )
-from schemas.contracts import PREDICTION_RECORD
+from cardscore.schemas.contracts import PREDICTION_RECORD
 
 if TYPE_CHECKING:
     import xgboost as xgb

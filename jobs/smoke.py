@@ -11,8 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cardscore.jobrunner import JobContext, job_parser, run_job
-from cardscore.logs import get_logger
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext, job_parser, run_job
 
 log = get_logger("jobs.smoke")
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from cardscore import catalog
-from cardscore.errors import MissingInput, StageFailed
-from cardscore.jobrunner import JobContext, job_parser, run_job
-from cardscore.logs import get_logger
+from cardscore.core import catalog
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext, job_parser, run_job
 from cardscore.model.datasets import attach_features, entity_frame
 from cardscore.model.evaluation import Evaluation, GateDecision, evaluate, gate_decision
 from cardscore.model.protocol import Protocol, Split, days_needed, protocol_split, validation_folds
@@ -36,8 +36,8 @@ from cardscore.model.training import SearchResult, fit_booster, predict, prequen
 if TYPE_CHECKING:
     import xgboost as xgb
 
-    from cardscore.config import Settings
-    from cardscore.config.training import ModelParams
+    from cardscore.core.config import Settings
+    from cardscore.core.config.training import ModelParams
 
 STAGE = "train"
 log = get_logger("jobs.train")
@@ -162,8 +162,8 @@ def read_inputs(
 
 def _feature_api() -> tuple[list[str], str, Callable[..., pd.DataFrame]]:
     try:
-        from features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES
-        from features.retrieval import historical_features
+        from cardscore.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES
+        from cardscore.features.retrieval import historical_features
     except ImportError as exc:
         raise MissingInput(
             STAGE, f"the feature store API is not available ({exc}); build features first"
@@ -287,7 +287,7 @@ def train(ctx: JobContext, params: TrainingParams | None = None) -> TrainingRepo
     report = train_on_sets(ctx.settings, build_sets(ctx, params), params)
     if report.version is not None:
         # Monitoring's reference profile, saved with the run (jobs/monitor.py; never fails training).
-        from jobs.monitor import save_reference_of_version
+        from cardscore.jobs.monitor import save_reference_of_version
 
         save_reference_of_version(ctx, report.version)
     return report
@@ -343,7 +343,7 @@ def _search_summary(search: SearchResult, folds: list[Protocol]) -> dict[str, An
 
 def _champion_on(settings: Settings, test_set: pd.DataFrame, k: int) -> tuple[str | None, Evaluation | None]:
     """The current champion re-scored on this run's test set (None without a champion)."""
-    from cardscore.registry import CHAMPION, find_alias, load_booster
+    from cardscore.core.registry import CHAMPION, find_alias, load_booster
 
     ref = find_alias(settings, CHAMPION)
     if ref is None:
@@ -374,7 +374,7 @@ def _publish(
     import mlflow
     import mlflow.xgboost
 
-    from cardscore import registry
+    from cardscore.core import registry
     from cardscore.model import plots
     from cardscore.model.card import CardInputs, model_card
     from cardscore.model.tracking import (

@@ -71,7 +71,7 @@ if simulated and BAD_FILE:
 
 from datetime import timedelta
 
-from jobs.ingest import ingest_day, summary_table
+from cardscore.jobs.ingest import ingest_day, summary_table
 
 ctx = nb.job_context(settings)
 days = [FIRST_DAY + timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days + 1)]

@@ -43,7 +43,7 @@ print(f"train from {TRAIN_START}: {protocol.train_days} days, {protocol.delay_da
 
 # COMMAND ----------
 
-from jobs.train import GateRejected, TrainingParams, build_sets, train_on_sets
+from cardscore.jobs.train import GateRejected, TrainingParams, build_sets, train_on_sets
 
 ctx = nb.job_context(settings)
 with nb.progress_bars() as progress:
@@ -97,7 +97,7 @@ nb.display(comparison.round(3), "metrics", rows=len(comparison))
 
 import mlflow
 
-from cardscore import registry
+from cardscore.core import registry
 
 registry.configure_mlflow(settings)
 plots_dir = nb.pictures_dir(settings) / f"run-{report.run_id}"

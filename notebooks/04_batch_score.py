@@ -30,7 +30,7 @@ print(f"score {DAY} with {settings.mlflow.model_name}@{settings.scoring.model_al
 
 # COMMAND ----------
 
-from jobs.score_batch import score_day
+from cardscore.jobs.score_batch import score_day
 
 ctx = nb.job_context(settings)
 with nb.progress_bars() as progress:
@@ -49,7 +49,7 @@ print(report.gate)
 
 from pyspark.sql import functions as F
 
-from cardscore import catalog
+from cardscore.core import catalog
 
 predictions = ctx.lake.read(settings.scoring.output_table).where(F.col("tx_date") == F.lit(DAY))
 labels = ctx.lake.read(catalog.SILVER_LABELS).select("transaction_id", F.col("is_fraud").alias("labelled_fraud"))
@@ -67,7 +67,7 @@ nb.display(top, f"top {TOP} scores on {DAY}", rows=TOP)
 
 # COMMAND ----------
 
-from jobs.scoring_transforms import score_histogram
+from cardscore.jobs.scoring_transforms import score_histogram
 
 counts = score_histogram(predictions).toPandas()
 nb.display(nb.plot_score_histogram(

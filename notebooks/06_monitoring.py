@@ -30,7 +30,7 @@ print(f"monitor {DAY} into {settings.monitoring.output_table}")
 
 # COMMAND ----------
 
-from jobs.monitor import monitor_day
+from cardscore.jobs.monitor import monitor_day
 
 ctx = nb.job_context(settings)
 with nb.progress_bars() as progress:
@@ -64,7 +64,7 @@ else:
 
 # COMMAND ----------
 
-from jobs.monitor import read_rows
+from cardscore.jobs.monitor import read_rows
 
 metrics = read_rows(ctx, DAY, DAY)
 nb.display(metrics[["metric", "subject", "scored_day", "model_version", "value", "threshold", "violated"]]

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cardscore.streaming import dlq
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from cardscore.logs import get_logger
-from streaming import dlq
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 log = get_logger("streaming.dlq_replay")
 REPLAYS_HEADER = "cardscore-dlq-replays"

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from cardscore.schemas.reasons import RejectReason
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -25,8 +26,6 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.core import HistogramMetricFamily
-
-from schemas.reasons import RejectReason
 
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
 DEPENDENCIES = ("broker", "online_store", "registry")

@@ -2,7 +2,7 @@
 
 `ModelWatcher.refresh()` is called by the scorer before each batch. It queries the registry
 at most every `poll_seconds` (one `get_model_version_by_alias` call); when the alias has
-moved it loads the new version's native booster (cached by version in `cardscore.registry`)
+moved it loads the new version's native booster (cached by version in `cardscore.core.registry`)
 and swaps. A batch is scored by exactly one version, and each score names it.
 """
 
@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from cardscore.features.definitions import MODEL_FEATURES
 
-from cardscore.logs import get_logger
-from features.definitions import MODEL_FEATURES
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-    from cardscore.config import Settings
-    from cardscore.registry import ModelRef
+    from cardscore.core.config import Settings
+    from cardscore.core.registry import ModelRef
 
 log = get_logger("streaming.model")
 
@@ -70,7 +70,7 @@ class ModelWatcher:
         load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from cardscore import registry
+        from cardscore.core import registry
 
         self.settings = settings
         self.alias = alias

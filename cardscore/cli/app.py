@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.progress import TaskID
 
-from cardscore.config import ConfigError, Settings, load_settings
-from cardscore.logs import configure_logging
+from cardscore.core.config import ConfigError, Settings, load_settings
+from cardscore.core.logs import configure_logging
 
 # Exit codes every command uses.
 EXIT_OK = 0
@@ -77,7 +77,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def parse_day(value: str) -> date:
-    from cardscore.jobrunner import parse_day as parse
+    from cardscore.core.stage import parse_day as parse
 
     try:
         return parse(value)

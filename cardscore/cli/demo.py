@@ -80,8 +80,8 @@ def demo(
     """
     from cardscore import demo as steps_lib
     from cardscore.cli.app import CliState
-    from cardscore.config import ConfigError
-    from cardscore.engine import stop_spark
+    from cardscore.core.config import ConfigError
+    from cardscore.core.engine import stop_spark
     from cardscore.services.broker import EmbeddedBroker
 
     state = ctx.find_root().obj
@@ -98,7 +98,7 @@ def demo(
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]demo cannot start:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    from cardscore.logs import configure_logging
+    from cardscore.core.logs import configure_logging
 
     # The full structured log goes to a file; the terminal shows progress and warnings only.
     configure_logging(settings.logging.level, settings.logging.format, file=workspace / "demo.log",
@@ -121,7 +121,7 @@ def demo(
 
 def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: float, lib) -> None:
     from cardscore.cli.pipeline import RichReporter, summary_table
-    from jobs.nightly import NIGHTLY_STAGES
+    from cardscore.jobs.nightly import NIGHTLY_STAGES
 
     with steps.step("simulate a world") as out, phase_bars(transient=True) as progress:
         world = lib.simulate(settings, progress)

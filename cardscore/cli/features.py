@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, day_range, run_app, settings_of
-from cardscore.config.secrets import has_literal_password
+from cardscore.core.config.secrets import has_literal_password
 
 features_app = typer.Typer(
     help="The Feast feature store: register its definitions, export its settings for Feast's CLI.",
@@ -52,10 +52,10 @@ def _day_bar(total: int) -> Iterator[Callable[[int, int], None] | None]:
 
 @contextmanager
 def _job_context(ctx: typer.Context, remote: str | None) -> Iterator[Any]:
-    from cardscore.engine import EngineError, get_spark, stop_spark
-    from cardscore.errors import StageFailed
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.engine import EngineError, get_spark, stop_spark
+    from cardscore.core.errors import StageFailed
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     settings = settings_of(ctx)
     try:
@@ -87,7 +87,7 @@ def run_features(
 
     Exit code 1 when a gate fails or an input is missing (nothing is published then).
     """
-    from jobs.build_features import build_features_range
+    from cardscore.jobs.build_features import build_features_range
 
     days = day_range(day, start, end)
     with _job_context(ctx, remote) as job, _day_bar(len(days)) as progress:
@@ -124,7 +124,7 @@ def materialize_cmd(
 
     The stream scorer serves a transaction of day D only from day D's snapshot, so materialize day D before D's transactions arrive. A range loads each entity's latest row.
     """
-    from features.store import materialize
+    from cardscore.features.store import materialize
 
     days = day_range(day, start, end)
     with _job_context(ctx, remote) as job, console.status(
@@ -141,7 +141,7 @@ def materialize_cmd(
 @features_app.command("apply")
 def features_apply(ctx: typer.Context) -> None:
     """Register entities, Delta sources, feature views, the on-demand view and the FeatureService in the Feast registry (idempotent)."""
-    from features.store import apply, feast_objects
+    from cardscore.features.store import apply, feast_objects
 
     settings = settings_of(ctx)
     apply(settings)
@@ -176,7 +176,7 @@ def features_env(ctx: typer.Context) -> None:
     }
     secret_note = None
     if settings.feast.online_store == "redis":
-        import features
+        from cardscore import features
 
         values["FEAST_FS_YAML_FILE_PATH"] = str(Path(features.__file__).parent / "feature_store.redis.yaml")
         connection = settings.feast.redis_connection_string or ""
@@ -210,7 +210,7 @@ def features_plot(
 
     A sudden jump usually means a pipeline problem (a missing ingest day, a late label feed) or a real shift worth a look.
     """
-    from features.report import daily_summary, plot_daily_summary
+    from cardscore.features.report import daily_summary, plot_daily_summary
 
     days = day_range(day, start, end)
     with _job_context(ctx, remote) as job:

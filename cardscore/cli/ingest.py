@@ -26,11 +26,11 @@ def run_ingest(
 
     Each day's silver rows pass the Great Expectations gates (expectations/suites/silver_*.json) before they are published; a failed gate exits with code 1 and leaves silver unchanged. Re-running a day changes nothing. Same work as `spark-submit jobs/ingest.py --date D`.
     """
-    from cardscore.engine import EngineError, get_spark
-    from cardscore.errors import StageFailed
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from jobs.ingest import IngestReport, ingest_day, summary_table
+    from cardscore.core.engine import EngineError, get_spark
+    from cardscore.core.errors import StageFailed
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
+    from cardscore.jobs.ingest import IngestReport, ingest_day, summary_table
 
     settings = settings_of(ctx)
     days = day_range(day, start, end)

@@ -33,9 +33,9 @@ app.add_typer(monitor_app, name="monitor")
 
 
 def _job(ctx: typer.Context, remote: str | None) -> Any:
-    from cardscore.engine import EngineError, get_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.engine import EngineError, get_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     settings = settings_of(ctx)
     try:
@@ -75,8 +75,8 @@ def run_monitor(
 
     Each day's metrics replace that day in the `ops.monitoring` Delta table; the HTML report is written to <home>/monitoring/<D>/report.html and logged to MLflow with the metrics. Every day is monitored; exit code 1 when any of them raised an alert (each alert is logged as `monitor.alert` and POSTed to the configured webhook). Same work as `spark-submit jobs/monitor.py --date D`.
     """
-    from cardscore.errors import StageFailed
-    from jobs.monitor import monitor_day
+    from cardscore.core.errors import StageFailed
+    from cardscore.jobs.monitor import monitor_day
 
     days = day_range(day, start, end)
     job = _job(ctx, remote)
@@ -136,7 +136,7 @@ def trigger_cmd(
 
     When it fires, the training job runs and its validation gate decides: a passing model becomes the challenger (`cardscore promote` makes it champion). Exit code 1 when the trigger fired and training failed or the gate rejected the model.
     """
-    from jobs.monitor import retraining_trigger
+    from cardscore.jobs.monitor import retraining_trigger
 
     job = _job(ctx, remote)
     outcome = retraining_trigger(job, parse_day(day), dry_run=dry_run,
@@ -170,7 +170,7 @@ def report_cmd(
     all_rows: bool = typer.Option(False, "--all", help="every metric row, not only the violated ones"),
 ) -> None:
     """Show a monitored day's rows from the monitoring table (violations by default) and the path of its HTML report."""
-    from jobs.monitor import read_rows, reports_dir
+    from cardscore.jobs.monitor import read_rows, reports_dir
 
     job = _job(ctx, remote)
     d: date = parse_day(day)

@@ -79,10 +79,10 @@ def nightly(
     Gates inside each stage, retries with backoff, resume at the failed stage, a run ledger.
     Exit codes: 0 ok, 1 a stage failed, 2 usage or engine error, 3 monitoring alert.
     """
-    from cardscore.engine import EngineError, get_spark, stop_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from jobs.nightly import NIGHTLY_STAGES, exit_code, run_nightly
+    from cardscore.core.engine import EngineError, get_spark, stop_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
+    from cardscore.jobs.nightly import NIGHTLY_STAGES, exit_code, run_nightly
 
     days = day_range(day, start, end)
     names = [s.name for s in NIGHTLY_STAGES]
@@ -112,10 +112,10 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="print the ledger rows as JSON lines"),
 ) -> None:
     """Show the run ledger of a day: status, attempts, duration, table versions, model, error per stage."""
-    from cardscore.engine import get_spark, stop_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.orchestration import RunLedger
-    from cardscore.tables import Lake
+    from cardscore.core.engine import get_spark, stop_spark
+    from cardscore.core.lake import Lake
+    from cardscore.core.pipeline import RunLedger
+    from cardscore.core.stage import JobContext
 
     settings = settings_of(ctx)
     the_day = parse_day(day)

@@ -36,11 +36,11 @@ def run_score(
 
     Exit code 1 when a gate fails, an input is missing (no silver day, no feature snapshot, no champion: train and promote one first) or the model is incompatible; nothing of that day is published then. Same work as `spark-submit jobs/score_batch.py --date D`.
     """
-    from cardscore.engine import EngineError, get_spark
-    from cardscore.errors import StageFailed
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from jobs.score_batch import ScoreReport, score_days
+    from cardscore.core.engine import EngineError, get_spark
+    from cardscore.core.errors import StageFailed
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
+    from cardscore.jobs.score_batch import ScoreReport, score_days
 
     settings = settings_of(ctx)
     days = day_range(day, start, end)
@@ -129,7 +129,7 @@ def _plot(job: Any, reports: list[Any], path: Path) -> None:
     import numpy as np
     from pyspark.sql import functions as F
 
-    from jobs.scoring_transforms import score_histogram
+    from cardscore.jobs.scoring_transforms import score_histogram
 
     bins = 50
     days = [r.day for r in reports]

@@ -74,11 +74,11 @@ def train_cmd(
     version and, if it passes the gate, points the `challenger` alias at it.
     Exit code 1 when the gate rejects the model (no alias moves) or an input is missing.
     """
-    from cardscore.engine import EngineError, get_spark, stop_spark
-    from cardscore.errors import StageFailed
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from jobs.train import GateRejected, TrainingParams, train
+    from cardscore.core.engine import EngineError, get_spark, stop_spark
+    from cardscore.core.errors import StageFailed
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
+    from cardscore.jobs.train import GateRejected, TrainingParams, train
 
     if select_by not in (None, "auc_roc", "average_precision", "card_precision_at_k"):
         raise typer.BadParameter(f"unknown metric {select_by!r}", param_hint="--select-by")
@@ -120,7 +120,7 @@ def train_cmd(
 
 
 def _transition(fn: Callable[..., Any], **kwargs: Any) -> None:
-    from cardscore.errors import StageFailed
+    from cardscore.core.errors import StageFailed
 
     try:
         moved = fn(**kwargs)
@@ -143,7 +143,7 @@ def promote_cmd(
     force: bool = typer.Option(False, "--force", help="promote a version that failed the gate"),
 ) -> None:
     """Move the `champion` alias to the challenger; the old champion becomes `previous-champion`."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     _transition(registry.promote, settings=settings_of(ctx), actor=actor, reason=reason,
                 version=version, force=force)
@@ -156,7 +156,7 @@ def rollback_cmd(
     reason: str = typer.Option(..., "--reason", help="why (recorded on the model versions)"),
 ) -> None:
     """Restore the `previous-champion` version as `champion`."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     _transition(registry.rollback, settings=settings_of(ctx), actor=actor, reason=reason)
 
@@ -164,7 +164,7 @@ def rollback_cmd(
 @models_app.command("list")
 def models_list(ctx: typer.Context) -> None:
     """Every version, newest first: aliases, gate result, test metrics."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     settings = settings_of(ctx)
     versions = registry.list_versions(settings)
@@ -194,8 +194,8 @@ def models_show(
     alias: str = typer.Option("champion", "--alias", help="alias to show when no version is given"),
 ) -> None:
     """One version as JSON: aliases, run, features, gate, transitions (who, why, when)."""
-    from cardscore import registry
-    from cardscore.errors import StageFailed
+    from cardscore.core import registry
+    from cardscore.core.errors import StageFailed
 
     settings = settings_of(ctx)
     try:

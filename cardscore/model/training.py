@@ -1,7 +1,7 @@
 """Fitting the XGBoost model, scoring with it, and the prequential hyperparameter search.
 
 The model is a native `xgboost.Booster` (objective binary:logistic) with feature names set:
-it is what MLflow stores (JSON, no pickle), what `cardscore.registry.load_booster` returns to
+it is what MLflow stores (JSON, no pickle), what `cardscore.core.registry.load_booster` returns to
 the scorers, and its `predict` gives fraud probabilities, so the pyfunc flavour and the raw
 booster agree exactly.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardscore.config.training import ModelParams
+from cardscore.core.config.training import ModelParams
 from cardscore.model.datasets import model_matrix
 from cardscore.model.evaluation import Evaluation, evaluate
 

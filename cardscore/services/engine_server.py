@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.process import ManagedService
 
 MARKER = "cardscore.services.engine_server"

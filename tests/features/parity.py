@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from datetime import date
 
+from cardscore.features.transform import (
+    customer_snapshots,
+    terminal_snapshots,
+    with_request_time_features,
+)
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-
-from features.transform import customer_snapshots, terminal_snapshots, with_request_time_features
 
 
 def all_features(spark: SparkSession, transactions: DataFrame, labels: DataFrame, first: str,

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cardscore.expectations.gate import GateFailed
+from cardscore.jobs.build_features import build_features_day, build_features_range
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from cardscore.errors import MissingInput
-from cardscore.jobrunner import JobContext
-from cardscore.tables import Lake
-from expectations.gate import GateFailed
-from jobs.build_features import build_features_day, build_features_range
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.core.errors import MissingInput
+from cardscore.core.lake import Lake
+from cardscore.core.stage import JobContext
 from tests.features.worlds import small_world, write_silver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_a_failed_gate_publishes_nothing(spark, tmp_path: Path, world) -> None:
 
 
 def test_the_first_day_publishes_an_empty_snapshot(spark, tmp_path: Path, world) -> None:
-    from features.transform import CUSTOMER_COLUMNS
+    from cardscore.features.transform import CUSTOMER_COLUMNS
 
     ctx = context(spark, tmp_path / "home")
     write_silver(ctx.lake, world.transactions[COLUMNS], world.labels)
@@ -131,7 +131,7 @@ def _env(home: Path, remote: str) -> dict[str, str]:
 
 
 def test_usage_errors_exit_2() -> None:
-    from jobs import build_features, materialize
+    from cardscore.jobs import build_features, materialize
 
     assert build_features.main(["--date", "2018-05-01", "--from", "2018-05-01"]) == 2
     assert materialize.main(["--from", "2018-05-02", "--to", "2018-05-01"]) == 2
@@ -142,7 +142,7 @@ def test_spark_submit_and_cli(spark, tmp_path: Path, world) -> None:
 
     (In-process CLI runs would stop the session's engine: each CLI command stops its own.)
     """
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     home = tmp_path / "home"
     ctx = context(spark, home)

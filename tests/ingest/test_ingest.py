@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cardscore.jobs.ingest import IngestGateFailed, ingest_day, landing_file_uri, staging_table
+from cardscore.jobs.ingest_transforms import TRANSACTIONS
 from pyspark.sql import functions as F
 
-from cardscore import catalog
-from cardscore.config import Settings, load_settings
-from cardscore.config.simulator import SimulatorSettings
-from cardscore.errors import MissingInput, StageFailed
-from cardscore.jobrunner import JobContext
+from cardscore.core import catalog
+from cardscore.core.config import Settings, load_settings
+from cardscore.core.config.simulator import SimulatorSettings
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.lake import Lake
+from cardscore.core.stage import JobContext
 from cardscore.simulator import generate_world, read_landing_day, write_landing
-from cardscore.tables import Lake
-from jobs.ingest import IngestGateFailed, ingest_day, landing_file_uri, staging_table
-from jobs.ingest_transforms import TRANSACTIONS
 from tests.ingest.corpus import GOOD_LABEL, GOOD_TX, TRANSACTION_LINES, line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def test_a_day_without_landing_folders_is_missing_input(spark, settings: Setting
 
 
 def test_a_failing_gate_exits_1_and_leaves_silver_unchanged(spark, job: JobContext) -> None:
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     ingest_day(job, DAY1)
     lake = job.lake
@@ -296,7 +296,7 @@ def test_cli_backfill_and_help(spark, landed: Settings, monkeypatch: pytest.Monk
 
 @pytest.mark.classic
 def test_spark_submit_runs_the_same_job(spark, landed: Settings) -> None:
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     bin_dir = Path(sys.executable).parent
     dropped = ("SPARK_REMOTE", "PYSPARK_GATEWAY_PORT", "SPARK_CONNECT_MODE_ENABLED")
@@ -329,9 +329,9 @@ def test_a_day_whose_lines_are_all_rejected_is_not_published(spark, settings: Se
 
 @pytest.mark.parametrize("feed_name", ["transactions", "labels"])
 def test_suites_match_the_contracts_and_get_every_parameter(settings: Settings, feed_name: str) -> None:
-    from expectations.gate import load_suite_json
-    from jobs.ingest import FeedReport, gate_parameters
-    from jobs.ingest_transforms import FEEDS
+    from cardscore.expectations.gate import load_suite_json
+    from cardscore.jobs.ingest import FeedReport, gate_parameters
+    from cardscore.jobs.ingest_transforms import FEEDS
 
     feed = FEEDS[feed_name]
     suite = load_suite_json(feed.suite)
@@ -349,8 +349,9 @@ def test_suites_match_the_contracts_and_get_every_parameter(settings: Settings, 
 
 
 def test_pipeline_stage_reports_versions_and_counts(spark, settings: Settings) -> None:
-    from cardscore.orchestration import StageOutcome
-    from jobs.ingest import pipeline_stage
+    from cardscore.jobs.ingest import pipeline_stage
+
+    from cardscore.core.pipeline import StageOutcome
 
     write_lines(settings, "transactions", DAY1, "t.jsonl", [tx_at(1, "2018-04-01T10:00:00Z"), b"oops"])
     outcome = pipeline_stage(JobContext(settings, spark, Lake(spark, settings)), DAY1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 
 FIRST_SNAPSHOT = date(2018, 5, 1)
 LAST_DAY = date(2018, 5, 20)
@@ -52,15 +52,16 @@ class MonitoringWorld:
 
 @pytest.fixture(scope="session")
 def monitoring_world(spark, tmp_path_factory: pytest.TempPathFactory) -> MonitoringWorld:
-    from cardscore import registry
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.jobrunner import JobContext
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features import build_features_range
+    from cardscore.jobs.score_batch import score_days
+    from cardscore.jobs.train import TrainingParams, train
+
+    from cardscore.core import registry
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
     from cardscore.simulator import generate_world
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
-    from jobs.score_batch import score_days
-    from jobs.train import TrainingParams, train
     from tests.features.worlds import write_silver
 
     home = tmp_path_factory.mktemp("monitoring-world") / "home"
@@ -84,8 +85,8 @@ def monitoring_world(spark, tmp_path_factory: pytest.TempPathFactory) -> Monitor
 
 def job_for(spark, world: MonitoringWorld, **overrides: object):
     """A job context on the world's home with settings overrides (e.g. another table)."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     settings = load_settings(overrides=world_overrides(world.home, **overrides))
     return JobContext(settings, spark, Lake(spark, settings))

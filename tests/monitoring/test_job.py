@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.jobs.monitor import monitor_day, pipeline_stage, read_rows
 
-from cardscore import registry
-from features.definitions import MODEL_FEATURES
-from jobs.monitor import monitor_day, pipeline_stage, read_rows
+from cardscore.core import registry
 from tests.monitoring.conftest import JUDGED_DAY, LAST_DAY, job_for
 
 
@@ -127,7 +127,7 @@ def test_delayed_label_metrics_match_an_independent_computation(spark, monitorin
 @pytest.fixture(scope="module")
 def day_frames(spark, monitoring_world):
     """The champion's reference and day D's real features and scores (as the job reads them)."""
-    from jobs.monitor import current_frame, predictions_of, reference_of
+    from cardscore.jobs.monitor import current_frame, predictions_of, reference_of
 
     ctx = job_for(spark, monitoring_world)
     ref = registry.get_version(ctx.settings, monitoring_world.version)
@@ -153,7 +153,7 @@ def test_shifted_amounts_alert_naming_the_amount_feature(day_frames) -> None:
 
 
 def test_missing_features_alert_naming_each_of_them(day_frames) -> None:
-    from features.definitions import TERMINAL_FEATURES
+    from cardscore.features.definitions import TERMINAL_FEATURES
 
     ctx, reference, current = day_frames
     missing = current.assign(**{name: np.nan for name in TERMINAL_FEATURES})
@@ -164,7 +164,7 @@ def test_missing_features_alert_naming_each_of_them(day_frames) -> None:
 
 def test_a_fraud_scenario_the_model_misses_alerts_on_the_judged_day(spark, monitoring_world) -> None:
     """Frauds the model scores lowest (a new pattern), reported on the judged day's transactions."""
-    from cardscore.config.monitoring import PerformanceThresholds
+    from cardscore.core.config.monitoring import PerformanceThresholds
     from cardscore.monitoring.alerts import alerts_of
     from cardscore.monitoring.metrics import performance_rows
 
@@ -194,10 +194,10 @@ def test_a_version_without_a_profile_gets_one_computed_from_its_lineage_and_cach
     no reference artifacts. Its profile is computed on demand, saved to its run, then reused."""
     import mlflow
     import mlflow.xgboost
+    from cardscore.jobs.monitor import reference_of
 
     from cardscore.model.tracking import ensure_experiment, model_signature
     from cardscore.monitoring.profile import load_from_run
-    from jobs.monitor import reference_of
 
     ctx = job_for(spark, monitoring_world)
     settings = ctx.settings
@@ -234,8 +234,9 @@ def test_a_version_without_a_profile_gets_one_computed_from_its_lineage_and_cach
 def test_the_trigger_retrains_and_gates_on_k_of_n_violations(spark, monitoring_world) -> None:
     from datetime import timedelta
 
+    from cardscore.jobs.monitor import retraining_trigger, write_rows
+
     from cardscore.monitoring.metrics import MetricRow
-    from jobs.monitor import retraining_trigger, write_rows
 
     ctx = job_for(spark, monitoring_world, monitoring={"output_table": _table()})
     before = {v.version for v in registry.list_versions(ctx.settings)}
@@ -269,7 +270,7 @@ def test_the_trigger_retrains_and_gates_on_k_of_n_violations(spark, monitoring_w
     assert f"version {new.version} was trained by the trigger for {LAST_DAY}" in again.decision.reason
     assert {v.version for v in registry.list_versions(ctx.settings)} == before | {new.version}
     # Once the cool-down (default 5 days, the window) is over, it may fire again.
-    from jobs.monitor import TAG_TRIGGER_DAY, trigger_versions_since
+    from cardscore.jobs.monitor import TAG_TRIGGER_DAY, trigger_versions_since
 
     assert trigger_versions_since(ctx.settings, LAST_DAY + timedelta(days=1), LAST_DAY + timedelta(days=5)) == []
     assert trigger_versions_since(ctx.settings, LAST_DAY, LAST_DAY + timedelta(days=4)) == [(new.version, LAST_DAY)]

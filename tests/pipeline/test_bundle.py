@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cardscore.jobs.nightly import NIGHTLY_STAGES
 
-from cardscore.jobrunner import days_from_args, job_parser
-from jobs.nightly import NIGHTLY_STAGES
+from cardscore.core.stage import days_from_args, job_parser
 
 REPO = Path(__file__).resolve().parents[2]
 

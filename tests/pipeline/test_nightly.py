@@ -11,19 +11,19 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from cardscore.jobs.nightly import EXIT_ALERT, NIGHTLY_STAGES, exit_code, run_nightly
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from cardscore.jobrunner import JobContext
-from cardscore.orchestration import FAILED, SKIPPED, SUCCEEDED
-from jobs.nightly import EXIT_ALERT, NIGHTLY_STAGES, exit_code, run_nightly
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.core.pipeline import FAILED, SKIPPED, SUCCEEDED
+from cardscore.core.stage import JobContext
 
 D1, D2, D3, D4 = (date(2018, 4, d) for d in (1, 2, 3, 4))
 
 
 @pytest.fixture(scope="module")
 def world_home(tmp_path_factory: pytest.TempPathFactory):
-    from cardscore.config.simulator import SimulatorSettings
+    from cardscore.core.config.simulator import SimulatorSettings
     from cardscore.simulator import generate_world
     from cardscore.simulator.landing import write_landing
 
@@ -37,7 +37,7 @@ def world_home(tmp_path_factory: pytest.TempPathFactory):
 
 
 def job(spark, home, **overrides) -> JobContext:
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     settings = load_settings(overrides={"home": str(home), "pipeline": {"retry": {"max_attempts": 1}}, **overrides})
     return JobContext(settings, spark, Lake(spark, settings))
@@ -61,8 +61,7 @@ def rare_fraud_booster():
     few percent): the predictions gate rejects days averaging implausibly high scores."""
     import numpy as np
     import xgboost as xgb
-
-    from features.definitions import MODEL_FEATURES
+    from cardscore.features.definitions import MODEL_FEATURES
 
     rng = np.random.default_rng(5)
     x = rng.random((500, len(MODEL_FEATURES))) * 100
@@ -156,7 +155,7 @@ def test_a_failed_predictions_gate_publishes_no_predictions_and_resumes_at_score
 
 
 def test_alert_exit_code_is_distinct_from_failure() -> None:
-    from cardscore.orchestration import DayResult, StageOutcome, StageRecord
+    from cardscore.core.pipeline import DayResult, StageOutcome, StageRecord
 
     alert = StageOutcome(details={"alerts": [{"metric": "psi", "feature": "tx_amount"}]})
     result = DayResult(D1, "run", [StageRecord("monitor", SUCCEEDED, 1, 0.1, alert)])

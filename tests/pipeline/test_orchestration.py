@@ -6,17 +6,17 @@ from datetime import date
 
 import pytest
 
-from cardscore.config import Settings, load_settings
-from cardscore.errors import StageFailed
-from cardscore.jobrunner import JobContext
-from cardscore.orchestration import FAILED, SUCCEEDED, PipelineRunner, Stage, StageOutcome
+from cardscore.core.config import Settings, load_settings
+from cardscore.core.errors import StageFailed
+from cardscore.core.pipeline import FAILED, SUCCEEDED, PipelineRunner, Stage, StageOutcome
+from cardscore.core.stage import JobContext
 
 DAY = date(2018, 4, 10)
 
 
 @pytest.fixture
 def ctx(spark, tmp_path) -> JobContext:
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     settings: Settings = load_settings(
         overrides={"home": str(tmp_path / "home"),

@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from cardscore.errors import MissingInput
-from features.definitions import MODEL_FEATURES
-from jobs.score_batch import (
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.jobs.score_batch import (
     PredictionsGateFailed,
     ScoreHooks,
     pipeline_stage,
     score_day,
     score_days,
 )
-from schemas.contracts import PREDICTION_RECORD
+from cardscore.schemas.contracts import PREDICTION_RECORD
+
+from cardscore.core.errors import MissingInput
 from tests.scoring import world
 from tests.scoring.conftest import settings_for_test
 
@@ -24,8 +24,8 @@ RUN_COLUMNS = ["scored_at", "run_id"]  # the only columns a re-run may change
 
 
 def _job(spark, settings):
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     return JobContext(settings, spark, Lake(spark, settings))
 
@@ -78,7 +78,7 @@ def test_batch_scores_equal_the_training_path(job, spark, scoring_world) -> None
 def test_unknown_entities_are_flagged_as_the_stream_scorer_does(job, scoring_world) -> None:
     """Unknown = absent from the day's snapshot (read here straight from gold); the snapshot
     date is the day unless both entities are unknown."""
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     score_day(job, world.DAY)
     published = world.predictions(job.lake, job.settings, world.DAY).set_index("transaction_id")
@@ -106,7 +106,7 @@ def test_unknown_entities_are_flagged_as_the_stream_scorer_does(job, scoring_wor
 def test_the_version_resolved_at_start_is_used_even_if_the_alias_moves(spark, scoring_world) -> None:
     """The champion moves to another model between the alias lookup and the load: every row
     of both days still carries, and is scored by, the version resolved at job start."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     # The other model may score high: the plausibility bound is not what this test is about.
     settings = settings_for_test(scoring_world.settings, gate={"max_mean_score": 1.0})
@@ -175,7 +175,7 @@ def test_a_failing_gate_leaves_the_published_day_untouched(job) -> None:
 
 
 def test_no_champion_is_a_missing_input_and_a_skipped_nightly_stage(spark, scoring_world) -> None:
-    from cardscore import registry
+    from cardscore.core import registry
 
     settings = settings_for_test(scoring_world.settings)
     settings.mlflow.model_name = "never-trained"
@@ -226,8 +226,8 @@ def test_a_model_with_other_inputs_is_refused(spark, scoring_world) -> None:
     garbage silently; the scorer refuses it before reading anything."""
     import xgboost as xgb
 
-    from cardscore import registry
-    from cardscore.errors import StageFailed
+    from cardscore.core import registry
+    from cardscore.core.errors import StageFailed
 
     settings = settings_for_test(scoring_world.settings)
     settings.mlflow.model_name = f"reordered-{settings.scoring.output_table[-8:]}"

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from cardscore.jobs.score_batch import score_day
 from typer.testing import CliRunner
 
 from cardscore.cli import app
-from jobs.score_batch import score_day
 from tests.scoring import world
 from tests.scoring.conftest import settings_for_test
 

@@ -8,19 +8,20 @@ import uuid
 
 import numpy as np
 import pandas as pd
+from cardscore.jobs.score_batch import score_day
 
-from cardscore.config import load_settings
+from cardscore.core.config import load_settings
 from cardscore.services.broker import create_topics, project_topics
-from jobs.score_batch import score_day
 from tests.scoring import world
 from tests.streaming import world as stream
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 
 
 def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, scoring_world) -> None:
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import materialize
+    from cardscore.features.store import materialize
+
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     suffix = uuid.uuid4().hex[:8]
     settings = load_settings(

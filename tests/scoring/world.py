@@ -9,10 +9,10 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from cardscore.features.definitions import MODEL_FEATURES
 
-from cardscore import registry
-from cardscore.config import Settings
-from features.definitions import MODEL_FEATURES
+from cardscore.core import registry
+from cardscore.core.config import Settings
 from tests.features.worlds import small_world, write_silver
 
 FIRST_DAY = date(2018, 4, 1)
@@ -58,10 +58,11 @@ def unknown_entity_transactions(simulated: pd.DataFrame) -> pd.DataFrame:
 def build(spark, settings: Settings) -> pd.DataFrame:
     """Write silver, build gold for FIRST_SNAPSHOT..NEXT_DAY with the real job, apply Feast.
     Returns every silver transaction (silver column names), with `tx_fraud` labels."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features import build_features_range
+
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
     simulated = small_world(seed=7, n_days=N_DAYS, late_labels=True)
     tx = simulated.transactions
@@ -79,8 +80,9 @@ def build(spark, settings: Settings) -> pd.DataFrame:
 def training_path_features(spark, settings: Settings, transactions: pd.DataFrame) -> pd.DataFrame:
     """Features exactly as training gets them: the training job's entity rows
     (`cardscore.model.datasets.entity_frame`) through `historical_features` (pandas)."""
+    from cardscore.features.retrieval import historical_features
+
     from cardscore.model.datasets import entity_frame
-    from features.retrieval import historical_features
 
     return historical_features(settings, spark, entity_frame(transactions))
 

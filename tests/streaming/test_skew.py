@@ -14,18 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.retrieval import historical_features
+from cardscore.features.store import materialize
+from cardscore.jobs.build_features import build_features_range
 
-from cardscore import registry
-from cardscore.config import load_settings
-from cardscore.jobrunner import JobContext
+from cardscore.core import registry
+from cardscore.core.config import load_settings
+from cardscore.core.lake import Lake
+from cardscore.core.stage import JobContext
 from cardscore.services.broker import create_topics, project_topics
 from cardscore.simulator import read_landing_day, write_landing
 from cardscore.simulator.kafka import replay_day
-from cardscore.tables import Lake
-from features.definitions import MODEL_FEATURES
-from features.retrieval import historical_features
-from features.store import materialize
-from jobs.build_features import build_features_range
 from tests.features.worlds import small_world, write_silver
 from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS

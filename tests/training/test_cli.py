@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from cardscore.jobs.train import TrainingParams, train_on_sets
 from typer.testing import CliRunner
 
 from cardscore.cli import app
-from cardscore.logs import configure_logging
-from jobs.train import TrainingParams, train_on_sets
+from cardscore.core.logs import configure_logging
 from tests.training.synthetic import training_sets
 
 

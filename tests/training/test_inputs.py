@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from cardscore.jobs.train import read_inputs
+from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
 
-from cardscore import catalog
-from cardscore.errors import MissingInput
-from cardscore.jobrunner import JobContext
-from jobs.train import read_inputs
-from schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
+from cardscore.core import catalog
+from cardscore.core.errors import MissingInput
+from cardscore.core.stage import JobContext
 
 LOADED = datetime(2018, 9, 1, tzinfo=UTC)
 

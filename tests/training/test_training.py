@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cardscore.jobs.train import TrainingParams, train_on_sets
 
-from cardscore.config import ConfigError, load_settings
-from cardscore.config.training import ModelParams
+from cardscore.core.config import ConfigError, load_settings
+from cardscore.core.config.training import ModelParams
 from cardscore.model.protocol import validation_folds
 from cardscore.model.training import param_grid, prequential_search
-from jobs.train import TrainingParams, train_on_sets
 from tests.training.synthetic import FEATURES, labelled_days, training_sets
 
 

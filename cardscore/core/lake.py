@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cardscore.config import Settings
-from cardscore.config.settings import join_uri
+from cardscore.core.config import Settings
+from cardscore.core.config.settings import join_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import Field
 
-from cardscore.config.base import Section
-from cardscore.config.core import (
+from cardscore.core.config.base import Section
+from cardscore.core.config.core import (
     EngineSettings,
     FeastSettings,
     KafkaSettings,
@@ -17,15 +17,15 @@ from cardscore.config.core import (
     LoggingSettings,
     MlflowSettings,
 )
-from cardscore.config.features import FeaturesSettings
-from cardscore.config.ingest import IngestSettings
-from cardscore.config.monitoring import MonitoringSettings
-from cardscore.config.pipeline import PipelineSettings
-from cardscore.config.scoring import ScoringSettings
-from cardscore.config.secrets import redact
-from cardscore.config.simulator import SimulatorSettings
-from cardscore.config.streaming import StreamingSettings
-from cardscore.config.training import TrainingSettings
+from cardscore.core.config.features import FeaturesSettings
+from cardscore.core.config.ingest import IngestSettings
+from cardscore.core.config.monitoring import MonitoringSettings
+from cardscore.core.config.pipeline import PipelineSettings
+from cardscore.core.config.scoring import ScoringSettings
+from cardscore.core.config.secrets import redact
+from cardscore.core.config.simulator import SimulatorSettings
+from cardscore.core.config.streaming import StreamingSettings
+from cardscore.core.config.training import TrainingSettings
 
 
 class Settings(Section):

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 
 class SimulatorSettings(Section):

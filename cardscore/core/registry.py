@@ -25,15 +25,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cardscore.errors import MissingInput, StageFailed
-from cardscore.logs import get_logger
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     import xgboost as xgb
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -47,7 +47,7 @@ TAG_GATE_SUMMARY = "gate.summary"
 TAG_PREDECESSOR = "previous_champion_version"  # the champion this version replaced
 
 STAGE = "registry"
-log = get_logger("cardscore.registry")
+log = get_logger("cardscore.core.registry")
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], MlflowClient] = {}

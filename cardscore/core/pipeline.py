@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from cardscore.catalog import PIPELINE_RUNS
-from cardscore.errors import StageFailed
-from cardscore.jobrunner import JobContext
-from cardscore.logs import get_logger
+from cardscore.core.catalog import PIPELINE_RUNS
+from cardscore.core.errors import StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext
 
 log = get_logger("orchestration")
 

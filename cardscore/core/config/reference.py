@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from cardscore.config.settings import Settings
+from cardscore.core.config.settings import Settings
 
 HEADER = """# Configuration reference
 

@@ -10,8 +10,8 @@ import re
 
 from pydantic import Field, field_validator
 
-from cardscore.catalog import PREDICTIONS
-from cardscore.config.base import Section
+from cardscore.core.catalog import PREDICTIONS
+from cardscore.core.config.base import Section
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cardscore.config.secrets import redact
+from cardscore.core.config.secrets import redact
 
 _CONFIGURED = False
 

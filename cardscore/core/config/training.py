@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 Metric = Literal["auc_roc", "average_precision", "card_precision_at_k"]
 

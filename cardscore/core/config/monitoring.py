@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 # Metric names the trigger may count (the `metric` column of ops.monitoring).

@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cardscore.config.errors import ConfigError
-from cardscore.config.secrets import SecretResolver, has_literal_password, is_secret_key
-from cardscore.config.settings import Settings
+from cardscore.core.config.errors import ConfigError
+from cardscore.core.config.secrets import SecretResolver, has_literal_password, is_secret_key
+from cardscore.core.config.settings import Settings
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 

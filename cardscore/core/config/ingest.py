@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 # The same default as the Python validator (schemas.validation.DEFAULT_MAX_BYTES), written out
 # so that config files and `config show` state it.

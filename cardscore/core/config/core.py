@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 
 def _stringify(value: object) -> object:

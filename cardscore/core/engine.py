@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cardscore.config import Settings, load_settings
-from cardscore.logs import get_logger
+from cardscore.core.config import Settings, load_settings
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -113,7 +113,7 @@ def get_spark(settings: Settings | None = None, remote: str | None = None) -> Sp
         if _session is not None:
             raise EngineError(
                 f"a {_session_key[0]} session is already active in this process; "  # type: ignore[index]
-                "call cardscore.engine.stop_spark() before switching engines"
+                "call cardscore.core.engine.stop_spark() before switching engines"
             )
         if choice.mode == "embedded":
             session = _embedded_session(settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 
 class FeaturesSettings(Section):

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cardscore.config import ConfigError, Settings, load_settings
-from cardscore.errors import StageFailed
-from cardscore.logs import configure_logging, get_logger
+from cardscore.core.config import ConfigError, Settings, load_settings
+from cardscore.core.errors import StageFailed
+from cardscore.core.logs import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -93,8 +93,8 @@ def run_job(
     parser: argparse.ArgumentParser | None = None,
 ) -> int:
     """Run `stage(ctx, day, args)` for each requested day (or `stage(ctx, args)` if undated)."""
-    from cardscore.engine import EngineError, get_spark, stop_spark
-    from cardscore.tables import Lake
+    from cardscore.core.engine import EngineError, get_spark, stop_spark
+    from cardscore.core.lake import Lake
 
     parser = parser or job_parser(description or f"cardscore {name} job", dated)
     args = parser.parse_args(argv)

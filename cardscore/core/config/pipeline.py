@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 
 class RetryPolicy(Section):

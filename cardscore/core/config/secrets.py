@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cardscore.config.errors import ConfigError
+from cardscore.core.config.errors import ConfigError
 
 _REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_WORDS = ("password", "secret", "token", "credential", "private", "api.key", "api_key")

@@ -1,4 +1,4 @@
-"""Settings of the Kafka stream scorer (`cardscore stream`, `python -m streaming`).
+"""Settings of the Kafka stream scorer (`cardscore stream`, `python -m cardscore.streaming`).
 
 Topics, the broker address and client options (SASL/SSL) are in the shared `kafka` section;
 `kafka.consumer` / `kafka.producer` pass librdkafka options through. The largest accepted
@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cardscore.config.base import Section
+from cardscore.core.config.base import Section
 
 
 class StreamingSettings(Section):

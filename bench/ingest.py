@@ -60,12 +60,9 @@ def settings_for(lake: Path, landing: str, **ingest: Any) -> Any:
 
 
 def job_context(settings: Any) -> Any:
-    from cardscore.core.engine import get_spark
-    from cardscore.core.lake import Lake
-    from cardscore.core.stage import JobContext
+    from cardscore.core.stage import job_context as context
 
-    spark = get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
+    return context(settings)
 
 
 def simulate(landing: str, settings: Any) -> dict[str, Any]:
@@ -94,7 +91,7 @@ def landing_days(landing: str) -> list[date]:
 
 
 def full_ingest(work: Path, landing: str) -> dict[str, Any]:
-    from cardscore.jobs.ingest import ingest_day
+    from cardscore.jobs.ingest.stage import ingest_day
 
     days = landing_days(landing)
     ctx = job_context(settings_for(work / "lake-full", landing))
@@ -154,8 +151,8 @@ def full_ingest(work: Path, landing: str) -> dict[str, Any]:
 
 def baseline_day(ctx: Any, landing: str, day: date, out: Path) -> int:
     """Plain Spark: read the day's JSON lines with an explicit schema, append to Delta; files read."""
-    from cardscore.jobs.ingest import list_landing_files
-    from cardscore.jobs.ingest_transforms import FEEDS
+    from cardscore.jobs.ingest.landing import list_landing_files
+    from cardscore.jobs.ingest.transforms import FEEDS
 
     written = 0
     for feed in FEEDS.values():
@@ -175,7 +172,7 @@ def _json_type(field: Any) -> str:
 
 
 def samples(work: Path, landing: str, days: list[date], runs: int) -> dict[str, Any]:
-    from cardscore.jobs.ingest import ingest_day
+    from cardscore.jobs.ingest.stage import ingest_day
 
     results: dict[str, Any] = {"days": [d.isoformat() for d in days], "runs": runs}
     lines = 0
@@ -234,16 +231,17 @@ def samples(work: Path, landing: str, days: list[date], runs: int) -> dict[str, 
 
 def parts(work: Path, landing: str, days: list[date], runs: int) -> dict[str, Any]:
     """The validators alone, and three ways to get numbered lines into the engine."""
-    from cardscore.jobs.ingest import (
+    from pyspark.sql import functions as F
+
+    from cardscore.jobs.ingest.landing import (
         LINES_SCHEMA,
         FileLoad,
         lines_table,
         list_landing_files,
         read_file,
     )
-    from cardscore.jobs.ingest_transforms import TRANSACTIONS
+    from cardscore.jobs.ingest.transforms import TRANSACTIONS
     from cardscore.schemas.spark_validation import validate_lines
-    from pyspark.sql import functions as F
 
     ctx = job_context(settings_for(work / "lake-parts", landing))
     spark = ctx.spark

@@ -78,6 +78,8 @@ def build_world(settings, seed: int = 0) -> str:
     import mlflow.xgboost
     import pandas as pd
     import xgboost as xgb
+
+    from cardscore.core import registry
     from cardscore.features.definitions import (
         CREATED_AT,
         CUSTOMER_FEATURES,
@@ -91,8 +93,6 @@ def build_world(settings, seed: int = 0) -> str:
         snapshot_time,
     )
     from cardscore.features.store import apply
-
-    from cardscore.core import registry
 
     rng = np.random.default_rng(seed)
     store = apply(settings)
@@ -145,12 +145,12 @@ def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
 
 def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int:
     """The body of a baseline processor subprocess (`--role`)."""
-    from cardscore.streaming.delivery import producer_conf
-    from cardscore.streaming.messages import next_offsets
-    from cardscore.streaming.scorer import consumer_conf
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     from cardscore.core.config import load_settings
+    from cardscore.streaming.delivery import producer_conf
+    from cardscore.streaming.messages import next_offsets
+    from cardscore.streaming.scorer import consumer_conf
 
     settings = load_settings(config)
     cfg = settings.streaming
@@ -190,13 +190,12 @@ def _naive_scorer(settings):
     """Per message: validate, one Feast lookup, one model call, one score message."""
     import time as clock
 
+    from cardscore.core import registry
     from cardscore.features.online import lookup
     from cardscore.features.store import ensure_applied, feature_store
     from cardscore.schemas.contracts import TRANSACTION_EVENT
     from cardscore.schemas.validation import validate_bytes
     from cardscore.streaming.output import ScoreColumns, score_values
-
-    from cardscore.core import registry
 
     store = ensure_applied(settings, feature_store(settings))
     ref = registry.resolve_alias(settings)

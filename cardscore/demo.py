@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cardscore.core.config import Settings, load_settings
+from cardscore.core.stage import job_context
 from cardscore.features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 from cardscore.monitoring.trigger import retrain_window_start
 
@@ -245,8 +246,8 @@ class BackfillSummary:
 def backfill(settings: Settings, plan: DemoPlan, progress: ProgressFn = _noop) -> BackfillSummary:
     """Ingest every day up to the backfill end, then one feature pass over the whole range."""
     from cardscore.core import catalog
-    from cardscore.jobs.build_features import build_features_range
-    from cardscore.jobs.ingest import ingest_day
+    from cardscore.jobs.build_features.stage import build_features_range
+    from cardscore.jobs.ingest.stage import ingest_day
 
     ctx = job_context(settings)
     started = time.perf_counter()
@@ -288,7 +289,7 @@ class ModelSummary:
 def train_and_promote(settings: Settings, plan: DemoPlan, progress: ProgressFn = _noop) -> ModelSummary:
     """Train with the plan's windows; promote the version to champion if the gate passed."""
     from cardscore.core import registry
-    from cardscore.jobs.train import GateRejected, TrainingParams, train
+    from cardscore.jobs.train.stage import GateRejected, TrainingParams, train
 
     started = time.perf_counter()
     params = TrainingParams(train_start=plan.train_start, actor="cardscore-demo",
@@ -311,10 +312,11 @@ def train_and_promote(settings: Settings, plan: DemoPlan, progress: ProgressFn =
 
 
 def nightly(settings: Settings, days: list[date], reporter: Any = None) -> list[Any]:
-    """The real nightly pipeline (jobs/nightly.py) for `days`; returns its DayResults."""
-    from cardscore.jobs.nightly import run_nightly
+    """The real nightly pipeline (jobs/nightly) through the runner for `days`; its DayResults."""
+    from cardscore.core.runner import execute
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
 
-    return run_nightly(job_context(settings), days, force=True, reporter=reporter)
+    return execute(NIGHTLY, job_context(settings), days, force=True, reporter=reporter)
 
 
 @dataclass
@@ -493,15 +495,6 @@ def stream_equals_batch(settings: Settings, stream: StreamSummary) -> SkewCheck:
         missing_in_batch=len(stream.scores.keys() - batch.keys()), max_abs_diff=diff,
         same_model_version={r.model_version for r in rows} == set(stream.model_versions),
     )
-
-
-def job_context(settings: Settings) -> Any:
-    from cardscore.core.engine import get_spark
-    from cardscore.core.lake import Lake
-    from cardscore.core.stage import JobContext
-
-    spark = get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
 
 
 def where_to_look(settings: Settings, config: Path, day: date) -> dict[str, str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -130,12 +130,21 @@ def settings(overrides: dict[str, Any] | None = None) -> Settings:
 def job_context(settings: Settings) -> JobContext:
     """The engine session (the notebook's own `spark` on Databricks; else `get_spark`: the
     embedded engine locally) and the lake."""
-    from cardscore.core.engine import get_spark
-    from cardscore.core.lake import Lake
-    from cardscore.core.stage import JobContext
+    from cardscore.core.stage import job_context
 
-    spark = (notebook_global("spark") if on_databricks() else None) or get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, notebook_global("spark") if on_databricks() else None)
+
+
+def run_stage(target: Any, ctx: JobContext, days: Sequence[date] = (), **options: Any) -> list[Any]:
+    """Run a stage (a `SPEC`) or a composition through the runner, as the jobs and the CLI do;
+    returns the reports of its days. A failed stage raises, so the cell fails with its message."""
+    from cardscore.core.runner import execute, outcomes_of
+
+    results = execute(target, ctx, days, options)
+    failed = next((r.failed for r in results if r.failed), None)
+    if failed is not None:
+        raise RuntimeError(failed.error)
+    return [o.report for o in outcomes_of(results)]
 
 
 def world_days(settings: Settings) -> tuple[date, date]:
@@ -334,7 +343,7 @@ def plot_daily_fraud(daily: pd.DataFrame) -> Any:
 
 def plot_score_histogram(counts: pd.DataFrame, title: str) -> Any:
     """Score distribution (log counts), rows with an unknown customer or terminal apart, from
-    `jobs.scoring_transforms.score_histogram`'s small table (bin, any_unknown, count)."""
+    `cardscore.jobs.score_batch.transforms.score_histogram`'s small table (bin, any_unknown, count)."""
     import matplotlib
 
     if not on_databricks():

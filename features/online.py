@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
 from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from cardscore.features.definitions import CUSTOMER_FEATURES, SNAPSHOT_DATE, TERMINAL_FEATURES
 
 from cardscore.core import catalog
+from cardscore.features.definitions import CUSTOMER_FEATURES, SNAPSHOT_DATE, TERMINAL_FEATURES
 
 if TYPE_CHECKING:
     from cardscore.core.lake import Lake

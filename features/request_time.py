@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from cardscore.features.definitions import (
     TX_AMOUNT,
     TX_DATETIME,

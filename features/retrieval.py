@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from cardscore.core.logs import get_logger
 from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
@@ -36,8 +38,6 @@ from cardscore.features.definitions import (
 )
 from cardscore.features.feast_patches import isolate_temp_views
 from cardscore.features.store import bound_session, ensure_applied, feature_store
-
-from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -115,8 +115,9 @@ def historical_features_spark(
     Returns the entity columns plus every model feature (double). The result does not depend
     on later retrievals in the same session (Feast's temporary views are made unique).
     """
-    from cardscore.features.transform import with_request_time_features
     from pyspark.sql import functions as F
+
+    from cardscore.features.transform import with_request_time_features
 
     _check_columns(entity_sdf.columns, dict(entity_sdf.dtypes))
     entity_columns = list(entity_sdf.columns)

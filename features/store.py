@@ -23,6 +23,10 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
+from cardscore.core.errors import MissingInput
+from cardscore.core.logs import get_logger
 from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_ENTITY,
@@ -45,11 +49,6 @@ from cardscore.features.definitions import (
     snapshot_time,
 )
 from cardscore.features.feast_patches import apply_using_join_fix
-
-from cardscore.core import catalog
-from cardscore.core.config.settings import join_uri
-from cardscore.core.errors import MissingInput
-from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
@@ -84,13 +83,14 @@ def gold_uri(settings: Settings, table: str) -> str:
 def feast_objects(settings: Settings) -> FeastObjects:
     """Entities, Delta-backed Spark sources, feature views (TTL 1 day), the request-time
     on-demand view and the model's FeatureService, for these settings' lake."""
-    from cardscore.features.request_time import request_time_odfv
     from feast import Entity, FeatureService, FeatureView, Field, RequestSource
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
     from feast.on_demand_feature_view import OnDemandFeatureView
     from feast.table_format import DeltaFormat
     from feast.types import Float64, Int64, UnixTimestamp
     from feast.value_type import ValueType
+
+    from cardscore.features.request_time import request_time_odfv
 
     def dtype(name: str):
         return Int64 if "_nb_tx_" in name else Float64

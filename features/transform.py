@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from datetime import date
 
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
 from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
@@ -38,9 +42,6 @@ from cardscore.features.definitions import (
     terminal_risk,
 )
 from cardscore.features.request_time import request_time_frame
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 # Column order of the snapshots (the gold tables add created_at before snapshot_date).
 CUSTOMER_COLUMNS = (CUSTOMER_KEY, *CUSTOMER_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)

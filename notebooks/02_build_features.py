@@ -39,11 +39,11 @@ print(f"snapshots {FIRST_DAY} .. {LAST_DAY}; online store serves {ONLINE_DAY}")
 
 import pandas as pd
 
-from cardscore.jobs.build_features import build_features_range
+from cardscore.jobs.build_features.stage import SPEC as FEATURES
 
 ctx = nb.job_context(settings)
-with nb.progress_bars() as progress:
-    reports = build_features_range(ctx, FIRST_DAY, LAST_DAY, lambda done, total: progress("features", done, total))
+days = [FIRST_DAY + timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days + 1)]
+reports = nb.run_stage(FEATURES, ctx, days)
 nb.display(pd.DataFrame([r.to_dict() for r in reports]).set_index("day"), "snapshot days", rows=len(reports))
 
 # COMMAND ----------

@@ -477,6 +477,7 @@ def _python_decider(contract_name: str, max_bytes: int) -> Any:
 
     def decide(raw_lines: Any) -> Any:
         import pandas as pd
+
         from cardscore.schemas.contracts import ALL_CONTRACTS
         from cardscore.schemas.reasons import RejectReason as Reason
         from cardscore.schemas.validation import Rejection, validate_bytes

@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cardscore.streaming.metrics import StreamMetrics
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from cardscore.core.logs import get_logger
+from cardscore.streaming.metrics import StreamMetrics
 
 log = get_logger("streaming.delivery")
 

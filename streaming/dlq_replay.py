@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cardscore.streaming import dlq
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from cardscore.core.logs import get_logger
+from cardscore.streaming import dlq
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings

@@ -14,6 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from cardscore.features.definitions import day_from_number
 from cardscore.features.request_time import MICROS_PER_DAY
 
@@ -62,9 +63,10 @@ class FeastLookup:
     an error (retried), never something the scorer registers itself."""
 
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
+        from feast.errors import FeatureServiceNotFoundException
+
         from cardscore.features.definitions import FEATURE_SERVICE_NAME
         from cardscore.features.store import feature_store
-        from feast.errors import FeatureServiceNotFoundException
 
         self.settings = settings
         self.store = store or feature_store(settings)

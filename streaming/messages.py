@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from cardscore.schemas.contracts import TRANSACTION_EVENT
 from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.validation import Rejection, validate_bytes

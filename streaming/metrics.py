@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from cardscore.schemas.reasons import RejectReason
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -26,6 +25,8 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.core import HistogramMetricFamily
+
+from cardscore.schemas.reasons import RejectReason
 
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
 DEPENDENCIES = ("broker", "online_store", "registry")

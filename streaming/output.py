@@ -22,6 +22,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+
 from cardscore.schemas.contracts import SCORE_EVENT
 from cardscore.schemas.serialization import schema_id
 from cardscore.schemas.timestamps import format_timestamp_us

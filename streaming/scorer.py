@@ -31,6 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from cardscore.core.logs import get_logger
 from cardscore.streaming.delivery import (
     AtLeastOnce,
     DeliveryFailed,
@@ -44,9 +47,6 @@ from cardscore.streaming.messages import first_offsets, next_offsets, split_mess
 from cardscore.streaming.metrics import StreamMetrics
 from cardscore.streaming.model import ModelUnavailable, ModelWatcher
 from cardscore.streaming.output import SCORE_HEADERS, ScoreColumns, score_keys, score_values
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-
-from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings

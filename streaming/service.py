@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
-    from cardscore.streaming.scorer import BatchReport
-
     from cardscore.core.config import Settings
+    from cardscore.streaming.scorer import BatchReport
 
 log = get_logger("streaming.service")
 
@@ -64,10 +63,11 @@ def run_scorer(
     on_batch: Callable[[BatchReport], None] | None = None,
 ) -> int:
     """Run one scorer until stopped; returns the process exit code."""
-    from cardscore.streaming.delivery import FatalDeliveryError
-    from cardscore.streaming.model import IncompatibleModel
-    from cardscore.streaming.scorer import StreamScorer
     from confluent_kafka import KafkaException
+
+    from cardscore.model.scoring import IncompatibleModel
+    from cardscore.streaming.delivery import FatalDeliveryError
+    from cardscore.streaming.scorer import StreamScorer
 
     options = options or RunOptions()
     settings = apply_options(settings, options)

@@ -120,8 +120,8 @@ def demo(
 
 
 def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: float, lib) -> None:
-    from cardscore.cli.pipeline import RichReporter, summary_table
-    from cardscore.jobs.nightly import NIGHTLY_STAGES
+    from cardscore.core.console import RichReporter, records_table
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
 
     with steps.step("simulate a world") as out, phase_bars(transient=True) as progress:
         world = lib.simulate(settings, progress)
@@ -151,10 +151,10 @@ def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: flo
             bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
             with bars:
-                results = lib.nightly(settings, days, RichReporter(bars, len(days) * len(NIGHTLY_STAGES)))
+                results = lib.nightly(settings, days, RichReporter(bars, len(days) * len(NIGHTLY.steps)))
             failed = [r for r in results if r.failed]
             if failed:
-                console.print(summary_table(results))
+                console.print(records_table(NIGHTLY.name, results))
                 raise RuntimeError(f"the nightly pipeline failed on {failed[0].day} at {failed[0].failed.stage}: "
                                    f"{failed[0].failed.error}")
             out.append(f"{len(results)} nights, every stage succeeded or had nothing to do")

@@ -126,6 +126,11 @@ def get_spark(settings: Settings | None = None, remote: str | None = None) -> Sp
         return session
 
 
+def has_session() -> bool:
+    """Whether this process already holds an engine session (then whoever opened it stops it)."""
+    return _session is not None
+
+
 def embedded_url(settings: Settings | None = None) -> str:
     """The embedded Sail server's sc:// URL, starting it if needed."""
     global _embedded

@@ -147,3 +147,25 @@ class Lake:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         return writer
+
+
+def delete_folder(uri: str) -> bool:
+    """Delete the folder at `uri` (a staging area) if it exists; True if something was deleted."""
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    if filesystem.get_file_info(path).type == fs.FileType.NotFound:
+        return False
+    filesystem.delete_dir(path)
+    return True
+
+
+def discard_staging(uri: str, stage: str) -> None:
+    """Best-effort removal of a run's staging folder: a leftover costs only space, so a
+    published run never fails over it (the failure is logged)."""
+    try:
+        delete_folder(uri)
+    except Exception as exc:
+        from cardscore.core.logs import get_logger
+
+        get_logger("cardscore.lake").warning("staging.not_removed", stage=stage, uri=uri, error=str(exc))

@@ -13,6 +13,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+
 from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     DELAY_DAYS,

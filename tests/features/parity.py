@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import date
 
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
 from cardscore.features.transform import (
     customer_snapshots,
     terminal_snapshots,
     with_request_time_features,
 )
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 
 def all_features(spark: SparkSession, transactions: DataFrame, labels: DataFrame, first: str,

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
 from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     MODEL_FEATURES,
@@ -28,9 +31,6 @@ from cardscore.features.retrieval import (
     historical_features_spark,
 )
 from cardscore.features.store import feature_store, materialize
-
-from cardscore.core import catalog
-from cardscore.core.config import load_settings
 from tests.features.worlds import SPARSE_AMOUNT, SPARSE_CUSTOMER, SPARSE_TERMINAL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,11 +257,11 @@ def test_feast_cli_with_the_repo_yaml(spark, feature_world, tmp_path: Path) -> N
 def test_overwritten_and_merged_days_are_served_not_stale_files(spark, tmp_path: Path) -> None:
     """The offline store reads the Delta table's current version: a day replaced or merged
     serves its new values, although the old Parquet files are still in the folder."""
-    from cardscore.features.store import apply
-    from cardscore.features.transform import CUSTOMER_COLUMNS, TERMINAL_COLUMNS
     from pyspark.sql import functions as F
 
     from cardscore.core.lake import Lake
+    from cardscore.features.store import apply
+    from cardscore.features.transform import CUSTOMER_COLUMNS, TERMINAL_COLUMNS
 
     settings = load_settings(overrides={"home": str(tmp_path / "home")})
     lake = Lake(spark, settings)

@@ -1,4 +1,4 @@
-"""jobs/build_features.py and jobs/materialize.py: idempotent days, ranges equal to single days,
+"""jobs/build_features/main.py and jobs/materialize/main.py: idempotent days, ranges equal to single days,
 gated publication, clear errors on missing input; run as spark-submit and through the CLI."""
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cardscore.expectations.gate import GateFailed
-from cardscore.jobs.build_features import build_features_day, build_features_range
 
 from cardscore.core import catalog
 from cardscore.core.config import load_settings
 from cardscore.core.errors import MissingInput
-from cardscore.core.lake import Lake
-from cardscore.core.stage import JobContext
+from cardscore.core.stage import JobContext, job_context
+from cardscore.expectations.gate import GateFailed
+from cardscore.jobs.build_features.stage import build_features_day, build_features_range
 from tests.features.worlds import small_world, write_silver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +29,7 @@ COLUMNS = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount
 
 def context(spark, home: Path, **features) -> JobContext:
     settings = load_settings(overrides={"home": str(home), "features": features})
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, spark)
 
 
 def gold(ctx: JobContext, table: str) -> pd.DataFrame:
@@ -131,10 +130,12 @@ def _env(home: Path, remote: str) -> dict[str, str]:
 
 
 def test_usage_errors_exit_2() -> None:
-    from cardscore.jobs import build_features, materialize
+    from cardscore.core.runner import main
+    from cardscore.jobs.build_features.stage import SPEC as FEATURES
+    from cardscore.jobs.materialize.stage import SPEC as MATERIALIZE
 
-    assert build_features.main(["--date", "2018-05-01", "--from", "2018-05-01"]) == 2
-    assert materialize.main(["--from", "2018-05-02", "--to", "2018-05-01"]) == 2
+    assert main(FEATURES, ["--date", "2018-05-01", "--from", "2018-05-01"]) == 2
+    assert main(MATERIALIZE, ["--from", "2018-05-02", "--to", "2018-05-01"]) == 2
 
 
 def test_spark_submit_and_cli(spark, tmp_path: Path, world) -> None:
@@ -149,7 +150,7 @@ def test_spark_submit_and_cli(spark, tmp_path: Path, world) -> None:
     write_silver(ctx.lake, world.transactions[COLUMNS], world.labels)
     env = _env(home, embedded_url())
 
-    built = subprocess.run([str(BIN / "spark-submit"), "jobs/build_features.py", "--date", "2018-05-01"],
+    built = subprocess.run([str(BIN / "spark-submit"), "jobs/build_features/main.py", "--date", "2018-05-01"],
                            env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert built.returncode == 0, built.stderr[-3000:]
     assert "2018-05-01:" in built.stdout

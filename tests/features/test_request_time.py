@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+
 from cardscore.features.definitions import (
     TX_AMOUNT,
     TX_DATETIME,

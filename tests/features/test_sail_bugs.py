@@ -6,6 +6,7 @@ When one of these tests fails, Sail has changed: the matching fix in feast_patch
 from __future__ import annotations
 
 import pytest
+
 from cardscore.features import feast_patches
 
 

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+
 from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     TERMINAL_FEATURES,
@@ -25,7 +26,6 @@ from cardscore.features.transform import (
     with_request_time_features,
 )
 from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
-
 from tests.features.oracle import customer_oracle, terminal_oracle
 from tests.features.worlds import silver_labels, silver_transactions, small_world
 

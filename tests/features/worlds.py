@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
 
 from cardscore.core import catalog
+from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
 
 LOAD_ID = "test-load"
 INGESTED_AT = datetime(2030, 1, 1, tzinfo=UTC)

@@ -10,9 +10,10 @@ def classic_checks(spark: Any, corpus: Any, transactions: Any, labels: Any, day:
     """One JVM start for everything: the corpus through the validator (SQL checks with the
     Python fallback, so both code paths run), then a day's classification of each feed.
     Rows: (kind, name, line_number, status, reason)."""
-    from cardscore.jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
-    from cardscore.schemas.spark_validation import validate_lines
     from pyspark.sql import functions as F
+
+    from cardscore.jobs.ingest.transforms import LABELS, TRANSACTIONS, classify
+    from cardscore.schemas.spark_validation import validate_lines
 
     out = [
         validate_lines(corpus, TRANSACTIONS.event, validator=validator).select(

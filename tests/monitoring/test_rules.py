@@ -144,9 +144,10 @@ def test_a_failing_webhook_never_raises(caplog) -> None:
 
 
 def test_stream_health_reads_the_scorers_prometheus_endpoint_and_skips_when_unreachable() -> None:
-    from cardscore.jobs.monitor import stream_rows
-    from cardscore.streaming.metrics import StreamMetrics
     from prometheus_client import generate_latest
+
+    from cardscore.jobs.monitor.stage import stream_rows
+    from cardscore.streaming.metrics import StreamMetrics
 
     metrics = StreamMetrics()
     metrics.messages_in.inc(200)

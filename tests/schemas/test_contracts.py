@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from cardscore.schemas import ALL_CONTRACTS, TRANSACTION_EVENT, Field, FieldType, RejectReason
 from cardscore.schemas.compat import BreakingChangeError, check_contract, write_snapshot
 from cardscore.schemas.timestamps import format_timestamp_us, parse_timestamp_us

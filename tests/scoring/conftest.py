@@ -60,7 +60,6 @@ def score_settings(scoring_world: ScoringWorld) -> Settings:
 
 @pytest.fixture
 def job(spark, score_settings: Settings):
-    from cardscore.core.lake import Lake
-    from cardscore.core.stage import JobContext
+    from cardscore.core.stage import job_context
 
-    return JobContext(score_settings, spark, Lake(spark, score_settings))
+    return job_context(score_settings, spark)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from cardscore.features.definitions import MODEL_FEATURES
-from cardscore.jobs.scoring_transforms import (
+from cardscore.jobs.score_batch.transforms import (
     PASSTHROUGH,
     TRANSACTION_ID,
     entity_frame,

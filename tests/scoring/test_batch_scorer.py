@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from cardscore.core.errors import MissingInput
 from cardscore.features.definitions import MODEL_FEATURES
-from cardscore.jobs.score_batch import (
+from cardscore.jobs.score_batch.stage import (
     PredictionsGateFailed,
     ScoreHooks,
     pipeline_stage,
@@ -15,8 +17,6 @@ from cardscore.jobs.score_batch import (
     score_days,
 )
 from cardscore.schemas.contracts import PREDICTION_RECORD
-
-from cardscore.core.errors import MissingInput
 from tests.scoring import world
 from tests.scoring.conftest import settings_for_test
 
@@ -24,10 +24,9 @@ RUN_COLUMNS = ["scored_at", "run_id"]  # the only columns a re-run may change
 
 
 def _job(spark, settings):
-    from cardscore.core.lake import Lake
-    from cardscore.core.stage import JobContext
+    from cardscore.core.stage import job_context
 
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, spark)
 
 
 def test_a_rerun_replaces_the_day_with_identical_predictions(job, scoring_world) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cardscore.features.retrieval import historical_features_spark
-from cardscore.jobs.scoring_transforms import booster_bytes, entity_frame
 from pyspark.sql import functions as F
 
 from cardscore.core import catalog
+from cardscore.features.retrieval import historical_features_spark
+from cardscore.jobs.score_batch.transforms import booster_bytes, entity_frame
 from tests.scoring import parity, world
 from tests.support.classic import run_on_classic
 

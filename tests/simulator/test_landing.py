@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from cardscore.core.config import Settings
 from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
 from cardscore.schemas.timestamps import format_timestamp_us
 from cardscore.schemas.validation import validate_bytes
-
-from cardscore.core.config import Settings
 from cardscore.simulator import (
     LandingConflictError,
     World,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+
 from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
 from cardscore.schemas.serialization import (
     label_event_line,
@@ -16,7 +17,6 @@ from cardscore.schemas.serialization import (
 )
 from cardscore.schemas.timestamps import format_timestamp_us
 from cardscore.schemas.validation import validate_bytes
-
 from cardscore.simulator import World
 
 

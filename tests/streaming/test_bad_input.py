@@ -7,10 +7,10 @@ import json
 import logging
 from collections import Counter
 
-from cardscore.streaming import dlq
 from confluent_kafka import Consumer, TopicPartition
 
 from cardscore.core.logs import JsonFormatter
+from cardscore.streaming import dlq
 from tests.streaming import world
 from tests.streaming.corpus import BAD, MARKER
 

@@ -9,17 +9,17 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from cardscore.schemas.contracts import TRANSACTION_EVENT
-from cardscore.schemas.validation import validate_bytes
-from cardscore.streaming import dlq
-from cardscore.streaming.dlq_replay import REPLAYS_HEADER
-from cardscore.streaming.messages import split_messages
 from confluent_kafka import Message
 from typer.testing import CliRunner
 
 import cardscore.cli  # noqa: F401  (registers every command on the app)
 from cardscore.cli.app import app
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.validation import validate_bytes
 from cardscore.services.broker import free_port
+from cardscore.streaming import dlq
+from cardscore.streaming.dlq_replay import REPLAYS_HEADER
+from cardscore.streaming.messages import split_messages
 from tests.streaming import world
 from tests.streaming.corpus import GOOD
 

@@ -103,9 +103,10 @@ def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) ->
 def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settings: Settings) -> None:
     """Delivery to a broker that does not answer (a closed port, real librdkafka): after the
     delivery timeout the batch fails as a whole, and no offset is committed."""
+    from confluent_kafka import Consumer
+
     from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
     from cardscore.streaming.metrics import StreamMetrics
-    from confluent_kafka import Consumer
 
     nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
     consumer = Consumer({**nowhere, "group.id": "nowhere"})

@@ -9,6 +9,9 @@ from datetime import date
 import jsonschema
 import numpy as np
 import pytest
+from confluent_kafka import Message
+from prometheus_client import generate_latest
+
 from cardscore.schemas.contracts import SCORE_EVENT
 from cardscore.schemas.serialization import event_line
 from cardscore.schemas.timestamps import format_timestamp_us
@@ -22,9 +25,6 @@ from cardscore.streaming.output import (
     score_values,
     timestamp_texts,
 )
-from confluent_kafka import Message
-from prometheus_client import generate_latest
-
 from tests.streaming.corpus import BAD, GOOD, MARKER
 
 HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v1")]

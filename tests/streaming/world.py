@@ -19,6 +19,10 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 import yaml
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from cardscore.core import registry
+from cardscore.core.config import Settings
 from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_FEATURES,
@@ -33,10 +37,6 @@ from cardscore.features.definitions import (
 )
 from cardscore.features.request_time import request_time_record
 from cardscore.schemas.serialization import transaction_event_line
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-
-from cardscore.core import registry
-from cardscore.core.config import Settings
 
 DAY = date(2018, 4, 7)  # a Saturday: the weekend flag is 1 for every event
 REPO = Path(__file__).resolve().parents[2]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from cardscore.jobs.train import TrainingParams, train_on_sets
 from typer.testing import CliRunner
 
 from cardscore.cli import app
 from cardscore.core.logs import configure_logging
+from cardscore.jobs.train.stage import TrainingParams, train_on_sets
 from tests.training.synthetic import training_sets
 
 

@@ -1,4 +1,4 @@
-"""`jobs/train.py` end to end on a tiny world: silver -> gold features (the real job) ->
+"""`jobs/train/main.py` end to end on a tiny world: silver -> gold features (the real job) ->
 point-in-time sets through Feast -> XGBoost -> MLflow run, registry and gate."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from cardscore.jobs.train import TrainingParams, train
 
 from cardscore.core import catalog, registry
 from cardscore.core.config import load_settings
 from cardscore.core.lake import Lake
-from cardscore.core.stage import JobContext
+from cardscore.core.stage import job_context
+from cardscore.jobs.train.stage import TrainingParams, train
 from tests.features.worlds import write_silver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,14 +36,14 @@ def tiny_world():
 
 @pytest.fixture(scope="module")
 def trained_world(spark, tmp_path_factory: pytest.TempPathFactory):
-    from cardscore.jobs.build_features import build_features_range
+    from cardscore.jobs.build_features.stage import build_features_range
 
     home = tmp_path_factory.mktemp("train-job")
     settings = load_settings(overrides={"home": str(home), "training": {"protocol": PROTOCOL, "gate": GATE}})
     lake = Lake(spark, settings)
     world = tiny_world()
     write_silver(lake, world.transactions, world.labels)
-    ctx = JobContext(settings, spark, lake)
+    ctx = job_context(settings, spark)
     build_features_range(ctx, date(2018, 4, 10), date(2018, 4, 20))
     report = train(ctx, TrainingParams(actor="tester", reason="end-to-end test"))
     return ctx, world, report
@@ -88,8 +88,7 @@ def mlflow_dict(settings, run_id: str, path: str) -> dict:
 def test_test_labels_complete_needs_the_label_delay_past_the_last_test_day() -> None:
     from datetime import UTC, datetime
 
-    from cardscore.jobs.train import labels_cover_test_days
-
+    from cardscore.jobs.train.stage import labels_cover_test_days
     from cardscore.model.protocol import Protocol
 
     protocol = Protocol(date(2018, 4, 10), 4, 3, 4)  # test 04-17..04-20
@@ -115,7 +114,6 @@ def test_same_data_versions_and_seed_give_the_same_metrics(trained_world) -> Non
 
 def write_silver_append(lake, transactions) -> None:
     from cardscore.schemas.contracts import SILVER_TRANSACTION
-
     from tests.features.worlds import silver_transactions
 
     frame = lake.spark.createDataFrame(silver_transactions(transactions), SILVER_TRANSACTION.spark_schema())
@@ -123,7 +121,7 @@ def write_silver_append(lake, transactions) -> None:
 
 
 def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
-    """`python jobs/train.py` against the session's engine: a gate failure exits 1, says
+    """`python jobs/train/main.py` against the session's engine: a gate failure exits 1, says
     which check failed and moves no alias; a test week whose labels cannot all be in is named."""
     from cardscore.core.engine import embedded_url
 

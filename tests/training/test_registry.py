@@ -9,11 +9,11 @@ import mlflow
 import numpy as np
 import pytest
 import xgboost as xgb
-from cardscore.jobs.train import GateRejected, TrainingParams, train_on_sets
 
 from cardscore.core import registry
 from cardscore.core.config import Settings
 from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.jobs.train.stage import GateRejected, TrainingParams, train_on_sets
 from tests.training.synthetic import FEATURES, training_sets
 
 

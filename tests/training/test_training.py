@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cardscore.jobs.train import TrainingParams, train_on_sets
 
 from cardscore.core.config import ConfigError, load_settings
 from cardscore.core.config.training import ModelParams
+from cardscore.jobs.train.stage import TrainingParams, train_on_sets
 from cardscore.model.protocol import validation_folds
 from cardscore.model.training import param_grid, prequential_search
 from tests.training.synthetic import FEATURES, labelled_days, training_sets

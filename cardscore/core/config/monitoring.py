@@ -1,4 +1,4 @@
-"""Settings of monitoring, alerts and the retraining trigger (`jobs/monitor.py`).
+"""Settings of monitoring, alerts and the retraining trigger (`jobs/monitor/main.py`).
 
 Every threshold is a bound a metric must not cross; a crossing is an *alert* (exit code 1,
 a `monitor.alert` log line, an optional webhook POST). Which alerting metrics count towards

@@ -1,4 +1,4 @@
-"""Settings of the nightly batch scorer (`cardscore run score`, `jobs/score_batch.py`).
+"""Settings of the nightly batch scorer (`cardscore run score`, `jobs/score_batch/main.py`).
 
 The features, the model input order and the output contract are not settings: they are the
 model's contract (`features.definitions.MODEL_FEATURES`, `schemas.contracts.PREDICTION_RECORD`).

@@ -1,8 +1,8 @@
 """Score a day's transactions in batch: silver -> Feast features -> champion model -> predictions.
 
-    spark-submit jobs/score_batch.py --date 2018-05-01
-    spark-submit jobs/score_batch.py --from 2018-05-01 --to 2018-05-31      # backfill
-    python jobs/score_batch.py --date 2018-05-01 --remote sc://127.0.0.1:15002
+    spark-submit jobs/score_batch/main.py --date 2018-05-01
+    spark-submit jobs/score_batch/main.py --from 2018-05-01 --to 2018-05-31      # backfill
+    cardscore run score --date 2018-05-01
 
 For each day D: the silver transactions of D become Feast entity rows; the point-in-time join
 (`features.retrieval.historical_features_spark`, the same FeatureService and code as the
@@ -17,43 +17,40 @@ Write-audit-publish: the day's predictions are staged, gated with Great Expectat
 table (`replaceWhere tx_date = D`), so a re-run replaces the day exactly and a failed gate
 leaves the published table untouched (exit code 1, naming the failed expectations).
 
-No model under the alias yet: `MissingInput` (exit 1) saying to train and promote one. The
-nightly pipeline uses `pipeline_stage`, which reports that case as a *skipped* stage instead.
+No model under the alias yet: `MissingInput` (exit 1) saying to train and promote one, or,
+with `--if-no-model skip` (the nightly's choice), a *skipped* stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from cardscore.expectations.gate import GateFailed, GateResult
-from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
 
 from cardscore.core import catalog
 from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
+from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.timing import PhaseTimer, Progress
+from cardscore.expectations.gate import GateFailed, GateResult
+from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from cardscore.core.pipeline import StageOutcome
     from cardscore.core.registry import ModelRef
 
 STAGE = "score"
 SUITE = "predictions"
 PARTITION = "tx_date"
 log = get_logger("jobs.score_batch")
-
-# progress(day, phase) as a day moves on: inputs, score, gate, publish.
-Progress = Callable[[date, str], None]
 
 
 @dataclass(frozen=True)
@@ -112,9 +109,7 @@ class ScoreReport:
         return out
 
     def outcome(self) -> StageOutcome:
-        """The report in the nightly runner's shape."""
-        from cardscore.core.pipeline import StageOutcome
-
+        """The report in the runner's shape."""
         details = self.to_dict()
         for key in ("inputs", "model_version"):
             details.pop(key)
@@ -124,6 +119,7 @@ class ScoreReport:
             model_version=self.model_version,
             details=details,
             message=f"{self.rows} transactions scored by {self.model_name} v{self.model_version}",
+            report=self,
         )
 
 
@@ -143,13 +139,8 @@ class PredictionsGateFailed(GateFailed):
 
 def resolve_model(ctx: JobContext, hooks: ScoreHooks | None = None) -> ScoringModel:
     """The alias's version now, loaded by that version (`MissingInput` if there is none)."""
-    from cardscore.jobs.scoring_transforms import (
-        IncompatibleModel,
-        booster_bytes,
-        check_model_features,
-    )
-
     from cardscore.core import registry
+    from cardscore.model.scoring import IncompatibleModel, booster_bytes, check_model_features
 
     settings = ctx.settings
     ref = registry.resolve_alias(settings, settings.scoring.model_alias)
@@ -181,13 +172,18 @@ def score_day(
     Raises `MissingInput` (no silver day, no feature snapshot, no model under the alias),
     `PredictionsGateFailed` (nothing published) or `StageFailed` (incompatible model).
     """
-    from cardscore.expectations.gate import validate
-    from cardscore.features.retrieval import historical_features_spark
-    from cardscore.jobs.scoring_transforms import entity_frame, prediction_records, score_in_engine
     from pyspark.sql import functions as F
 
+    from cardscore.expectations.gate import validate
+    from cardscore.features.retrieval import historical_features_spark
+    from cardscore.jobs.score_batch.transforms import (
+        entity_frame,
+        prediction_records,
+        score_in_engine,
+    )
+
     started = time.perf_counter()
-    phase = _Phases(day, progress)
+    phase = PhaseTimer(progress)
 
     settings, lake = ctx.settings, ctx.lake
     cfg = settings.scoring
@@ -235,8 +231,7 @@ def score_day(
         ).collect()[0]
     finally:
         if not gate_failed:  # a failed gate keeps its rows for inspection
-            _remove(staging)
-    phase("done")
+            discard_staging(staging, STAGE)
     report = ScoreReport(
         day=day,
         run_id=run_id,
@@ -253,7 +248,7 @@ def score_day(
         output_version=version,
         gate=result.summary(),
         seconds=round(time.perf_counter() - started, 3),
-        phase_seconds=phase.seconds,
+        phase_seconds=phase.finish(),
     )
     log.info("score.published", **{k: v for k, v in report.to_dict().items() if k != "gate"})
     return report
@@ -280,26 +275,6 @@ def score_days(
     return reports
 
 
-def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
-    """`score_day` in the nightly runner's shape (`cardscore.core.pipeline.Stage.run`).
-
-    No model under the alias yet is not a failure of the night: the stage reports
-    `status="skipped"` (and the pipeline goes on); every other missing input still fails it.
-    """
-    from cardscore.core import registry
-    from cardscore.core.pipeline import SKIPPED, StageOutcome
-
-    alias = ctx.settings.scoring.model_alias
-    if registry.find_alias(ctx.settings, alias) is None:
-        message = (
-            f"no {alias!r} version of {ctx.settings.mlflow.model_name!r} yet; train and promote "
-            "one (`cardscore train`, `cardscore promote`) to score"
-        )
-        log.warning("score.skipped", day=day.isoformat(), reason=message)
-        return StageOutcome(status=SKIPPED, message=message, details={"reason": "no_model"})
-    return score_day(ctx, day).outcome()
-
-
 # ------------------------------------------------------------------------------ helpers
 
 
@@ -316,25 +291,6 @@ def gate_parameters(settings: Any, day: date, silver_rows: int, model_version: s
         "day_end": f"{day.isoformat()}T23:59:59.999999",
         "max_mean_score": settings.scoring.gate.max_mean_score,
     }
-
-
-class _Phases:
-    """Seconds spent in each named phase of a day; tells `progress` when one starts."""
-
-    def __init__(self, day: date, progress: Progress | None) -> None:
-        self.day = day
-        self.progress = progress
-        self.seconds: dict[str, float] = {}
-        self._current: str | None = None
-        self._since = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        if self._current is not None:
-            self.seconds[self._current] = round(now - self._since, 3)
-        self._current, self._since = name, now
-        if self.progress and name != "done":
-            self.progress(self.day, name)
 
 
 def _silver_day(ctx: JobContext, day: date) -> tuple[DataFrame, int, dict[str, int | None]]:
@@ -390,45 +346,61 @@ def _staging_uri(ctx: JobContext, run_id: str, day: date) -> str:
     return join_uri(base, "predictions", run_id, day.isoformat())
 
 
-def _remove(uri: str) -> None:
-    """Best-effort removal of a day's staging folder (a leftover costs only space)."""
-    try:
-        from pyarrow import fs
-
-        filesystem, path = fs.FileSystem.from_uri(uri)
-        if filesystem.get_file_info(path).type != fs.FileType.NotFound:
-            filesystem.delete_dir(path)
-    except Exception as exc:  # never fail a published day over its scratch space
-        log.warning("score.staging_not_removed", uri=uri, error=str(exc))
+# ------------------------------------------------------------------------------ the stage
 
 
-# ------------------------------------------------------------------------------ entry point
-
-
-def summary_line(report: ScoreReport) -> str:
-    return (
-        f"{report.day}: {report.rows} transactions scored by {report.model_name} "
-        f"v{report.model_version} (unknown customers {report.unknown_customers}, unknown "
-        f"terminals {report.unknown_terminals}); {report.output_table} v{report.output_version}"
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-no-model", choices=("fail", "skip"), default="fail",
+        help="no version under the alias yet: fail (exit 1), or report the stage as skipped "
+        "(the nightly does: a pipeline without a champion still ingests and builds features)",
     )
+    parser.add_argument("--plot", metavar="PNG",
+                        help="also draw the scored days' score distribution and unknown-entity shares")
 
 
-def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
-    shift = timedelta(days=args.shift_days or 0)
-    days = [d + shift for d in days_from_args(args)]
-    score_days(ctx, days, on_day=lambda report: print(summary_line(report), flush=True))
+def run(call: StageCall) -> StageOutcome:
+    """The stage: score the call's day with the model resolved once for the whole run."""
+    from cardscore.core import registry
+    from cardscore.core.stage import SKIPPED
+
+    ctx, state = call.ctx, call.run_state
+    if "model" not in state:
+        alias = ctx.settings.scoring.model_alias
+        if call.options.get("if_no_model") == "skip" and registry.find_alias(ctx.settings, alias) is None:
+            message = (
+                f"no {alias!r} version of {ctx.settings.mlflow.model_name!r} yet; train and promote "
+                "one (`cardscore train`, `cardscore promote`) to score"
+            )
+            log.warning("score.skipped", day=call.day.isoformat(), reason=message)
+            return StageOutcome(status=SKIPPED, message=message, details={"reason": "no_model"})
+        state["model"], state["run_id"] = resolve_model(ctx), new_run_id()
+    report = score_day(ctx, call.day, model=state["model"], run_id=state["run_id"], progress=call.progress)
+    return report.outcome()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser(__doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    try:
-        days_from_args(args)
-    except ValueError as exc:
-        print(f"usage error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return run_job("score_batch", _stage, argv, dated=False, parser=parser)
+def after_run(ctx: JobContext, outcomes: Sequence[StageOutcome], options: Mapping[str, Any]) -> None:
+    if options.get("plot"):
+        from cardscore.jobs.score_batch.report import plot_scored_days
+
+        plot_scored_days(ctx, [o.report for o in outcomes if o.report is not None], Path(options["plot"]))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def summarize(outcomes: Sequence[StageOutcome]) -> Any:
+    from cardscore.jobs.score_batch.report import summary_table
+
+    reports = [o.report for o in outcomes if o.report is not None]
+    return summary_table(reports) if reports else None
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    description="batch predictions of the day by the champion, gated",
+    run=run,
+    inputs=(catalog.SILVER_TRANSACTIONS, catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    outputs=("gold.predictions",),
+    gates=(SUITE,),
+    add_options=add_options,
+    summarize=summarize,
+    after_run=after_run,
+)

@@ -1,5 +1,5 @@
 """Pure transformations of the batch scorer: DataFrame in, DataFrame out; I/O is in
-`jobs/score_batch.py`.
+`jobs/score_batch/stage.py`.
 
     entities = entity_frame(silver_day, customer_keys, terminal_keys)     # + unknown flags
     features = historical_features_spark(settings, spark, entities)      # Feast, in the engine
@@ -18,12 +18,12 @@ transaction (features/README.md, streaming/features.py):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
+
 from cardscore.features.definitions import (
     CUSTOMER_KEY,
     EVENT_TIMESTAMP,
@@ -31,10 +31,10 @@ from cardscore.features.definitions import (
     TERMINAL_KEY,
     TX_AMOUNT,
 )
+from cardscore.model.scoring import load_booster_bytes, predict
 from cardscore.schemas.contracts import PREDICTION_RECORD
 
 if TYPE_CHECKING:
-    import xgboost as xgb
     from pyspark.sql import DataFrame
 
 TRANSACTION_ID = "transaction_id"
@@ -47,10 +47,6 @@ PASSTHROUGH = (TRANSACTION_ID, CUSTOMER_KEY, TERMINAL_KEY, UNKNOWN_CUSTOMER, UNK
 # session's time zone, and an integer cannot be shifted.
 EVENT_TIME_US = "event_time_us"
 _KNOWN = "__cardscore_known"
-
-
-class IncompatibleModel(ValueError):
-    """The model's inputs are not `features.definitions.MODEL_FEATURES` in that order."""
 
 
 def entity_frame(transactions: DataFrame, customer_keys: DataFrame, terminal_keys: DataFrame) -> DataFrame:
@@ -77,40 +73,6 @@ def entity_frame(transactions: DataFrame, customer_keys: DataFrame, terminal_key
         F.col(_KNOWN + CUSTOMER_KEY).isNull().alias(UNKNOWN_CUSTOMER),
         F.col(_KNOWN + TERMINAL_KEY).isNull().alias(UNKNOWN_TERMINAL),
     )
-
-
-def check_model_features(feature_names: Sequence[str] | None, what: str) -> None:
-    """Raise `IncompatibleModel` unless the model reads MODEL_FEATURES in order."""
-    names = tuple(feature_names or ())
-    if names != MODEL_FEATURES:
-        raise IncompatibleModel(
-            f"{what} expects features {list(names) or '(none recorded)'}; the batch scorer builds "
-            f"{list(MODEL_FEATURES)} (features.definitions.MODEL_FEATURES)"
-        )
-
-
-def booster_bytes(booster: xgb.Booster) -> bytes:
-    """The booster as UBJSON bytes: what the engine's tasks rebuild it from."""
-    return bytes(booster.save_raw("ubj"))
-
-
-def load_booster_bytes(raw: bytes, threads: int = 0) -> xgb.Booster:
-    import xgboost as xgb
-
-    booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
-    if threads:
-        booster.set_param({"nthread": threads})
-    return booster
-
-
-def predict(booster: xgb.Booster, features: pd.DataFrame) -> np.ndarray:
-    """Probabilities (float64, widened exactly from XGBoost's float32) for the rows of a frame
-    holding every MODEL_FEATURES column; one native call."""
-    if features.empty:
-        return np.empty(0, dtype=np.float64)
-    matrix = features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
-    return booster.inplace_predict(matrix, validate_features=False).astype(np.float64)
 
 
 def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> DataFrame:

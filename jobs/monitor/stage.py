@@ -1,8 +1,8 @@
-"""Monitor day D: drift, delayed-label performance, freshness, stream health, alerts, trigger.
+"""Monitor day D: drift, delayed-label performance, freshness, stream health, alerts.
 
-    spark-submit jobs/monitor.py --date 2018-05-01
-    python jobs/monitor.py --from 2018-05-01 --to 2018-05-31      # backfill, day by day
-    cardscore run monitor --date 2018-05-01                       # the same, with progress
+    spark-submit jobs/monitor/main.py --date 2018-05-01
+    python jobs/monitor/main.py --from 2018-05-01 --to 2018-05-31      # backfill, day by day
+    cardscore run monitor --date 2018-05-01                            # the same, with progress
 
 For day D, against the reference profile of the model version that scored D (its training
 run's `reference/` artifacts; computed once from the run's lineage and cached there for
@@ -21,8 +21,9 @@ Every value is a row of `ops.monitoring` (the day's rows replace D: reruns are i
 the HTML report goes to `<home>/monitoring/<D>/report.html` and, with the metrics, to a
 monitoring run in MLflow tagged with the model version. A violated threshold is an alert:
 a `monitor.alert` log line naming metric, feature, value and threshold, a webhook POST when
-configured, and exit code 1. With `monitoring.trigger.enabled` the retraining trigger runs
-last (`cardscore monitor trigger` runs it alone).
+configured, and exit code 1 (3 in the nightly, whose data are then published). The retraining
+trigger is a stage of its own (jobs/retrain): the nightly runs it after monitoring when
+`monitoring.trigger.enabled`; `cardscore monitor trigger` runs it alone.
 
 The table `ops.monitoring` (partitioned by `day`), one row per measured value:
 
@@ -44,22 +45,21 @@ The table `ops.monitoring` (partitioned by `day`), one row per measured value:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from cardscore.core import catalog
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import EXIT_FAILED, JobContext, job_parser, run_job
+from cardscore.core.stage import SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
 from cardscore.monitoring.metrics import (
     MetricRow,
@@ -69,37 +69,16 @@ from cardscore.monitoring.metrics import (
     unknown_rows,
 )
 from cardscore.monitoring.profile import SCORE, Reference
-from cardscore.monitoring.trigger import TriggerDecision
+from cardscore.monitoring.reference import features_of_days, labels_known, reference_of
+from cardscore.monitoring.table import read_rows, write_rows
 
 if TYPE_CHECKING:
-    from cardscore.core.config import Settings
-    from cardscore.core.pipeline import StageOutcome
     from cardscore.core.registry import ModelRef
 
 STAGE = "monitor"
-PARTITION = "day"
-MONITORING_SCHEMA = (
-    "metric string, subject string, scored_day date, model_version string, value double, "
-    "threshold double, direction string, violated boolean, details string, run_id string, "
-    "computed_at timestamp, day date"
-)
 # Inputs whose absence is not an alert: the label feed is empty until the first fraud report.
 OPTIONAL_INPUTS = frozenset({"silver_labels"})
 log = get_logger("jobs.monitor")
-
-# progress(day, phase)
-Progress = Callable[[date, str], None]
-
-
-class MonitorAlert(StageFailed):
-    """Monitoring ran and published, but a threshold was violated (exit code 1)."""
-
-    def __init__(self, report: MonitorReport) -> None:
-        lines = "\n".join(f"  - {a.describe()}" for a in report.alerts)
-        super().__init__(STAGE, f"{len(report.alerts)} monitoring alert(s) on {report.day}:\n{lines}\n"
-                         f"report: {report.report_path}")
-        self.report = report
-
 
 @dataclass
 class MonitorReport:
@@ -124,18 +103,15 @@ class MonitorReport:
     seconds: float
     phase_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    trigger: TriggerOutcome | None = None  # when the trigger ran with the monitoring
+    trigger: dict[str, Any] | None = None  # the retraining trigger's outcome, when it ran after
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["day"] = self.day.isoformat()
         out["alerts"] = [a.to_dict() for a in self.alerts]
-        out["trigger"] = self.trigger.to_dict() if self.trigger else None
         return out
 
     def outcome(self) -> StageOutcome:
-        from cardscore.core.pipeline import StageOutcome
-
         details = self.to_dict()
         for key in ("model_version", "inputs"):
             details.pop(key)
@@ -147,6 +123,8 @@ class MonitorReport:
             model_version=self.model_version,
             details=details,
             message=message,
+            report=self,
+            alerts=[a.to_dict() for a in self.alerts],
         )
 
 
@@ -158,13 +136,11 @@ def monitor_day(
     day: date,
     *,
     progress: Progress | None = None,
-    run_trigger: bool | None = None,
-    dry_run_trigger: bool = False,
 ) -> MonitorReport:
     """Compute, publish, report and alert for day `day`. Never raises for an alert (the report
     lists them; `main` and the CLI turn them into exit code 1)."""
     started = time.perf_counter()
-    phase = _Phases(day, progress)
+    phase = PhaseTimer(progress)
     settings, cfg = ctx.settings, ctx.settings.monitoring
     run_id = f"monitor-{day.isoformat()}-{uuid.uuid4().hex[:8]}"
     notes: list[str] = []
@@ -250,29 +226,11 @@ def monitor_day(
         score_psi=score_psi, inputs=inputs, output_table=cfg.output_table, output_version=version_out,
         report_path=report_path, mlflow_run_id=mlflow_run, seconds=0.0, notes=notes,
     )
-    if run_trigger if run_trigger is not None else cfg.trigger.enabled:
-        phase("trigger")
-        report.trigger = retraining_trigger(ctx, day, dry_run=dry_run_trigger)
-    phase("done")
-    report.phase_seconds = phase.seconds
+    report.phase_seconds = phase.finish()
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("monitor.done", day=day.isoformat(), model_version=version, metrics=len(rows),
              alerts=len(alerts), seconds=report.seconds, report=report_path)
     return report
-
-
-def pipeline_stage(ctx: JobContext, day: date) -> StageOutcome:
-    """`monitor_day` in the nightly runner's shape: alerts are in `details["alerts"]` (the
-    nightly exit code 3), not a failure of the stage. Skipped, like scoring, while there is
-    no champion and nothing was scored on D."""
-    from cardscore.core import registry
-    from cardscore.core.pipeline import SKIPPED, StageOutcome
-
-    if registry.find_alias(ctx.settings, registry.CHAMPION) is None and predictions_of(ctx, day).empty:
-        message = "no champion and no predictions of the day: nothing to monitor yet"
-        log.warning("monitor.skipped", day=day.isoformat(), reason=message)
-        return StageOutcome(status=SKIPPED, message=message, details={"reason": "no_model", "alerts": []})
-    return monitor_day(ctx, day).outcome()
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -302,121 +260,13 @@ def _model_of(ctx: JobContext, predictions: pd.DataFrame) -> ModelRef | None:
     return registry.find_alias(ctx.settings, registry.CHAMPION)
 
 
-def reference_of(ctx: JobContext, ref: ModelRef) -> Reference | None:
-    """The version's reference: its run's artifacts, or computed from the run's lineage (test
-    or train window, as configured) and saved to the run so later days reuse it."""
-    from cardscore.monitoring.profile import load_from_run, save_to_run
-
-    if ref.run_id is None:
-        return None
-    found = load_from_run(ctx.settings, ref.run_id)
-    if found is not None:
-        return found
-    computed = compute_reference(ctx, ref)
-    if computed is not None:
-        save_to_run(ctx.settings, ref.run_id, computed)
-        log.info("monitor.reference_cached", version=ref.version, run_id=ref.run_id,
-                 window=computed.profile.window, rows=computed.profile.rows)
-    return computed
-
-
-def save_reference_of_version(ctx: JobContext, version: str) -> Reference | None:
-    """Compute and save the reference profile of a just-registered version (called by the
-    training job). Errors are logged, never raised: monitoring retries on demand later."""
-    from cardscore.core import registry
-
-    try:
-        return reference_of(ctx, registry.get_version(ctx.settings, version))
-    except Exception as exc:
-        log.error("monitor.reference_failed", version=version, error=f"{type(exc).__name__}: {exc}")
-        return None
-
-
-def compute_reference(ctx: JobContext, ref: ModelRef) -> Reference | None:
-    """Rebuild a version's reference from its run's `lineage.json` (protocol window): silver
-    transactions of the window, their point-in-time features, the booster's scores, the labels
-    known now. None when the run has no lineage."""
-    import json
-    import tempfile
-
-    from cardscore.jobs.scoring_transforms import predict
-
-    from cardscore.core import registry
-    from cardscore.monitoring.profile import build_profile
-
-    client = registry.client(ctx.settings)
-    assert ref.run_id is not None
-    if "lineage.json" not in {a.path for a in client.list_artifacts(ref.run_id)}:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        lineage = json.loads(Path(client.download_artifacts(ref.run_id, "lineage.json", tmp)).read_text())
-    protocol = lineage["protocol"]
-    source = ctx.settings.monitoring.reference_window
-    first = date.fromisoformat(protocol[f"{source}_start"])
-    last = date.fromisoformat(protocol[f"{source}_end"])
-    features = list(ref.feature_names)
-    frame = _features_of_days(ctx, first, last, features)
-    booster = registry.load_booster(ctx.settings, ref)
-    frame[SCORE] = predict(booster, frame) if len(frame) else np.empty(0)
-    labels = _labels_known(ctx, first, None)
-    frame["label"] = frame["transaction_id"].isin(labels.loc[labels["is_fraud"], "transaction_id"]).astype("int8")
-    cfg = ctx.settings.monitoring
-    reference = build_profile(
-        frame, features, window={"source": source, "first": first.isoformat(), "last": last.isoformat()},
-        bins=cfg.quantile_bins, histogram_bins=cfg.histogram_bins, sample_size=cfg.reference_sample_size,
-    )
-    reference.source = "computed"
-    return reference
-
-
-def _entity_rows(ctx: JobContext, first: date, last: date):
-    from pyspark.sql import functions as F
-
-    return (
-        ctx.lake.read(catalog.SILVER_TRANSACTIONS)
-        .where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(last)))
-        .select("transaction_id", "customer_id", "terminal_id",
-                F.col("event_time").alias("event_timestamp"), F.col("amount").cast("double").alias("tx_amount"))
-    )
-
-
-def _features_of_days(
-    ctx: JobContext, first: date, last: date, features: Sequence[str], fraction: float | None = None
-) -> pd.DataFrame:
-    """Model features of the silver transactions of [first, last], exactly as the batch scorer
-    gets them (Feast point-in-time join in the engine); a `fraction` samples rows first."""
-    from cardscore.features.retrieval import historical_features_spark
-
-    entities = _entity_rows(ctx, first, last)
-    if fraction is not None and fraction < 1.0:
-        entities = entities.sample(fraction=fraction, seed=17)
-    joined = historical_features_spark(ctx.settings, ctx.spark, entities)
-    frame = joined.select("transaction_id", *features).toPandas()
-    # The engine's row order varies: sorted, a profile (sums, sample) is reproducible.
-    return frame.sort_values("transaction_id", kind="mergesort").reset_index(drop=True)
-
-
 def current_frame(ctx: JobContext, day: date, predictions: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     """Day D's model features (as served to the batch scorer) with the published scores."""
     cap = ctx.settings.monitoring.current_sample_size
     fraction = cap / len(predictions) if len(predictions) > cap else None
-    frame = _features_of_days(ctx, day, day, features, fraction)
+    frame = features_of_days(ctx, day, day, features, fraction)
     scores = predictions[["transaction_id", SCORE]].drop_duplicates("transaction_id")
     return frame.merge(scores, on="transaction_id", how="inner", validate="one_to_one")
-
-
-def _labels_known(ctx: JobContext, first: date, day: date | None) -> pd.DataFrame:
-    """transaction_id, is_fraud of the label reports from `first` to `day` (None: all)."""
-    from pyspark.sql import functions as F
-
-    if not ctx.lake.exists(catalog.SILVER_LABELS):
-        return pd.DataFrame({"transaction_id": pd.Series(dtype="int64"), "is_fraud": pd.Series(dtype=bool)})
-    condition = F.col("reported_date") >= F.lit(first)
-    if day is not None:
-        condition = condition & (F.col("reported_date") <= F.lit(day))
-    labels = ctx.lake.read(catalog.SILVER_LABELS).where(condition).select("transaction_id", "is_fraud").toPandas()
-    labels["is_fraud"] = labels["is_fraud"].astype(bool)
-    return labels
 
 
 def _performance(ctx: JobContext, day: date) -> list[MetricRow]:
@@ -433,7 +283,7 @@ def _performance(ctx: JobContext, day: date) -> list[MetricRow]:
         .select("transaction_id", "customer_id", SCORE, "model_version", "tx_date")
         .toPandas()
     )
-    labels = _labels_known(ctx, first, day)
+    labels = labels_known(ctx, first, day)
     k = cfg.top_k or ctx.settings.training.protocol.top_k
     return performance_rows(predictions, labels, day, k=k, label_delay_days=cfg.label_delay_days,
                             thresholds=cfg.performance)
@@ -464,17 +314,19 @@ def latest_days(ctx: JobContext) -> dict[str, date | None]:
 
 
 def _materialized(ctx: JobContext) -> date | None:
-    """The snapshot day the online store serves, from the nightly ledger (a night D loads D+1)."""
+    """The snapshot day the online store serves, from the ledger (a night D loads D+1; a
+    standalone run of day X loads X)."""
     from pyspark.sql import functions as F
 
     if not ctx.lake.exists(catalog.PIPELINE_RUNS):
         return None
-    last = (
+    served = (
         ctx.lake.read(catalog.PIPELINE_RUNS)
         .where((F.col("stage") == "materialize") & (F.col("status") == "succeeded"))
-        .agg(F.max("day")).collect()[0][0]
+        .select(F.when(F.col("pipeline") == "nightly", F.date_add("day", 1)).otherwise(F.col("day")).alias("served"))
+        .agg(F.max("served")).collect()[0][0]
     )
-    return None if last is None else last + timedelta(days=1)
+    return served
 
 
 def stream_rows(url: str, timeout: float, dlq_rate_max: float | None) -> list[MetricRow]:
@@ -505,36 +357,6 @@ def stream_rows(url: str, timeout: float, dlq_rate_max: float | None) -> list[Me
 
 
 # ------------------------------------------------------------------------------ outputs
-
-
-def write_rows(ctx: JobContext, day: date, rows: Sequence[MetricRow], run_id: str) -> int | None:
-    """The day's rows replace day D in the monitoring table."""
-    import json
-
-    now = datetime.now(UTC)
-    data = [
-        (r.metric, r.subject, r.scored_day, r.model_version, r.value, r.threshold, r.direction, r.violated,
-         json.dumps(r.details, sort_keys=True, default=str), run_id, now, day)
-        for r in rows
-    ]
-    df = ctx.spark.createDataFrame(data, MONITORING_SCHEMA)
-    table = ctx.settings.monitoring.output_table
-    return ctx.lake.replace_where(df, table, f"{PARTITION} = '{day.isoformat()}'", partition_by=[PARTITION])
-
-
-def read_rows(ctx: JobContext, first: date, last: date) -> pd.DataFrame:
-    """Monitoring rows of days [first, last] (empty frame when the table does not exist)."""
-    from pyspark.sql import functions as F
-
-    table = ctx.settings.monitoring.output_table
-    if not ctx.lake.exists(table):
-        return pd.DataFrame(columns=[c.split()[0] for c in MONITORING_SCHEMA.split(", ")])
-    return (
-        ctx.lake.read(table)
-        .where((F.col(PARTITION) >= F.lit(first)) & (F.col(PARTITION) <= F.lit(last)))
-        .drop("computed_at")
-        .toPandas()
-    )
 
 
 def _history(ctx: JobContext, day: date) -> pd.DataFrame:
@@ -604,139 +426,44 @@ def _mlflow_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
-# ------------------------------------------------------------------------------ trigger
+# ------------------------------------------------------------------------------ the stage
 
 
-@dataclass
-class TriggerOutcome:
-    decision: TriggerDecision
-    training: dict[str, Any] | None = None  # the training report, when it ran
-    error: str | None = None  # the gate's rejection or the training failure
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision.to_dict(), "training": self.training, "error": self.error}
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--if-enabled", action="store_true",
+                        help="skip when pipeline.monitoring_enabled is false (the nightly's choice)")
 
 
-def violation_history(ctx: JobContext, day: date, metrics: Sequence[str], n: int) -> dict[date, list[str]]:
-    """Day -> the counted metrics that violated their threshold, over the n days up to `day`."""
-    frame = read_rows(ctx, day - timedelta(days=n - 1), day)
-    if frame.empty:
-        return {}
-    bad = frame[frame["violated"].astype(bool) & frame["metric"].isin(list(metrics))]
-    out: dict[date, list[str]] = {}
-    for row in bad.itertuples():
-        d = pd.Timestamp(row.day).date()
-        out.setdefault(d, []).append(str(row.metric) + (f"[{row.subject}]" if isinstance(row.subject, str) else ""))
-    return out
-
-
-TAG_TRIGGER_DAY = "trigger_day"  # on a version the trigger trained: the monitored day that fired it
-
-
-def trigger_versions_since(settings: Settings, first: date, last: date) -> list[tuple[str, date]]:
-    """(version, day) of the versions the trigger trained for a day in [first, last], newest first."""
+def run(call: StageCall) -> StageOutcome:
+    """The stage: `monitor_day`. Alerts are in the outcome (exit 1 alone, 3 in the nightly),
+    not a failure: the day's metrics are published. Skipped, like scoring, while there is no
+    champion and nothing was scored on the day."""
     from cardscore.core import registry
 
-    found = []
-    for info in registry.list_versions(settings):
-        tagged = info.tags.get(TAG_TRIGGER_DAY)
-        if not tagged:
-            continue
-        try:
-            day = date.fromisoformat(tagged)
-        except ValueError:  # a hand-edited tag must not stop monitoring: name it, count it out
-            log.warning("monitor.trigger_tag_invalid", version=info.version, tag=TAG_TRIGGER_DAY)
-            continue
-        if first <= day <= last:
-            found.append((info.version, day))
-    return found
+    ctx, day = call.ctx, call.day
+    if call.options.get("if_enabled") and not ctx.settings.pipeline.monitoring_enabled:
+        return StageOutcome(status=SKIPPED, message="monitoring disabled (pipeline.monitoring_enabled)")
+    if registry.find_alias(ctx.settings, registry.CHAMPION) is None and predictions_of(ctx, day).empty:
+        message = "no champion and no predictions of the day: nothing to monitor yet"
+        log.warning("monitor.skipped", day=day.isoformat(), reason=message)
+        return StageOutcome(status=SKIPPED, message=message, details={"reason": "no_model", "alerts": []})
+    return monitor_day(ctx, day, progress=call.progress).outcome()
 
 
-def retraining_trigger(ctx: JobContext, day: date, *, dry_run: bool = False,
-                       train_start: date | None = None) -> TriggerOutcome:
-    """Decide by the k-of-n rule over the monitoring table; when it fires (and not `dry_run`),
-    train and run the validation gate (`jobs.train.train`): a passing model becomes the
-    challenger, promotion stays a decision (`cardscore promote`)."""
-    from cardscore.monitoring.trigger import decide, retrain_window_start
+def summarize(outcomes: Sequence[StageOutcome]) -> Any:
+    from cardscore.jobs.monitor.report import summary
 
-    cfg = ctx.settings.monitoring.trigger
-    decision = decide(day, violation_history(ctx, day, cfg.metrics, cfg.n), cfg.k, cfg.n, cfg.require_latest)
-    if decision.fire:
-        recent = trigger_versions_since(ctx.settings, day - timedelta(days=cfg.cooldown_days - 1), day)
-        if recent:
-            version, trained_for = recent[0]
-            decision = replace(decision, fire=False, reason=(
-                f"{decision.reason}, but version {version} was trained by the trigger for {trained_for} "
-                f"(cool-down of {cfg.cooldown_days} days)"))
-    log.info("monitor.trigger", day=day.isoformat(), fire=decision.fire, reason=decision.reason,
-             violating_days=decision.violating_days, dry_run=dry_run)
-    outcome = TriggerOutcome(decision)
-    if not decision.fire or dry_run:
-        return outcome
-    from cardscore.jobs.train import TrainingParams, train
-
-    protocol = ctx.settings.training.protocol
-    start = train_start or retrain_window_start(
-        day, cfg.train_days or protocol.train_days, protocol.delay_days, protocol.test_days,
-        ctx.settings.monitoring.label_delay_days,
-    )
-    params = TrainingParams(train_start=start, actor="cardscore-monitor",
-                            reason=f"retraining trigger on {day}: {decision.reason}",
-                            version_tags={TAG_TRIGGER_DAY: day.isoformat()})
-    try:
-        report = train(ctx, params)
-        outcome.training = {"run_id": report.run_id, "version": report.version, "challenger": report.challenger,
-                            "train_start": start.isoformat(), "test": report.test.metrics()}
-    except StageFailed as exc:  # the gate rejected the model, or an input is missing
-        outcome.error = str(exc)
-        outcome.training = {"train_start": start.isoformat()}
-        version = getattr(getattr(exc, "report", None), "version", None)
-        if version is not None:
-            outcome.training["version"] = version
-    log.info("monitor.retrained", day=day.isoformat(), **(outcome.training or {}), error=outcome.error)
-    return outcome
+    reports = [o.report for o in outcomes if o.report is not None]
+    return summary(reports) if reports else None
 
 
-# ------------------------------------------------------------------------------ helpers
-
-
-class _Phases:
-    def __init__(self, day: date, progress: Progress | None) -> None:
-        self.day, self.progress = day, progress
-        self.current: str | None = None
-        self.started = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        if self.current:
-            self.seconds[self.current] = round(now - self.started, 3)
-        self.current, self.started = name, now
-        if self.progress:
-            self.progress(self.day, name)
-
-
-# ------------------------------------------------------------------------------ entry point
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Every requested day is monitored; exit code 1 if any of them raised an alert."""
-    alerting: list[str] = []
-
-    def stage(ctx: JobContext, day: date, args: argparse.Namespace) -> None:
-        report = monitor_day(ctx, day)
-        if report.alerts:
-            alerting.append(day.isoformat())
-            print(str(MonitorAlert(report)), file=sys.stderr)
-
-    code = run_job(STAGE, stage, argv, parser=job_parser(__doc__.splitlines()[0]))
-    if code == 0 and alerting:
-        log.warning("monitor.alerting_days", days=alerting)
-        return EXIT_FAILED
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-__all__ = ["EXIT_FAILED", "MonitorAlert", "MonitorReport", "monitor_day", "pipeline_stage", "retraining_trigger"]
+SPEC = StageSpec(
+    name=STAGE,
+    description="drift, delayed-label performance, freshness, alerts",
+    run=run,
+    inputs=("gold.predictions", catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS,
+            catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    outputs=("ops.monitoring", "HTML report", "MLflow"),
+    add_options=add_options,
+    summarize=summarize,
+)

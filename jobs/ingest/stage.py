@@ -1,10 +1,10 @@
 """Ingest one landing day (or a range): landing -> bronze -> silver (+ quarantine), behind GX gates.
 
-    spark-submit jobs/ingest.py --date 2018-04-01
-    python jobs/ingest.py --from 2018-04-01 --to 2018-04-30
+    spark-submit jobs/ingest/main.py --date 2018-04-01
+    python jobs/ingest/main.py --from 2018-04-01 --to 2018-04-30
     cardscore run ingest --date 2018-04-01
 
-All three call `ingest_day(ctx, day)`. For each feed (transactions, labels) of the day:
+All three run `SPEC` through `cardscore.core.runner`, which calls `ingest_day(ctx, day)`. For each feed (transactions, labels) of the day:
 
 1. **list and read** the day's files (`<landing>/<feed>/date=D/*.jsonl`, hidden `.`/`_` files
    skipped) with pyarrow.fs; each file's bytes are split on `\\n` into numbered lines in one
@@ -40,19 +40,32 @@ gives identical silver and quarantine rows.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
+from cardscore.core import catalog
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.lake import delete_folder
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.expectations.gate import GateFailed, GateResult, validate
-from cardscore.jobs.ingest_transforms import (
+from cardscore.jobs.ingest.landing import (
+    LINES_SCHEMA,
+    FileLoad,
+    LandingFile,
+    day_folder,
+    lines_table,
+    list_landing_files,
+    read_file,
+    sql_string,
+)
+from cardscore.jobs.ingest.report import FeedReport, IngestReport, log_summary, summary_table
+from cardscore.jobs.ingest.transforms import (
     ACCEPTED,
     DUPLICATE,
     FEEDS,
@@ -70,16 +83,8 @@ from cardscore.jobs.ingest_transforms import (
 from cardscore.schemas.contracts import QUARANTINE_RECORD
 from cardscore.schemas.spark_validation import validate_lines
 
-from cardscore.core import catalog
-from cardscore.core.config.settings import join_uri
-from cardscore.core.errors import MissingInput, StageFailed
-from cardscore.core.logs import get_logger
-from cardscore.core.stage import JobContext, run_job
-
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyspark.sql import DataFrame
-    from rich.table import Table
 
     from cardscore.core.lake import Lake
 
@@ -98,60 +103,6 @@ TABLES = (
     catalog.SILVER_TRANSACTIONS,
     catalog.SILVER_LABELS,
 )
-Progress = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- reports
-
-
-@dataclass
-class FeedReport:
-    """What happened to one feed's lines on one day."""
-
-    feed: str
-    files: int = 0
-    files_loaded: int = 0  # new files written to bronze by this run
-    lines: int = 0  # lines in the day's files (= the day's bronze rows)
-    bronze_rows_added: int = 0
-    accepted: int = 0  # rows of the day's silver set
-    quarantined: int = 0
-    duplicates: int = 0  # identical copies dropped
-    superseded: int = 0  # earlier same-day reports replaced by a later one (labels)
-    reasons: dict[str, int] = field(default_factory=dict)
-    decided_by: dict[str, int] = field(default_factory=dict)  # lines decided in sql / python
-    silver_changed: bool = False  # whether publishing changed the silver table
-    gate: dict[str, Any] | None = None
-
-    @property
-    def expected_silver_rows(self) -> int:
-        return self.lines - self.quarantined - self.duplicates - self.superseded
-
-
-@dataclass
-class IngestReport:
-    """Counts per layer and reason, table versions before/after and gate results of one day."""
-
-    day: date
-    load_id: str
-    feeds: dict[str, FeedReport]
-    versions_before: dict[str, int | None]
-    versions_after: dict[str, int | None] = field(default_factory=dict)
-    quarantine_changed: bool = False
-    seconds: float = 0.0
-    phase_seconds: dict[str, float] = field(default_factory=dict)
-
-    def reason_totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for report in self.feeds.values():
-            for reason, count in report.reasons.items():
-                totals[reason] = totals.get(reason, 0) + count
-        return dict(sorted(totals.items()))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["day"] = self.day.isoformat()
-        return out
-
 
 class IngestGateFailed(GateFailed):
     """One or both of the day's silver gates failed; nothing of the day was published."""
@@ -165,122 +116,6 @@ class IngestGateFailed(GateFailed):
         self.args = (f"{STAGE}: {message}",)
 
 
-# --------------------------------------------------------------------------- landing files
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    feed: str
-    uri: str  # source_file in every table
-    path: str  # path inside the filesystem
-    size: int
-
-
-@dataclass
-class FileLoad:
-    """A file of the day, read, with the lineage of the load that brought it in."""
-
-    file: LandingFile
-    data: bytes
-    sha256: str
-    load_id: str
-    ingested_at_us: int
-    new: bool  # not in the ledger yet: this run loads it into bronze
-    lines: list[bytes] = field(default_factory=list, repr=False)
-
-    def __post_init__(self) -> None:
-        self.lines = split_lines(self.data)
-
-
-def day_folder(landing_root: str, feed: str, day: date) -> str:
-    return join_uri(landing_root, feed, f"date={day.isoformat()}")
-
-
-def landing_file_uri(landing_root: str, feed: str, day: date, name: str) -> str:
-    """The `source_file` of a landing file: its URI (the name percent-encoded, `=` kept)."""
-    return join_uri(day_folder(landing_root, feed, day), quote(name, safe="="))
-
-
-def list_landing_files(landing_root: str, feed: str, day: date, suffix: str = ".jsonl") -> list[LandingFile] | None:
-    """The day's files of a feed, by name; None when the day's folder does not exist."""
-    from pyarrow import fs as pafs
-
-    filesystem, root = pafs.FileSystem.from_uri(landing_root)
-    folder = f"{root.rstrip('/')}/{feed}/date={day.isoformat()}"
-    if filesystem.get_file_info(folder).type != pafs.FileType.Directory:
-        return None
-    infos = filesystem.get_file_info(pafs.FileSelector(folder, recursive=False))
-    files = [
-        LandingFile(feed, landing_file_uri(landing_root, feed, day, info.base_name), info.path, int(info.size or 0))
-        for info in infos
-        if info.type == pafs.FileType.File
-        and not info.base_name.startswith((".", "_"))  # writers' temporary and marker files
-        and info.base_name.endswith(suffix)
-    ]
-    return sorted(files, key=lambda f: f.uri)
-
-
-def read_file(landing_root: str, file: LandingFile) -> bytes:
-    from pyarrow import fs as pafs
-
-    filesystem, _ = pafs.FileSystem.from_uri(landing_root)
-    with filesystem.open_input_stream(file.path) as stream:
-        return stream.read()
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """Lines split on `\\n` only (a CR stays in its line, to be rejected); no empty last line."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
-
-
-LINES_SCHEMA = (
-    "source_file string, line_number bigint, raw_bytes binary, load_id string, "
-    "ingested_at timestamp, landing_date date"
-)
-
-
-def lines_table(loads: Iterable[FileLoad], day: date) -> pa.Table:
-    """One row per line of the given files: exact bytes, 1-based line number, lineage."""
-    import pyarrow as pa
-
-    tables = []
-    for load in loads:
-        lines = load.lines
-        n = len(lines)
-        tables.append(
-            pa.table(
-                {
-                    "source_file": pa.array([load.file.uri] * n, pa.string()),
-                    "line_number": pa.array(range(1, n + 1), pa.int64()),
-                    "raw_bytes": pa.array(lines, pa.binary()),
-                    "load_id": pa.array([load.load_id] * n, pa.string()),
-                    "ingested_at": pa.array([load.ingested_at_us] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                    "landing_date": pa.array([day] * n, pa.date32()),
-                }
-            )
-        )
-    if not tables:
-        return _empty_lines_table()
-    return pa.concat_tables(tables)
-
-
-def _empty_lines_table() -> pa.Table:
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "source_file": pa.array([], pa.string()),
-            "line_number": pa.array([], pa.int64()),
-            "raw_bytes": pa.array([], pa.binary()),
-            "load_id": pa.array([], pa.string()),
-            "ingested_at": pa.array([], pa.timestamp("us", tz="UTC")),
-            "landing_date": pa.array([], pa.date32()),
-        }
-    )
-
 
 # --------------------------------------------------------------------------- the stage
 
@@ -292,7 +127,7 @@ def new_load_id() -> str:
 def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> IngestReport:
     """Ingest one landing day; raises MissingInput, StageFailed or IngestGateFailed (exit 1)."""
     started = time.perf_counter()
-    step = _Steps(progress)
+    step = PhaseTimer(progress)
     lake, settings = ctx.lake, ctx.settings
     load_id = new_load_id()
     report = IngestReport(day, load_id, {}, versions_before=table_versions(lake))
@@ -353,7 +188,7 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
         if settings.ingest.gate.data_docs == "on_failure":  # a second run, for the Data Docs page
             failed = [_gate(ctx, FEEDS[n], day, lake.read(staging[n]), report.feeds[n], docs=True)
                       for n, r in results.items() if not r.success]
-        _log_summary(report, outcome="gate_failed")
+        log_summary(report, outcome="gate_failed")
         raise IngestGateFailed(failed, [lake.uri(staging[n]) for n, r in results.items() if not r.success])
 
     step("publish")
@@ -367,25 +202,18 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
             lake.append(empty, feed.silver_table, partition_by=list(feed.silver.partition_by))
             report.feeds[feed.name].silver_changed = True
     for table in staging.values():
-        _drop_table(ctx, table)
+        delete_folder(ctx.lake.uri(table))
 
     report.versions_after = table_versions(lake)
     report.seconds = round(time.perf_counter() - started, 3)
     report.phase_seconds = step.finish()
-    _log_summary(report, outcome="published")
+    log_summary(report, outcome="published")
     return report
 
 
-def ingest_days(ctx: JobContext, days: Sequence[date], progress: Progress | None = None) -> list[IngestReport]:
-    """`ingest_day` for each day in order (a backfill); stops at the first failing day."""
-    return [ingest_day(ctx, day, progress) for day in days]
-
-
-def pipeline_stage(ctx: JobContext, day: date) -> Any:
-    """`ingest_day` in the nightly runner's shape (`cardscore.core.pipeline.Stage.run`)."""
-    from cardscore.core.pipeline import StageOutcome
-
-    report = ingest_day(ctx, day)
+def run(call: StageCall) -> StageOutcome:
+    """The stage: `ingest_day` for the call's day, as the runner's outcome."""
+    report = ingest_day(call.ctx, call.day, call.progress)
     inputs = (catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.INGEST_LOADS)
     outputs = (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE)
     lines = sum(f.lines for f in report.feeds.values())
@@ -395,34 +223,23 @@ def pipeline_stage(ctx: JobContext, day: date) -> Any:
         outputs={t: report.versions_after.get(t) for t in outputs},
         details=report.to_dict(),
         message=f"{lines} lines, {quarantined} quarantined",
+        report=report,
     )
 
 
-class _Steps:
-    """Reports phase names to a progress callback and times each phase."""
+def summarize(outcomes: Sequence[StageOutcome]) -> Any:
+    return summary_table([o.report for o in outcomes if o.report is not None])
 
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
-        self.current: str | None = None
-        self.started = time.perf_counter()
-        self.seconds: dict[str, float] = {}
 
-    def __call__(self, phase: str) -> None:
-        self._close()
-        self.current = phase
-        if self.progress:
-            self.progress(phase)
-
-    def _close(self) -> None:
-        now = time.perf_counter()
-        if self.current:
-            self.seconds[self.current] = round(now - self.started, 3)
-        self.started = now
-
-    def finish(self) -> dict[str, float]:
-        self._close()
-        self.current = None
-        return self.seconds
+SPEC = StageSpec(
+    name=STAGE,
+    description="landing -> bronze -> silver (transactions, labels), gated",
+    run=run,
+    inputs=("landing",),
+    outputs=TABLES,
+    gates=("silver_transactions", "silver_labels"),
+    summarize=summarize,
+)
 
 
 def table_versions(lake: Lake) -> dict[str, int | None]:
@@ -474,7 +291,7 @@ def _write_bronze(ctx: JobContext, feed: Feed, day: date, new_loads: list[FileLo
         return 0
     table = lines_table(new_loads, day)
     frame = ctx.spark.createDataFrame(table, schema=LINES_SCHEMA)
-    files = ", ".join(_sql_string(x.file.uri) for x in new_loads)
+    files = ", ".join(sql_string(x.file.uri) for x in new_loads)
     predicate = f"landing_date = DATE'{day.isoformat()}' AND source_file IN ({files})"
     ctx.lake.replace_where(bronze_records(frame), feed.bronze_table, predicate, partition_by=["landing_date"])
     return table.num_rows
@@ -520,7 +337,7 @@ def _stage_day(ctx: JobContext, feed: Feed, day: date, loads: list[FileLoad]) ->
         )
     classified = classify(checked, feed, day, published).withColumn("raw", F.call_function("make_valid_utf8", "raw_bytes")).drop("raw_bytes")
     table = staging_table(feed, day)
-    _drop_table(ctx, table)
+    delete_folder(ctx.lake.uri(table))
     ctx.lake.append(classified, table)
     return table
 
@@ -658,93 +475,3 @@ def _replace_if_changed(
             return False
     lake.replace_where(rows, table, predicate, partition_by=list(partition_by))
     return True
-
-
-def _drop_table(ctx: JobContext, table: str) -> None:
-    from pyarrow import fs as pafs
-
-    filesystem, path = pafs.FileSystem.from_uri(ctx.lake.uri(table))
-    if filesystem.get_file_info(path).type == pafs.FileType.Directory:
-        filesystem.delete_dir(path)
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-def _log_summary(report: IngestReport, outcome: str) -> None:
-    for feed in report.feeds.values():
-        log.info(
-            "ingest.summary",
-            day=report.day.isoformat(),
-            feed=feed.feed,
-            outcome=outcome,
-            load_id=report.load_id,
-            files=feed.files,
-            files_loaded=feed.files_loaded,
-            lines=feed.lines,
-            bronze_rows_added=feed.bronze_rows_added,
-            accepted=feed.accepted,
-            quarantined=feed.quarantined,
-            duplicates=feed.duplicates,
-            superseded=feed.superseded,
-            reasons=feed.reasons,
-            decided_by=feed.decided_by,
-            silver_changed=feed.silver_changed,
-            gate_success=None if feed.gate is None else feed.gate["success"],
-        )
-
-
-def summary_table(reports: Sequence[IngestReport]) -> Table:
-    """A rich table for people: per feed, lines by fate and quarantined lines by reason."""
-    from rich.table import Table
-
-    days = sorted(r.day for r in reports)
-    span = days[0].isoformat() if len(days) == 1 else f"{days[0].isoformat()} .. {days[-1].isoformat()}"
-    table = Table(title=f"ingest {span} ({len(reports)} day{'s' if len(reports) != 1 else ''})")
-    table.add_column("")
-    for name in FEEDS:
-        table.add_column(name, justify="right")
-    table.add_column("total", justify="right")
-
-    def row(label: str, value: Callable[[FeedReport], int], style: str = "") -> None:
-        counts = [sum(value(r.feeds[n]) for r in reports if n in r.feeds) for n in FEEDS]
-        table.add_row(label, *[f"{c:,}" for c in counts], f"{sum(counts):,}", style=style)
-
-    row("files", lambda f: f.files)
-    row("  loaded now", lambda f: f.files_loaded)
-    row("lines (bronze)", lambda f: f.lines, style="bold")
-    row("  added to bronze now", lambda f: f.bronze_rows_added)
-    row("accepted (silver)", lambda f: f.accepted, style="green")
-    row("identical duplicates", lambda f: f.duplicates)
-    row("superseded reports", lambda f: f.superseded)
-    row("quarantined", lambda f: f.quarantined, style="red")
-    reasons = sorted({reason for r in reports for f in r.feeds.values() for reason in f.reasons})
-    for reason in reasons:
-        row(f"  {reason}", lambda f, reason=reason: f.reasons.get(reason, 0))
-    seconds = sum(r.seconds for r in reports)
-    table.caption = f"{seconds:.1f} s ({seconds / max(len(reports), 1):.2f} s per day)"
-    return table
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def _stage(ctx: JobContext, day: date, args: argparse.Namespace) -> IngestReport:
-    report = ingest_day(ctx, day)
-    if sys.stderr.isatty():
-        from rich.console import Console
-
-        Console(stderr=True).print(summary_table([report]))
-    return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_job("ingest", _stage, argv, description=__doc__.splitlines()[0])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,10 +2,10 @@
 XGBoost, evaluation, MLflow logging, registration and the validation gate.
 
     cardscore train [--train-start 2018-07-25] [--search]
-    spark-submit jobs/train.py [--train-start 2018-07-25] [--search]
-    SPARK_REMOTE=sc://127.0.0.1:15002 spark-submit jobs/train.py
+    spark-submit jobs/train/main.py [--train-start 2018-07-25] [--search]
+    SPARK_REMOTE=sc://127.0.0.1:15002 spark-submit jobs/train/main.py
 
-The nightly pipeline and the retraining trigger call `train(ctx, TrainingParams(...))`.
+The retraining run (jobs/retrain) calls `train(ctx, TrainingParams(...))`.
 Exit codes: 0 the model passed the gate (alias `challenger` set), 1 the gate rejected it or
 an input is missing (no alias moved), 2 usage or configuration error.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from cardscore.core import catalog
+from cardscore.core.days import parse_day
 from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import JobContext, job_parser, run_job
+from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.model.datasets import attach_features, entity_frame
 from cardscore.model.evaluation import Evaluation, GateDecision, evaluate, gate_decision
 from cardscore.model.protocol import Protocol, Split, days_needed, protocol_split, validation_folds
-from cardscore.model.training import SearchResult, fit_booster, predict, prequential_search
+from cardscore.model.scoring import predict
+from cardscore.model.training import SearchResult, fit_booster, prequential_search
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -286,8 +287,8 @@ def train(ctx: JobContext, params: TrainingParams | None = None) -> TrainingRepo
     params = params or TrainingParams()
     report = train_on_sets(ctx.settings, build_sets(ctx, params), params)
     if report.version is not None:
-        # Monitoring's reference profile, saved with the run (jobs/monitor.py; never fails training).
-        from cardscore.jobs.monitor import save_reference_of_version
+        # Monitoring's reference profile, saved with the run (never fails training).
+        from cardscore.monitoring.reference import save_reference_of_version
 
         save_reference_of_version(ctx, report.version)
     return report
@@ -531,36 +532,65 @@ def _publish(
     )
 
 
-# ---------------------------------------------------------------------------- entry point
+# ---------------------------------------------------------------------------- the stage
 
 
-def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
-    params = TrainingParams(
-        train_start=date.fromisoformat(args.train_start) if args.train_start else None,
-        search=args.search,
-        select_by=args.select_by,
-        register=not args.no_register,
-        actor=args.actor,
-        reason=args.reason or "",
-    )
-    report = train(ctx, params)
-    print(json.dumps({"run_id": report.run_id, "version": report.version, "challenger": report.challenger,
-                      "test": report.test.metrics()}, indent=2))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser(__doc__.splitlines()[0], dated=False)
+def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-start", help="first training day, YYYY-MM-DD (default: training.protocol.train_start)")
     search = parser.add_mutually_exclusive_group()
     search.add_argument("--search", dest="search", action="store_true", default=None,
-                        help="run the prequential hyperparameter search first")
+                        help="run the prequential hyperparameter search first (default: training.search.enabled)")
     search.add_argument("--no-search", dest="search", action="store_false", help="use training.model as is")
-    parser.add_argument("--select-by", choices=["auc_roc", "average_precision", "card_precision_at_k"])
-    parser.add_argument("--no-register", action="store_true", help="log the run only: no version, no gate")
+    parser.add_argument("--select-by", choices=["auc_roc", "average_precision", "card_precision_at_k"],
+                        help="validation metric the search maximises (default: training.search.select_by)")
+    parser.add_argument("--no-register", dest="register", action="store_false",
+                        help="log the run only: no version, no gate")
     parser.add_argument("--actor", help="who is training (recorded on alias moves; default $USER)")
-    parser.add_argument("--reason", help="why (recorded on alias moves)")
-    return run_job(STAGE, _stage, argv, dated=False, parser=parser)
+    parser.add_argument("--reason", default="", help="why (recorded on alias moves)")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run(call: StageCall) -> StageOutcome:
+    """The stage: `train` with the call's options; a gate rejection fails it (exit 1)."""
+    options = call.options
+    progress = (lambda phase, done, total: call.phase(f"{phase} {done}/{total}")) if call.progress else None
+    params = TrainingParams(
+        train_start=parse_day(options["train_start"]) if options.get("train_start") else None,
+        search=options.get("search"),
+        select_by=options.get("select_by"),
+        register=options.get("register", True),
+        actor=options.get("actor"),
+        reason=options.get("reason") or "",
+        progress=progress,
+    )
+    return outcome_of(train(call.ctx, params))
+
+
+def outcome_of(report: TrainingReport) -> StageOutcome:
+    test = report.test.metrics()
+    return StageOutcome(
+        model_version=report.version,
+        details=report.to_dict(),
+        message=f"{report.model_name} v{report.version or '-'}: AUC {test['auc_roc']:.3f}, "
+        f"AP {test['average_precision']:.3f}, CP@{report.test.k} {test['card_precision_at_k']:.3f}"
+        + (", challenger" if report.challenger else ""),
+        report=report,
+    )
+
+
+def summarize(outcomes: Sequence[StageOutcome]) -> Any:
+    from cardscore.jobs.train.report import training_summary
+
+    return training_summary(outcomes[-1].report) if outcomes and outcomes[-1].report else None
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    description="train, evaluate, register and gate the fraud model",
+    run=run,
+    dated=False,
+    inputs=(catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    outputs=("MLflow registry",),
+    gates=("promotion gate",),
+    add_options=add_options,
+    summarize=summarize,
+)

@@ -1,8 +1,8 @@
 """Build the daily feature snapshots: silver -> gold.customer_features, gold.terminal_features.
 
-    spark-submit jobs/build_features.py --date 2018-05-01
-    spark-submit jobs/build_features.py --from 2018-04-01 --to 2018-09-30   # backfill
-    python jobs/build_features.py --date 2018-05-01 --remote sc://127.0.0.1:15002
+    spark-submit jobs/build_features/main.py --date 2018-05-01
+    spark-submit jobs/build_features/main.py --from 2018-04-01 --to 2018-09-30   # backfill
+    cardscore run features --date 2018-05-01
 
 The snapshot of day D describes the data strictly before D (features/README.md). A run reads
 only the look-back its days need, computes a whole range in one pass (in chunks of
@@ -14,13 +14,19 @@ same rows and never duplicates them.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.lake import discard_staging
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_KEY,
@@ -30,12 +36,6 @@ from cardscore.features.definitions import (
     TERMINAL_KEY,
     TERMINAL_LOOKBACK_DAYS,
 )
-
-from cardscore.core import catalog
-from cardscore.core.config.settings import join_uri
-from cardscore.core.errors import MissingInput, StageFailed
-from cardscore.core.logs import get_logger
-from cardscore.core.stage import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 
 STAGE = "features"
 CUSTOMER_SUITE = "gold_customer_features"
@@ -92,13 +92,14 @@ def build_features_range(
 
 
 def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport]:
+    from pyspark.sql import functions as F
+
     from cardscore.expectations.gate import gate
     from cardscore.features.transform import (
         active_entity_count,
         customer_snapshots,
         terminal_snapshots,
     )
-    from pyspark.sql import functions as F
 
     started = time.perf_counter()
     run_id = f"{first.isoformat()}_{last.isoformat()}_{uuid.uuid4().hex[:8]}"
@@ -163,7 +164,7 @@ def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport
                 for row in df.groupBy(SNAPSHOT_DATE).count().collect()
             }
     finally:
-        _remove(staging)
+        discard_staging(staging, STAGE)
 
     seconds = time.perf_counter() - started
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -195,8 +196,9 @@ def _build_pass(ctx: JobContext, first: date, last: date) -> list[FeaturesReport
 def _inputs(ctx: JobContext, first: date, last: date):
     """The silver look-back the days need (customers [first-30, last), terminals and labels
     [first-37, last)), after checking that silver is complete up to the day before `last`."""
-    from cardscore.schemas.contracts import SILVER_LABEL
     from pyspark.sql import functions as F
+
+    from cardscore.schemas.contracts import SILVER_LABEL
 
     lake, cfg = ctx.lake, ctx.settings.features
     if not lake.exists(catalog.SILVER_TRANSACTIONS):
@@ -266,40 +268,68 @@ def _staging_root(ctx: JobContext, run_id: str) -> str:
     return join_uri(base, "features", run_id)
 
 
-def _remove(uri: str) -> None:
-    """Best-effort removal of a run's staging folder (a leftover is harmless, only space)."""
-    try:
-        from pyarrow import fs
-
-        filesystem, path = fs.FileSystem.from_uri(uri)
-        if filesystem.get_file_info(path).type != fs.FileType.NotFound:
-            filesystem.delete_dir(path)
-    except Exception as exc:  # never fail a published run over its scratch space
-        log.warning("features.staging_not_removed", uri=uri, error=str(exc))
+# ------------------------------------------------------------------------------ the stage
 
 
-# ------------------------------------------------------------------------------ entry point
+def snapshot_missing(ctx: JobContext, day: date) -> bool:
+    """True if neither gold feature table has a row for snapshot `day`. An empty snapshot (no
+    active entity, e.g. the world's first day) also reads as missing: rebuilding it is cheap."""
+    from pyspark.sql import functions as F
+
+    for table in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES):
+        if ctx.lake.exists(table) and ctx.lake.read(table).where(F.col(SNAPSHOT_DATE) == F.lit(day)).limit(1).count():
+            return False
+    return True
 
 
-def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
-    days = days_from_args(args)
-    reports = build_features_range(ctx, days[0], days[-1])
-    for report in reports:
-        print(
-            f"{report.day}: {report.customer_rows} customers, {report.terminal_rows} terminals"
-        )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fill-previous", action="store_true",
+        help="also build the snapshot of the day before the first day when it is missing (the "
+        "nightly does: the night of D builds D+1, and D too on the first night or after a gap, "
+        "because D's transactions are scored with it)",
+    )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser(__doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    try:
-        days_from_args(args)
-    except ValueError as exc:
-        print(f"usage error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return run_job("build_features", _stage, argv, dated=False, parser=parser)
+def run(call: StageCall) -> list[StageOutcome]:
+    """The snapshots of the call's days in one pass (and, with `fill_previous`, of the day
+    before them when it is missing)."""
+    ctx, days = call.ctx, list(call.days)
+    previous = days[0] - timedelta(days=1)
+    first = previous if call.options.get("fill_previous") and snapshot_missing(ctx, previous) else days[0]
+    progress = (lambda done, total: call.phase(f"{done}/{total} days")) if call.progress else None
+    reports = build_features_range(ctx, first, days[-1], progress)
+    by_day = {r.day: r for r in reports}
+    extra = [r for r in reports if r.day not in days]
+    outcomes = []
+    for day in days:
+        report = by_day[day]
+        built = [*extra, report] if day == days[0] else [report]
+        outcomes.append(StageOutcome(
+            outputs={catalog.CUSTOMER_FEATURES: report.customer_version,
+                     catalog.TERMINAL_FEATURES: report.terminal_version},
+            details={"snapshots": [r.to_dict() for r in built]},
+            message=", ".join(f"{r.day}: {r.customer_rows} customers, {r.terminal_rows} terminals" for r in built),
+            report=report,
+        ))
+    return outcomes
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def summarize(outcomes: Sequence[StageOutcome]) -> Any:
+    from cardscore.jobs.build_features.report import summary
+
+    reports = [o.report for o in outcomes if o.report is not None]
+    return summary(reports) if reports else None
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    description="gold feature snapshots of the day (or each day of a range, in one pass), gated",
+    run=run,
+    one_pass=True,
+    add_options=add_options,
+    inputs=(catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS),
+    outputs=(catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    gates=(CUSTOMER_SUITE, TERMINAL_SUITE),
+    summarize=summarize,
+)

@@ -1,5 +1,5 @@
 """Pure transformations of the ingest stage: raw lines -> bronze, classified lines -> silver and
-quarantine. DataFrame in, DataFrame out; all I/O lives in `jobs/ingest.py`.
+quarantine. DataFrame in, DataFrame out; all I/O lives in `jobs/ingest/main.py`.
 
 A day's lines go through `classify`, which gives every line exactly one status:
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from cardscore.core import catalog
 from cardscore.schemas.contract import Contract
 from cardscore.schemas.contracts import (
     BRONZE_RECORD,
@@ -42,8 +43,6 @@ from cardscore.schemas.contracts import (
 )
 from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.spark_validation import decode_raw
-
-from cardscore.core import catalog
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

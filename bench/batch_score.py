@@ -263,7 +263,8 @@ def scoring_stage(built: dict[str, Any], features_uri: str, work: Path, runs: in
 
     from cardscore.core import registry
     from cardscore.features.definitions import MODEL_FEATURES
-    from cardscore.jobs.score_batch.transforms import booster_bytes, score_in_engine
+    from cardscore.jobs.score_batch.transforms import score_in_engine
+    from cardscore.model.scoring import booster_bytes
 
     spark, settings = built["ctx"].spark, built["settings"]
     features = spark.read.parquet(features_uri)

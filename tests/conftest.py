@@ -89,3 +89,15 @@ def topic(broker: EmbeddedBroker) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     create_topics(broker.conf, {name: 2})
     return name
+
+
+# The fast tier (`pytest -m "not engine"`) runs what needs no Spark engine, broker or other
+# started service. A test is `engine` when it uses one of these fixtures (directly or through
+# its own fixtures), is `classic`, or its module says so (`pytestmark = pytest.mark.engine`).
+ENGINE_FIXTURES = frozenset({"spark", "broker", "lake", "kafka_settings", "topic"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("classic"):
+            item.add_marker(pytest.mark.engine)

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from cardscore.core.errors import MissingInput
+from cardscore.core.stage import StageCall
 from cardscore.features.definitions import MODEL_FEATURES
 from cardscore.jobs.score_batch.stage import (
+    SPEC,
     PredictionsGateFailed,
     ScoreHooks,
-    pipeline_stage,
     score_day,
     score_days,
 )
@@ -187,8 +188,10 @@ def test_no_champion_is_a_missing_input_and_a_skipped_nightly_stage(spark, scori
     assert "train" in str(missing.value) and "promote" in str(missing.value)
     assert missing.value.exit_code == 1
 
-    outcome = pipeline_stage(job, world.DAY)
+    outcome = SPEC.run(StageCall(job, (world.DAY,), {"if_no_model": "skip"}))  # the nightly's option
     assert outcome.status == "skipped" and "promote" in outcome.message
+    with pytest.raises(MissingInput):  # the stage alone fails, as `cardscore run score` does
+        SPEC.run(StageCall(job, (world.DAY,), SPEC.default_options()))
     assert not job.lake.exists(settings.scoring.output_table)
 
 
@@ -204,8 +207,8 @@ def test_missing_inputs_are_named(job) -> None:
     assert not job.lake.exists(job.settings.scoring.output_table)
 
 
-def test_pipeline_stage_reports_versions_and_counts(job, scoring_world) -> None:
-    outcome = pipeline_stage(job, world.DAY)
+def test_the_stage_reports_versions_and_counts(job, scoring_world) -> None:
+    outcome = SPEC.run(StageCall(job, (world.DAY,)))
     silver = world.silver_day(scoring_world.transactions, world.DAY)
     assert outcome.status == "succeeded"
     assert outcome.model_version == scoring_world.version

@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 
 from cardscore.core import catalog
 from cardscore.features.retrieval import historical_features_spark
-from cardscore.jobs.score_batch.transforms import booster_bytes, entity_frame
+from cardscore.jobs.score_batch.transforms import entity_frame
+from cardscore.model.scoring import booster_bytes
 from tests.scoring import parity, world
 from tests.support.classic import run_on_classic
 

@@ -259,23 +259,12 @@ def _is_pandas_frame(obj: Any) -> bool:
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
     """progress(phase, done, total) drawing one rich bar per phase when a person watches (a
-    terminal or a notebook, unlike the CLI's `phase_bars`); a no-op otherwise (jobs, tests)."""
+    terminal or a notebook); a no-op otherwise (jobs, tests)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console()
-    if not (console.is_terminal or console.is_jupyter):
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bars:
-        tasks: dict[str, Any] = {}
+    from cardscore.core.console import phase_bars
 
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
+    with phase_bars(Console(), jupyter=True) as progress:
         yield progress
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import TaskID
 
 from cardscore.core.config import ConfigError, Settings, load_settings
 from cardscore.core.logs import configure_logging
@@ -118,23 +117,8 @@ def job_context(ctx: typer.Context, remote: str | None = None) -> Iterator[JobCo
 
 @contextmanager
 def phase_bars(transient: bool = False) -> Iterator[Callable[[str, int, int], None]]:
-    """One rich progress bar per phase; yields `progress(phase, done, total)`.
+    """`cardscore.core.console.phase_bars` on the CLI's console (stderr)."""
+    from cardscore.core.console import phase_bars as bars
 
-    When no person watches (not a terminal: pipelines, CI, logs to a file) nothing is drawn
-    and `progress` does nothing, so callers never need to check.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not console.is_terminal:
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=transient) as bars:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
+    with bars(console, transient) as progress:
         yield progress

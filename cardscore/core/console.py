@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,31 @@ def records_table(title: str, results: Sequence[DayResult]) -> Any:
             table.add_row(str(record.day or ""), record.stage, f"[{style}]{record.status}[/{style}]",
                           str(record.attempts), f"{record.seconds:.1f}", detail)
     return table
+
+
+@contextmanager
+def phase_bars(console: Console, transient: bool = False, jupyter: bool = False) -> Iterator[Callable[[str, int, int], None]]:
+    """One rich progress bar per phase; yields `progress(phase, done, total)`.
+
+    When no person watches (not a terminal, or a notebook when `jupyter`: pipelines, CI, logs
+    to a file) nothing is drawn and `progress` does nothing, so callers never need to check.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
+
+    if not (console.is_terminal or (jupyter and console.is_jupyter)):
+        yield lambda phase, done, total: None
+        return
+    with Bars(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+              TimeElapsedColumn(), console=console, transient=transient) as bars:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bars.add_task(phase, total=total)
+            bars.update(tasks[phase], completed=done, total=total)
+
+        yield progress
 
 
 def _day(day: date | None) -> str:

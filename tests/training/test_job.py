@@ -136,7 +136,7 @@ def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
         "CARDSCORE__MONITORING__LABEL_DELAY_DAYS": "30",
     })
     proc = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "train.py"), "--remote", embedded_url(ctx.settings),
+        [sys.executable, str(REPO / "jobs" / "train" / "main.py"), "--remote", embedded_url(ctx.settings),
          "--actor", "ci"],
         capture_output=True, text=True, timeout=300, env=env, cwd=str(REPO),
     )

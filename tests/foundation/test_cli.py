@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -52,6 +53,7 @@ def test_config_show_redacts_secrets(tmp_path: Path) -> None:
     assert "topsecret" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.engine  # starts the embedded broker
 def test_broker_start_status_stop(tmp_path: Path) -> None:
     from cardscore.services.broker import free_port
 

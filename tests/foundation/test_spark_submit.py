@@ -12,6 +12,8 @@ from deltalake import DeltaTable
 
 from cardscore.services.broker import free_port
 
+pytestmark = pytest.mark.engine  # spark-submit against engines
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

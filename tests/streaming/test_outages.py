@@ -24,6 +24,8 @@ from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 from tests.streaming.test_delivery import Replay
 
+pytestmark = pytest.mark.engine  # brokers started and stopped
+
 
 def test_online_store_failure_is_retried_without_loss(stream_settings: Settings, stream_world, tmp_path: Path) -> None:
     # This test breaks its own copy of the online store, never the shared one.

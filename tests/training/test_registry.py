@@ -16,6 +16,8 @@ from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.jobs.train.stage import GateRejected, TrainingParams, train_on_sets
 from tests.training.synthetic import FEATURES, training_sets
 
+pytestmark = pytest.mark.engine  # a real MLflow registry
+
 
 def aliases(settings: Settings) -> dict[str, str]:
     model = registry.client(settings).get_registered_model(settings.mlflow.model_name)

@@ -13,6 +13,8 @@ from cardscore.model.protocol import validation_folds
 from cardscore.model.training import param_grid, prequential_search
 from tests.training.synthetic import FEATURES, labelled_days, training_sets
 
+pytestmark = pytest.mark.engine  # CPU-heavy XGBoost fits
+
 
 def with_folds(sets, n_folds: int = 2):
     folds = validation_folds(sets.protocol, n_folds)

@@ -338,23 +338,11 @@ def plot_score_histogram(counts: pd.DataFrame, title: str) -> Any:
     if not on_databricks():
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    bins = int(counts["bin"].max()) + 1 if len(counts) else 1
-    bins = max(bins, 50)
+    from cardscore.jobs.score_batch.report import draw_score_histogram
+
     fig, ax = plt.subplots(figsize=(8, 4))
-    edges = np.arange(bins) / bins
-    for unknown, label, color in ((False, "both entities known", "tab:blue"),
-                                  (True, "customer or terminal unknown", "tab:orange")):
-        part = counts[counts["any_unknown"] == unknown].groupby("bin")["count"].sum()
-        heights = np.zeros(bins)
-        heights[part.index.to_numpy()] = part.to_numpy()
-        ax.bar(edges, heights, width=1 / bins, align="edge", alpha=0.6, label=label, color=color)
-    ax.set_yscale("log")
-    ax.set_xlabel("score")
-    ax.set_ylabel("transactions (log)")
-    ax.set_title(title)
-    ax.legend()
+    draw_score_histogram(ax, counts, title)
     fig.tight_layout()
     return fig
 

@@ -80,8 +80,9 @@ def summary(target: StageSpec | Composition, results: Sequence[DayResult], lines
     if isinstance(target, Composition):
         table = records_table(target.name, results)
     elif target.summarize is not None:
-        outcomes = [r.outcome for res in results for r in res.records if r.outcome is not None]
-        table = target.summarize(outcomes) if outcomes else None
+        reports = [r.outcome.report for res in results for r in res.records
+                   if r.outcome is not None and r.outcome.report is not None]
+        table = target.summarize(reports) if reports else None
     if table is not None:
         stderr.print(table)
     for result in results:

@@ -97,7 +97,8 @@ class StageSpec:
       returns one outcome per day, in order);
     - `add_options(parser)` declares the stage's own command-line options; their parsed values
       reach `run` as `call.options` (the nightly composition passes its own);
-    - `summarize(outcomes)` returns something `rich` can print for a person.
+    - `summarize(reports)` returns something `rich` can print for a person, from the typed
+      reports of the run's outcomes (called only when there are some).
     """
 
     name: str
@@ -109,7 +110,7 @@ class StageSpec:
     outputs: tuple[str, ...] = ()
     gates: tuple[str, ...] = ()
     add_options: Callable[[argparse.ArgumentParser], None] | None = None
-    summarize: Callable[[Sequence[StageOutcome]], Any] | None = None
+    summarize: Callable[[Sequence[Any]], Any] | None = None
     # after_run(ctx, outcomes, options): once after a standalone run of all its days (e.g. a
     # picture of the scored range); never inside a composition.
     after_run: Callable[[JobContext, Sequence[StageOutcome], Mapping[str, Any]], None] | None = None

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from cardscore.core import catalog
 from cardscore.core.config.settings import join_uri
@@ -36,6 +35,7 @@ from cardscore.features.definitions import (
     TERMINAL_KEY,
     TERMINAL_LOOKBACK_DAYS,
 )
+from cardscore.jobs.build_features.report import summary
 
 STAGE = "features"
 CUSTOMER_SUITE = "gold_customer_features"
@@ -315,13 +315,6 @@ def run(call: StageCall) -> list[StageOutcome]:
     return outcomes
 
 
-def summarize(outcomes: Sequence[StageOutcome]) -> Any:
-    from cardscore.jobs.build_features.report import summary
-
-    reports = [o.report for o in outcomes if o.report is not None]
-    return summary(reports) if reports else None
-
-
 SPEC = StageSpec(
     name=STAGE,
     description="gold feature snapshots of the day (or each day of a range, in one pass), gated",
@@ -331,5 +324,5 @@ SPEC = StageSpec(
     inputs=(catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS),
     outputs=(catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
     gates=(CUSTOMER_SUITE, TERMINAL_SUITE),
-    summarize=summarize,
+    summarize=summary,
 )

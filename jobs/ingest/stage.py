@@ -227,10 +227,6 @@ def run(call: StageCall) -> StageOutcome:
     )
 
 
-def summarize(outcomes: Sequence[StageOutcome]) -> Any:
-    return summary_table([o.report for o in outcomes if o.report is not None])
-
-
 SPEC = StageSpec(
     name=STAGE,
     description="landing -> bronze -> silver (transactions, labels), gated",
@@ -238,7 +234,7 @@ SPEC = StageSpec(
     inputs=("landing",),
     outputs=TABLES,
     gates=("silver_transactions", "silver_labels"),
-    summarize=summarize,
+    summarize=summary_table,
 )
 
 

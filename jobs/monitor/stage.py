@@ -60,6 +60,7 @@ from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
 from cardscore.core.stage import SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
+from cardscore.jobs.monitor.report import summary
 from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
 from cardscore.monitoring.metrics import (
     MetricRow,
@@ -450,13 +451,6 @@ def run(call: StageCall) -> StageOutcome:
     return monitor_day(ctx, day, progress=call.progress).outcome()
 
 
-def summarize(outcomes: Sequence[StageOutcome]) -> Any:
-    from cardscore.jobs.monitor.report import summary
-
-    reports = [o.report for o in outcomes if o.report is not None]
-    return summary(reports) if reports else None
-
-
 SPEC = StageSpec(
     name=STAGE,
     description="drift, delayed-label performance, freshness, alerts",
@@ -465,5 +459,5 @@ SPEC = StageSpec(
             catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
     outputs=("ops.monitoring", "HTML report", "MLflow"),
     add_options=add_options,
-    summarize=summarize,
+    summarize=summary,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -13,7 +14,13 @@ if TYPE_CHECKING:
     from cardscore.jobs.retrain.stage import TriggerOutcome
 
 
-def decision_summary(outcome: TriggerOutcome, failed: bool = False) -> Any:
+def summary(reports: Sequence[Any]) -> Any:
+    """The last report: a `TriggerOutcome`, or a failed training's report that wraps one."""
+    last = reports[-1]
+    return decision_summary(getattr(last, "outcome", last))
+
+
+def decision_summary(outcome: TriggerOutcome) -> Any:
     decision = outcome.decision
     table = Table(title=f"retraining trigger {decision.day} (k={decision.k} of n={decision.n})")
     table.add_column("day")

@@ -27,7 +27,8 @@ import pandas as pd
 from cardscore.core.days import parse_day
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import FAILED, SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.jobs.retrain.report import summary
 from cardscore.jobs.train.stage import TrainingParams, train
 from cardscore.monitoring.table import read_rows
 from cardscore.monitoring.trigger import TriggerDecision
@@ -181,17 +182,6 @@ class TriggerReport:
         return self.details
 
 
-def summarize(outcomes: Sequence[StageOutcome]) -> Any:
-    from cardscore.jobs.retrain.report import decision_summary
-
-    reports = [o.report for o in outcomes if o.report is not None]
-    if not reports:
-        return None
-    last = reports[-1]
-    return decision_summary(last.outcome if isinstance(last, TriggerReport) else last,
-                            failed=outcomes[-1].status == FAILED)
-
-
 SPEC = StageSpec(
     name=STAGE,
     description="k-of-n retraining trigger: train and gate a challenger when it fires",
@@ -200,5 +190,5 @@ SPEC = StageSpec(
     outputs=("MLflow registry",),
     gates=("promotion gate",),
     add_options=add_options,
-    summarize=summarize,
+    summarize=summary,
 )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cardscore.core.stage import JobContext
     from cardscore.jobs.score_batch.stage import ScoreReport
 
@@ -32,6 +34,26 @@ def summary_table(reports: Sequence[ScoreReport]) -> Table:
     return table
 
 
+def draw_score_histogram(ax: Any, counts: pd.DataFrame, title: str) -> None:
+    """Score distribution on `ax` (log counts), rows with an unknown customer or terminal apart,
+    from `transforms.score_histogram`'s small table (bin, any_unknown, count)."""
+    import numpy as np
+
+    bins = max(int(counts["bin"].max()) + 1 if len(counts) else 1, 50)
+    edges = np.arange(bins) / bins
+    for unknown, label, color in ((False, "both entities known", "tab:blue"),
+                                  (True, "customer or terminal unknown", "tab:orange")):
+        part = counts[counts["any_unknown"] == unknown].groupby("bin")["count"].sum()
+        heights = np.zeros(bins)
+        heights[part.index.to_numpy()] = part.to_numpy()
+        ax.bar(edges, heights, width=1 / bins, align="edge", alpha=0.6, label=label, color=color)
+    ax.set_yscale("log")
+    ax.set_xlabel("score")
+    ax.set_ylabel("transactions (log)")
+    ax.set_title(title)
+    ax.legend()
+
+
 def plot_scored_days(ctx: JobContext, reports: Sequence[ScoreReport], path: Path) -> None:
     """Score histogram (log counts; rows with an unknown entity apart) and per-day counts.
 
@@ -50,18 +72,7 @@ def plot_scored_days(ctx: JobContext, reports: Sequence[ScoreReport], path: Path
     published = ctx.lake.read(reports[-1].output_table).where(F.col("tx_date").isin(days))
     counts = score_histogram(published, bins).toPandas()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    edges = np.arange(bins) / bins
-    for unknown, label, color in ((False, "both entities known", "tab:blue"),
-                                  (True, "customer or terminal unknown", "tab:orange")):
-        part = counts[counts["any_unknown"] == unknown].groupby("bin")["count"].sum()
-        heights = np.zeros(bins)
-        heights[part.index.to_numpy()] = part.to_numpy()
-        left.bar(edges, heights, width=1 / bins, align="edge", alpha=0.6, label=label, color=color)
-    left.set_yscale("log")
-    left.set_xlabel("score")
-    left.set_ylabel("transactions (log)")
-    left.set_title(f"score distribution, {days[0]} .. {days[-1]}")
-    left.legend()
+    draw_score_histogram(left, counts, f"score distribution, {days[0]} .. {days[-1]}")
     x = np.arange(len(reports))
     right.bar(x, [r.rows for r in reports], color="tab:blue", alpha=0.6, label="scored")
     right.set_ylabel("transactions")

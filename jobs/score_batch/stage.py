@@ -41,6 +41,7 @@ from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.expectations.gate import GateFailed, GateResult
 from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
+from cardscore.jobs.score_batch.report import summary_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -386,13 +387,6 @@ def after_run(ctx: JobContext, outcomes: Sequence[StageOutcome], options: Mappin
         plot_scored_days(ctx, [o.report for o in outcomes if o.report is not None], Path(options["plot"]))
 
 
-def summarize(outcomes: Sequence[StageOutcome]) -> Any:
-    from cardscore.jobs.score_batch.report import summary_table
-
-    reports = [o.report for o in outcomes if o.report is not None]
-    return summary_table(reports) if reports else None
-
-
 SPEC = StageSpec(
     name=STAGE,
     description="batch predictions of the day by the champion, gated",
@@ -401,6 +395,6 @@ SPEC = StageSpec(
     outputs=("gold.predictions",),
     gates=(SUITE,),
     add_options=add_options,
-    summarize=summarize,
+    summarize=summary_table,
     after_run=after_run,
 )

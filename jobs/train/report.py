@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -47,3 +48,7 @@ def training_summary(report: TrainingReport) -> Any:
         if report.gate.passed:
             parts.append(Text("promote it with: cardscore promote --reason '...'"))
     return Group(*parts)
+
+
+def summary(reports: Sequence[TrainingReport]) -> Any:
+    return training_summary(reports[-1])

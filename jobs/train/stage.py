@@ -28,6 +28,7 @@ from cardscore.core.days import parse_day
 from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.core.logs import get_logger
 from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.jobs.train.report import summary
 from cardscore.model.datasets import attach_features, entity_frame
 from cardscore.model.evaluation import Evaluation, GateDecision, evaluate, gate_decision
 from cardscore.model.protocol import Protocol, Split, days_needed, protocol_split, validation_folds
@@ -577,12 +578,6 @@ def outcome_of(report: TrainingReport) -> StageOutcome:
     )
 
 
-def summarize(outcomes: Sequence[StageOutcome]) -> Any:
-    from cardscore.jobs.train.report import training_summary
-
-    return training_summary(outcomes[-1].report) if outcomes and outcomes[-1].report else None
-
-
 SPEC = StageSpec(
     name=STAGE,
     description="train, evaluate, register and gate the fraud model",
@@ -592,5 +587,5 @@ SPEC = StageSpec(
     outputs=("MLflow registry",),
     gates=("promotion gate",),
     add_options=add_options,
-    summarize=summarize,
+    summarize=summary,
 )

@@ -67,31 +67,43 @@ class DemoPlan:
 
 
 def make_plan(settings: Settings) -> DemoPlan:
-    """The handbook's protocol if the backfilled history covers it, with every test label
+    """The configured protocol if the backfilled history covers it, with every test label
     known; else the same windows moved so that the test week ends `label_delay_days` before the
     last backfilled day (labels arrive up to that late: an earlier test week would count the
     frauds not yet reported as legitimate and understate the model, as the retraining trigger
-    also avoids)."""
+    also avoids). The protocol's default first day is placed in the configured world
+    (`training.protocol.train_start`), so a world on any calendar plans by its settings alone;
+    a setting that cannot fit raises a ValueError naming it and the dates in conflict."""
     sim, protocol = settings.simulator, settings.training.protocol
     first = sim.start_date
     last = first + timedelta(days=sim.n_days - 1)
     span = protocol.train_days + protocol.delay_days + protocol.test_days
     label_delay = settings.monitoring.label_delay_days
-    # The newest protocol window whose test labels are all in when training runs (the end of
-    # the backfill): the same window the retraining trigger picks for its day.
-    newest_start = retrain_window_start(last - timedelta(days=NIGHTLY_DAYS), protocol.train_days,
-                                        protocol.delay_days, protocol.test_days, label_delay)
-    train_start = min(protocol.train_start, newest_start)
     # Terminal risk needs labels known 7 days before a snapshot: with less history than that
     # before training there is nothing to learn from. (Full windows need 37 days; fewer only
     # truncates them, as on the real world's first weeks.)
     least = DELAY_DAYS + 1
-    if train_start - timedelta(days=least) < first:
+    earliest_start = first + timedelta(days=least)
+    # The newest protocol window whose test labels are all in when training runs (the end of
+    # the backfill): the same window the retraining trigger picks for its day.
+    newest_start = retrain_window_start(last - timedelta(days=NIGHTLY_DAYS), protocol.train_days,
+                                        protocol.delay_days, protocol.test_days, label_delay)
+    if newest_start < earliest_start:
         raise ValueError(
-            f"a {sim.n_days}-day world is too short for the demo: training needs {least} days of "
-            f"history before it, {span} days of protocol windows, {label_delay} days for the test "
-            f"days' labels to arrive (monitoring.label_delay_days) and {NIGHTLY_DAYS} nightly days "
-            f"(at least {least + span + label_delay + NIGHTLY_DAYS} days)"
+            f"simulator.n_days {sim.n_days} is too short for the demo (a world from {first} to {last}): "
+            f"training needs {least} days of history before it, {span} days of protocol windows, "
+            f"{label_delay} days for the test days' labels to arrive (monitoring.label_delay_days) and "
+            f"{NIGHTLY_DAYS} nightly days (at least {least + span + label_delay + NIGHTLY_DAYS} days)"
+        )
+    configured = protocol.train_start or newest_start
+    train_start = min(configured, newest_start)
+    if train_start < earliest_start:
+        raise ValueError(
+            f"training.protocol.train_start {configured} does not fit the world that starts on "
+            f"simulator.start_date {first}: training needs {least} days of history before its first "
+            f"day, so it can start on {earliest_start} at the earliest (and on {newest_start} at the "
+            f"latest for this world's length); set it between those dates, or leave it unset to place "
+            f"the handbook's protocol in the world"
         )
     return DemoPlan(first, last, train_start, protocol.train_days, protocol.delay_days, protocol.test_days)
 
@@ -133,15 +145,18 @@ def short_world_gate(settings: Settings) -> bool:
     return history_days < TERMINAL_LOOKBACK_DAYS and settings.training.gate == GateSettings()
 
 
-def write_workspace_config(home: Path, settings: Settings) -> Path:
+def write_workspace_config(home: Path, settings: Settings, plan: DemoPlan) -> Path:
     """`<home>/cardscore.yaml`: the demo's settings, so that every command can be pointed at the
-    demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`)."""
+    demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`); its
+    first training day is the one the demo trained on (`cardscore train` repeats that model)."""
     import yaml
 
     path = home / "cardscore.yaml"
+    training = settings.training.model_dump(mode="json")
+    training["protocol"]["train_start"] = plan.train_start.isoformat()
     profile: dict[str, Any] = {"profile": "demo", "home": ".",
                                "simulator": settings.simulator.model_dump(mode="json"),
-                               "training": settings.training.model_dump(mode="json")}
+                               "training": training}
     text = yaml.safe_dump(profile, sort_keys=False)
     path.write_text("# written by `cardscore demo`: its workspace as a profile (paths relative to this file)\n" + text)
     return path

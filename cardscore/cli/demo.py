@@ -93,8 +93,8 @@ def demo(
             shutil.rmtree(workspace)
         workspace.mkdir(parents=True, exist_ok=True)
         settings = steps_lib.demo_settings(config_path, workspace, n_days)
-        workspace_config = steps_lib.write_workspace_config(workspace, settings)
         plan = steps_lib.make_plan(settings)
+        workspace_config = steps_lib.write_workspace_config(workspace, settings, plan)
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]demo cannot start:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None

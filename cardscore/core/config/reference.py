@@ -42,7 +42,7 @@ def _type(info: FieldInfo) -> str:
         text = " | ".join(json.dumps(v) for v in get_args(annotation))
     else:
         text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("|", "\\|")
+    return text.replace("typing.", "").replace("datetime.", "").replace("|", "\\|")
 
 
 def _section_type(info: FieldInfo) -> type[BaseModel] | None:

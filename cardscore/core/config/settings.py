@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cardscore.core.config.base import Section
 from cardscore.core.config.core import (
@@ -25,7 +26,7 @@ from cardscore.core.config.scoring import ScoringSettings
 from cardscore.core.config.secrets import redact
 from cardscore.core.config.simulator import SimulatorSettings
 from cardscore.core.config.streaming import StreamingSettings
-from cardscore.core.config.training import TrainingSettings
+from cardscore.core.config.training import HANDBOOK_TRAIN_OFFSET_DAYS, TrainingSettings
 
 
 class Settings(Section):
@@ -52,6 +53,16 @@ class Settings(Section):
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+    @model_validator(mode="after")
+    def _protocol_in_the_world(self) -> Settings:
+        """An unset first training day is placed in the configured world, where the handbook
+        puts it in its own: a world on another calendar gets the same protocol, not a date
+        outside it."""
+        protocol = self.training.protocol
+        if protocol.train_start is None:
+            protocol.train_start = self.simulator.start_date + timedelta(days=HANDBOOK_TRAIN_OFFSET_DAYS)
+        return self
 
     # ---- derived locations (absolute; Sail resolves relative paths against its own cwd) ----
 

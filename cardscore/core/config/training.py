@@ -2,7 +2,9 @@
 
 The defaults reproduce the Fraud Detection Handbook's protocol (chapter 3.4 / 5): train on
 7 days from 2018-07-25, wait 7 days (the feedback delay), test on the next 7 days, card
-precision in the top 100 per day.
+precision in the top 100 per day. The first training day is kept where the handbook puts it
+in its world, 115 days after the world's first day, so a world that starts on another date
+(`simulator.start_date`) gets the same protocol in its own calendar unless it is set.
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from cardscore.core.config.base import Section
 Metric = Literal["auc_roc", "average_precision", "card_precision_at_k"]
 
 
+# The handbook's first training day, 2018-07-25, is day 115 of its world (from 2018-04-01).
+HANDBOOK_TRAIN_OFFSET_DAYS = 115
+
+
 class ProtocolSettings(Section):
     """Date windows of one train/test split (the handbook's `get_train_test_set`)."""
 
-    train_start: date = Field(date(2018, 7, 25), description="first training day (UTC)")
+    train_start: date | None = Field(
+        None, description=f"first training day (UTC); unset: {HANDBOOK_TRAIN_OFFSET_DAYS} days after "
+        "simulator.start_date, where the handbook puts it in its world (2018-07-25 in the default world)",
+    )
     train_days: int = Field(7, ge=1, description="days of training transactions")
     delay_days: int = Field(
         7, ge=0, description="days between training and test (labels of the training days arrive)"

@@ -51,16 +51,24 @@ def features_apply(ctx: typer.Context) -> None:
 def features_env(ctx: typer.Context) -> None:
     """Print shell exports that let Feast's own CLI, run from features/, use these settings.
 
-    eval "$(cardscore features env)"; cd features; feast apply; feast materialize-incremental 2018-05-01T00:00:00
+    cardscore engine start; eval "$(cardscore features env)"; cd features; feast plan; feast apply
 
-    Feast's Spark store also needs SPARK_REMOTE, e.g. the engine of `cardscore engine start`.
+    Every location is absolute (Feast runs from features/): the registry, the online store, the
+    lake (CARDSCORE_FEAST_LAKE_ROOT), the config file (CARDSCORE_CONFIG), and SPARK_REMOTE when
+    the engine of these settings runs (Feast's Spark store needs one).
     """
+    from cardscore.cli.app import CliState
+    from cardscore.core.config import ConfigError, config_file
+    from cardscore.features.feast_cli import exports
+    from cardscore.services.engine_server import engine_service
+
     settings = settings_of(ctx)
-    values = {
-        "CARDSCORE_FEAST_PROJECT": settings.feast.project,
-        "CARDSCORE_FEAST_REGISTRY": settings.feast_registry,
-        "CARDSCORE_FEAST_SQLITE_PATH": settings.feast_sqlite_path,
-    }
+    state = ctx.find_root().obj
+    try:
+        config = config_file(state.config_path if isinstance(state, CliState) else None)
+    except ConfigError:
+        config = None  # settings_of already loaded it; only an unusual race gets here
+    values = exports(settings, config)
     secret_note = None
     if settings.feast.online_store == "redis":
         from cardscore import features
@@ -77,6 +85,8 @@ def features_env(ctx: typer.Context) -> None:
         print(secret_note)
     if settings.engine.mode == "connect" and settings.engine.remote:
         print(f"export SPARK_REMOTE={shlex.quote(settings.engine.remote)}")
+    elif (engine := engine_service(settings).status()).running:
+        print(f"export SPARK_REMOTE={shlex.quote(engine.address)}")
     else:
         port = settings.engine.server_port
         print(f"# start an engine first (cardscore engine start), then: export SPARK_REMOTE=sc://127.0.0.1:{port}")

@@ -25,7 +25,7 @@ from cardscore.core.config.errors import ConfigError
 from cardscore.core.config.secrets import SecretResolver, has_literal_password, is_secret_key
 from cardscore.core.config.settings import Settings
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "config_file", "load_settings"]
 
 ENV_PREFIX = "CARDSCORE__"
 # Maps whose keys are a client library's own dotted option names, passed through untouched.
@@ -56,6 +56,12 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_path)) from None
+
+
+def config_file(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Path | None:
+    """The YAML file `load_settings(path)` reads (absolute), or None when only defaults and the
+    environment apply."""
+    return _config_path(path, dict(os.environ if environ is None else environ))
 
 
 def _config_path(path: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
+from cardscore.expectations.docs import OFFLINE_INDEX, site_dir, write_offline_index
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -64,14 +65,15 @@ class GateResult:
     failed: list[FailedExpectation]
     docs_index: str | None
     run_name: str
+    docs_page: str | None = None  # this run's rendered page: reads without internet, unlike the index
 
     def summary(self) -> str:
         if self.success:
             return f"gate {self.suite}: passed {self.evaluated} expectations"
         lines = [f"gate {self.suite}: {len(self.failed)} of {self.evaluated} expectations failed"]
         lines += [f"  - {f.describe()}" for f in self.failed]
-        if self.docs_index:
-            lines.append(f"  Data Docs: {self.docs_index}")
+        if self.docs_page or self.docs_index:
+            lines.append(f"  Data Docs: {self.docs_page or self.docs_index}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,8 +140,11 @@ def validate(
         )
         results = [r for vr in run.run_results.values() for r in vr.results]
         docs = _docs_index(context) if build_docs else None
+        page = _docs_page(context, next(iter(run.run_results), None)) if build_docs else None
+        if build_docs:
+            write_offline_index(Path(root_of(settings)))
     failed = [_failed(r) for r in results if not r.success]
-    result = GateResult(suite, bool(run.success), len(results), failed, docs, run_name)
+    result = GateResult(suite, bool(run.success), len(results), failed, docs, run_name, page)
     log.info(
         "gate.result",
         suite=suite,
@@ -166,9 +171,20 @@ def gate(
     return result
 
 
+def root_of(settings: Settings) -> Path:
+    """The GX project folder of these settings."""
+    return settings.home_path / "gx"
+
+
 def docs_index(settings: Settings) -> Path:
-    """Where the Data Docs site's index page is (after at least one gate run)."""
-    return settings.home_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    """Where the Data Docs site's index page is (after at least one gate run). GX's index loads
+    its tables from CDNs; `offline_index` reads without internet."""
+    return site_dir(root_of(settings)) / "index.html"
+
+
+def offline_index(settings: Settings) -> Path:
+    """The Data Docs index that needs no internet (written after every Data Docs build)."""
+    return site_dir(root_of(settings)) / OFFLINE_INDEX
 
 
 # ------------------------------------------------------------------------- GX plumbing
@@ -214,6 +230,14 @@ def _run_id(run_name: str) -> Any:
     from great_expectations.core.run_identifier import RunIdentifier
 
     return RunIdentifier(run_name=run_name)
+
+
+def _docs_page(context: Any, identifier: Any) -> str | None:
+    """The rendered page of one validation result."""
+    if identifier is None:
+        return None
+    sites = context.get_docs_sites_urls(resource_identifier=identifier)
+    return sites[0]["site_url"] if sites else None
 
 
 def _docs_index(context: Any) -> str | None:

@@ -89,6 +89,33 @@ def models_list(ctx: typer.Context) -> None:
     console.print(table)
 
 
+@models_app.command("env")
+def models_env(ctx: typer.Context) -> None:
+    """Print shell exports that point MLflow's own CLI at these settings' registry.
+
+    eval "$(cardscore models env)"; mlflow models serve -m "models:/$CARDSCORE_MODEL_NAME@champion" --env-manager local
+
+    --env-manager local serves with this venv's packages; the other managers build one from the internet.
+
+    mlflow starts its server from PATH: put the venv's bin on it (. .venv/bin/activate, as make does).
+    """
+    import shlex
+
+    from cardscore.core.config.secrets import has_literal_password
+
+    settings = settings_of(ctx)
+    values = {
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.mlflow_registry_uri,
+        "CARDSCORE_MODEL_NAME": settings.mlflow.model_name,
+    }
+    for name, value in values.items():
+        if has_literal_password(value):  # never print a secret: the user sets this one
+            print(f"# set {name} yourself: the URI holds a password")
+        else:
+            print(f"export {name}={shlex.quote(value)}")
+
+
 @models_app.command("show")
 def models_show(
     ctx: typer.Context,

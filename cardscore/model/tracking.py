@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.models import ModelSignature
 
     from cardscore.core.config import Settings
@@ -59,6 +60,12 @@ def model_signature(feature_names: Sequence[str]) -> ModelSignature:
     inputs = Schema([ColSpec(DataType.double, name) for name in feature_names])
     outputs = Schema([TensorSpec(np.dtype("float32"), (-1,))])
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(frame: pd.DataFrame, feature_names: Sequence[str], rows: int = 1) -> pd.DataFrame:
+    """Model inputs as the model takes them (float64, in feature order), logged with the model:
+    MLflow saves `serving_input_example.json`, a request body `mlflow models serve` accepts."""
+    return frame.loc[:, list(feature_names)].head(rows).astype("float64").reset_index(drop=True)
 
 
 def ensure_experiment(settings: Settings) -> str:

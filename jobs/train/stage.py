@@ -382,6 +382,7 @@ def _publish(
     from cardscore.model.tracking import (
         code_version,
         ensure_experiment,
+        input_example,
         log_delta_inputs,
         model_signature,
         pip_requirements,
@@ -469,6 +470,7 @@ def _publish(
             booster,
             name="model",
             signature=model_signature(feature_names),
+            input_example=input_example(test_set, feature_names),
             pip_requirements=pip_requirements(),
             model_format="json",
         )

@@ -145,16 +145,22 @@ def short_world_gate(settings: Settings) -> bool:
     return history_days < TERMINAL_LOOKBACK_DAYS and settings.training.gate == GateSettings()
 
 
-def write_workspace_config(home: Path, settings: Settings, plan: DemoPlan) -> Path:
+def write_workspace_config(home: Path, settings: Settings, plan: DemoPlan, config_path: Path | None = None) -> Path:
     """`<home>/cardscore.yaml`: the demo's settings, so that every command can be pointed at the
-    demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`); its
-    first training day is the one the demo trained on (`cardscore train` repeats that model)."""
+    demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`): the
+    user's config file as written (secrets stay `${env:...}` references), with the demo's world
+    and training, whose first day is the one the demo trained on (`cardscore train` repeats it)."""
     import yaml
 
+    from cardscore.core.config import config_file
+
     path = home / "cardscore.yaml"
+    source = config_file(config_path)  # --config, else $CARDSCORE_CONFIG or ./cardscore.yaml
+    written = (yaml.safe_load(source.read_text()) or {}) if source else {}
     training = settings.training.model_dump(mode="json")
     training["protocol"]["train_start"] = plan.train_start.isoformat()
-    profile: dict[str, Any] = {"profile": "demo", "home": ".",
+    profile: dict[str, Any] = {**{k: v for k, v in written.items() if k not in ("profile", "home")},
+                               "profile": "demo", "home": ".",
                                "simulator": settings.simulator.model_dump(mode="json"),
                                "training": training}
     text = yaml.safe_dump(profile, sort_keys=False)
@@ -514,13 +520,19 @@ def stream_equals_batch(settings: Settings, stream: StreamSummary) -> SkewCheck:
 
 def where_to_look(settings: Settings, config: Path, day: date) -> dict[str, str]:
     """Commands and paths to explore what the demo produced."""
+    from cardscore import features
+    from cardscore.expectations.gate import offline_index
+
+    features_dir = Path(features.__file__).parent  # the Feast repo (feature_store.yaml)
     home = settings.home_path
     cli = f"cardscore --config {config}"
     return {
-        "Great Expectations Data Docs": str(home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"),
+        "Great Expectations Data Docs": str(offline_index(settings)),  # GX's index.html needs CDNs
         "MLflow UI": f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
         "monitoring reports": str(home / "monitoring" / day.isoformat() / "report.html"),
-        "Feast UI": f'eval "$({cli} features env)" && feast -c features ui',
+        "model server": f'eval "$({cli} models env)" && mlflow models serve -m '
+                        '"models:/$CARDSCORE_MODEL_NAME@champion" --env-manager local --host 127.0.0.1 --port 5001',
+        "Feast UI": f'eval "$({cli} features env)" && feast -c {features_dir} ui --host 127.0.0.1 --port 8888',
         "run ledger": f"{cli} runs --date {day}",
         "models": f"{cli} models list",
         "lake (Delta tables)": settings.lake_root,

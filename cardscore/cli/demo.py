@@ -94,7 +94,7 @@ def demo(
         workspace.mkdir(parents=True, exist_ok=True)
         settings = steps_lib.demo_settings(config_path, workspace, n_days)
         plan = steps_lib.make_plan(settings)
-        workspace_config = steps_lib.write_workspace_config(workspace, settings, plan)
+        workspace_config = steps_lib.write_workspace_config(workspace, settings, plan, config_path)
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]demo cannot start:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None

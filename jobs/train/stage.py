@@ -176,7 +176,8 @@ def _feature_api() -> tuple[list[str], str, Callable[..., pd.DataFrame]]:
 def _check_split(split: Split, what: str) -> None:
     p = split.protocol
     if split.train.empty:
-        raise MissingInput(STAGE, f"{what}: no transactions from {p.train_start} to {p.train_end - timedelta(days=1)}")
+        raise MissingInput(STAGE, f"{what}: no transactions from {p.train_start} to {p.train_end - timedelta(days=1)} "
+                                  "(the window starts at --train-start, else training.protocol.train_start)")
     if split.test.empty:
         raise MissingInput(STAGE, f"{what}: no transactions from {p.test_start} to {p.test_end - timedelta(days=1)}")
     if not split.train["label"].any():

@@ -25,6 +25,7 @@ from cardscore.catalog import PIPELINE_RUNS
 from cardscore.errors import StageFailed
 from cardscore.jobrunner import JobContext
 from cardscore.logs import get_logger
+from cardscore.metrics_file import publish_stage
 
 log = get_logger("orchestration")
 
@@ -244,5 +245,6 @@ class PipelineRunner:
             self.ledger.record(run_id, self.pipeline, day, record, started_at)
         except Exception as exc:  # the ledger must not hide the stage's own result
             log.error("ledger.write_failed", stage=stage.name, error=f"{type(exc).__name__}: {exc}")
+        publish_stage(self.ctx.settings, self.pipeline, day, record)  # Prometheus text file
         self.reporter.finished(day, record)
         return record

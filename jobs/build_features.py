@@ -279,7 +279,7 @@ def _remove(uri: str) -> None:
 
 
 def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
-    days = days_from_args(args)
+    days = [d + timedelta(days=args.shift_days) for d in days_from_args(args)]  # --shift-days 1 (the bundle)
     reports = build_features_range(ctx, days[0], days[-1])
     for report in reports:
         print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_parser, run_job
 
@@ -20,7 +21,7 @@ from cardscore.jobrunner import EXIT_USAGE, JobContext, days_from_args, job_pars
 def _stage(ctx: JobContext, args: argparse.Namespace) -> None:
     from features.store import materialize
 
-    days = days_from_args(args)
+    days = [d + timedelta(days=args.shift_days) for d in days_from_args(args)]  # --shift-days 1 (the bundle)
     report = materialize(ctx.settings, ctx.spark, days[0], days[-1])
     print(
         f"online store ({report.online_store}) serves {report.last}: {report.customer_rows} "

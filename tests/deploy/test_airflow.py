@@ -220,13 +220,12 @@ def test_the_retraining_dag_runs_the_trigger_for_the_day_that_closed(nightly_twi
     assert webhook.received == []
 
 
-def test_a_failed_task_calls_the_failure_callback(nightly_twins, airflow_home, webhook) -> None:
-    """A run whose `date` param is not a day: the task exits 2, fails (no retry: one attempt
+def test_a_failed_task_calls_the_failure_callback(airflow_home, webhook, tmp_path: Path) -> None:
+    """A run whose settings file does not exist: the task exits 2, fails (no retry: one attempt
     configured), and its on_failure_callback POSTs the alert to the webhook."""
-    env = {**airflow_home, "CARDSCORE_CONFIG": str(nightly_twins.for_airflow.config),
-           "CARDSCORE_ALERT_WEBHOOK_URL": webhook.url}
+    env = {**airflow_home, "CARDSCORE__PIPELINE__RETRY__MAX_ATTEMPTS": "1", "CARDSCORE_ALERT_WEBHOOK_URL": webhook.url}
     result = run([str(airflow_bin()), "dags", "test", "cardscore_retraining_trigger", "2018-04-12",
-                  "-c", json.dumps({"date": "not-a-day"})], env=env)
+                  "-c", json.dumps({"cardscore_config": str(tmp_path / "missing.yaml")})], env=env)
     assert result.returncode != 0, explain(result)
     assert len(webhook.received) == 1, explain(result)
     alert = webhook.received[0]

@@ -28,10 +28,6 @@ if TYPE_CHECKING:
 
 STAGE_PREFIX = "cardscore_pipeline_stage_"
 MONITORING_PREFIX = "cardscore_monitoring_"
-# The monitor stage's alert metrics exported as 0 when quiet, so rules see the series exist.
-QUIET_ALERT_METRICS = ("feature_psi", "feature_ks", "feature_null_rate", "score_psi", "score_ks",
-                       "unknown_customer_rate", "unknown_terminal_rate", "average_precision",
-                       "card_precision_at_k", "freshness_lag_days")
 
 HELP: dict[str, str] = {
     "cardscore_pipeline_run_day_timestamp_seconds": "The day (00:00 UTC) the pipeline's latest run processed",
@@ -130,8 +126,10 @@ def stage_samples(pipeline: str, day: date, record: StageRecord, finished: datet
 
 def monitoring_samples(pipeline: str, details: Mapping[str, Any]) -> list[Sample]:
     """Alert counts by metric, the day's largest feature PSI and the score PSI."""
+    from cardscore.config.monitoring import TRIGGER_METRICS
+
     base = {"pipeline": pipeline}
-    counts = dict.fromkeys(QUIET_ALERT_METRICS, 0)
+    counts = dict.fromkeys(TRIGGER_METRICS, 0)  # every thresholded metric: 0 when quiet
     for alert in details.get("alerts") or []:
         counts[str(alert.get("metric"))] = counts.get(str(alert.get("metric")), 0) + 1
     out = [Sample(f"{MONITORING_PREFIX}alerts", {**base, "metric": m}, float(n)) for m, n in counts.items()]

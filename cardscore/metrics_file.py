@@ -134,9 +134,10 @@ def monitoring_samples(pipeline: str, details: Mapping[str, Any]) -> list[Sample
         counts[str(alert.get("metric"))] = counts.get(str(alert.get("metric")), 0) + 1
     out = [Sample(f"{MONITORING_PREFIX}alerts", {**base, "metric": m}, float(n)) for m, n in counts.items()]
     for name in ("max_feature_psi", "score_psi", "predictions"):
+        # NaN when the day had none (drift is skipped without a reference profile): the series
+        # stays known to dashboards, with a gap
         value = _number(details.get(name))
-        if value is not None:
-            out.append(Sample(f"{MONITORING_PREFIX}{name}", base, value))
+        out.append(Sample(f"{MONITORING_PREFIX}{name}", base, math.nan if value is None else value))
     return out
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.deploy import nightly_world
-from tests.streaming.conftest import spawn, stream_settings, stream_world  # noqa: F401 (fixtures)
+from tests.streaming.conftest import stream_world  # noqa: F401 (a fixture of the scrape test)
 
 
 @dataclass

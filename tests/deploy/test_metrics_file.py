@@ -4,6 +4,7 @@ last success; the runner writes it at the end of every stage (a real run of a ti
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 
 import pytest
@@ -94,6 +95,14 @@ def test_a_failed_run_keeps_the_last_success_and_replaces_the_stage_figures(sett
         "a failed stage's figures are gone, not stale"
     assert value(found, "cardscore_pipeline_stage_failed", pipeline="nightly", stage="monitor") == 0, \
         "a stage that did not run this time keeps its last series"
+
+
+def test_monitoring_without_drift_exports_nan_psi(settings) -> None:
+    details = {"alerts": [], "max_feature_psi": None, "score_psi": None, "predictions": 12}
+    write_stage_metrics(settings, "nightly", DAY, StageRecord("monitor", SUCCEEDED, 1, 1.0, StageOutcome(details=details)))
+    found = samples(metrics_path(settings, "nightly"))
+    assert math.isnan(value(found, "cardscore_monitoring_score_psi", pipeline="nightly"))
+    assert value(found, "cardscore_monitoring_predictions", pipeline="nightly") == 12
 
 
 def test_a_foreign_or_broken_file_is_replaced(settings) -> None:

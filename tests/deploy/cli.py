@@ -50,3 +50,10 @@ def parse(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
         path.append(name)
         context = current.make_context(name, rest, parent=context)
     return path, context.params
+
+
+def markdown_commands(text: str) -> list[str]:
+    """`cardscore ...` commands of a markdown page: lines of its code blocks and inline code."""
+    blocks = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, re.S))
+    inline = re.findall(r"(?<!`)`(cardscore [^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    return command_lines(blocks) + [c.strip() for c in inline]

@@ -147,6 +147,8 @@ def frame(spark, settings, table: str, where: str, drop: tuple[str, ...], order:
     return df.drop(columns=[c for c in drop if c in df.columns]).sort_values(order).reset_index(drop=True)
 
 
+@pytest.mark.engine
+@pytest.mark.slow
 def test_airflow_runs_the_night_and_leaves_the_tables_cardscore_nightly_leaves(spark, nightly_twins, dag_night,
                                                                                airflow_home) -> None:
     first, second = nightly_twins.by_nightly, nightly_twins.for_airflow
@@ -205,6 +207,8 @@ def webhook():
     hook.close()
 
 
+@pytest.mark.engine
+@pytest.mark.slow
 def test_the_retraining_dag_runs_the_trigger_for_the_day_that_closed(nightly_twins, dag_night, airflow_home,
                                                                      webhook) -> None:
     """On the world the DAG's night left: the trigger reads the monitoring table and decides

@@ -126,6 +126,8 @@ def spawn():
             process.proc.wait(10)
 
 
+@pytest.mark.engine
+@pytest.mark.kafka
 def test_every_queried_metric_is_exported(scrape: str, nightly_twins) -> None:
     nightly_file = metrics_path(nightly_twins.by_nightly.settings, "nightly")
     assert nightly_file.is_file(), "the nightly runner wrote no metrics file"

@@ -144,6 +144,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+@pytest.mark.slow
 def test_the_install_steps_give_a_working_cardscore(installed: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARDSCORE", "PYTHONPATH", "VIRTUAL_ENV"))}
     for argv in (["cardscore", "--help"], ["cardscore", "stream", "--help"], ["cardscore", "nightly", "--help"]):
@@ -164,6 +165,7 @@ class _Ok(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_the_healthcheck_command_follows_the_metrics_endpoint(installed: Path) -> None:
     instruction = next(i.args for i in parse(DOCKERFILE).instructions if i.keyword == "HEALTHCHECK")
     command = re.search(r"CMD (\[.*\])$", instruction).group(1)

@@ -114,6 +114,7 @@ def test_a_foreign_or_broken_file_is_replaced(settings) -> None:
     assert value(found, "cardscore_pipeline_stage_skipped", pipeline="nightly", stage="ingest") == 1
 
 
+@pytest.mark.engine
 def test_the_runner_writes_the_file_after_every_stage(spark, settings) -> None:
     """A real PipelineRunner (real ledger on the engine) with two small stages, the second failing
     its gate: the file then holds both, the failed one flagged, written by the runner itself."""

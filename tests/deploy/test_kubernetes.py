@@ -98,6 +98,14 @@ def test_the_stream_scorer_deployment(rendered) -> None:
     assert env["CARDSCORE__KAFKA__CONSUMER__GROUP_INSTANCE_ID"]["value"] == "$(POD_NAME)"
     path, params = cli.parse(container["args"])
     assert path == ["stream"] and params["instance_id"] == "$(POD_NAME)"
+    # what librdkafka gets once Kubernetes expanded $(POD_NAME): a static member named after the pod
+    from streaming.scorer import consumer_conf
+
+    data, environ = pod_settings(docs)
+    pod_env = {name: e["value"].replace("$(POD_NAME)", "stream-scorer-7d9f-x2k4q")
+               for name, e in env.items() if "value" in e and name != "CARDSCORE_CONFIG"}  # the file is `data`
+    settings = load_settings(overrides=data, environ={**environ, **pod_env})
+    assert consumer_conf(settings, "scorers", "stream-scorer-7d9f-x2k4q")["group.instance.id"] == "stream-scorer-7d9f-x2k4q"
     metrics_port = next(p for p in container["ports"] if p["name"] == "metrics")["containerPort"]
     assert metrics_port == port
     for probe in ("readinessProbe", "livenessProbe"):

@@ -88,8 +88,8 @@ print(json.dumps(out))
     assert found["errors"] == {}
     nightly = found["dags"]["cardscore_nightly"]
     bundle_plan = plan("cardscore_nightly", REPO / "databricks.yml", python=str(PYTHON))
-    assert list(nightly["tasks"]) == [t.key for t in bundle_plan.tasks] == \
-        ["ingest", "features", "materialize", "score", "monitor"]
+    assert list(nightly["tasks"]) == [t.key for t in bundle_plan.tasks]
+    assert {"ingest", "features", "materialize", "score", "monitor"} <= set(nightly["tasks"])
     for task in bundle_plan.tasks:
         airflow_task = nightly["tasks"][task.key]
         assert airflow_task["upstream"] == task.depends_on
@@ -153,8 +153,8 @@ def test_airflow_runs_the_night_and_leaves_the_tables_cardscore_nightly_leaves(s
                                                                                airflow_home) -> None:
     first, second = nightly_twins.by_nightly, nightly_twins.for_airflow
     night = nightly_world.NIGHT
-    assert_every_task_succeeded(dag_night, "cardscore_nightly", airflow_home,
-                                ["ingest", "features", "materialize", "score", "monitor"])
+    tasks = [t.key for t in plan("cardscore_nightly", REPO / "databricks.yml", python=str(PYTHON)).tasks]
+    assert_every_task_succeeded(dag_night, "cardscore_nightly", airflow_home, tasks)
 
     day = f"DATE'{night.isoformat()}'"
     tomorrow = f"DATE'{(night + timedelta(days=1)).isoformat()}'"

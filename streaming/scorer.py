@@ -26,6 +26,7 @@ import contextlib
 import signal
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -325,7 +326,11 @@ class StreamScorer:
             return
         self._lag_due = now + self.cfg.lag_interval_seconds
         for topic, partition in self._lag_labels - self._assigned:
-            self.metrics.consumer_lag.remove(topic, str(partition))
+            with warnings.catch_warnings():
+                # prometheus_client warns when Feast's import set PROMETHEUS_MULTIPROC_DIR; these
+                # metrics hold in-process values (StreamMetrics), so the removal does happen.
+                warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+                self.metrics.consumer_lag.remove(topic, str(partition))
         self._lag_labels &= self._assigned
         if not self._assigned:
             return

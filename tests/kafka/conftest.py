@@ -111,9 +111,11 @@ def stream_settings_on(cluster: KafkaCluster, world_: StreamWorld, **streaming: 
     return settings
 
 
-def read_committed(settings: Settings) -> Settings:
-    """`settings` whose test readers (world.read_all, ...) see committed transactions only."""
-    consumer = {**settings.kafka.consumer, "isolation.level": "read_committed"}
+def read_committed(settings: Settings, committed: bool = True) -> Settings:
+    """`settings` whose test readers (world.read_all, ...) see committed transactions only
+    (librdkafka's default), or with `committed=False` every record in the log."""
+    level = "read_committed" if committed else "read_uncommitted"
+    consumer = {**settings.kafka.consumer, "isolation.level": level}
     return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"consumer": consumer})})
 
 

@@ -226,6 +226,8 @@ class KafkaNode:
 
     def cds_options(self) -> list[str]:
         archive = self.cluster.cds_archive
+        if not self.cluster.class_data_sharing:
+            return []
         if archive.exists():
             return [f"-XX:SharedArchiveFile={archive}"]
         if self.spec.node_id != 0 or not os.access(archive.parent, os.W_OK):
@@ -367,8 +369,10 @@ class KafkaCluster:
         host: str = "127.0.0.1",
         heap: str = "512m",
         detached: bool = False,
+        class_data_sharing: bool = True,
     ) -> None:
         self.root = Path(root)
+        self.class_data_sharing = class_data_sharing  # False: no AppCDS archive (benchmarks)
         self.jars_dir = Path(jars_dir)
         self.host = host
         self.heap = heap
@@ -464,7 +468,8 @@ class KafkaCluster:
         (self.root / "log4j2.xml").write_text(LOG4J2_XML)
         # One JVM per node, all at once: each costs a few seconds of start-up.
         running = []
-        cds = [f"-XX:SharedArchiveFile={self.cds_archive}"] if self.cds_archive.exists() else []
+        sharing = self.class_data_sharing and self.cds_archive.exists()
+        cds = [f"-XX:SharedArchiveFile={self.cds_archive}"] if sharing else []
         for node in self.nodes:
             log = open(node.dir / "format.log", "wb")  # noqa: SIM115 - closed below
             proc = subprocess.Popen(
@@ -543,6 +548,43 @@ class KafkaCluster:
         nodes = tuple(node.status() for node in self.nodes)
         answering = self.brokers_answering() if any(n.running for n in nodes) else 0
         return ClusterStatus(self.root, self.layout, nodes, answering)
+
+    def warm_up(self, timeout: float = 60.0) -> None:
+        """Do once what a new cluster does on first use, so no later timing includes it: the
+        internal topics (consumer offsets, transaction state) are created and each broker
+        gets a block of producer ids (until then clients get "coordinator load in progress"
+        or "not coordinator" answers, and retry)."""
+        from confluent_kafka import Consumer, Producer, TopicPartition
+
+        from cardscore.services.broker import create_topics
+
+        topic = f"cardscore-warm-up-{uuid.uuid4().hex[:8]}"
+        create_topics(self.conf, {topic: self.size}, self.size)
+        transactional = Producer({**self.conf, "transactional.id": topic})
+        transactional.init_transactions(timeout)
+        transactional.begin_transaction()
+        for partition in range(self.size):  # a partition led by every broker
+            transactional.produce(topic, b"warm-up", partition=partition)
+        transactional.commit_transaction(timeout)
+        idempotent = Producer({**self.conf, "enable.idempotence": "true"})
+        for partition in range(self.size):
+            idempotent.produce(topic, b"warm-up", partition=partition)
+        if idempotent.flush(timeout):
+            raise ServiceError("the Kafka cluster did not acknowledge the warm-up messages")
+        consumer = Consumer({**self.conf, "group.id": topic})
+
+        def committed() -> bool:
+            try:
+                consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+                return True
+            except KafkaException:  # the offsets topic is new: its coordinator is loading
+                return False
+
+        try:
+            wait_until(committed, timeout, interval=0.2, what="the first offset commit")
+        finally:
+            consumer.close()
+        AdminClient(self.conf).delete_topics([topic])
 
     def env(self) -> dict[str, str]:
         """Environment variables that point cardscore's clients at this cluster."""

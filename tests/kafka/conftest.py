@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
+from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from cardscore.config import Settings, load_settings
 from cardscore.services.broker import create_topics, project_topics
 from cardscore.services.kafka_cluster import KafkaCluster
-from cardscore.services.process import wait_until
 from tests.streaming import world
 from tests.streaming.conftest import (  # noqa: F401 - fixtures used by the tests of this folder
     STREAMING_TEST_SETTINGS,
@@ -38,39 +37,10 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory, nodes: int) -> Iterator[K
     cluster = KafkaCluster(root, nodes)
     cluster.start(timeout=240)
     try:
-        warm_up(cluster)
+        cluster.warm_up()  # internal topics and producer ids: no test's timing includes them
         yield cluster
     finally:
         cluster.stop()
-
-
-def warm_up(cluster: KafkaCluster) -> None:
-    """What a new cluster does on first use, done once here so no test's timing includes
-    it: the internal topics (consumer offsets, transaction state) are created and every
-    broker gets a block of producer ids ("coordinator load in progress" until then)."""
-    topic = f"warm-up-{uuid.uuid4().hex[:8]}"
-    create_topics(cluster.conf, {topic: cluster.size}, cluster.size)
-    producer = Producer({**cluster.conf, "transactional.id": f"warm-up-{topic}"})
-    producer.init_transactions(60)
-    producer.begin_transaction()
-    for partition in range(cluster.size):  # a leader on every broker
-        producer.produce(topic, b"warm-up", partition=partition)
-    producer.commit_transaction(60)
-    idempotent = Producer({**cluster.conf, "enable.idempotence": "true"})
-    for partition in range(cluster.size):
-        idempotent.produce(topic, b"warm-up", partition=partition)
-    assert idempotent.flush(60) == 0
-    consumer = Consumer({**cluster.conf, "group.id": topic})
-
-    def committed() -> bool:
-        try:
-            consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
-            return True
-        except KafkaException:  # coordinator loading / not yet elected: the offsets topic is new
-            return False
-
-    wait_until(committed, 60, interval=0.2, what="the first offset commit")
-    consumer.close()
 
 
 @pytest.fixture(scope="session")

@@ -139,6 +139,7 @@ class StreamScorer:
         self._revoked_in_call: set[tuple[str, int]] = set()
         self._fatal: KafkaError | None = None
         self._lag_due = 0.0
+        self._idle_since = time.monotonic()
         self._lag_labels: set[tuple[str, int]] = set()
         self.consumer: Consumer | None = None
         self.delivery: AtLeastOnce | ExactlyOnce | None = None
@@ -171,7 +172,7 @@ class StreamScorer:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        idle_since = time.monotonic()
+        self._idle_since = time.monotonic()
         try:
             if not self._open_lookup():
                 return 0
@@ -183,8 +184,9 @@ class StreamScorer:
                     self.delivery.commit_pending()
                 report = self.process(self._consume())
                 if report.messages or not self._assigned:
-                    idle_since = time.monotonic()  # idle means: partitions, but no messages
-                elif self.idle_exit_seconds is not None and time.monotonic() - idle_since >= self.idle_exit_seconds:
+                    self._idle_since = time.monotonic()  # idle means: partitions, but no messages
+                elif (self.idle_exit_seconds is not None
+                      and time.monotonic() - self._idle_since >= self.idle_exit_seconds):
                     log.info("stream.idle_exit", idle_seconds=self.idle_exit_seconds)
                     break
         finally:
@@ -479,6 +481,9 @@ class StreamScorer:
         if not keys:
             return  # a rebalance that moved nothing to this member
         self._assigned |= keys
+        # Idle time counts from the assignment: the first consume() that assigns returns no
+        # messages yet (a real Kafka's first fetch takes a round trip or two).
+        self._idle_since = time.monotonic()
         self.metrics.assigned_partitions.set(len(self._assigned))
         self.metrics.rebalances.labels("assigned").inc(len(keys))
         log.info("stream.assigned", partitions=sorted(f"{t}[{p}]" for t, p in keys),

@@ -80,6 +80,11 @@ class KafkaSettings(Section):
     jvm_heap: str = Field(
         "512m", pattern=r"^[0-9]+[kKmMgG]$", description="-Xmx of each node of `cardscore broker start --kafka`"
     )
+    jvm_options: list[str] = Field(
+        default_factory=list,
+        description="more JVM options for each node of `cardscore broker start --kafka`, after the "
+        "built-in ones (e.g. -XX:TieredStopAtLevel=4 for the full JIT)",
+    )
 
 
 

@@ -459,8 +459,7 @@ class KafkaCluster:
         try:
             self.wait_ready(timeout)
         except ServiceError:
-            if not self.detached:
-                self.stop()
+            self.stop(grace=10.0)  # no half-started cluster is left behind; the error names the logs
             raise
         return self
 

@@ -78,6 +78,25 @@ def test_three_node_cluster_replicates_three_ways_with_two_in_sync(kafka3: Kafka
         assert future.result(30)["min.insync.replicas"].value == "2", resource
 
 
+def test_broker_options_without_a_cluster(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import cardscore.cli  # noqa: F401  (registers every command on the app)
+    from cardscore.cli.app import app
+
+    env = {"CARDSCORE__HOME": str(tmp_path), "CARDSCORE__KAFKA__EMBEDDED_PORT": "19555"}
+    runner = CliRunner(env=env)
+    status = runner.invoke(app, ["broker", "status", "--kafka"])
+    assert status.exit_code == 1 and "not formatted" in status.output
+    assert runner.invoke(app, ["broker", "stop", "--kafka"]).exit_code == 0
+    assert runner.invoke(app, ["broker", "env", "--kafka"]).exit_code == 1
+    assert runner.invoke(app, ["broker", "start", "--nodes", "3"]).exit_code == 2  # --nodes needs --kafka
+    embedded = runner.invoke(app, ["broker", "env"])
+    assert embedded.exit_code == 0
+    assert embedded.stdout.splitlines() == ["export CARDSCORE__KAFKA__MODE=embedded",
+                                            "export CARDSCORE__KAFKA__EMBEDDED_PORT=19555"]
+
+
 def test_missing_jars_say_to_run_make_jars(tmp_path: Path) -> None:
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(Path.home()), "CARDSCORE__HOME": str(tmp_path),
            "CARDSCORE__KAFKA__JARS_DIR": str(tmp_path / "no-jars")}

@@ -45,7 +45,7 @@ test: $(STAMP) $(JARS_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:

@@ -1,12 +1,13 @@
 # The two set-up commands of the README, and a few conveniences.
 #   make demo   - create .venv, install cardscore, run the end-to-end demo on embedded defaults
 #   make test   - create .venv the same way, fetch the JVM jars (make jars), run the whole test suite
+#                 (make test-fast: the fast tier)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars demo test lint bench clean
+.PHONY: install jars demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cardscore needs Python 3.11 (set PYTHON=python3.11)")'
@@ -41,6 +42,11 @@ demo: $(STAMP)
 test: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
+
+# The fast tier: tests that need no Spark engine, broker or started service.
+test-fast: $(STAMP)
+	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -m "not engine" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ the runs interleaved broker by broker, one processor process at a time:
 
 Processors, all with the same consumer/producer settings, micro-batches and commits:
 
-* `scorer`: the stream scorer (`python -m streaming`): validation, one Feast online lookup
+* `scorer`: the stream scorer (`python -m cardscore.streaming`): validation, one Feast online lookup
   and one `inplace_predict` per batch, scores and DLQ, commit after the acks;
 * `passthrough` (the ceiling): consume -> produce the same bytes -> commit, nothing else;
 * `naive`: the scorer's work with one Feast lookup and one model call PER MESSAGE (it runs
@@ -62,7 +62,7 @@ WARMUP_EVENTS = 200
 
 
 def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, group: str = "bench"):
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     overrides: dict[str, Any] = {
         "home": str(home),
@@ -83,8 +83,8 @@ def build_world(settings, seed: int = 0) -> str:
     import pandas as pd
     import xgboost as xgb
 
-    from cardscore import registry
-    from features.definitions import (
+    from cardscore.core import registry
+    from cardscore.features.definitions import (
         CREATED_AT,
         CUSTOMER_FEATURES,
         CUSTOMER_KEY,
@@ -96,7 +96,7 @@ def build_world(settings, seed: int = 0) -> str:
         TERMINAL_VIEW,
         snapshot_time,
     )
-    from features.store import apply
+    from cardscore.features.store import apply
 
     rng = np.random.default_rng(seed)
     store = apply(settings)
@@ -129,8 +129,8 @@ def build_world(settings, seed: int = 0) -> str:
 
 def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
     """`n` valid events of DAY, time-ordered, ids from first_id."""
-    from features.definitions import snapshot_time
-    from schemas.serialization import transaction_event_lines
+    from cardscore.features.definitions import snapshot_time
+    from cardscore.schemas.serialization import transaction_event_lines
 
     rng = np.random.default_rng(seed)
     start = int(snapshot_time(DAY).timestamp()) * 1_000_000
@@ -151,10 +151,10 @@ def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int
     """The body of a baseline processor subprocess (`--role`)."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from cardscore.config import load_settings
-    from streaming.delivery import producer_conf
-    from streaming.messages import next_offsets
-    from streaming.scorer import consumer_conf
+    from cardscore.core.config import load_settings
+    from cardscore.streaming.delivery import producer_conf
+    from cardscore.streaming.messages import next_offsets
+    from cardscore.streaming.scorer import consumer_conf
 
     settings = load_settings(config)
     cfg = settings.streaming
@@ -194,12 +194,12 @@ def _naive_scorer(settings):
     """Per message: validate, one Feast lookup, one model call, one score message."""
     import time as clock
 
-    from cardscore import registry
-    from features.online import lookup
-    from features.store import ensure_applied, feature_store
-    from schemas.contracts import TRANSACTION_EVENT
-    from schemas.validation import validate_bytes
-    from streaming.output import ScoreColumns, score_values
+    from cardscore.core import registry
+    from cardscore.features.online import lookup
+    from cardscore.features.store import ensure_applied, feature_store
+    from cardscore.schemas.contracts import TRANSACTION_EVENT
+    from cardscore.schemas.validation import validate_bytes
+    from cardscore.streaming.output import ScoreColumns, score_values
 
     store = ensure_applied(settings, feature_store(settings))
     ref = registry.resolve_alias(settings)
@@ -222,7 +222,7 @@ def _naive_scorer(settings):
 def start_processor(role: str, config: Path, group: str, log: Path, idle_exit: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
     if role == "scorer":
-        argv = [sys.executable, "-m", "streaming", "--config", str(config), "--group-id", group,
+        argv = [sys.executable, "-m", "cardscore.streaming", "--config", str(config), "--group-id", group,
                 "--idle-exit", str(idle_exit)]
     else:
         argv = [sys.executable, "-m", "bench.stream", "--role", role, "--config", str(config),

@@ -23,8 +23,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from cardscore.logs import get_logger
-from streaming.metrics import StreamMetrics
+from cardscore.core.logs import get_logger
+from cardscore.streaming.metrics import StreamMetrics
 
 log = get_logger("streaming.delivery")
 

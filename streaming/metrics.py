@@ -26,7 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily
 
-from schemas.reasons import RejectReason
+from cardscore.schemas.reasons import RejectReason
 
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
 DEPENDENCIES = ("broker", "online_store", "registry")

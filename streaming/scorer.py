@@ -34,23 +34,23 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from cardscore.logs import get_logger
-from streaming.delivery import (
+from cardscore.core.logs import get_logger
+from cardscore.streaming.delivery import (
     AtLeastOnce,
     DeliveryFailed,
     ExactlyOnce,
     OutRecord,
     default_instance_id,
 )
-from streaming.dlq import dlq_record
-from streaming.features import BatchFeatures, FeastLookup, Lookup
-from streaming.messages import first_offsets, next_offsets, split_messages
-from streaming.metrics import StreamMetrics
-from streaming.model import ModelUnavailable, ModelWatcher
-from streaming.output import SCORE_HEADERS, ScoreColumns, score_keys, score_values
+from cardscore.streaming.dlq import dlq_record
+from cardscore.streaming.features import BatchFeatures, FeastLookup, Lookup
+from cardscore.streaming.messages import first_offsets, next_offsets, split_messages
+from cardscore.streaming.metrics import StreamMetrics
+from cardscore.streaming.model import ModelUnavailable, ModelWatcher
+from cardscore.streaming.output import SCORE_HEADERS, ScoreColumns, score_keys, score_values
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 log = get_logger("streaming.scorer")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.process import ManagedService, ServiceError, wait_until
 
 MARKER = "tansu"

@@ -37,7 +37,7 @@ import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.broker import die_with_parent, free_port
 from cardscore.services.process import ServiceError, ServiceStatus, wait_until
 

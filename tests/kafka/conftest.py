@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 from cardscore.services.broker import create_topics, project_topics
 from cardscore.services.kafka_cluster import KafkaCluster
 from tests.streaming import world

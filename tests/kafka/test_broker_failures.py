@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.kafka_cluster import KafkaCluster
 from tests.kafka.conftest import stream_settings_on
 from tests.streaming import world

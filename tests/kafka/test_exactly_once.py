@@ -1,4 +1,4 @@
-"""Exactly-once on a real Apache Kafka: the scorer (`python -m streaming --delivery
+"""Exactly-once on a real Apache Kafka: the scorer (`python -m cardscore.streaming --delivery
 exactly_once`) is SIGKILLed inside open transactions, several times during one replay, and
 restarted with the same instance id each time (its transactional.id fences the dead one and
 aborts its transaction). A read_committed reader then sees every valid transaction's score
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import IsolationLevel
 
-from cardscore.config import Settings
-from streaming import dlq
+from cardscore.core.config import Settings
+from cardscore.streaming import dlq
 from tests.kafka.conftest import end_offsets, read_committed
 from tests.streaming import world
 from tests.streaming.test_delivery import Replay, partition_ends

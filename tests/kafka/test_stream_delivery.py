@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardscore.config import Settings
-from schemas.serialization import transaction_event_line
+from cardscore.core.config import Settings
+from cardscore.schemas.serialization import transaction_event_line
 from tests.kafka.conftest import end_offsets, group_offsets
 from tests.streaming import world
 from tests.streaming.test_delivery import partition_ends

@@ -1,5 +1,5 @@
 """Delivery under process death, signals and rebalances: scorer subprocesses
-(`python -m streaming`) against the real broker, online store and registry.
+(`python -m cardscore.streaming`) against the real broker, online store and registry.
 
 At-least-once: every valid event gets a score; duplicates come only from the uncommitted
 window (the batch in flight when a process died) and carry the same key. The exactly-once
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.simulator.kafka import produce_events
 from tests.streaming import world
 

@@ -34,8 +34,11 @@ def assert_every_event_scored(settings: Settings, records: list[dict], max_dupli
 def test_scorer_recovers_from_a_broker_restart(stream_settings: Settings, kafka1: KafkaCluster) -> None:
     """The one-node cluster stops (SIGTERM) mid-replay and starts again on the same data:
     topics, scores and the group's offsets survive, and the scorer carries on by itself."""
+    # Long enough for the restarted broker to hand the idempotent producer a new epoch: with a
+    # timeout shorter than that (seen at 3 s on a loaded machine) every retry times out again
+    # before the epoch bump completes, and the producer never catches up.
     settings = stream_settings.model_copy(update={
-        "streaming": stream_settings.streaming.model_copy(update={"delivery_timeout_seconds": 3.0})})
+        "streaming": stream_settings.streaming.model_copy(update={"delivery_timeout_seconds": 10.0})})
     records = world.transactions(2400, seed=81)
     with world.InProcessScorer(settings) as running:
         running.wait_for(lambda: running.metric("cardscore_stream_assigned_partitions") == 2, 60, "assignment")

@@ -1,12 +1,13 @@
 # The two set-up commands of the README, and a few conveniences.
 #   make demo   - create .venv, install cardscore, run the end-to-end demo on embedded defaults
-#   make test   - create .venv the same way, run the whole test suite
+#   make test   - create .venv the same way, fetch the JVM jars (make jars), run the whole test suite
+#                 (make test-fast: the fast tier)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars demo test lint bench clean airflow tools deploy-check
+.PHONY: install jars demo test test-fast lint bench clean airflow tools deploy-check
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cardscore needs Python 3.11 (set PYTHON=python3.11)")'
@@ -69,14 +70,21 @@ deploy-check: $(STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/cardscore demo
 
-test: $(STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
+# The Kafka tests (tests/kafka) run a real Apache Kafka from the jars; tests/deploy run the
+# deployment checkers (Airflow, hadolint, kubectl, promtool, actionlint).
+test: $(STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
+
+# The fast tier: tests that need no Spark engine, broker or started service.
+test-fast: $(STAMP)
+	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -m "not engine" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:

@@ -13,7 +13,7 @@ is replicated K times with new transaction ids until it holds at least `--rows`
 transactions (same customers, terminals, times and amounts in each copy). So D has >= 1M
 transactions whose entities all have real snapshot rows (or are really unknown), the
 snapshot of D is built by the real features job from the 37 days before it, and only day D
-is scored. The model is trained like `jobs/train.py` trains (its default XGBoost parameters,
+is scored. The model is trained like `jobs/train/main.py` trains (its default XGBoost parameters,
 100 rounds of depth 3) on the 7 days before D, with features from the training path, and
 registered as the champion in a local MLflow registry.
 
@@ -102,21 +102,20 @@ def build_world(work: Path, rows_target: int) -> dict[str, Any]:
     """Silver (37 days of history + day D replicated), gold for D, Feast applied, a champion."""
     import pandas as pd
 
-    from cardscore.config import load_settings
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.config import load_settings
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.engine import get_spark
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features.stage import build_features_range
     from cardscore.simulator import generate_world
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
     from tests.features.worlds import write_silver
 
     settings = load_settings(
         environ={}, overrides={"home": str(work / "home"), "logging": {"level": "WARNING"}}
     )
     spark = get_spark(settings)
-    ctx = JobContext(settings, spark, Lake(spark, settings))
+    ctx = job_context(settings, spark)
     params = SimulatorSettings(n_days=HISTORY_DAYS + 1)
     print(f"simulating {params.n_days} days of the default world", flush=True)
     world, generation_s = timed(lambda: generate_world(params))
@@ -172,13 +171,13 @@ def train_champion(settings: Any, spark: Any, tx: Any, day: date) -> tuple[Any, 
     import mlflow
     import mlflow.xgboost
 
-    from cardscore import registry
-    from cardscore.config.training import ModelParams
+    from cardscore.core import registry
+    from cardscore.core.config.training import ModelParams
+    from cardscore.features.definitions import MODEL_FEATURES
+    from cardscore.features.retrieval import historical_features
     from cardscore.model.datasets import entity_frame
     from cardscore.model.tracking import ensure_experiment, model_signature, pip_requirements
     from cardscore.model.training import fit_booster
-    from features.definitions import MODEL_FEATURES
-    from features.retrieval import historical_features
 
     days = tx["event_time"].dt.date
     train = tx[(days >= day - timedelta(days=TRAIN_DAYS)) & (days < day)]
@@ -203,7 +202,7 @@ def train_champion(settings: Any, spark: Any, tx: Any, day: date) -> tuple[Any, 
 
 
 def end_to_end(built: dict[str, Any], runs: int) -> dict[str, Any]:
-    from jobs.score_batch import score_day
+    from cardscore.jobs.score_batch.stage import score_day
 
     ctx, day = built["ctx"], built["day"]
     reports: list[Any] = []
@@ -229,10 +228,10 @@ def joined_features(built: dict[str, Any], uri: str) -> float:
     """Materialize D's joined features once (the input of the scoring-stage comparison)."""
     from pyspark.sql import functions as F
 
-    from cardscore import catalog
-    from features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
-    from features.retrieval import historical_features_spark
-    from jobs.scoring_transforms import entity_frame
+    from cardscore.core import catalog
+    from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
+    from cardscore.features.retrieval import historical_features_spark
+    from cardscore.jobs.score_batch.transforms import entity_frame
 
     ctx, day = built["ctx"], built["day"]
     lake = ctx.lake
@@ -247,7 +246,7 @@ def joined_features(built: dict[str, Any], uri: str) -> float:
 def limit(built: dict[str, Any], features_uri: str, runs: int) -> tuple[dict[str, Any], Any, Any]:
     import numpy as np
 
-    from features.definitions import MODEL_FEATURES
+    from cardscore.features.definitions import MODEL_FEATURES
 
     frame = built["ctx"].spark.read.parquet(features_uri).select("transaction_id", *MODEL_FEATURES).toPandas()
     matrix = np.ascontiguousarray(frame[list(MODEL_FEATURES)].to_numpy(np.float64))
@@ -262,9 +261,10 @@ def scoring_stage(built: dict[str, Any], features_uri: str, work: Path, runs: in
     import mlflow.pyfunc
     from pyspark.sql import functions as F
 
-    from cardscore import registry
-    from features.definitions import MODEL_FEATURES
-    from jobs.scoring_transforms import booster_bytes, score_in_engine
+    from cardscore.core import registry
+    from cardscore.features.definitions import MODEL_FEATURES
+    from cardscore.jobs.score_batch.transforms import score_in_engine
+    from cardscore.model.scoring import booster_bytes
 
     spark, settings = built["ctx"].spark, built["settings"]
     features = spark.read.parquet(features_uri)
@@ -317,8 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import numpy as np
 
-    from cardscore.engine import stop_spark
-    from cardscore.logs import configure_logging
+    from cardscore.core.engine import stop_spark
+    from cardscore.core.logs import configure_logging
 
     configure_logging("WARNING", "json")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cardscore-bench-score-"))
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload["scoring_stage"] = scoring_stage(built, features_uri, work, args.runs)
 
         # The published scores are the limit's scores, widened: nothing is lost on the way.
-        from cardscore import catalog
+        from cardscore.core import catalog
 
         published = built["ctx"].lake.read(catalog.PREDICTIONS).select("transaction_id", "score").toPandas()
         by_id = published.set_index("transaction_id")["score"].loc[ids].to_numpy()

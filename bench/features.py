@@ -100,8 +100,8 @@ def _redis_server(folder: Path) -> Iterator[str | None]:
 
 def _write_silver(lake: Any, world: Any, folder: Path) -> dict[str, float]:
     """Silver Delta tables from the world (Parquet in microseconds, then the engine)."""
-    from cardscore import catalog
-    from schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
+    from cardscore.core import catalog
+    from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
     from tests.features.worlds import silver_labels, silver_transactions
 
     spark = lake.spark
@@ -121,8 +121,8 @@ def _write_silver(lake: Any, world: Any, folder: Path) -> dict[str, float]:
 
 def _compare(lake: Any, oracle_customers: pd.DataFrame, oracle_terminals: pd.DataFrame) -> dict[str, Any]:
     """The published gold rows against the oracle: same keys, exact counts, float differences."""
-    from cardscore import catalog
-    from features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
+    from cardscore.core import catalog
+    from cardscore.features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
 
     result: dict[str, Any] = {}
     for table, oracle, key, names in (
@@ -155,18 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis online store")
     args = parser.parse_args(argv)
 
-    from cardscore.config import load_settings
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.engine import get_spark, stop_spark
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.config import load_settings
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.engine import get_spark, stop_spark
+    from cardscore.core.stage import job_context
+    from cardscore.features.definitions import MODEL_FEATURES
+    from cardscore.features.online import lookup
+    from cardscore.features.retrieval import historical_features, historical_features_spark
+    from cardscore.features.store import apply, feature_store, materialize
+    from cardscore.features.transform import customer_snapshots, terminal_snapshots
+    from cardscore.jobs.build_features.stage import build_features_range
     from cardscore.simulator import generate_world
-    from cardscore.tables import Lake
-    from features.definitions import MODEL_FEATURES
-    from features.online import lookup
-    from features.retrieval import historical_features, historical_features_spark
-    from features.store import apply, feature_store, materialize
-    from features.transform import customer_snapshots, terminal_snapshots
-    from jobs.build_features import build_features_range
     from tests.features.oracle import customer_oracle, terminal_oracle
 
     params = SimulatorSettings(n_customers=500, n_terminals=1000, n_days=60) if args.quick else SimulatorSettings()
@@ -186,12 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = load_settings(overrides={"home": str(workdir / "home")})
         spark = get_spark(settings)
-        lake = Lake(spark, settings)
-        ctx = JobContext(settings, spark, lake)
+        ctx = job_context(settings, spark)
+        lake = ctx.lake
         payload["world"]["write_silver_s"] = _write_silver(lake, world, workdir)
 
         # --- the transformations alone: every snapshot of the world, written as Parquet
-        from cardscore import catalog
+        from cardscore.core import catalog
 
         def transform_only() -> None:
             tx = lake.read(catalog.SILVER_TRANSACTIONS)

@@ -46,7 +46,7 @@ def median_of(fn: Callable[[], Any], runs: int) -> dict[str, Any]:
 def settings_for(lake: Path, landing: str, **ingest: Any) -> Any:
     """Settings with a fresh lake; the workspace (GX context, ...) is shared by every run, as in
     one long-lived process, so the runs do not each pay the GX context's start-up."""
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     return load_settings(
         environ={},
@@ -60,12 +60,9 @@ def settings_for(lake: Path, landing: str, **ingest: Any) -> Any:
 
 
 def job_context(settings: Any) -> Any:
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.stage import job_context as context
 
-    spark = get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
+    return context(settings)
 
 
 def simulate(landing: str, settings: Any) -> dict[str, Any]:
@@ -94,7 +91,7 @@ def landing_days(landing: str) -> list[date]:
 
 
 def full_ingest(work: Path, landing: str) -> dict[str, Any]:
-    from jobs.ingest import ingest_day
+    from cardscore.jobs.ingest.stage import ingest_day
 
     days = landing_days(landing)
     ctx = job_context(settings_for(work / "lake-full", landing))
@@ -119,7 +116,7 @@ def full_ingest(work: Path, landing: str) -> dict[str, Any]:
     wall = time.perf_counter() - started
     lines = sum(t["lines"] for t in totals.values())
     lake = ctx.lake
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     table_rows = {
         table: lake.read(table).count()
@@ -154,8 +151,8 @@ def full_ingest(work: Path, landing: str) -> dict[str, Any]:
 
 def baseline_day(ctx: Any, landing: str, day: date, out: Path) -> int:
     """Plain Spark: read the day's JSON lines with an explicit schema, append to Delta; files read."""
-    from jobs.ingest import list_landing_files
-    from jobs.ingest_transforms import FEEDS
+    from cardscore.jobs.ingest.landing import list_landing_files
+    from cardscore.jobs.ingest.transforms import FEEDS
 
     written = 0
     for feed in FEEDS.values():
@@ -175,7 +172,7 @@ def _json_type(field: Any) -> str:
 
 
 def samples(work: Path, landing: str, days: list[date], runs: int) -> dict[str, Any]:
-    from jobs.ingest import ingest_day
+    from cardscore.jobs.ingest.stage import ingest_day
 
     results: dict[str, Any] = {"days": [d.isoformat() for d in days], "runs": runs}
     lines = 0
@@ -236,9 +233,15 @@ def parts(work: Path, landing: str, days: list[date], runs: int) -> dict[str, An
     """The validators alone, and three ways to get numbered lines into the engine."""
     from pyspark.sql import functions as F
 
-    from jobs.ingest import LINES_SCHEMA, FileLoad, lines_table, list_landing_files, read_file
-    from jobs.ingest_transforms import TRANSACTIONS
-    from schemas.spark_validation import validate_lines
+    from cardscore.jobs.ingest.landing import (
+        LINES_SCHEMA,
+        FileLoad,
+        lines_table,
+        list_landing_files,
+        read_file,
+    )
+    from cardscore.jobs.ingest.transforms import TRANSACTIONS
+    from cardscore.schemas.spark_validation import validate_lines
 
     ctx = job_context(settings_for(work / "lake-parts", landing))
     spark = ctx.spark
@@ -314,9 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
-    from cardscore.config import load_settings
-    from cardscore.engine import stop_spark
-    from cardscore.logs import configure_logging
+    from cardscore.core.config import load_settings
+    from cardscore.core.engine import stop_spark
+    from cardscore.core.logs import configure_logging
 
     configure_logging("WARNING", "json")  # the per-day summaries would drown the progress lines
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cardscore-bench-ingest-"))

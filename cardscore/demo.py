@@ -22,9 +22,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
+from cardscore.core.stage import job_context
+from cardscore.features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 from cardscore.monitoring.trigger import retrain_window_start
-from features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 
 # progress(phase, done, total)
 ProgressFn = Callable[[str, int, int], None]
@@ -122,7 +123,7 @@ def demo_settings(config_path: Path | None, home: Path, n_days: int, extra: dict
 def short_world_gate(settings: Settings) -> bool:
     """True when the demo lowers the gate floor: training starts before the feature windows
     are full, and the gate is left at its defaults (a gate set in the user's config is kept)."""
-    from cardscore.config.training import GateSettings
+    from cardscore.core.config.training import GateSettings
 
     try:
         plan = make_plan(settings)
@@ -148,7 +149,7 @@ def write_workspace_config(home: Path, settings: Settings) -> Path:
 
 def table_counts(settings: Settings) -> dict[str, int]:
     """Rows per table of the pipeline (what each stage published)."""
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     ctx = job_context(settings)
     tables = [catalog.BRONZE_TRANSACTIONS, catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE,
@@ -244,9 +245,9 @@ class BackfillSummary:
 
 def backfill(settings: Settings, plan: DemoPlan, progress: ProgressFn = _noop) -> BackfillSummary:
     """Ingest every day up to the backfill end, then one feature pass over the whole range."""
-    from cardscore import catalog
-    from jobs.build_features import build_features_range
-    from jobs.ingest import ingest_day
+    from cardscore.core import catalog
+    from cardscore.jobs.build_features.stage import build_features_range
+    from cardscore.jobs.ingest.stage import ingest_day
 
     ctx = job_context(settings)
     started = time.perf_counter()
@@ -287,8 +288,8 @@ class ModelSummary:
 
 def train_and_promote(settings: Settings, plan: DemoPlan, progress: ProgressFn = _noop) -> ModelSummary:
     """Train with the plan's windows; promote the version to champion if the gate passed."""
-    from cardscore import registry
-    from jobs.train import GateRejected, TrainingParams, train
+    from cardscore.core import registry
+    from cardscore.jobs.train.stage import GateRejected, TrainingParams, train
 
     started = time.perf_counter()
     params = TrainingParams(train_start=plan.train_start, actor="cardscore-demo",
@@ -311,10 +312,11 @@ def train_and_promote(settings: Settings, plan: DemoPlan, progress: ProgressFn =
 
 
 def nightly(settings: Settings, days: list[date], reporter: Any = None) -> list[Any]:
-    """The real nightly pipeline (jobs/nightly.py) for `days`; returns its DayResults."""
-    from jobs.nightly import run_nightly
+    """The real nightly pipeline (jobs/nightly) through the runner for `days`; its DayResults."""
+    from cardscore.core.runner import execute
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
 
-    return run_nightly(job_context(settings), days, force=True, reporter=reporter)
+    return execute(NIGHTLY, job_context(settings), days, force=True, reporter=reporter)
 
 
 @dataclass
@@ -345,7 +347,7 @@ def stream_day(settings: Settings, day: date, rate: float | None, progress: Prog
     from cardscore.services.broker import create_topics, project_topics
     from cardscore.simulator import read_landing_day
     from cardscore.simulator.kafka import replay_day
-    from streaming.scorer import StreamScorer
+    from cardscore.streaming.scorer import StreamScorer
 
     started = time.perf_counter()
     create_topics(settings.kafka_conf(), project_topics(settings))
@@ -493,15 +495,6 @@ def stream_equals_batch(settings: Settings, stream: StreamSummary) -> SkewCheck:
         missing_in_batch=len(stream.scores.keys() - batch.keys()), max_abs_diff=diff,
         same_model_version={r.model_version for r in rows} == set(stream.model_versions),
     )
-
-
-def job_context(settings: Settings) -> Any:
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-
-    spark = get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
 
 
 def where_to_look(settings: Settings, config: Path, day: date) -> dict[str, str]:

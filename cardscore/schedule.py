@@ -105,7 +105,7 @@ def task_argv(task: dict[str, Any], origin: Path, python: str) -> list[str]:
 def plan(job: str, bundle: Path = DEFAULT_BUNDLE, settings: Any = None, python: str = sys.executable) -> JobPlan:
     """The plan of bundle job `job`; retries from `settings` (loaded the usual way if None)."""
     if settings is None:
-        from cardscore.config import load_settings
+        from cardscore.core.config import load_settings
 
         settings = load_settings()
     root, origins = load_bundle(bundle)
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="databricks.yml (default: the repository's)")
     parser.add_argument("--config", help="settings file for the retry policy (default: $CARDSCORE_CONFIG, ./cardscore.yaml)")
     args = parser.parse_args(argv)
-    from cardscore.config import ConfigError, load_settings
+    from cardscore.core.config import ConfigError, load_settings
 
     try:
         print(json.dumps(plan(args.job, args.bundle, load_settings(args.config)).to_dict(), indent=2))

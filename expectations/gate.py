@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cardscore.errors import StageFailed
-from cardscore.logs import get_logger
+from cardscore.core.errors import StageFailed
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 SUITES_DIR = Path(__file__).parent / "suites"
 log = get_logger("expectations.gate")

@@ -7,8 +7,8 @@ Feast's CLI looks. feature_store.yaml takes its paths from the variables that
 `cardscore features env` prints.
 """
 
-from cardscore.config import load_settings
-from features.store import feast_objects
+from cardscore.core.config import load_settings
+from cardscore.features.store import feast_objects
 
 _objects = feast_objects(load_settings())
 

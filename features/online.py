@@ -1,6 +1,6 @@
 """Online feature lookup for the stream scorer: one Feast call per micro-batch.
 
-    from features.online import lookup
+    from cardscore.features.online import lookup
     found = lookup(store, records)       # records: validated transaction events (dicts)
     scores = booster.inplace_predict(found.matrix)
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
     DERIVED_REQUEST_FEATURES,
@@ -36,7 +36,7 @@ from features.definitions import (
     TX_DATETIME,
     UNKNOWN_ENTITY_DEFAULT,
 )
-from features.request_time import MICROS_PER_DAY, epoch_micros
+from cardscore.features.request_time import MICROS_PER_DAY, epoch_micros
 
 if TYPE_CHECKING:
     from feast import FeatureStore

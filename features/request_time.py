@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.definitions import TX_AMOUNT, TX_DATETIME, TX_DURING_NIGHT, TX_DURING_WEEKEND
+from cardscore.features.definitions import (
+    TX_AMOUNT,
+    TX_DATETIME,
+    TX_DURING_NIGHT,
+    TX_DURING_WEEKEND,
+)
 
 MICROS_PER_HOUR = 3_600_000_000
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
@@ -124,6 +129,6 @@ def request_time_odfv(inputs: dict[str, Sequence[Any]]) -> dict[str, list[float]
     tx_amount is not re-emitted: Feast cannot output a feature named like its request field,
     and the model takes the request's own value (see retrieval.py and online.py).
     """
-    from features.request_time import request_time_columns
+    from cardscore.features.request_time import request_time_columns
 
     return request_time_columns(inputs)

@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
     CUSTOMER_LOOKBACK_DAYS,
@@ -41,7 +41,7 @@ from features.definitions import (
     terminal_count,
     terminal_risk,
 )
-from features.request_time import request_time_frame
+from cardscore.features.request_time import request_time_frame
 
 # Column order of the snapshots (the gold tables add created_at before snapshot_date).
 CUSTOMER_COLUMNS = (CUSTOMER_KEY, *CUSTOMER_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)

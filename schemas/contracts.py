@@ -7,7 +7,7 @@ snapshots in `schemas/snapshots/` and rejects breaking ones.
 
 from __future__ import annotations
 
-from schemas.contract import Contract, Field, FieldType
+from cardscore.schemas.contract import Contract, Field, FieldType
 
 # Sanity bounds shared by batch ingest and the stream scorer.
 MAX_AMOUNT = 100_000.0

@@ -41,9 +41,9 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from schemas.contract import TIMESTAMP_PATTERN, Contract, Field, FieldType
-from schemas.reasons import RejectReason
-from schemas.validation import DEFAULT_MAX_BYTES
+from cardscore.schemas.contract import TIMESTAMP_PATTERN, Contract, Field, FieldType
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.validation import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -478,9 +478,9 @@ def _python_decider(contract_name: str, max_bytes: int) -> Any:
     def decide(raw_lines: Any) -> Any:
         import pandas as pd
 
-        from schemas.contracts import ALL_CONTRACTS
-        from schemas.reasons import RejectReason as Reason
-        from schemas.validation import Rejection, validate_bytes
+        from cardscore.schemas.contracts import ALL_CONTRACTS
+        from cardscore.schemas.reasons import RejectReason as Reason
+        from cardscore.schemas.validation import Rejection, validate_bytes
 
         contract = ALL_CONTRACTS[contract_name]
         reasons: list[str | None] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from schemas.contract import TIMESTAMP_PATTERN
+from cardscore.schemas.contract import TIMESTAMP_PATTERN
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PATTERN = re.compile(TIMESTAMP_PATTERN)

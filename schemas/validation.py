@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.contract import Contract, Field, FieldType
-from schemas.reasons import RejectReason
-from schemas.timestamps import parse_timestamp_us
+from cardscore.schemas.contract import Contract, Field, FieldType
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.timestamps import parse_timestamp_us
 
 DEFAULT_MAX_BYTES = 64 * 1024
 _BOM = b"\xef\xbb\xbf"

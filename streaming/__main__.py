@@ -1,6 +1,6 @@
-"""`python -m streaming`: run one stream-scorer process (the same as `cardscore stream`).
+"""`python -m cardscore.streaming`: run one stream-scorer process (the same as `cardscore stream`).
 
-    python -m streaming --config cardscore.yaml --instance-id scorer-1 --metrics-port 9464
+    python -m cardscore.streaming --config cardscore.yaml --instance-id scorer-1 --metrics-port 9464
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streaming.service import EXIT_USAGE, RunOptions, run_scorer
+from cardscore.streaming.service import EXIT_USAGE, RunOptions, run_scorer
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m streaming",
+        prog="python -m cardscore.streaming",
         description="Kafka stream scorer: consumes transactions, scores them with the registry's "
         "champion model and Feast online features, produces scores and DLQ records "
         "(at-least-once by default). SIGTERM/SIGINT drain the batch in hand and exit 0.",
@@ -36,8 +36,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cardscore.config import ConfigError, load_settings
-    from cardscore.logs import configure_logging
+    from cardscore.core.config import ConfigError, load_settings
+    from cardscore.core.logs import configure_logging
 
     args = parser().parse_args(argv)
     try:

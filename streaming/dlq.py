@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schemas.contracts import TRANSACTION_EVENT
-from schemas.serialization import schema_id
-from schemas.timestamps import format_timestamp_us
-from streaming.messages import KafkaMessage, Rejected
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.serialization import schema_id
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.streaming.messages import KafkaMessage, Rejected
 
 PREFIX = "dlq."
 REASON = "dlq.reason"

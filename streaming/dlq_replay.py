@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from cardscore.logs import get_logger
-from streaming import dlq
+from cardscore.core.logs import get_logger
+from cardscore.streaming import dlq
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 log = get_logger("streaming.dlq_replay")
 REPLAYS_HEADER = "cardscore-dlq-replays"

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.definitions import day_from_number
-from features.request_time import MICROS_PER_DAY
+from cardscore.features.definitions import day_from_number
+from cardscore.features.request_time import MICROS_PER_DAY
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class FeastLookup:
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
         from feast.errors import FeatureServiceNotFoundException
 
-        from features.definitions import FEATURE_SERVICE_NAME
-        from features.store import feature_store
+        from cardscore.features.definitions import FEATURE_SERVICE_NAME
+        from cardscore.features.store import feature_store
 
         self.settings = settings
         self.store = store or feature_store(settings)
@@ -80,7 +80,7 @@ class FeastLookup:
             ) from None
 
     def __call__(self, records: Sequence[Mapping[str, Any]]) -> BatchFeatures:
-        from features.online import lookup
+        from cardscore.features.online import lookup
 
         found = lookup(self.store, records)
         micros = np.fromiter((r["event_time"] for r in records), dtype=np.int64, count=len(records))

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from schemas.contracts import TRANSACTION_EVENT
-from schemas.reasons import RejectReason
-from schemas.validation import Rejection, validate_bytes
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.validation import Rejection, validate_bytes
 
 
 class KafkaMessage(Protocol):

@@ -26,7 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily
 
-from schemas.reasons import RejectReason
+from cardscore.schemas.reasons import RejectReason
 
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
 DEPENDENCIES = ("broker", "online_store", "registry")
@@ -101,6 +101,12 @@ class StreamMetrics:
         self.model_swaps = Counter("model_swaps", "Hot swaps of the model", namespace=ns, registry=r)
         self.assigned_partitions = Gauge(
             "assigned_partitions", "Partitions assigned to this process", namespace=ns, registry=r
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag",
+            "Per assigned partition: its high watermark minus the group's committed offset "
+            "(messages not yet committed; from the log start when nothing is committed)",
+            ["topic", "partition"], namespace=ns, registry=r,
         )
         self.rebalances = Counter(
             "rebalance_events", "Partitions assigned, revoked or lost", ["kind"], namespace=ns, registry=r

@@ -2,7 +2,7 @@
 
 `ModelWatcher.refresh()` is called by the scorer before each batch. It queries the registry
 at most every `poll_seconds` (one `get_model_version_by_alias` call); when the alias has
-moved it loads the new version's native booster (cached by version in `cardscore.registry`)
+moved it loads the new version's native booster (cached by version in `cardscore.core.registry`)
 and swaps. A batch is scored by exactly one version, and each score names it.
 """
 
@@ -15,24 +15,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cardscore.logs import get_logger
-from features.definitions import MODEL_FEATURES
+from cardscore.core.logs import get_logger
+from cardscore.model.scoring import IncompatibleModel, check_model_features, predict_matrix
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-    from cardscore.config import Settings
-    from cardscore.registry import ModelRef
+    from cardscore.core.config import Settings
+    from cardscore.core.registry import ModelRef
 
 log = get_logger("streaming.model")
 
 
 class ModelUnavailable(RuntimeError):
     """No version is under the alias yet, or the registry cannot be reached."""
-
-
-class IncompatibleModel(RuntimeError):
-    """The version's inputs are not `features.definitions.MODEL_FEATURES` in order."""
 
 
 @dataclass(frozen=True)
@@ -43,18 +39,14 @@ class LoadedModel:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities for a (rows x MODEL_FEATURES) float64 matrix: one native call."""
-        if not len(matrix):
-            return np.empty(0, dtype=np.float32)
-        return self.booster.inplace_predict(matrix, validate_features=False)
+        return predict_matrix(self.booster, matrix)
 
 
 def check_features(ref: ModelRef, booster: xgb.Booster) -> None:
+    """A version that records its feature names must read MODEL_FEATURES in order."""
     names = tuple(booster.feature_names or ref.feature_names or ())
-    if names and names != MODEL_FEATURES:
-        raise IncompatibleModel(
-            f"{ref.name} v{ref.version} expects features {list(names)}; this scorer builds "
-            f"{list(MODEL_FEATURES)} (features.definitions.MODEL_FEATURES)"
-        )
+    if names:
+        check_model_features(names, f"{ref.name} v{ref.version}")
 
 
 class ModelWatcher:
@@ -70,7 +62,7 @@ class ModelWatcher:
         load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from cardscore import registry
+        from cardscore.core import registry
 
         self.settings = settings
         self.alias = alias

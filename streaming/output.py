@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from schemas.contracts import SCORE_EVENT
-from schemas.serialization import schema_id
-from schemas.timestamps import format_timestamp_us
+from cardscore.schemas.contracts import SCORE_EVENT
+from cardscore.schemas.serialization import schema_id
+from cardscore.schemas.timestamps import format_timestamp_us
 
 SCORE_HEADERS = [
     ("content-type", b"application/json"),

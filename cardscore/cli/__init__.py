@@ -9,12 +9,11 @@ from cardscore.cli import (  # noqa: F401  (imported for their command registrat
     contracts,
     demo,
     features,
-    ingest,
     monitoring,
     pipeline,
-    scoring,
     services,
     simulate,
+    stages,
     streaming,
     training,
 )

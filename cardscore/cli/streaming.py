@@ -42,9 +42,9 @@ def stream(
     to share the partitions. When the registry's champion alias moves, the new version takes
     over between two batches. SIGTERM or Ctrl-C finishes the batch in hand, commits and exits 0.
 
-    Also runnable as `python -m streaming`.
+    Also runnable as `python -m cardscore.streaming`.
     """
-    from streaming.service import RunOptions, run_scorer
+    from cardscore.streaming.service import RunOptions, run_scorer
 
     settings = settings_of(ctx)
     if delivery not in (None, "at_least_once", "exactly_once"):
@@ -72,7 +72,7 @@ def _run_with_status(settings, options) -> int:
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from streaming.service import run_scorer
+    from cardscore.streaming.service import run_scorer
 
     counts: Counter[str] = Counter()
     started = time.monotonic()
@@ -98,7 +98,7 @@ def dlq_show(
     latest: int = typer.Option(10, "--latest", min=0, help="list this many of the newest records"),
 ) -> None:
     """Count the DLQ's records by reason and list the newest ones (metadata only, no payloads)."""
-    from streaming.dlq_replay import summarize
+    from cardscore.streaming.dlq_replay import summarize
 
     settings = settings_of(ctx)
     try:
@@ -139,7 +139,7 @@ def dlq_replay(
     """
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from streaming.dlq_replay import replay
+    from cardscore.streaming.dlq_replay import replay
 
     settings = settings_of(ctx)
     try:

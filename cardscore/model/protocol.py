@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from cardscore.config.training import ProtocolSettings
+    from cardscore.core.config.training import ProtocolSettings
 
 # Columns the split needs from the transactions and the labels.
 TRANSACTION_COLUMNS = ("transaction_id", "customer_id", "event_time")

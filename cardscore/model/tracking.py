@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 # Packages the pyfunc flavour needs to load and run the booster, pinned to what trained it.
 MODEL_REQUIREMENTS = ("mlflow", "xgboost", "numpy", "pandas", "scipy")
@@ -63,7 +63,7 @@ def model_signature(feature_names: Sequence[str]) -> ModelSignature:
 
 def ensure_experiment(settings: Settings) -> str:
     """The experiment's id, created with the configured artifact location if new."""
-    from cardscore.registry import client
+    from cardscore.core.registry import client
 
     c = client(settings)
     name = settings.mlflow.experiment

@@ -61,7 +61,7 @@ def drift_rows(
     profile: ReferenceProfile,
     sample: pd.DataFrame,
     feature_names: Sequence[str],
-    thresholds: Any,  # cardscore.config.monitoring.DriftThresholds
+    thresholds: Any,  # cardscore.core.config.monitoring.DriftThresholds
     exclude: Iterable[str] = (),
     model_version: str | None = None,
 ) -> list[MetricRow]:
@@ -138,7 +138,7 @@ def performance_rows(
     *,
     k: int,
     label_delay_days: int,
-    thresholds: Any,  # cardscore.config.monitoring.PerformanceThresholds
+    thresholds: Any,  # cardscore.core.config.monitoring.PerformanceThresholds
 ) -> list[MetricRow]:
     """AUC, AP and card precision@k of each scored day and model version, with the labels
     known on `day`, and how complete those labels are.

@@ -15,10 +15,10 @@ from datetime import date
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.serialization import schema_id
 from cardscore.simulator.landing import read_landing_day
-from schemas.contracts import TRANSACTION_EVENT
-from schemas.serialization import schema_id
 
 TRANSACTION_HEADERS = [
     ("content-type", b"application/json"),

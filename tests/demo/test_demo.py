@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.engine  # the whole demo: engine, broker, registry
+
 CLI = str(Path(sys.executable).parent / "cardscore")
 TINY = {
     "simulator": {"n_customers": 80, "n_terminals": 160, "radius": 20.0, "seed": 4,

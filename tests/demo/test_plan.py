@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from cardscore.config import load_settings
+from cardscore.core.config import load_settings
 from cardscore.demo import NIGHTLY_DAYS, make_plan
 
 

@@ -20,11 +20,11 @@ class NightlyTwins:
 
 @pytest.fixture(scope="session")
 def nightly_twins(spark, tmp_path_factory: pytest.TempPathFactory) -> NightlyTwins:
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from jobs.nightly import run_nightly
+    from cardscore.core.runner import execute
+    from cardscore.core.stage import job_context
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
 
     first, second = nightly_world.prepare(spark, tmp_path_factory.mktemp("twins"))
-    results = run_nightly(JobContext(first.settings, spark, Lake(spark, first.settings)), [nightly_world.NIGHT])
+    results = execute(NIGHTLY, job_context(first.settings, spark), [nightly_world.NIGHT])
     assert not results[0].failed, results[0].failed
     return NightlyTwins(first, second)

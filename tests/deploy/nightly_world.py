@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 
 # Terminal features start once a terminal's labels are 7 days old: ten days give both tables rows.
 PREPARED_NIGHTS = tuple(date(2018, 4, d) for d in range(1, 9))
@@ -30,7 +30,7 @@ class Twin:
 
 
 def write_config(home: Path, path: Path) -> Path:
-    from cardscore.config.simulator import SimulatorSettings
+    from cardscore.core.config.simulator import SimulatorSettings
 
     params = SimulatorSettings(n_customers=40, n_terminals=80, n_days=10, radius=20.0, seed=3,
                                compromised_terminals_per_day=1, compromised_customers_per_day=1)
@@ -46,19 +46,19 @@ def write_config(home: Path, path: Path) -> Path:
 def prepare(spark, root: Path) -> tuple[Twin, Twin]:
     """Two homes holding the same world, ready for NIGHT: silver up to the night before, the
     snapshot of NIGHT built (the night before builds it), a champion."""
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.runner import execute
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
     from cardscore.simulator import generate_world
     from cardscore.simulator.landing import write_landing
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.nightly import run_nightly
     from tests.pipeline.test_nightly import rare_fraud_booster
     from tests.scoring.world import register
 
     first = Twin(write_config(root / "a" / "home", root / "a.yaml"), None)  # type: ignore[arg-type]
     first.settings = load_settings(first.config)
     write_landing(generate_world(first.settings.simulator), first.settings.landing_root)
-    results = run_nightly(JobContext(first.settings, spark, Lake(spark, first.settings)), list(PREPARED_NIGHTS))
+    results = execute(NIGHTLY, job_context(first.settings, spark), list(PREPARED_NIGHTS))
     assert not any(r.failed for r in results), [r.failed for r in results]
     register(first.settings, rare_fraud_booster())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cardscore import catalog
+from cardscore.core import catalog
 from cardscore.schedule import plan
 from tests.deploy import nightly_world
 from tests.deploy.tools import AIRFLOW_VENV, DEPLOY, REPO, explain, missing, run
@@ -141,7 +141,7 @@ def assert_every_task_succeeded(result: subprocess.CompletedProcess[str], dag_id
 
 
 def frame(spark, settings, table: str, where: str, drop: tuple[str, ...], order: list[str]) -> pd.DataFrame:
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     df = Lake(spark, settings).read(table).where(where).toPandas()
     return df.drop(columns=[c for c in drop if c in df.columns]).sort_values(order).reset_index(drop=True)

@@ -1,6 +1,6 @@
 """The Grafana dashboard and the Prometheus rules name only metrics the code exports.
 
-A real stream scorer (a subprocess, `python -m streaming` as in tests/streaming) scores messages
+A real stream scorer (a subprocess, `python -m cardscore.streaming` as in tests/streaming) scores messages
 from the embedded broker and serves /metrics; a real nightly (tests/deploy/conftest.py) wrote its
 metrics file. Every metric name selected by every panel query and every rule expression (parsed
 by the real PromQL parser) must be in that scrape, in that file, be a recording rule of ours, or
@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardscore.metrics_file import metrics_path
+from cardscore.core.metrics_file import metrics_path
 from cardscore.services.broker import free_port
 from tests.deploy.tools import DEPLOY, TOOLS_VENV, explain, missing, run
 from tests.streaming import world
@@ -94,7 +94,7 @@ def scrape(stream_settings, spawn, tmp_path_factory: pytest.TempPathFactory) -> 
 def stream_settings(stream_world, broker):  # module scope: one scorer for the module
     import uuid
 
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
     from cardscore.services.broker import create_topics, project_topics
     from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 

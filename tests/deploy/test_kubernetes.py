@@ -11,7 +11,7 @@ import os
 import pytest
 import yaml
 
-from cardscore.config import load_settings
+from cardscore.core.config import load_settings
 from cardscore.schedule import plan
 from tests.deploy import cli
 from tests.deploy.tools import DEPLOY, REPO, TOOLS_VENV, explain, run, tool
@@ -99,7 +99,7 @@ def test_the_stream_scorer_deployment(rendered) -> None:
     path, params = cli.parse(container["args"])
     assert path == ["stream"] and params["instance_id"] == "$(POD_NAME)"
     # what librdkafka gets once Kubernetes expanded $(POD_NAME): a static member named after the pod
-    from streaming.scorer import consumer_conf
+    from cardscore.streaming.scorer import consumer_conf
 
     data, environ = pod_settings(docs)
     pod_env = {name: e["value"].replace("$(POD_NAME)", "stream-scorer-7d9f-x2k4q")

@@ -10,10 +10,10 @@ from datetime import UTC, date, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardscore.config import load_settings
-from cardscore.errors import StageFailed
-from cardscore.metrics_file import metrics_path, write_stage_metrics
-from cardscore.orchestration import FAILED, SKIPPED, SUCCEEDED, StageOutcome, StageRecord
+from cardscore.core.config import load_settings
+from cardscore.core.errors import StageFailed
+from cardscore.core.metrics_file import metrics_path, write_stage_metrics
+from cardscore.core.pipeline import FAILED, SKIPPED, SUCCEEDED, StageOutcome, StageRecord
 from tests.deploy.tools import explain, promtool, run
 
 DAY = date(2018, 4, 5)
@@ -116,24 +116,23 @@ def test_a_foreign_or_broken_file_is_replaced(settings) -> None:
 
 @pytest.mark.engine
 def test_the_runner_writes_the_file_after_every_stage(spark, settings) -> None:
-    """A real PipelineRunner (real ledger on the engine) with two small stages, the second failing
+    """A real StageRunner (real ledger on the engine) with two small stages, the second failing
     its gate: the file then holds both, the failed one flagged, written by the runner itself."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.orchestration import PipelineRunner, Stage
-    from cardscore.tables import Lake
+    from cardscore.core.pipeline import StageRunner
+    from cardscore.core.stage import StageSpec, job_context
 
     seen_after_first: list[bool] = []
     path = metrics_path(settings, "ops-test")
 
-    def first(ctx, day):
+    def first(call):
         return StageOutcome(details={"rows": 12})
 
-    def second(ctx, day):
+    def second(call):
         seen_after_first.append(path.exists())
         raise StageFailed("second", "gate check_rows failed")
 
-    ctx = JobContext(settings, spark, Lake(spark, settings))
-    result = PipelineRunner(ctx, [Stage("first", "", first), Stage("second", "", second)], "ops-test").run_day(DAY)
+    ctx = job_context(settings, spark)
+    result = StageRunner(ctx, [StageSpec("first", "", first), StageSpec("second", "", second)], "ops-test").run_day(DAY)
 
     assert result.failed is not None and seen_after_first == [True]
     found = samples(path)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cardscore.config import Settings
-from expectations import gate as gate_module
-from expectations.gate import GateFailed, docs_index, gate, validate
+from cardscore.core.config import Settings
+from cardscore.expectations import gate as gate_module
+from cardscore.expectations.gate import GateFailed, docs_index, gate, validate
 
 SUITE = {
     "name": "test_gate_suite",

@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 from tests.features.worlds import small_world, sparse_entities, write_silver
 
 # The shared world: simulator data from 2018-04-01 for 50 days, plus sparse hand-made entities.
@@ -82,10 +82,10 @@ class FeatureWorld:
 def feature_world(spark, tmp_path_factory: pytest.TempPathFactory) -> FeatureWorld:
     """Silver from a small simulator world plus sparse entities; gold built for 15 days by the
     real job (one pass, gated); the Feast repo applied with the SQLite online store."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features.stage import build_features_range
 
     home = tmp_path_factory.mktemp("feature-world")
     settings = load_settings(overrides={"home": str(home)})
@@ -98,6 +98,6 @@ def feature_world(spark, tmp_path_factory: pytest.TempPathFactory) -> FeatureWor
         [world.labels[["transaction_id", "is_fraud", "reported_time"]], extra_labels], ignore_index=True
     )
     write_silver(lake, transactions, labels)
-    build_features_range(JobContext(settings, spark, lake), WORLD_FIRST_SNAPSHOT, WORLD_LAST_SNAPSHOT)
+    build_features_range(job_context(settings, spark), WORLD_FIRST_SNAPSHOT, WORLD_LAST_SNAPSHOT)
     apply(settings)
     return FeatureWorld(settings, lake, transactions, labels, WORLD_FIRST_SNAPSHOT, WORLD_LAST_SNAPSHOT)

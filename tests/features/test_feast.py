@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from features.definitions import (
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     MODEL_FEATURES,
     TERMINAL_FEATURES,
@@ -23,10 +23,14 @@ from features.definitions import (
     terminal_count,
     terminal_risk,
 )
-from features.online import lookup
-from features.request_time import request_time_record
-from features.retrieval import EntityFrameError, historical_features, historical_features_spark
-from features.store import feature_store, materialize
+from cardscore.features.online import lookup
+from cardscore.features.request_time import request_time_record
+from cardscore.features.retrieval import (
+    EntityFrameError,
+    historical_features,
+    historical_features_spark,
+)
+from cardscore.features.store import feature_store, materialize
 from tests.features.worlds import SPARSE_AMOUNT, SPARSE_CUSTOMER, SPARSE_TERMINAL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,7 +199,7 @@ def test_online_lookup_after_materialize_redis(spark, feature_world, redis_serve
 def test_feast_cli_with_the_repo_yaml(spark, feature_world, tmp_path: Path) -> None:
     """`feast apply` and `feast materialize-incremental` from features/, configured only by
     the variables `cardscore features env` prints, on the session's engine."""
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     settings = load_settings(overrides={
         "home": str(feature_world.settings.home_path),
@@ -255,9 +259,9 @@ def test_overwritten_and_merged_days_are_served_not_stale_files(spark, tmp_path:
     serves its new values, although the old Parquet files are still in the folder."""
     from pyspark.sql import functions as F
 
-    from cardscore.tables import Lake
-    from features.store import apply
-    from features.transform import CUSTOMER_COLUMNS, TERMINAL_COLUMNS
+    from cardscore.core.lake import Lake
+    from cardscore.features.store import apply
+    from cardscore.features.transform import CUSTOMER_COLUMNS, TERMINAL_COLUMNS
 
     settings = load_settings(overrides={"home": str(tmp_path / "home")})
     lake = Lake(spark, settings)

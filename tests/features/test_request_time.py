@@ -8,8 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import TX_AMOUNT, TX_DATETIME, TX_DURING_NIGHT, TX_DURING_WEEKEND
-from features.request_time import (
+from cardscore.features.definitions import (
+    TX_AMOUNT,
+    TX_DATETIME,
+    TX_DURING_NIGHT,
+    TX_DURING_WEEKEND,
+)
+from cardscore.features.request_time import (
     epoch_micros,
     request_time_arrays,
     request_time_frame,

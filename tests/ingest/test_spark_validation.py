@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.contract import Contract, FieldType
-from schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
-from schemas.spark_validation import validate_lines
-from schemas.validation import Rejection, validate_bytes
+from cardscore.schemas.contract import Contract, FieldType
+from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
+from cardscore.schemas.spark_validation import validate_lines
+from cardscore.schemas.validation import Rejection, validate_bytes
 from tests.ingest.corpus import LABEL_LINES, TRANSACTION_LINES, fuzz_lines
 
 # Kinds of bad record the SQL checks (not the Python fallback) must decide on their own.
@@ -141,7 +141,7 @@ def test_classic_spark_decides_and_classifies_like_python_and_sail(spark, tmp_pa
     landing day) as on Sail."""
     from datetime import date
 
-    from jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
+    from cardscore.jobs.ingest.transforms import LABELS, TRANSACTIONS, classify
     from tests.ingest.corpus import GOOD_LABEL, GOOD_TX, line
     from tests.support.classic import run_on_classic
 

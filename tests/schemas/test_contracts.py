@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from schemas import ALL_CONTRACTS, TRANSACTION_EVENT, Field, FieldType, RejectReason
-from schemas.compat import BreakingChangeError, check_contract, write_snapshot
-from schemas.timestamps import format_timestamp_us, parse_timestamp_us
-from schemas.validation import Rejection, validate_bytes
+from cardscore.schemas import ALL_CONTRACTS, TRANSACTION_EVENT, Field, FieldType, RejectReason
+from cardscore.schemas.compat import BreakingChangeError, check_contract, write_snapshot
+from cardscore.schemas.timestamps import format_timestamp_us, parse_timestamp_us
+from cardscore.schemas.validation import Rejection, validate_bytes
 
 GOOD = {"transaction_id": 7, "event_time": "2018-04-01T00:07:56Z", "customer_id": 1,
         "terminal_id": 2, "amount": 57.16}

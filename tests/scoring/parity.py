@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from features.definitions import MODEL_FEATURES
-from jobs.scoring_transforms import (
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.jobs.score_batch.transforms import (
     PASSTHROUGH,
     TRANSACTION_ID,
     entity_frame,

@@ -9,16 +9,17 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from cardscore import catalog
-from features.retrieval import historical_features_spark
-from jobs.scoring_transforms import booster_bytes, entity_frame
+from cardscore.core import catalog
+from cardscore.features.retrieval import historical_features_spark
+from cardscore.jobs.score_batch.transforms import entity_frame
+from cardscore.model.scoring import booster_bytes
 from tests.scoring import parity, world
 from tests.support.classic import run_on_classic
 
 
 @pytest.mark.classic
 def test_same_predictions_on_sail_and_classic_spark(spark, scoring_world, tmp_path: Path) -> None:
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     settings = scoring_world.settings
     lake = Lake(spark, settings)

@@ -9,18 +9,17 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from cardscore.config import load_settings
+from cardscore.core.config import load_settings
+from cardscore.jobs.score_batch.stage import score_day
 from cardscore.services.broker import create_topics, project_topics
-from jobs.score_batch import score_day
 from tests.scoring import world
 from tests.streaming import world as stream
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 
 
 def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, scoring_world) -> None:
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import materialize
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import materialize
 
     suffix = uuid.uuid4().hex[:8]
     settings = load_settings(
@@ -58,7 +57,7 @@ def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, sc
     assert sorted(streamed) == sorted(silver["transaction_id"].tolist())
     assert all(len(v) == 1 for v in streamed.values())
 
-    job = JobContext(settings, spark, Lake(spark, settings))
+    job = job_context(settings, spark)
     score_day(job, world.DAY)
     batch = world.predictions(job.lake, settings, world.DAY).set_index("transaction_id")
 

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.broker import EmbeddedBroker, free_port
 from cardscore.simulator import World, read_landing_day, write_landing
 from cardscore.simulator.kafka import DeliveryError, TokenBucket, produce_events, replay_day

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.reasons import RejectReason
+from cardscore.schemas.reasons import RejectReason
 
 GOOD = {"transaction_id": 900_001, "event_time": "2018-04-07T10:00:00Z", "customer_id": 3,
         "terminal_id": 4, "amount": 25.5}

@@ -9,8 +9,8 @@ from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
-from cardscore.logs import JsonFormatter
-from streaming import dlq
+from cardscore.core.logs import JsonFormatter
+from cardscore.streaming import dlq
 from tests.streaming import world
 from tests.streaming.corpus import BAD, MARKER
 

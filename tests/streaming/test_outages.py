@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 from cardscore.services.broker import (
     broker_ready,
     create_topics,
@@ -23,6 +23,8 @@ from cardscore.services.process import wait_until
 from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 from tests.streaming.test_delivery import Replay
+
+pytestmark = pytest.mark.engine  # brokers started and stopped
 
 
 def test_online_store_failure_is_retried_without_loss(stream_settings: Settings, stream_world, tmp_path: Path) -> None:
@@ -105,8 +107,8 @@ def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settin
     delivery timeout the batch fails as a whole, and no offset is committed."""
     from confluent_kafka import Consumer
 
-    from streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
-    from streaming.metrics import StreamMetrics
+    from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
+    from cardscore.streaming.metrics import StreamMetrics
 
     nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
     consumer = Consumer({**nowhere, "group.id": "nowhere"})

@@ -12,14 +12,19 @@ import pytest
 from confluent_kafka import Message
 from prometheus_client import generate_latest
 
-from schemas.contracts import SCORE_EVENT
-from schemas.serialization import event_line
-from schemas.timestamps import format_timestamp_us
-from streaming import dlq
-from streaming.features import snapshot_dates
-from streaming.messages import first_offsets, next_offsets, split_messages
-from streaming.metrics import StreamMetrics
-from streaming.output import ScoreColumns, score_json_schema, score_values, timestamp_texts
+from cardscore.schemas.contracts import SCORE_EVENT
+from cardscore.schemas.serialization import event_line
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.streaming import dlq
+from cardscore.streaming.features import snapshot_dates
+from cardscore.streaming.messages import first_offsets, next_offsets, split_messages
+from cardscore.streaming.metrics import StreamMetrics
+from cardscore.streaming.output import (
+    ScoreColumns,
+    score_json_schema,
+    score_values,
+    timestamp_texts,
+)
 from tests.streaming.corpus import BAD, GOOD, MARKER
 
 HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v1")]

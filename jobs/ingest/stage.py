@@ -1,0 +1,473 @@
+"""Ingest one landing day (or a range): landing -> bronze -> silver (+ quarantine), behind GX gates.
+
+    spark-submit jobs/ingest/main.py --date 2018-04-01
+    python jobs/ingest/main.py --from 2018-04-01 --to 2018-04-30
+    cardscore run ingest --date 2018-04-01
+
+All three run `SPEC` through `cardscore.core.runner`, which calls `ingest_day(ctx, day)`. For each feed (transactions, labels) of the day:
+
+1. **list and read** the day's files (`<landing>/<feed>/date=D/*.jsonl`, hidden `.`/`_` files
+   skipped) with pyarrow.fs; each file's bytes are split on `\\n` into numbered lines in one
+   Arrow pass on the driver (1-based, file order: stable line numbers, exact bytes, and the
+   SHA-256 from the same read). Not `spark.read.text`: on Sail one invalid UTF-8 byte fails the
+   whole read, and its text reader drops the CR that must be rejected; `binaryFile` + an
+   in-engine split is exact but 10x slower (bench/results/ingest.json, `parts`).
+2. **bronze**: lines of files not yet loaded are written, with lineage, in one commit per feed
+   (`replaceWhere` on the day and those files, so a crash before step 3 cannot duplicate them).
+3. **load ledger** (`ops.ingest_loads`): one row per file: size, SHA-256, line count, load id.
+   A file already in the ledger with the same hash is not loaded again; a file whose content
+   changed after it was loaded stops the day with an error (landing files are immutable:
+   deliver corrections as a new file).
+4. **validate and classify** every line (`schemas.spark_validation`, `jobs.ingest_transforms`)
+   into a staging Delta table `<lake>/_staging/ingest_<feed>_<yyyymmdd>`: the gate and the
+   publish both read this one materialised result.
+5. **quarantine** (`quarantine.records`): the day's rejected lines replace the day's
+   partition. Written even when a gate then fails: they describe the input, not the output.
+6. **gate**: the day's silver rows go through `expectations/suites/silver_<feed>.json`
+   (keys, ranges, the landing day, row count = lines - quarantined - duplicates - superseded).
+   Any failure stops the day before anything is published (exit code 1).
+7. **publish**: transactions replace the day's `tx_date` partition; labels are keyed by
+   transaction_id across partitions: a first report is appended, a later re-report MERGEs
+   over the older row, which moves to the new `reported_date` partition (the latest report
+   wins; an older report, e.g. from re-running an earlier day, never replaces a newer one).
+   A write whose result would equal the table's current content is skipped, so a re-run
+   adds no table versions at all. Transactions and labels are two commits: a crash between
+   them leaves the day half-published until the re-run, which completes it.
+
+Lineage (load_id, ingested_at) comes from the ledger, not from the re-run, so re-running a day
+gives identical silver and quarantine rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from cardscore.core import catalog
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.core.lake import delete_folder
+from cardscore.core.logs import get_logger
+from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.timing import PhaseTimer, Progress
+from cardscore.expectations.gate import GateFailed, GateResult, validate
+from cardscore.jobs.ingest.landing import (
+    LINES_SCHEMA,
+    FileLoad,
+    LandingFile,
+    day_folder,
+    lines_table,
+    list_landing_files,
+    read_file,
+    sql_string,
+)
+from cardscore.jobs.ingest.report import FeedReport, IngestReport, log_summary, summary_table
+from cardscore.jobs.ingest.transforms import (
+    ACCEPTED,
+    DUPLICATE,
+    FEEDS,
+    QUARANTINED,
+    STATUSES,
+    SUPERSEDED,
+    TRANSACTIONS,
+    Feed,
+    bronze_records,
+    classify,
+    outcome_counts,
+    quarantine_records,
+    silver_rows,
+)
+from cardscore.schemas.contracts import QUARANTINE_RECORD
+from cardscore.schemas.spark_validation import validate_lines
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from cardscore.core.lake import Lake
+
+STAGE = "ingest"
+log = get_logger("jobs.ingest")
+
+LOADS_SCHEMA = (
+    "source string, source_file string, landing_date date, size_bytes bigint, sha256 string, "
+    "line_count bigint, load_id string, ingested_at timestamp"
+)
+TABLES = (
+    catalog.BRONZE_TRANSACTIONS,
+    catalog.BRONZE_LABELS,
+    catalog.INGEST_LOADS,
+    catalog.QUARANTINE,
+    catalog.SILVER_TRANSACTIONS,
+    catalog.SILVER_LABELS,
+)
+
+class IngestGateFailed(GateFailed):
+    """One or both of the day's silver gates failed; nothing of the day was published."""
+
+    def __init__(self, results: list[GateResult], staging: list[str]) -> None:
+        super().__init__(STAGE, results[0])
+        self.results = results
+        message = "\n".join(r.summary() for r in results)
+        message += "\nsilver is unchanged; the day's rejected lines are in quarantine."
+        message += "\nstaged rows kept for inspection: " + ", ".join(staging)
+        self.args = (f"{STAGE}: {message}",)
+
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def new_load_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> IngestReport:
+    """Ingest one landing day; raises MissingInput, StageFailed or IngestGateFailed (exit 1)."""
+    started = time.perf_counter()
+    step = PhaseTimer(progress)
+    lake, settings = ctx.lake, ctx.settings
+    load_id = new_load_id()
+    report = IngestReport(day, load_id, {}, versions_before=table_versions(lake))
+
+    step("read")
+    landing = settings.landing_root
+    listed = {name: list_landing_files(landing, name, day, settings.ingest.file_suffix) for name in FEEDS}
+    if all(files is None for files in listed.values()):
+        raise MissingInput(
+            STAGE,
+            f"no landing folders for {day} under {landing} (expected "
+            f"{', '.join(f'{name}/date={day.isoformat()}/' for name in FEEDS)}); "
+            "run `cardscore simulate` or check lake.landing",
+        )
+    for name, files in listed.items():
+        if files is None:
+            log.warning("ingest.feed_missing", day=day.isoformat(), feed=name, folder=day_folder(landing, name, day))
+    loads = _plan_loads(lake, listed, landing, load_id)
+
+    step("bronze")
+    for feed in FEEDS.values():
+        feed_loads = loads[feed.name]
+        report.feeds[feed.name] = FeedReport(
+            feed.name,
+            files=len(feed_loads),
+            files_loaded=sum(1 for x in feed_loads if x.new),
+            lines=sum(len(x.lines) for x in feed_loads),
+        )
+        report.feeds[feed.name].bronze_rows_added = _write_bronze(ctx, feed, day, [x for x in feed_loads if x.new])
+    _record_loads(ctx, day, [x for feed_loads in loads.values() for x in feed_loads if x.new])
+
+    step("validate")
+    staging: dict[str, str] = {}
+    for feed in FEEDS.values():
+        staging[feed.name] = _stage_day(ctx, feed, day, loads[feed.name])
+        _count_outcomes(lake, staging[feed.name], report.feeds[feed.name])
+    _check_bronze_counts(lake, day, loads, report)
+
+    step("quarantine")
+    quarantine = None
+    for feed in FEEDS.values():
+        rows = quarantine_records(lake.read(staging[feed.name]), feed, settings.ingest.quarantine_raw_max_chars)
+        quarantine = rows if quarantine is None else quarantine.unionByName(rows)
+    assert quarantine is not None
+    report.quarantine_changed = _replace_if_changed(
+        lake, quarantine, catalog.QUARANTINE, "landing_date", day, QUARANTINE_RECORD.partition_by
+    )
+
+    step("gate")
+    results: dict[str, GateResult] = {}
+    for feed in FEEDS.values():
+        if report.feeds[feed.name].lines == 0:
+            continue  # nothing arrived: nothing to check, nothing to publish
+        results[feed.name] = _gate(ctx, feed, day, lake.read(staging[feed.name]), report.feeds[feed.name])
+        report.feeds[feed.name].gate = results[feed.name].to_dict()
+    failed = [r for r in results.values() if not r.success]
+    if failed:
+        if settings.ingest.gate.data_docs == "on_failure":  # a second run, for the Data Docs page
+            failed = [_gate(ctx, FEEDS[n], day, lake.read(staging[n]), report.feeds[n], docs=True)
+                      for n, r in results.items() if not r.success]
+        log_summary(report, outcome="gate_failed")
+        raise IngestGateFailed(failed, [lake.uri(staging[n]) for n, r in results.items() if not r.success])
+
+    step("publish")
+    for feed in FEEDS.values():
+        if feed.name in results:
+            report.feeds[feed.name].silver_changed = _publish(ctx, feed, day, lake.read(staging[feed.name]))
+        elif listed[feed.name] is not None and not lake.exists(feed.silver_table):
+            # The feed arrived empty (the world's first day has no labels yet): create its silver
+            # table anyway, so downstream stages read "no rows yet" rather than "no table".
+            empty = silver_rows(lake.read(staging[feed.name]), feed)
+            lake.append(empty, feed.silver_table, partition_by=list(feed.silver.partition_by))
+            report.feeds[feed.name].silver_changed = True
+    for table in staging.values():
+        delete_folder(ctx.lake.uri(table))
+
+    report.versions_after = table_versions(lake)
+    report.seconds = round(time.perf_counter() - started, 3)
+    report.phase_seconds = step.finish()
+    log_summary(report, outcome="published")
+    return report
+
+
+def run(call: StageCall) -> StageOutcome:
+    """The stage: `ingest_day` for the call's day, as the runner's outcome."""
+    report = ingest_day(call.ctx, call.day, call.progress)
+    inputs = (catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.INGEST_LOADS)
+    outputs = (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE)
+    lines = sum(f.lines for f in report.feeds.values())
+    quarantined = sum(f.quarantined for f in report.feeds.values())
+    return StageOutcome(
+        inputs={t: report.versions_after.get(t) for t in inputs},
+        outputs={t: report.versions_after.get(t) for t in outputs},
+        details=report.to_dict(),
+        message=f"{lines} lines, {quarantined} quarantined",
+        report=report,
+    )
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    description="landing -> bronze -> silver (transactions, labels), gated",
+    run=run,
+    inputs=("landing",),
+    outputs=TABLES,
+    gates=("silver_transactions", "silver_labels"),
+    summarize=summary_table,
+)
+
+
+def table_versions(lake: Lake) -> dict[str, int | None]:
+    return {table: lake.version(table) for table in TABLES}
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _plan_loads(
+    lake: Lake, listed: dict[str, list[LandingFile] | None], landing: str, load_id: str
+) -> dict[str, list[FileLoad]]:
+    """Read every file; reuse the ledger's lineage for files already loaded."""
+    from pyspark.sql import functions as F
+
+    files = [f for group in listed.values() for f in (group or [])]
+    known: dict[str, Any] = {}
+    if files and lake.exists(catalog.INGEST_LOADS):
+        rows = (
+            lake.read(catalog.INGEST_LOADS)
+            .where(F.col("source_file").isin([f.uri for f in files]))
+            .select("source_file", "sha256", "size_bytes", "load_id", F.unix_micros("ingested_at").alias("ingested_us"))
+            .collect()
+        )
+        known = {row.source_file: row for row in rows}
+    now_us = int(time.time() * 1_000_000)
+    loads: dict[str, list[FileLoad]] = {name: [] for name in FEEDS}
+    for file in files:
+        data = read_file(landing, file)
+        digest = hashlib.sha256(data).hexdigest()
+        previous = known.get(file.uri)
+        if previous is not None and previous.sha256 != digest:
+            raise StageFailed(
+                STAGE,
+                f"landing file {file.uri} changed after load {previous.load_id} "
+                f"({previous.size_bytes} -> {len(data)} bytes, sha256 {previous.sha256[:12]} -> {digest[:12]}). "
+                "Landing files are immutable: restore the original, or deliver corrections as a new file.",
+            )
+        if previous is None:
+            loads[file.feed].append(FileLoad(file, data, digest, load_id, now_us, new=True))
+        else:
+            loads[file.feed].append(FileLoad(file, data, digest, previous.load_id, previous.ingested_us, new=False))
+    return loads
+
+
+def _write_bronze(ctx: JobContext, feed: Feed, day: date, new_loads: list[FileLoad]) -> int:
+    """Write the new files' lines to bronze in one commit; returns the number of rows."""
+    if not new_loads:
+        return 0
+    table = lines_table(new_loads, day)
+    frame = ctx.spark.createDataFrame(table, schema=LINES_SCHEMA)
+    files = ", ".join(sql_string(x.file.uri) for x in new_loads)
+    predicate = f"landing_date = DATE'{day.isoformat()}' AND source_file IN ({files})"
+    ctx.lake.replace_where(bronze_records(frame), feed.bronze_table, predicate, partition_by=["landing_date"])
+    return table.num_rows
+
+
+def _record_loads(ctx: JobContext, day: date, new_loads: list[FileLoad]) -> None:
+    import pyarrow as pa
+
+    if not new_loads:
+        return
+    table = pa.table(
+        {
+            "source": pa.array([x.file.feed for x in new_loads], pa.string()),
+            "source_file": pa.array([x.file.uri for x in new_loads], pa.string()),
+            "landing_date": pa.array([day] * len(new_loads), pa.date32()),
+            "size_bytes": pa.array([len(x.data) for x in new_loads], pa.int64()),
+            "sha256": pa.array([x.sha256 for x in new_loads], pa.string()),
+            "line_count": pa.array([len(x.lines) for x in new_loads], pa.int64()),
+            "load_id": pa.array([x.load_id for x in new_loads], pa.string()),
+            "ingested_at": pa.array([x.ingested_at_us for x in new_loads], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    ctx.lake.append(ctx.spark.createDataFrame(table, schema=LOADS_SCHEMA), catalog.INGEST_LOADS)
+
+
+def staging_table(feed: Feed, day: date) -> str:
+    return f"_staging.ingest_{feed.name}_{day:%Y%m%d}"
+
+
+def _stage_day(ctx: JobContext, feed: Feed, day: date, loads: list[FileLoad]) -> str:
+    """Validate and classify the day's lines into a fresh staging table; returns its name."""
+    from pyspark.sql import functions as F
+
+    settings = ctx.settings.ingest
+    lines = ctx.spark.createDataFrame(lines_table(loads, day), schema=LINES_SCHEMA)
+    checked = validate_lines(lines, feed.event, settings.max_line_bytes, settings.validator)
+    published = None
+    if not feed.latest_wins and ctx.lake.exists(feed.silver_table):
+        published = ctx.lake.read(feed.silver_table).where(
+            F.col(feed.partition) != F.lit(day.isoformat()).cast("date")
+        )
+    classified = classify(checked, feed, day, published).withColumn("raw", F.call_function("make_valid_utf8", "raw_bytes")).drop("raw_bytes")
+    table = staging_table(feed, day)
+    delete_folder(ctx.lake.uri(table))
+    ctx.lake.append(classified, table)
+    return table
+
+
+def _count_outcomes(lake: Lake, staging: str, report: FeedReport) -> None:
+    counts = outcome_counts(lake.read(staging)).collect()
+    by_status = dict.fromkeys(STATUSES, 0)
+    decided: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for row in counts:
+        by_status[row.status] += row["count"]
+        decided[row.decided_by] = decided.get(row.decided_by, 0) + row["count"]
+        if row.status == QUARANTINED:
+            reasons[row.reason] = reasons.get(row.reason, 0) + row["count"]
+    report.accepted = by_status[ACCEPTED]
+    report.quarantined = by_status[QUARANTINED]
+    report.duplicates = by_status[DUPLICATE]
+    report.superseded = by_status[SUPERSEDED]
+    report.reasons = dict(sorted(reasons.items()))
+    report.decided_by = dict(sorted(decided.items()))
+    staged_lines = sum(by_status.values())
+    if staged_lines != report.lines:  # every line must have exactly one fate
+        raise StageFailed(STAGE, f"{report.feed}: {report.lines} lines read but {staged_lines} classified")
+
+
+def _check_bronze_counts(lake: Lake, day: date, loads: dict[str, list[FileLoad]], report: IngestReport) -> None:
+    """The day's bronze rows of each file must equal its lines (bronze is complete, once)."""
+    from pyspark.sql import functions as F
+
+    for feed in FEEDS.values():
+        uris = [x.file.uri for x in loads[feed.name]]
+        if not uris:
+            continue
+        rows = (
+            lake.read(feed.bronze_table)
+            .where((F.col("landing_date") == F.lit(day.isoformat()).cast("date")) & F.col("source_file").isin(uris))
+            .count()
+        )
+        if rows != report.feeds[feed.name].lines:
+            raise StageFailed(
+                STAGE,
+                f"bronze {feed.bronze_table} holds {rows} rows for the day's {feed.name} files, "
+                f"but the files have {report.feeds[feed.name].lines} lines",
+            )
+
+
+def gate_parameters(ctx: JobContext, feed: Feed, day: date, report: FeedReport) -> dict[str, Any]:
+    """Run-time values of the feed's suite, derived from the contract, the day and settings."""
+    gate_settings = ctx.settings.ingest.gate
+    params: dict[str, Any] = {
+        "expected_rows": report.expected_silver_rows,
+        "day_start": f"{day.isoformat()}T00:00:00",
+        "day_end": f"{day.isoformat()}T23:59:59.999999",
+    }
+    for f in feed.event.fields:
+        if f.minimum is not None:
+            params[f"{f.name}_min"] = f.minimum
+        if f.maximum is not None:
+            params[f"{f.name}_max"] = f.maximum
+    if feed is TRANSACTIONS:
+        if gate_settings.amount_min is not None:
+            params["amount_min"] = gate_settings.amount_min
+        if gate_settings.amount_max is not None:
+            params["amount_max"] = gate_settings.amount_max
+        params["mean_amount_min"] = gate_settings.mean_amount_min
+        params["mean_amount_max"] = gate_settings.mean_amount_max
+    return params
+
+
+def _gate(
+    ctx: JobContext, feed: Feed, day: date, staged: DataFrame, report: FeedReport, docs: bool | None = None
+) -> GateResult:
+    build_docs = ctx.settings.ingest.gate.data_docs == "always" if docs is None else docs
+    return validate(
+        silver_rows(staged, feed),
+        feed.suite,
+        ctx.settings,
+        run_name=f"ingest-{feed.name}-{day.isoformat()}",
+        parameters=gate_parameters(ctx, feed, day, report),
+        build_docs=build_docs,
+    )
+
+
+def _publish(ctx: JobContext, feed: Feed, day: date, staged: DataFrame) -> bool:
+    """Make the day visible in silver; returns whether the table changed."""
+    from pyspark.sql import functions as F
+
+    rows = silver_rows(staged, feed)
+    if not feed.latest_wins:
+        return _replace_if_changed(ctx.lake, rows, feed.silver_table, feed.partition, day, feed.silver.partition_by)
+    # Labels: upsert on the key; a report only replaces an older one (latest wins, across days).
+    # Keys new to silver (nearly all) are appended; only re-reports need a MERGE, which scans
+    # the whole table, so it runs only when there are some.
+    lake = ctx.lake
+    if not lake.exists(feed.silver_table):
+        lake.append(rows, feed.silver_table, partition_by=list(feed.silver.partition_by))
+        return True
+    current = lake.read(feed.silver_table).select(
+        *[F.col(k).alias(f"__current_{k}") for k in feed.key],
+        F.col(feed.time_field).alias("__current_time"),
+    )
+    on = [F.col(k) == F.col(f"__current_{k}") for k in feed.key]
+    compared = rows.join(current, on=on, how="left")
+    new_keys = compared.where(F.col("__current_time").isNull()).select(*rows.columns)
+    newer = compared.where(F.col(feed.time_field) > F.col("__current_time")).select(*rows.columns)
+    counts = compared.agg(
+        F.count(F.when(F.col("__current_time").isNull(), 1)).alias("new"),
+        F.count(F.when(F.col(feed.time_field) > F.col("__current_time"), 1)).alias("newer"),
+    ).first()
+    if counts["new"]:
+        lake.append(new_keys, feed.silver_table, partition_by=list(feed.silver.partition_by))
+    if counts["newer"]:
+        lake.merge(
+            newer,
+            feed.silver_table,
+            keys=feed.key,
+            partition_by=list(feed.silver.partition_by),
+            matched_condition=f"s.`{feed.time_field}` > t.`{feed.time_field}`",
+        )
+    return bool(counts["new"] or counts["newer"])
+
+
+def _replace_if_changed(
+    lake: Lake, rows: DataFrame, table: str, partition: str, day: date, partition_by: Sequence[str]
+) -> bool:
+    """Replace the day's partition with `rows` unless it already holds exactly those rows."""
+    from pyspark.sql import functions as F
+
+    predicate = f"{partition} = DATE'{day.isoformat()}'"
+    if lake.exists(table):
+        current = lake.read(table).where(F.col(partition) == F.lit(day.isoformat()).cast("date"))
+        # Exact multiset comparison, both directions in one query.
+        differences = rows.exceptAll(current).unionAll(current.exceptAll(rows))
+        if differences.limit(1).count() == 0:
+            return False
+    lake.replace_where(rows, table, predicate, partition_by=list(partition_by))
+    return True

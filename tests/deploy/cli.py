@@ -34,10 +34,12 @@ def argv_of(line: str) -> list[str]:
 
 def parse(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
     """(sub-command path, parameters) as the CLI parses `cardscore <argv>`; the CLI's own
-    UsageError if it refuses them. Nothing runs."""
+    UsageError if it refuses them. A stage command's arguments go through the stage's own
+    parser, as the runner does (cardscore/cli/stages.py). Nothing runs."""
     import typer.main
 
     from cardscore.cli import app
+    from cardscore.cli.stages import FORWARDED
 
     command = typer.main.get_command(app)
     context = command.make_context("cardscore", list(argv))
@@ -49,7 +51,25 @@ def parse(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
         name, current, rest = current.resolve_command(context, rest)
         path.append(name)
         context = current.make_context(name, rest, parent=context)
+    if tuple(path) in FORWARDED:
+        return path, _stage_arguments(FORWARDED[tuple(path)], [*context.args], " ".join(path))
     return path, context.params
+
+
+def _stage_arguments(target: Any, argv: list[str], name: str) -> dict[str, Any]:
+    import argparse
+    import contextlib
+    import io
+
+    from cardscore.core.runner import build_parser
+
+    parser = build_parser(target, prog=f"cardscore {name}")
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            return vars(parser.parse_args(argv))
+    except SystemExit:
+        raise argparse.ArgumentError(None, f"invalid option for cardscore {name}: {errors.getvalue().strip()}") from None
 
 
 def markdown_commands(text: str) -> list[str]:

@@ -131,7 +131,7 @@ def test_the_cronjobs_follow_the_bundle_and_the_cli(rendered, cronjob: str, bund
     lines = cli.command_lines(container["args"][0])
     assert len(lines) == 1, lines
     path, params = cli.parse(cli.argv_of(lines[0]))
-    assert path == command and params["day"] == "yesterday"
+    assert path == command and params["date"] == "yesterday"
     if cronjob == "nightly":
         data, _ = pod_settings(docs)
         assert f"{data['pipeline']['metrics_dir']}/cardscore_nightly.prom" in container["args"][0]

@@ -30,7 +30,7 @@ def test_kcat_lists_and_reads_topics_of_the_embedded_broker(tmp_path) -> None:
                              headers={"dlq.reason": b"wrong_type", "dlq.source.offset": str(i).encode()})
         assert producer.flush(15) == 0
 
-        block = bash_block("kcat -b")
+        block = bash_block("broker.version.fallback=0.9.0")
         assert README_PORT in block
         done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + block.replace(README_PORT, broker.bootstrap)],
                               capture_output=True, text=True, timeout=120, cwd=REPO)

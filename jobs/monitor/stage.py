@@ -58,7 +58,7 @@ import pandas as pd
 from cardscore.core import catalog
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import SKIPPED, Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.jobs.monitor.report import summary
 from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
@@ -455,8 +455,10 @@ SPEC = StageSpec(
     name=STAGE,
     description="drift, delayed-label performance, freshness, alerts",
     run=run,
-    inputs=("gold.predictions", catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS,
-            catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    # Day X reads what is known up to X: later days' writes do not make it stale.
+    inputs=(Input(catalog.PREDICTIONS, "tx_date", None, 0), Input(catalog.SILVER_TRANSACTIONS, "tx_date", None, 0),
+            Input(catalog.SILVER_LABELS, "reported_date", None, 0), Input(catalog.CUSTOMER_FEATURES, "snapshot_date", None, 0),
+            Input(catalog.TERMINAL_FEATURES, "snapshot_date", None, 0)),
     outputs=("ops.monitoring", "HTML report", "MLflow"),
     add_options=add_options,
     summarize=summary,

@@ -37,7 +37,7 @@ from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.expectations.gate import GateFailed, GateResult
 from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
@@ -391,7 +391,8 @@ SPEC = StageSpec(
     name=STAGE,
     description="batch predictions of the day by the champion, gated",
     run=run,
-    inputs=(catalog.SILVER_TRANSACTIONS, catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    inputs=(Input(catalog.SILVER_TRANSACTIONS, PARTITION, 0, 0), Input(catalog.CUSTOMER_FEATURES, SNAPSHOT_DATE, 0, 0),
+            Input(catalog.TERMINAL_FEATURES, SNAPSHOT_DATE, 0, 0)),
     outputs=("gold.predictions",),
     gates=(SUITE,),
     add_options=add_options,

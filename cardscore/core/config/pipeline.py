@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import UTC, datetime
+
+from pydantic import Field, field_validator
 
 from cardscore.core.config.base import Section
 
@@ -28,6 +30,22 @@ class PipelineSettings(Section):
         default_factory=dict, description="per-stage overrides, keyed by stage name"
     )
     monitoring_enabled: bool = Field(True, description="run the monitoring stage at the end")
+    clock: datetime | None = Field(
+        None,
+        description="the pipeline's notion of now (UTC), for the day-sanity checks of ingest; null: the "
+        "system clock. Set it to replay or test a period as if it were the present",
+    )
+
+    @field_validator("clock")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a clock without a zone is UTC, like every timestamp here
+        return value.astimezone(UTC) if value is not None else None
+
+    def now(self) -> datetime:
+        """The pipeline's clock: `clock` when set, else the system clock (UTC)."""
+        return self.clock or datetime.now(UTC)
 
     def retry_for(self, stage: str) -> RetryPolicy:
         return self.stage_retry.get(stage, self.retry)

@@ -9,6 +9,7 @@ from cardscore.cli import (  # noqa: F401  (imported for their command registrat
     contracts,
     demo,
     features,
+    landing,
     monitoring,
     pipeline,
     services,

@@ -202,3 +202,65 @@ def _name(uri: str | None) -> str:
     from urllib.parse import unquote
 
     return unquote((uri or "").rsplit("/", 1)[-1])
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass
+class FileStatus:
+    """A landing file of the day: whether it is in effect, what ingest made of its lines."""
+
+    feed: str
+    name: str
+    uri: str
+    size_bytes: int
+    state: str  # in effect | superseded | retracted | not loaded yet
+    lines: int | None = None  # from the load log, once loaded
+    load_id: str | None = None
+    loaded_at: datetime | None = None
+    in_silver: int = 0  # its rows in silver now
+    quarantined: dict[str, int] = field(default_factory=dict)  # reason -> lines
+    withdrawal: Withdrawal | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def day_status(ctx: JobContext, day: date) -> list[FileStatus]:
+    """Every landing file of `day` (both feeds) with its state, load, silver rows and quarantined
+    lines by reason: what an operator reads before and after a correction."""
+    from pyspark.sql import functions as F
+
+    lake, settings = ctx.lake, ctx.settings
+    files = [f for feed in FEEDS for f in (list_landing_files(settings.landing_root, feed, day, settings.ingest.file_suffix) or [])]
+    withdrawn = withdrawals(lake, day)
+    uris = [f.uri for f in files]
+    loads: dict[str, Any] = {}
+    if uris and lake.exists(catalog.INGEST_LOADS):
+        loads = {r.source_file: r for r in lake.read(catalog.INGEST_LOADS).where(F.col("source_file").isin(uris)).collect()}
+    quarantined: dict[str, dict[str, int]] = {}
+    if uris and lake.exists(catalog.QUARANTINE):
+        rows = (lake.read(catalog.QUARANTINE).where((F.col("landing_date") == F.lit(day.isoformat()).cast("date"))
+                                                   & F.col("source_file").isin(uris))
+                .groupBy("source_file", "reason").count().collect())
+        for r in rows:
+            quarantined.setdefault(r.source_file, {})[r.reason] = r["count"]
+    in_silver: dict[str, int] = {}
+    for feed in FEEDS.values():
+        if uris and lake.exists(feed.silver_table):
+            silver = lake.read(feed.silver_table).where(F.col("source_file").isin(uris))
+            for r in silver.groupBy("source_file").count().collect():
+                in_silver[r.source_file] = r["count"]
+    out = []
+    for f in files:
+        load, withdrawal = loads.get(f.uri), withdrawn.get(f.uri)
+        state = ("superseded" if withdrawal.action == SUPERSEDE else "retracted") if withdrawal else (
+            "in effect" if load is not None else "not loaded yet")
+        out.append(FileStatus(
+            feed=f.feed, name=_name(f.uri), uri=f.uri, size_bytes=f.size, state=state,
+            lines=None if load is None else load.line_count, load_id=None if load is None else load.load_id,
+            loaded_at=None if load is None else load.ingested_at, in_silver=in_silver.get(f.uri, 0),
+            quarantined=dict(sorted(quarantined.get(f.uri, {}).items())), withdrawal=withdrawal,
+        ))
+    return out

@@ -9,7 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from cardscore.core.config import load_settings
-from cardscore.core.pipeline import DONE_BEFORE, SUCCEEDED, StageOutcome, StageRecord, StageRunner, Step
+from cardscore.core.pipeline import (
+    DONE_BEFORE,
+    SUCCEEDED,
+    StageOutcome,
+    StageRecord,
+    StageRunner,
+    Step,
+)
 from cardscore.core.stage import Input, JobContext, StageCall, StageSpec, job_context
 
 D = date(2018, 4, 10)

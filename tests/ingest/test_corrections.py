@@ -12,7 +12,13 @@ from pyspark.sql import functions as F
 from cardscore.core import catalog
 from cardscore.core.config import Settings, load_settings
 from cardscore.core.stage import JobContext, job_context
-from cardscore.jobs.ingest.corrections import CorrectionError, day_status, retract, supersede, withdrawals
+from cardscore.jobs.ingest.corrections import (
+    CorrectionError,
+    day_status,
+    retract,
+    supersede,
+    withdrawals,
+)
 from cardscore.jobs.ingest.landing import landing_file_uri
 from cardscore.jobs.ingest.stage import IngestGateFailed, ingest_day
 from tests.ingest.test_ingest import label, rows, tx_at, write_lines
@@ -117,7 +123,7 @@ def test_retracting_the_only_file_of_a_day(spark, job: JobContext, tmp_path) -> 
     retract(job, DAY1, "t.jsonl", reason="not ours", actor="ops")
 
     strict = job_context(load_settings(overrides={"home": job.settings.home}), spark)  # a day needs transactions
-    with pytest.raises(IngestGateFailed, match="^ingest: transactions 2018-04-01: every transactions file of the day is superseded or retracted"):
+    with pytest.raises(IngestGateFailed, match=r"^ingest: transactions 2018-04-01: every transactions file of the day is superseded or retracted"):
         ingest_day(strict, DAY1)
     assert lake.read(catalog.SILVER_TRANSACTIONS).count() == 3
 

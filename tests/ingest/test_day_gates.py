@@ -28,8 +28,16 @@ from cardscore.jobs.ingest.stage import (
 )
 from cardscore.jobs.ingest.transforms import LABELS, TRANSACTIONS
 from cardscore.simulator import read_landing_day
-from tests.ingest.test_ingest import DAY1, DAY2, DAY3, REPO, folder, tx_at, write_lines
-from tests.ingest.test_ingest import world  # noqa: F401  (the tiny simulated world, a fixture)
+from tests.ingest.test_ingest import (
+    DAY1,
+    DAY2,
+    DAY3,
+    REPO,
+    folder,
+    tx_at,
+    world,  # noqa: F401  (the tiny simulated world, a fixture)
+    write_lines,
+)
 
 # ------------------------------------------------------------------ the pieces, no engine
 
@@ -102,10 +110,10 @@ def test_a_day_of_rejected_lines_fails_with_its_cause_first(spark, settings: Set
 def test_an_empty_or_missing_day_file_fails_in_ingest(spark, settings: Settings) -> None:
     job = job_context(settings, spark)
     (folder(settings, "transactions", DAY1) / "t.jsonl").write_bytes(b"")
-    with pytest.raises(IngestGateFailed, match="^ingest: transactions 2018-04-01: the day's transactions files hold 0 lines"):
+    with pytest.raises(IngestGateFailed, match=r"^ingest: transactions 2018-04-01: the day's transactions files hold 0 lines"):
         ingest_day(job, DAY1)
     write_lines(settings, "labels", DAY2, "l.jsonl", [])  # labels arrived, transactions did not
-    with pytest.raises(IngestGateFailed, match="^ingest: transactions 2018-04-02: no transactions file landed") as failure:
+    with pytest.raises(IngestGateFailed, match=r"^ingest: transactions 2018-04-02: no transactions file landed") as failure:
         ingest_day(job, DAY2)
     assert "expect_column_min_to_be_between(day_lines)" in str(failure.value)
 

@@ -191,7 +191,9 @@ def _record(ctx: JobContext, action: str, day: date, file: LandingFile, targets:
         replaced_by = file.uri if action == SUPERSEDE else None
         rows = [(result.correction_id, action, file.feed, day, uri, replaced_by, reason.strip(), actor, now)
                 for uri in result.withdrawn]
-        ctx.lake.append(ctx.spark.createDataFrame(rows, CORRECTIONS_SCHEMA), catalog.LANDING_CORRECTIONS)
+        # Partitioned by day: the runner then sees which days a correction touched (ingest's input).
+        ctx.lake.append(ctx.spark.createDataFrame(rows, CORRECTIONS_SCHEMA), catalog.LANDING_CORRECTIONS,
+                        partition_by=["landing_date"])
     log.info("landing.correction", action=action, day=day.isoformat(), feed=file.feed, file=_name(file.uri),
              withdrawn=[_name(u) for u in result.withdrawn], already=[_name(w.source_file) for w in result.already],
              actor=actor, reason=reason.strip(), correction_id=result.correction_id)

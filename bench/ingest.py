@@ -94,7 +94,8 @@ def full_ingest(work: Path, landing: str) -> dict[str, Any]:
     from cardscore.jobs.ingest.stage import ingest_day
 
     days = landing_days(landing)
-    ctx = job_context(settings_for(work / "lake-full", landing))
+    # The world's last landing days carry labels only (reports of its last transactions).
+    ctx = job_context(settings_for(work / "lake-full", landing, gate={"min_day_lines": {"transactions": 0}}))
     per_day: list[float] = []
     phases: dict[str, list[float]] = {}
     totals: dict[str, dict[str, int]] = {}

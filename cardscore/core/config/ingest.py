@@ -61,8 +61,11 @@ class IngestGateSettings(Section):
 
 
 class DayWindow(Section):
-    """Which days ingest accepts, around the pipeline's clock (`pipeline.clock`): a landing day or a
-    record's day outside it is refused and its lines quarantined as `outside_window`."""
+    """The days ingest accepts around the pipeline's clock; others are quarantined as outside_window.
+
+    A landing day outside the window is refused (nothing published, exit code 1); a record whose
+    day is outside it is quarantined. The clock is `pipeline.clock`, or the system clock.
+    """
 
     max_days_ahead: int | None = Field(
         1, ge=0, description="latest accepted day, in days after the clock's day (null: no limit)"

@@ -227,27 +227,35 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
                          "and quarantined as outside_window, nothing was published")
 
     step("gate")
-    results: dict[str, list[GateResult]] = {}
-    for feed in FEEDS.values():
-        feed_report = report.feeds[feed.name]
-        if feed_report.surviving_lines == 0 and settings.ingest.gate.min_day_lines.get(feed.name, 0) == 0:
-            continue  # nothing arrived, and nothing has to: nothing to check
+    gated = [feed for feed in FEEDS.values() if report.feeds[feed.name].surviving_lines
+             or settings.ingest.gate.min_day_lines.get(feed.name, 0)]  # else nothing arrived, nor had to
+    results: dict[str, list[GateResult]] = {feed.name: [] for feed in gated}
+    for feed in gated:
         if feed.name in settings.ingest.gate.volume.feeds:
-            feed_report.recent_median = _recent_median(lake, feed, day, settings.ingest.gate.volume)
-        results[feed.name] = _gates(ctx, feed, day, lake.read(staging[feed.name]), feed_report)
+            report.feeds[feed.name].recent_median = _recent_median(lake, feed, day, settings.ingest.gate.volume)
+    landing_result = _landing_gate(ctx, day, [report.feeds[f.name] for f in gated]) if gated else None
+    for feed in gated:
+        feed_report = report.feeds[feed.name]
+        if landing_result is not None and not landing_result.success and landing_violated(feed_report, settings):
+            results[feed.name].append(landing_result)
+        if feed_report.surviving_lines:
+            results[feed.name].append(_silver_gate(ctx, feed, day, lake.read(staging[feed.name]), feed_report))
         feed_report.gate = {"success": all(r.success for r in results[feed.name]),
                             "suites": [r.to_dict() for r in results[feed.name]]}
     failed_feeds = [name for name, feed_results in results.items() if not all(r.success for r in feed_results)]
+    if landing_result is not None and not landing_result.success and not failed_feeds:
+        failed_feeds = list(results)  # GX's verdict stands even where our reading of it found no feed
     if failed_feeds:
+        docs = settings.ingest.gate.data_docs == "on_failure"  # a second run, for the Data Docs page
         failed: list[GateResult] = []
-        causes = []
+        if landing_result is not None and not landing_result.success:
+            failed.append(_landing_gate(ctx, day, [report.feeds[f.name] for f in gated], docs=True) if docs else landing_result)
         for name in failed_feeds:
-            feed_failed = [r for r in results[name] if not r.success]
-            if settings.ingest.gate.data_docs == "on_failure":  # a second run, for the Data Docs page
-                feed_failed = _gates(ctx, FEEDS[name], day, lake.read(staging[name]), report.feeds[name],
-                                     docs=True, suites={r.suite for r in feed_failed})
-            failed.extend(feed_failed)
-            causes.append(gate_cause(FEEDS[name], day, report.feeds[name], settings))
+            for result in results[name]:
+                if not result.success and result.suite != LANDING_SUITE:
+                    failed.append(_silver_gate(ctx, FEEDS[name], day, lake.read(staging[name]), report.feeds[name],
+                                               docs=True) if docs else result)
+        causes = [gate_cause(FEEDS[name], day, report.feeds[name], settings) for name in failed_feeds]
         log_summary(report, outcome="gate_failed")
         raise IngestGateFailed(failed, [lake.uri(staging[n]) for n in failed_feeds], causes)
 
@@ -515,25 +523,31 @@ def volume_bounds(median: float | None, cfg: VolumeCheck) -> tuple[int, int | No
     return math.floor(median * cfg.min_ratio), None if cfg.max_ratio is None else math.ceil(median * cfg.max_ratio)
 
 
-def landing_profile(report: FeedReport, settings: Settings) -> Any:
-    """The day's surviving lines by fate (accepted, duplicate, superseded, each quarantine reason,
-    all quarantined) with their share and the highest share allowed: what the `landing_day` suite
-    checks. A small pandas frame: the counts are already known."""
+def landing_profile(reports: Sequence[FeedReport], settings: Settings) -> Any:
+    """The day's surviving lines of each feed by fate (accepted, duplicate, superseded, each
+    quarantine reason, all quarantined) with their share and the highest share allowed, and the
+    feed's lines with the fewest required: what the `landing_day` suite checks, in one run for
+    the day. A small pandas frame: the counts are already known."""
     import pandas as pd
 
     gate = settings.ingest.gate
-    lines = report.surviving_lines
-    rows = [("accepted", report.accepted, 1.0), ("duplicate", report.duplicates, 1.0),
-            ("superseded", report.superseded, 1.0), ("quarantined", report.quarantined, gate.max_rejected_rate)]
-    rows += [(reason, count, gate.max_quarantine_rate_by_reason.get(reason, gate.max_quarantine_rate))
-             for reason, count in sorted(report.reasons.items())]
-    return pd.DataFrame({
-        "outcome": [r[0] for r in rows],
-        "lines": [r[1] for r in rows],
-        "day_lines": [lines] * len(rows),
-        "rate": [r[1] / lines if lines else 0.0 for r in rows],
-        "max_rate": [float(r[2]) for r in rows],
-    })
+    rows = []
+    for report in reports:
+        lines, fewest = report.surviving_lines, gate.min_day_lines.get(report.feed, 0)
+        fates = [("accepted", report.accepted, 1.0), ("duplicate", report.duplicates, 1.0),
+                 ("superseded", report.superseded, 1.0), ("quarantined", report.quarantined, gate.max_rejected_rate)]
+        fates += [(reason, count, gate.max_quarantine_rate_by_reason.get(reason, gate.max_quarantine_rate))
+                  for reason, count in sorted(report.reasons.items())]
+        rows += [(report.feed, fate, count, lines, fewest, count / lines if lines else 0.0, float(bound))
+                 for fate, count, bound in fates]
+    return pd.DataFrame(rows, columns=["feed", "outcome", "lines", "day_lines", "min_day_lines", "rate", "max_rate"])
+
+
+def landing_violated(report: FeedReport, settings: Settings) -> bool:
+    """Whether the feed's rows of the landing profile break the `landing_day` suite's bounds
+    (to say which feed a failed run is about; GX's run is the verdict)."""
+    profile = landing_profile([report], settings)
+    return bool((profile["day_lines"] < profile["min_day_lines"]).any() or (profile["rate"] > profile["max_rate"]).any())
 
 
 def gate_cause(feed: Feed, day: date, report: FeedReport, settings: Settings) -> str:
@@ -576,28 +590,22 @@ def _recent_median(lake: Lake, feed: Feed, day: date, cfg: VolumeCheck) -> float
     return float(statistics.median(counts)) if len(counts) >= cfg.min_days else None
 
 
-def _gates(
-    ctx: JobContext, feed: Feed, day: date, staged: DataFrame, report: FeedReport, docs: bool | None = None,
-    suites: set[str] | None = None,
-) -> list[GateResult]:
-    """The feed's day through its suites: `landing_day` (what became of the lines) and, when any
-    line survives, the silver suite (the rows about to be published)."""
+def _landing_gate(ctx: JobContext, day: date, reports: Sequence[FeedReport], docs: bool | None = None) -> GateResult:
+    """What became of the day's lines, every gated feed in one `landing_day` run."""
     build_docs = ctx.settings.ingest.gate.data_docs == "always" if docs is None else docs
-    params = gate_parameters(ctx, feed, day, report)
-    results = []
-    if suites is None or LANDING_SUITE in suites:
-        results.append(validate(
-            landing_profile(report, ctx.settings), LANDING_SUITE, ctx.settings,
-            run_name=f"ingest-landing-{feed.name}-{day.isoformat()}",
-            parameters={"min_day_lines": ctx.settings.ingest.gate.min_day_lines.get(feed.name, 0)},
-            build_docs=build_docs,
-        ))
-    if report.surviving_lines and (suites is None or feed.suite in suites):
-        results.append(validate(
-            silver_rows(staged, feed), feed.suite, ctx.settings,
-            run_name=f"ingest-{feed.name}-{day.isoformat()}", parameters=params, build_docs=build_docs,
-        ))
-    return results
+    return validate(landing_profile(reports, ctx.settings), LANDING_SUITE, ctx.settings,
+                    run_name=f"ingest-landing-{day.isoformat()}", build_docs=build_docs)
+
+
+def _silver_gate(
+    ctx: JobContext, feed: Feed, day: date, staged: DataFrame, report: FeedReport, docs: bool | None = None
+) -> GateResult:
+    """The feed's rows about to be published through its silver suite."""
+    build_docs = ctx.settings.ingest.gate.data_docs == "always" if docs is None else docs
+    return validate(
+        silver_rows(staged, feed), feed.suite, ctx.settings, run_name=f"ingest-{feed.name}-{day.isoformat()}",
+        parameters=gate_parameters(ctx, feed, day, report), build_docs=build_docs,
+    )
 
 
 # --------------------------------------------------------------------------- publish

@@ -23,6 +23,7 @@ from cardscore.jobs.ingest.stage import (
     gate_cause,
     ingest_day,
     landing_profile,
+    landing_violated,
     refused_day,
     volume_bounds,
 )
@@ -66,11 +67,17 @@ def test_the_landing_profile_and_volume_bounds(settings: Settings) -> None:
         "max_quarantine_rate_by_reason": {"duplicate_conflict": 0.01}}}})
     report = FeedReport("transactions", files=1, lines=200, accepted=180, duplicates=4, quarantined=16,
                         reasons={"duplicate_conflict": 6, "wrong_type": 10})
-    profile = landing_profile(report, custom).set_index("outcome")
+    labels = FeedReport("labels", files=1, lines=3, accepted=3)
+    both = landing_profile([report, labels], custom)
+    assert list(both.columns) == ["feed", "outcome", "lines", "day_lines", "min_day_lines", "rate", "max_rate"]
+    profile = both[both["feed"] == "transactions"].set_index("outcome")
     assert list(profile.index) == ["accepted", "duplicate", "superseded", "quarantined", "duplicate_conflict", "wrong_type"]
     assert profile.loc["wrong_type", "rate"] == 0.05 and profile.loc["wrong_type", "max_rate"] == 0.05
     assert profile.loc["duplicate_conflict", "max_rate"] == 0.01
     assert profile.loc["quarantined", "max_rate"] == 0.10 and set(profile["day_lines"]) == {200}
+    assert set(profile["min_day_lines"]) == {1} and set(both[both["feed"] == "labels"]["min_day_lines"]) == {0}
+    assert landing_violated(report, custom) and not landing_violated(labels, custom)  # 3% conflicts > 1%
+    assert landing_violated(FeedReport("transactions", files=1), custom)  # an empty day
     assert volume_bounds(None, settings.ingest.gate.volume) == (0, None)
     assert volume_bounds(101.0, settings.ingest.gate.volume) == (50, 202)
 
@@ -115,7 +122,7 @@ def test_an_empty_or_missing_day_file_fails_in_ingest(spark, settings: Settings)
     write_lines(settings, "labels", DAY2, "l.jsonl", [])  # labels arrived, transactions did not
     with pytest.raises(IngestGateFailed, match=r"^ingest: transactions 2018-04-02: no transactions file landed") as failure:
         ingest_day(job, DAY2)
-    assert "expect_column_min_to_be_between(day_lines)" in str(failure.value)
+    assert 'expect_column_pair_values_a_to_be_greater_than_b {"column_A": "day_lines"' in str(failure.value)
 
 
 def test_a_day_far_below_the_recent_median_fails(spark, tmp_path, world) -> None:  # noqa: F811

@@ -80,13 +80,16 @@ def request_time_record(amount: float, event_time: int | datetime) -> dict[str, 
 
 
 def epoch_micros_array(values: Any) -> np.ndarray:
-    """UTC epoch microseconds of a sequence of datetimes/Timestamps (naive = UTC) or of ints."""
+    """UTC epoch microseconds of a sequence of datetimes/Timestamps (naive = UTC) or of ints.
+
+    Element by element in integer arithmetic (`epoch_micros`), never through pandas'
+    nanosecond timestamps, which end in 2262 and would fail the whole batch on one late date.
+    """
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
         return values.astype(np.int64, copy=False)
     if isinstance(values, pd.Series) and values.dtype.kind in "iu":
         return values.to_numpy(dtype=np.int64)
-    stamps = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return stamps.as_unit("us").asi8
+    return np.fromiter((epoch_micros(v) for v in values), dtype=np.int64, count=len(values))
 
 
 def request_time_arrays(amount: Any, epoch_us: np.ndarray) -> dict[str, np.ndarray]:

@@ -16,3 +16,7 @@ class RejectReason(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"  # not RFC 3339 UTC with Z, or not a real instant
     OUTSIDE_DAY = "outside_day"  # event time not within the landing day
     DUPLICATE_CONFLICT = "duplicate_conflict"  # same key as another record, different content
+    # The record passed every contract check, yet processing it alone failed (the stream
+    # isolates such a record from its batch; the detail names the error). Not a dependency
+    # outage: those are retried, never rejected.
+    UNPROCESSABLE = "unprocessable"

@@ -1,14 +1,18 @@
-"""Wire format of timestamps: RFC 3339 UTC with a literal `Z`; microseconds internally."""
+"""Wire format of timestamps: RFC 3339 UTC with a literal `Z`; microseconds internally.
+
+Digits are ASCII only (`[0-9]`, never `\\d`, which in Python matches any Unicode digit such as
+Arabic-Indic ones): a timestamp is the same text for every parser on the way.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
-from cardscore.schemas.contract import TIMESTAMP_PATTERN
-
+# Wire format of timestamps in JSON: RFC 3339 in UTC with a literal Z, 0-6 fraction digits.
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PATTERN = re.compile(TIMESTAMP_PATTERN)
+_PATTERN = re.compile(TIMESTAMP_PATTERN, re.ASCII)
 
 
 def format_timestamp_us(micros: int) -> str:

@@ -94,8 +94,9 @@ def test_timestamp_wire_format_round_trips() -> None:
     assert math.isclose(parse_timestamp_us("1970-01-01T00:00:01Z"), 1e6)
 
 
-def evolve(*fields: Field, version: int = 2):
-    return dataclasses.replace(TRANSACTION_EVENT, version=version, fields=fields)
+def evolve(*fields: Field, version: int | None = None):
+    """TRANSACTION_EVENT with other fields, as its next version unless `version` says."""
+    return dataclasses.replace(TRANSACTION_EVENT, version=version or TRANSACTION_EVENT.version + 1, fields=fields)
 
 
 def test_additive_change_is_allowed_and_breaking_changes_are_rejected(tmp_path: Path) -> None:
@@ -114,4 +115,5 @@ def test_additive_change_is_allowed_and_breaking_changes_are_rejected(tmp_path: 
             check_contract(contract, tmp_path)
 
     with pytest.raises(BreakingChangeError, match="bump the version"):
-        check_contract(evolve(*base, Field("channel", FieldType.STRING, "n", nullable=True), version=1), tmp_path)
+        check_contract(evolve(*base, Field("channel", FieldType.STRING, "n", nullable=True),
+                              version=TRANSACTION_EVENT.version), tmp_path)

@@ -23,7 +23,7 @@ from cardscore.jobs.ingest.landing import landing_file_uri
 from cardscore.jobs.ingest.stage import IngestGateFailed, ingest_day, staging_table
 from cardscore.jobs.ingest.transforms import TRANSACTIONS
 from cardscore.simulator import generate_world, read_landing_day, write_landing
-from tests.ingest.corpus import GOOD_LABEL, GOOD_TX, TRANSACTION_LINES, line
+from tests.corpus import GOOD_LABEL, GOOD_TX, TRANSACTION_LINES, line
 
 REPO = Path(__file__).resolve().parents[2]
 DAY1, DAY2, DAY3 = date(2018, 4, 1), date(2018, 4, 2), date(2018, 4, 3)

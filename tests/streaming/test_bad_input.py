@@ -11,8 +11,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from cardscore.core.logs import JsonFormatter
 from cardscore.streaming import dlq
+from tests.corpus import MARKER
+from tests.corpus import STREAM_BAD as BAD
 from tests.streaming import world
-from tests.streaming.corpus import BAD, MARKER
 
 
 class Capture(logging.Handler):

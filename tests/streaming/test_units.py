@@ -25,9 +25,10 @@ from cardscore.streaming.output import (
     score_values,
     timestamp_texts,
 )
-from tests.streaming.corpus import BAD, GOOD, MARKER
+from tests.corpus import GOOD, MARKER
+from tests.corpus import STREAM_BAD as BAD
 
-HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v1")]
+HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v2")]
 
 
 def message(value: bytes | None, offset: int, partition: int = 0, key: bytes | None = b"3") -> Message:

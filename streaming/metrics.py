@@ -66,6 +66,13 @@ class StreamMetrics:
         self.messages_in = Counter("messages_in", "Messages consumed", namespace=ns, registry=r)
         self.scores_out = Counter("scores_out", "Scores acknowledged by the broker", namespace=ns, registry=r)
         self.dlq = Counter("dlq_messages", "Messages sent to the DLQ", ["reason"], namespace=ns, registry=r)
+        self.duplicate_conflicts = Counter(
+            "duplicate_conflicts", "Messages whose transaction id was seen before with other content",
+            namespace=ns, registry=r,
+        )
+        self.dlq_truncated = Counter(
+            "dlq_truncated", "DLQ records cut to fit the DLQ topic's size limit", namespace=ns, registry=r
+        )
         self.key_mismatches = Counter(
             "key_mismatches", "Valid messages whose key is not their customer_id", namespace=ns, registry=r
         )

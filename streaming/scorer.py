@@ -12,6 +12,10 @@ One loop iteration is one micro-batch:
 
 A failed lookup or delivery rewinds the consumer to the batch's first offsets and retries
 with backoff: no message is skipped, and nothing is committed that was not acknowledged.
+Only a dependency's failure is retried that way: a message whose own data makes the lookup or
+the model raise is isolated from its batch (`streaming.isolation`) and dead-lettered
+(`unprocessable`), and its batch-mates are scored. A transaction id seen again with other
+content is handled by the duplicate policy (`streaming.duplicates`).
 
 Rebalances (cooperative-sticky): librdkafka runs the callbacks inside `consume()`, which the
 loop calls only after the previous batch was acknowledged and committed, so partitions are
@@ -31,22 +35,41 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cardscore.core.logs import get_logger
+from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
+from cardscore.schemas.reasons import RejectReason
 from cardscore.streaming.delivery import (
     AtLeastOnce,
     DeliveryFailed,
     ExactlyOnce,
     OutRecord,
     default_instance_id,
+    message_limit,
+    producer_conf,
 )
-from cardscore.streaming.dlq import dlq_record
+from cardscore.streaming.dlq import DUPLICATE_FIRST, dlq_record, dlq_reference, fit_dlq_record
+from cardscore.streaming.duplicates import RecentTransactions
 from cardscore.streaming.features import BatchFeatures, FeastLookup, Lookup
-from cardscore.streaming.messages import first_offsets, next_offsets, split_messages
+from cardscore.streaming.isolation import DependencyFailure, isolate
+from cardscore.streaming.messages import (
+    Rejected,
+    TransactionBatch,
+    first_offsets,
+    next_offsets,
+    split_messages,
+)
 from cardscore.streaming.metrics import StreamMetrics
-from cardscore.streaming.model import ModelUnavailable, ModelWatcher
-from cardscore.streaming.output import SCORE_HEADERS, ScoreColumns, score_keys, score_values
+from cardscore.streaming.model import LoadedModel, ModelUnavailable, ModelWatcher
+from cardscore.streaming.output import (
+    DUPLICATE_CONFLICT_HEADER,
+    SCORE_HEADERS,
+    ScoreColumns,
+    score_keys,
+    score_values,
+)
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -63,15 +86,37 @@ _CONSUMER_DEFAULTS = {
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": "10",  # low latency; a batch still fills up under load
     "isolation.level": "read_committed",
+    # Failover: a member that stops heartbeating loses its partitions after this long (see
+    # streaming/README.md, "Restarts and failover", for the trade-off); Kafka's own default is
+    # 45 s. librdkafka heartbeats from a background thread, so a slow batch does not count.
+    "session.timeout.ms": "10000",
+    "heartbeat.interval.ms": "1000",
 }
 
 
-def consumer_conf(settings: Settings, group_id: str, instance_id: str) -> dict[str, str]:
+def consumer_conf(settings: Settings, group_id: str, instance_id: str, static: bool = False) -> dict[str, str]:
+    """The scorer's consumer configuration; `static`: join as a static member named
+    `instance_id` (`group.instance.id`), so a restart under the same name takes its partitions
+    back at once instead of waiting for the old session to expire."""
     conf = {**_CONSUMER_DEFAULTS, **settings.kafka_conf("consumer")}
     conf.setdefault("client.id", f"cardscore-stream-{instance_id}")
     conf["group.id"] = group_id
+    if static:
+        conf["group.instance.id"] = instance_id
     conf.update(_CONSUMER_REQUIRED)
     return conf
+
+
+@dataclass
+class ScoredRows:
+    """The outcome of scoring a batch's valid rows: score records for some rows, the rest
+    isolated as unprocessable."""
+
+    records: list[OutRecord] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # rows of the batch that were scored
+    unknown_customers: int = 0
+    unknown_terminals: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 @dataclass
@@ -97,6 +142,7 @@ class BatchReport:
     dlq: dict[str, int] = field(default_factory=dict)
     model_version: str | None = None
     retried: str | None = None  # the stage that failed; the batch was rewound
+    flagged: int = 0  # scored copies of an id seen before with other content (score_flagged)
 
 
 class StreamScorer:
@@ -118,6 +164,9 @@ class StreamScorer:
         self.settings = settings
         self.cfg = cfg
         self.group_id = group_id or cfg.group_id
+        # An instance named by the operator is a static group member (unless turned off): a
+        # restart under the same name resumes its partitions without a rebalance.
+        self.static_member = instance_id is not None and cfg.static_membership
         self.instance_id = instance_id or default_instance_id()
         self.scorer_name = f"{self.group_id}/{self.instance_id}"
         self.topics = settings.kafka.topics
@@ -135,6 +184,8 @@ class StreamScorer:
         self._fatal: KafkaError | None = None
         self.consumer: Consumer | None = None
         self.delivery: AtLeastOnce | ExactlyOnce | None = None
+        self.dlq_max_bytes = 0  # the largest DLQ record the producer and topic take (at start)
+        self.recent = RecentTransactions(cfg.duplicate_window)
         self.totals: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ lifecycle
@@ -149,13 +200,12 @@ class StreamScorer:
 
     def run(self) -> int:
         log.info("stream.starting", group=self.group_id, instance=self.instance_id,
-                 topic=self.topics.transactions, delivery=self.cfg.delivery,
-                 batch_max_messages=self.cfg.batch_max_messages)
+                 static_member=self.static_member, topic=self.topics.transactions,
+                 delivery=self.cfg.delivery, batch_max_messages=self.cfg.batch_max_messages)
         if not self._wait_for_model():
             return 0  # stopped before any model existed: nothing was consumed
-        self.consumer = Consumer(
-            {**consumer_conf(self.settings, self.group_id, self.instance_id), "error_cb": self._consumer_error}
-        )
+        conf = consumer_conf(self.settings, self.group_id, self.instance_id, self.static_member)
+        self.consumer = Consumer({**conf, "error_cb": self._consumer_error})
         # Join the group now: librdkafka joins in the background while the feature store opens
         # (seconds of imports); the assignment waits in the queue for the first consume().
         self.consumer.subscribe(
@@ -247,6 +297,7 @@ class StreamScorer:
         assert self.consumer is not None
         base = self.settings.kafka_conf("producer")
         timeout = self.cfg.delivery_timeout_seconds
+        self.dlq_max_bytes = message_limit(producer_conf(base, timeout), self.topics.dlq)
         if self.cfg.delivery == "exactly_once":
             txn_id = f"{self.cfg.transactional_id_prefix}-{self.instance_id}"
             return ExactlyOnce(base, self.consumer, self.metrics, timeout, txn_id)
@@ -318,76 +369,149 @@ class StreamScorer:
             return report
         started = time.perf_counter()
         split = split_messages(messages, self.max_bytes)
-        valid = split.valid
         model = self.watcher.current
         assert model is not None and self.delivery is not None
         report.model_version = model.version
-        out: list[OutRecord] = []
-        if len(valid):
-            try:
-                t0 = time.perf_counter()
-                found = self._call_lookup(valid.records)
-                self.metrics.lookup_latency.observe(time.perf_counter() - t0)
-                self.metrics.dependency_up.labels("online_store").set(1)
-            except Exception as exc:
-                return self._retry(messages, report, "lookup", exc)
+        valid, rejected, flagged = self._apply_duplicate_policy(split.valid, list(split.rejected))
+        try:
+            scored = self._score(valid, model, flagged)
+        except DependencyFailure as exc:
+            return self._retry(messages, report, "lookup", exc)
+        rejected += scored.rejected
+        out = scored.records + self._dlq_records(rejected)
+        try:
+            self.delivery.deliver(out, next_offsets(messages))
+        except DeliveryFailed as exc:
+            return self._retry(messages, report, "delivery", exc)
+        rows = np.asarray(scored.rows, dtype=np.int64)
+        self.recent.remember(valid, rows)
+        self._account(report, dict(Counter(r.reason.value for r in rejected)), valid.take(rows), scored,
+                      len(flagged), started)
+        return report
+
+    def _apply_duplicate_policy(
+        self, valid: TransactionBatch, rejected: list[Rejected]
+    ) -> tuple[TransactionBatch, list[Rejected], dict[int, str]]:
+        """Conflicting copies of a transaction id (streaming.duplicates): dead-lettered, or kept
+        and flagged (row -> location of the first copy)."""
+        conflicts = self.recent.conflicts(valid)
+        if not conflicts:
+            return valid, rejected, {}
+        self.metrics.duplicate_conflicts.inc(len(conflicts))
+        log.warning("stream.duplicate_conflicts", messages=len(conflicts), policy=self.cfg.duplicate_conflicts)
+        if self.cfg.duplicate_conflicts == "score_flagged":
+            return valid, rejected, conflicts
+        for row, first in conflicts.items():
+            tx = int(valid.transaction_id[row])
+            rejected.append(Rejected(
+                valid.messages[row], RejectReason.DUPLICATE_CONFLICT,
+                f"transaction_id {tx} was seen before with different content, first at {first}",
+                headers=((DUPLICATE_FIRST, first.encode()),),
+            ))
+        keep = np.asarray([r for r in range(len(valid)) if r not in conflicts], dtype=np.int64)
+        return valid.take(keep), rejected, {}
+
+    def _score(self, batch: TransactionBatch, model: LoadedModel, flagged: dict[int, str]) -> ScoredRows:
+        """Score records for the batch's rows: one lookup and one model call normally; a row
+        whose data makes them raise is isolated (`isolate`) and rejected as unprocessable.
+        Raises `DependencyFailure` when the online store (or anything the lookup needs) failed."""
+        scored = ScoredRows()
+        if not len(batch):
+            return scored
+        scored_at_us = time.time_ns() // 1000
+
+        def attempt(rows: np.ndarray) -> ScoredRows:
+            part = batch if len(rows) == len(batch) else batch.take(rows)
+            t0 = time.perf_counter()
+            found = self._call_lookup(part.records)
+            self.metrics.lookup_latency.observe(time.perf_counter() - t0)
             t0 = time.perf_counter()
             scores = model.predict(found.matrix)
             self.metrics.scoring_latency.observe(time.perf_counter() - t0)
             values = score_values(
                 ScoreColumns(
-                    transaction_id=valid.transaction_id,
-                    customer_id=valid.customer_id,
-                    terminal_id=valid.terminal_id,
-                    event_time_us=valid.event_time_us,
+                    transaction_id=part.transaction_id,
+                    customer_id=part.customer_id,
+                    terminal_id=part.terminal_id,
+                    event_time_us=part.event_time_us,
                     score=scores,
                     model_name=model.name,
                     model_version=model.version,
                     feature_snapshot_date=found.snapshot_date,
                     unknown_customer=~found.customer_known,
                     unknown_terminal=~found.terminal_known,
-                    scored_at_us=time.time_ns() // 1000,
+                    scored_at_us=scored_at_us,
                 )
             )
-            scores_topic = self.topics.scores
-            out = [
-                OutRecord(scores_topic, key, value, SCORE_HEADERS)
-                for key, value in zip(score_keys(valid.transaction_id), values, strict=True)
+            records = [
+                OutRecord(self.topics.scores, key, value, _score_headers(flagged.get(int(row))))
+                for key, value, row in zip(score_keys(part.transaction_id), values, rows.tolist(), strict=True)
             ]
-        if split.rejected:
-            now_us = time.time_ns() // 1000
-            for rejected in split.rejected:
-                record = dlq_record(rejected, self.scorer_name, now_us, self.cfg.dlq_detail_max_chars)
-                out.append(OutRecord(self.topics.dlq, record.key, record.value, record.headers))
-        try:
-            self.delivery.deliver(out, next_offsets(messages))
-        except DeliveryFailed as exc:
-            return self._retry(messages, report, "delivery", exc)
-        self._account(report, split.reason_counts(), valid, found if len(valid) else None, started)
-        return report
+            return ScoredRows(records, rows.tolist(), int((~found.customer_known).sum()),
+                              int((~found.terminal_known).sum()))
+
+        def probe() -> None:
+            found = self._call_lookup([_probe_record()])
+            model.predict(found.matrix)
+
+        isolated = isolate(len(batch), attempt, probe)
+        self.metrics.dependency_up.labels("online_store").set(1)
+        for _rows, part in isolated.parts:
+            scored.records += part.records
+            scored.rows += part.rows
+            scored.unknown_customers += part.unknown_customers
+            scored.unknown_terminals += part.unknown_terminals
+        for row, exc in isolated.poison:
+            scored.rejected.append(Rejected(
+                batch.messages[row], RejectReason.UNPROCESSABLE,
+                f"scoring failed on this message alone: {type(exc).__name__}: {exc}",
+            ))
+        if isolated.poison:
+            # Types and places only: exception texts may quote the payload.
+            log.warning("stream.isolated", messages=len(isolated.poison), attempts=isolated.attempts,
+                        errors=sorted({type(exc).__name__ for _, exc in isolated.poison}),
+                        sources=[_where(batch.messages[row]) for row, _ in isolated.poison][:10])
+        return scored
+
+    def _dlq_records(self, rejected: list[Rejected]) -> list[OutRecord]:
+        """DLQ records of the rejected messages, cut to what the DLQ topic takes."""
+        out: list[OutRecord] = []
+        now_us = time.time_ns() // 1000
+        for item in rejected:
+            record = dlq_record(item, self.scorer_name, now_us, self.cfg.dlq_detail_max_chars)
+            fitted = fit_dlq_record(record, self.dlq_max_bytes) if self.dlq_max_bytes else record
+            if fitted is not record:
+                self.metrics.dlq_truncated.inc()
+                log.warning("stream.dlq_record_truncated", source=_where(item.message),
+                            bytes=len(record.value or b""), limit=self.dlq_max_bytes)
+            reference = dlq_reference(record)
+            fallback = OutRecord(self.topics.dlq, reference.key, reference.value, reference.headers)
+            out.append(OutRecord(self.topics.dlq, fitted.key, fitted.value, fitted.headers, fallback=fallback))
+        return out
 
     def _call_lookup(self, records: list[dict[str, Any]]) -> BatchFeatures:
         assert self._lookup is not None
         return self._lookup(records)
 
-    def _account(self, report: BatchReport, reasons: dict[str, int], valid: Any,
-                 found: BatchFeatures | None, started: float) -> None:
+    def _account(self, report: BatchReport, reasons: dict[str, int], scored_batch: TransactionBatch,
+                 scored: ScoredRows, flagged: int, started: float) -> None:
         m = self.metrics
         now = time.time()
-        report.scored = len(valid)
+        report.scored = len(scored_batch)
         report.dlq = reasons
+        report.flagged = flagged
         m.messages_in.inc(report.messages)
         m.scores_out.inc(report.scored)
         m.batch_size.observe(report.messages)
         for reason, count in reasons.items():
             m.dlq.labels(reason).inc(count)
-        if valid.key_mismatches:
-            m.key_mismatches.inc(valid.key_mismatches)
-        if found is not None:
-            m.unknown_entities.labels("customer").inc(int((~found.customer_known).sum()))
-            m.unknown_entities.labels("terminal").inc(int((~found.terminal_known).sum()))
-            m.e2e_latency.observe_many(now - valid.event_time_us / 1e6, "event_time")
-            stamped = valid.kafka_timestamp_ms[valid.kafka_timestamp_ms >= 0]
+        if scored_batch.key_mismatches:
+            m.key_mismatches.inc(scored_batch.key_mismatches)
+        if len(scored_batch):
+            m.unknown_entities.labels("customer").inc(scored.unknown_customers)
+            m.unknown_entities.labels("terminal").inc(scored.unknown_terminals)
+            m.e2e_latency.observe_many(now - scored_batch.event_time_us / 1e6, "event_time")
+            stamped = scored_batch.kafka_timestamp_ms[scored_batch.kafka_timestamp_ms >= 0]
             m.e2e_latency.observe_many(now - stamped / 1e3, "kafka_timestamp")
         m.batch_latency.observe(time.perf_counter() - started)
         self.backoff.reset()
@@ -444,6 +568,7 @@ class StreamScorer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}
+        self.recent.forget(keys)  # their next owner starts its own window
         # Nothing is in flight here (see the module docstring); offsets whose commit failed
         # earlier are committed now, before the partitions go.
         if self.delivery is not None:
@@ -453,6 +578,7 @@ class StreamScorer:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}
+        self.recent.forget(keys)
         # The group coordinator was unreachable for a session timeout: the broker is away.
         self.metrics.dependency_up.labels("broker").set(0)
         self.metrics.errors.labels("consume").inc()
@@ -469,3 +595,20 @@ class StreamScorer:
         log.info(f"stream.{kind}", partitions=sorted(f"{t}[{p}]" for t, p in keys),
                  total=len(self._assigned))
 
+
+
+def _score_headers(duplicate_of: str | None) -> list[tuple[str, bytes]]:
+    if duplicate_of is None:
+        return SCORE_HEADERS
+    return [*SCORE_HEADERS, (DUPLICATE_CONFLICT_HEADER, duplicate_of.encode())]
+
+
+def _probe_record() -> dict[str, Any]:
+    """A known-good transaction for telling a broken dependency from a poison message: entity
+    ids 0, amount 0, now (inside the contract's event-time range)."""
+    now_us = min(max(time.time_ns() // 1000, EVENT_TIME_MIN_US), EVENT_TIME_MAX_US)
+    return {"transaction_id": 0, "event_time": now_us, "customer_id": 0, "terminal_id": 0, "amount": 0.0}
+
+
+def _where(message: Message) -> str:
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"

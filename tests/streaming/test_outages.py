@@ -53,6 +53,8 @@ def test_online_store_failure_is_retried_without_loss(stream_settings: Settings,
     scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
     assert sorted(scores) == sorted(r["transaction_id"] for r in records)
     assert all(len(v) == 1 for v in scores.values())  # a failed lookup produces nothing
+    # an outage is the store's failure, not the messages': nothing was dead-lettered
+    assert world.read_all(settings, settings.kafka.topics.dlq) == []
 
 
 @pytest.mark.slow  # scorer subprocesses or a session timeout: tens of seconds

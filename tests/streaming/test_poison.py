@@ -1,0 +1,108 @@
+"""Poison messages: valid JSON holding values Python, pandas, NumPy or Feast cannot take. Each is
+rejected with its reason or scored correctly; none crashes the scorer or holds up its batch.
+
+Seen before the fix: an integer of thousands of digits (Python's int-string limit: ValueError,
+reported by the CLI as "invalid option", exit 2), an amount of hundreds of digits
+(OverflowError, exit 1), an event time in a year pandas' nanosecond timestamps cannot hold (the
+lookup failed and the whole batch was retried forever), an event time just before 1970 with a
+fraction (its night flag came from a time truncated toward zero)."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from cardscore.core.config import Settings
+from cardscore.features.definitions import MODEL_FEATURES, TX_DURING_NIGHT, TX_DURING_WEEKEND
+from cardscore.features.request_time import request_time_record
+from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.streaming import dlq
+from cardscore.streaming.features import FeastLookup
+from tests.streaming import world
+
+
+def poison(record: dict, field: str, token: str) -> bytes:
+    """`record` as a JSON line whose `field` is the raw token `token`."""
+    text = json.dumps({**record, "event_time": format_timestamp_us(record["event_time"]), field: "__TOKEN__"})
+    return text.replace('"__TOKEN__"', token).encode()
+
+
+def poison_batch(seed: int) -> tuple[list[dict], list[tuple[bytes, bytes, str]]]:
+    good = world.transactions(30, seed=seed)
+    base = {**good[0], "transaction_id": 10**12}
+    bad = [
+        (b"digits", poison(base, "customer_id", "9" * 5000), "out_of_range"),
+        (b"negative-digits", poison(base, "terminal_id", "-" + "9" * 5000), "out_of_range"),
+        (b"amount-400", poison(base, "amount", "9" * 400), "not_finite"),
+        (b"amount-200", poison(base, "amount", "9" * 200), "out_of_range"),
+        (b"year-2300", poison(base, "event_time", '"2300-01-01T12:00:00Z"'), "out_of_range"),
+        (b"year-2262", poison(base, "event_time", '"2262-04-12T00:00:00Z"'), "out_of_range"),
+        (b"before-1970", poison(base, "event_time", '"1969-12-31T23:59:59.5Z"'), "out_of_range"),
+        (b"arabic-digits", poison(base, "event_time", '"\\u0662\\u0660\\u0661\\u0668-04-07T10:00:00Z"'),
+         "bad_timestamp"),
+    ]
+    return good, bad
+
+
+def test_poison_values_are_rejected_and_their_batch_is_scored_at_once(stream_settings: Settings) -> None:
+    settings = stream_settings
+    good, bad = poison_batch(seed=51)
+    items: list[object] = []
+    for i, record in enumerate(good):
+        items.append(record)
+        if i < len(bad):
+            items.append(bad[i][:2])
+    world.produce(settings, items)
+    with world.InProcessScorer(settings) as running:  # test batches hold 50: one or two batches
+        running.wait_for(lambda: running.totals.get("messages", 0) >= len(items), 60, "every message")
+        retries = sum(running.metric("cardscore_stream_retries_total", {"stage": s}) for s in ("lookup", "delivery"))
+    assert retries == 0
+    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+    assert sorted(scores) == sorted(r["transaction_id"] for r in good)
+    dead = {m.key(): m for m in world.read_all(settings, settings.kafka.topics.dlq)}
+    assert {key: dlq.header(m.headers(), dlq.REASON) for key, m in dead.items()} == {k: r for k, _, r in bad}
+    assert all(dead[key].value() == raw for key, raw, _ in bad)
+
+
+def test_request_time_flags_are_exact_over_the_whole_contract_range(stream_settings: Settings) -> None:
+    """The real Feast lookup serves the night and weekend flags of the integer-microsecond
+    definition at the edges of the event-time range and around the hour and day boundaries."""
+    lookup = FeastLookup(stream_settings)
+    hour, day = 3_600_000_000, 86_400_000_000
+    instants = [
+        EVENT_TIME_MIN_US, EVENT_TIME_MIN_US + 1, EVENT_TIME_MIN_US + 7 * hour - 1, EVENT_TIME_MIN_US + 7 * hour,
+        EVENT_TIME_MAX_US, EVENT_TIME_MAX_US - 17 * hour, EVENT_TIME_MAX_US - day,
+        1_523_059_200_000_000 + 6 * hour + hour - 1,  # 2018-04-07T06:59:59.999999Z
+        1_523_059_200_000_000 - 1,  # the last microsecond of a Friday
+        7_000_000_000_000_000 + 123_456,  # 2191, with a fraction
+    ]
+    records = [{"transaction_id": i, "event_time": t, "customer_id": 1, "terminal_id": 1, "amount": 10.0}
+               for i, t in enumerate(instants)]
+    found = lookup(records)
+    night = found.matrix[:, MODEL_FEATURES.index(TX_DURING_NIGHT)]
+    weekend = found.matrix[:, MODEL_FEATURES.index(TX_DURING_WEEKEND)]
+    expected = [request_time_record(10.0, t) for t in instants]
+    assert night.tolist() == [e[TX_DURING_NIGHT] for e in expected]
+    assert weekend.tolist() == [e[TX_DURING_WEEKEND] for e in expected]
+    assert np.isfinite(found.matrix).all()
+
+
+def test_a_scorer_process_keeps_scoring_after_poison(stream_settings: Settings, tmp_path: Path, spawn) -> None:
+    """`python -m cardscore.streaming` as deployed: the poison batch does not stop it (exit 2
+    "invalid option" and exit 1 before the fix), and what comes after is scored."""
+    settings = stream_settings
+    good, bad = poison_batch(seed=52)
+    config = world.write_config(settings, tmp_path / "scorer.yaml")
+    scorer = spawn(config, tmp_path / "scorer.log", "--instance-id", "poison-1")
+    world.produce(settings, [*good[:10], *(item[:2] for item in bad), *good[10:20]])
+    scorer.wait_for(lambda p: p.scored() >= 20, 90, "the first 20 scores")
+    world.produce(settings, good[20:])
+    scorer.wait_for(lambda p: p.scored() >= 30, 90, "the scores after the poison")
+    assert scorer.proc.poll() is None
+    scorer.proc.send_signal(signal.SIGTERM)
+    assert scorer.proc.wait(30) == 0, scorer.log.read_text()[-2000:]
+    assert sum(sum(e["dlq"].values()) for e in scorer.events("stream.batch")) == len(bad)

@@ -214,6 +214,9 @@ class StreamScorer:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        log.info("stream.subscribed", group=self.group_id,
+                 member="static" if self.static_member else "dynamic",
+                 session_timeout_ms=int(conf["session.timeout.ms"]))
         idle_since = time.monotonic()
         try:
             if not self._open_lookup():

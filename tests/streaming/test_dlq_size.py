@@ -9,48 +9,11 @@ config but does not enforce it, so the broker-side refusal is not exercised here
 from __future__ import annotations
 
 from cardscore.core.config import Settings
-from cardscore.schemas.reasons import RejectReason
 from cardscore.streaming import dlq
 from cardscore.streaming.dlq_replay import replay
-from cardscore.streaming.messages import Rejected
 from tests.streaming import world
 
 PRODUCER_LIMIT = 20_000
-
-
-def record(value: bytes, key: bytes = b"k", headers: list[tuple[str, bytes]] | None = None) -> dlq.DlqRecord:
-    from confluent_kafka import Message
-
-    message = Message(topic="tx", partition=1, offset=41, key=key, value=value,
-                      headers=headers if headers is not None else [("trace", b"t-1")], timestamp=(1, 5))
-    return dlq.dlq_record(Rejected(message, RejectReason.OVERSIZED, "70000 bytes > limit 65536"), "g/i", 0)
-
-
-def test_a_record_that_fits_is_kept_whole() -> None:
-    small = record(b"x" * 1000)
-    assert dlq.fit_dlq_record(small, 10_000) is small
-
-
-def test_a_record_too_large_is_cut_to_fit_and_says_what_was_cut() -> None:
-    big = record(b"x" * 50_000)
-    cut = dlq.fit_dlq_record(big, PRODUCER_LIMIT)
-    assert dlq.record_bytes(cut.key, cut.value, cut.headers) <= PRODUCER_LIMIT - dlq.RECORD_OVERHEAD_BYTES
-    assert cut.key == b"k" and big.value.startswith(cut.value) and len(cut.value) > 10_000
-    assert dlq.header(cut.headers, dlq.TRUNCATED) == "value"
-    assert dlq.header(cut.headers, dlq.ORIGINAL_BYTES) == "50000"
-    assert dlq.header(cut.headers, dlq.SOURCE_OFFSET) == "41"  # the way to the full original
-    assert dlq.original_headers(cut.headers) == [("trace", b"t-1")]
-    assert dlq.is_truncated(cut.headers)
-
-
-def test_huge_original_headers_and_key_are_dropped_when_the_value_alone_cannot_make_room() -> None:
-    heavy = record(b"x" * 100, key=b"k" * 30_000, headers=[("blob", b"y" * 30_000)])
-    cut = dlq.fit_dlq_record(heavy, PRODUCER_LIMIT)
-    assert dlq.header(cut.headers, dlq.TRUNCATED) == "value,headers,key"
-    assert cut.key is None and dlq.original_headers(cut.headers) == []
-    assert dlq.header(cut.headers, dlq.REASON) == "oversized"
-    reference = dlq.dlq_reference(heavy)
-    assert reference.value == b"" and dlq.header(reference.headers, dlq.ORIGINAL_BYTES) == "100"
 
 
 def small_producer(settings: Settings) -> Settings:

@@ -1,30 +1,16 @@
-"""Transient vs permanent errors: a dependency's failure is retried whole and dead-letters
-nothing; a message whose data makes the lookup (or the model) raise is isolated, dead-lettered
-as `unprocessable`, and its batch-mates are scored.
-
-The unit tests drive `isolate` with plain functions; the scorer tests use the real broker,
-online store and registry, with a fault injected into the real Feast lookup: a data error
-(records of one terminal make it raise) or an outage whose error looks like a data error (every
-call raises ValueError until it is lifted)."""
+"""Transient vs permanent errors, the rule (`streaming.isolation.isolate`) driven by plain
+functions: a dependency's failure is retried whole and dead-letters nothing; a row whose data
+makes the call raise is isolated and the other rows are scored. The scorer's side, against the
+real broker, online store and registry, is in test_poison.py."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pytest
 
-from cardscore.core.config import Settings
-from cardscore.streaming import dlq
-from cardscore.streaming.features import FeastLookup
 from cardscore.streaming.isolation import DependencyFailure, dependency_error, isolate
-from tests.streaming import world
-
-# ------------------------------------------------------------------------------ isolate()
 
 
 def scorer_of(bad: set[int], calls: list[list[int]]):
@@ -124,78 +110,3 @@ def test_dependency_errors_are_recognised_through_their_cause() -> None:
         assert dependency_error(wrapped)
     assert not dependency_error(ValueError("year 2300 is out of range"))
     assert not dependency_error(OverflowError("int too large"))
-
-
-# ------------------------------------------------------------------------------ the scorer
-
-
-POISON_TERMINAL = 666
-
-
-class FaultyLookup:
-    """The real Feast lookup, with a fault injected: records of `POISON_TERMINAL` make it raise
-    (a data error), and while `outage` is set every call raises ValueError (an outage whose
-    error looks like a data error)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.real = FeastLookup(settings)
-        self.outage = threading.Event()
-        self.calls = 0
-
-    def __call__(self, records: Sequence[Mapping[str, Any]]):
-        self.calls += 1
-        if self.outage.is_set():
-            raise ValueError("the feature server answered garbage")
-        if any(r["terminal_id"] == POISON_TERMINAL for r in records):
-            raise ValueError("cannot serve terminal 666")
-        return self.real(records)
-
-
-def test_a_message_that_breaks_the_lookup_is_dead_lettered_and_its_batch_is_scored(
-    stream_settings: Settings,
-) -> None:
-    settings = stream_settings
-    records = world.transactions(40, seed=41)
-    poison = [dict(records[i], terminal_id=POISON_TERMINAL) for i in (3, 22)]
-    for p in poison:
-        records.remove(next(r for r in records if r["transaction_id"] == p["transaction_id"]))
-    items = [*records[:20], poison[0], *records[20:], poison[1]]
-    world.produce(settings, items)
-    lookup = FaultyLookup(settings)
-    with world.InProcessScorer(settings, lookup=lookup) as running:
-        running.wait_for(lambda: running.totals.get("messages", 0) >= len(items), 60, "every message")
-        retries = running.metric("cardscore_stream_retries_total", {"stage": "lookup"})
-        unprocessable = running.metric("cardscore_stream_dlq_messages_total", {"reason": "unprocessable"})
-    assert retries == 0  # a data error is never retried as a whole batch
-    assert unprocessable == 2
-    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
-    assert sorted(scores) == sorted(r["transaction_id"] for r in records)
-    assert all(len(v) == 1 for v in scores.values())
-    dead = world.read_all(settings, settings.kafka.topics.dlq)
-    assert sorted(int(m.key()) for m in dead) == sorted(p["customer_id"] for p in poison)
-    for message in dead:
-        assert dlq.header(message.headers(), dlq.REASON) == "unprocessable"
-        assert "cannot serve terminal 666" in dlq.header(message.headers(), dlq.DETAIL)
-        assert json.loads(message.value())["terminal_id"] == POISON_TERMINAL
-
-
-def test_an_outage_that_looks_like_a_data_error_is_retried_and_dead_letters_nothing(
-    stream_settings: Settings,
-) -> None:
-    settings = stream_settings
-    records = world.transactions(120, seed=42)
-    lookup = FaultyLookup(settings)
-    with world.InProcessScorer(settings, lookup=lookup) as running:
-        world.produce(settings, records[:40])
-        running.wait_for(lambda: running.totals.get("scored", 0) == 40, 60, "the first 40 scores")
-        lookup.outage.set()
-        world.produce(settings, records[40:])
-        retries = {"stage": "lookup"}
-        running.wait_for(lambda: running.metric("cardscore_stream_retries_total", retries) >= 3, 60, "retries")
-        assert running.totals["scored"] == 40 and running.totals.get("dlq", 0) == 0
-        assert running.metric("cardscore_stream_dependency_up", {"dependency": "online_store"}) == 0
-        lookup.outage.clear()
-        running.wait_for(lambda: running.totals.get("scored", 0) == 120, 60, "the rest after the outage")
-    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
-    assert sorted(scores) == sorted(r["transaction_id"] for r in records)
-    assert world.read_all(settings, settings.kafka.topics.dlq) == []

@@ -5,20 +5,28 @@ Seen before the fix: an integer of thousands of digits (Python's int-string limi
 reported by the CLI as "invalid option", exit 2), an amount of hundreds of digits
 (OverflowError, exit 1), an event time in a year pandas' nanosecond timestamps cannot hold (the
 lookup failed and the whole batch was retried forever), an event time just before 1970 with a
-fraction (its night flag came from a time truncated toward zero)."""
+fraction (its night flag came from a time truncated toward zero).
+
+And what the contract cannot foresee: a message that still makes the lookup raise is isolated
+and dead-lettered (`unprocessable`) while its batch-mates are scored, and an outage whose error
+looks like a data error is retried, not dead-lettered. The fault is injected into the real
+Feast lookup: records of one terminal make it raise, or every call raises while `outage` is set.
+"""
 
 from __future__ import annotations
 
 import json
 import signal
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cardscore.core.config import Settings
 from cardscore.features.definitions import MODEL_FEATURES, TX_DURING_NIGHT, TX_DURING_WEEKEND
 from cardscore.features.request_time import request_time_record
-from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
 from cardscore.schemas.timestamps import format_timestamp_us
 from cardscore.streaming import dlq
 from cardscore.streaming.features import FeastLookup
@@ -71,6 +79,8 @@ def test_poison_values_are_rejected_and_their_batch_is_scored_at_once(stream_set
 def test_request_time_flags_are_exact_over_the_whole_contract_range(stream_settings: Settings) -> None:
     """The real Feast lookup serves the night and weekend flags of the integer-microsecond
     definition at the edges of the event-time range and around the hour and day boundaries."""
+    from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
+
     lookup = FeastLookup(stream_settings)
     hour, day = 3_600_000_000, 86_400_000_000
     instants = [
@@ -106,3 +116,75 @@ def test_a_scorer_process_keeps_scoring_after_poison(stream_settings: Settings, 
     scorer.proc.send_signal(signal.SIGTERM)
     assert scorer.proc.wait(30) == 0, scorer.log.read_text()[-2000:]
     assert sum(sum(e["dlq"].values()) for e in scorer.events("stream.batch")) == len(bad)
+
+
+POISON_TERMINAL = 666
+
+
+class FaultyLookup:
+    """The real Feast lookup, with a fault injected: records of `POISON_TERMINAL` make it raise
+    (a data error), and while `outage` is set every call raises ValueError (an outage whose
+    error looks like a data error)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.real = FeastLookup(settings)
+        self.outage = threading.Event()
+        self.calls = 0
+
+    def __call__(self, records: Sequence[Mapping[str, Any]]):
+        self.calls += 1
+        if self.outage.is_set():
+            raise ValueError("the feature server answered garbage")
+        if any(r["terminal_id"] == POISON_TERMINAL for r in records):
+            raise ValueError("cannot serve terminal 666")
+        return self.real(records)
+
+
+def test_a_message_that_breaks_the_lookup_is_dead_lettered_and_its_batch_is_scored(
+    stream_settings: Settings,
+) -> None:
+    settings = stream_settings
+    records = world.transactions(40, seed=41)
+    poison = [dict(records[i], terminal_id=POISON_TERMINAL) for i in (3, 22)]
+    for p in poison:
+        records.remove(next(r for r in records if r["transaction_id"] == p["transaction_id"]))
+    items = [*records[:20], poison[0], *records[20:], poison[1]]
+    world.produce(settings, items)
+    lookup = FaultyLookup(settings)
+    with world.InProcessScorer(settings, lookup=lookup) as running:
+        running.wait_for(lambda: running.totals.get("messages", 0) >= len(items), 60, "every message")
+        retries = running.metric("cardscore_stream_retries_total", {"stage": "lookup"})
+        unprocessable = running.metric("cardscore_stream_dlq_messages_total", {"reason": "unprocessable"})
+    assert retries == 0  # a data error is never retried as a whole batch
+    assert unprocessable == 2
+    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+    assert sorted(scores) == sorted(r["transaction_id"] for r in records)
+    assert all(len(v) == 1 for v in scores.values())
+    dead = world.read_all(settings, settings.kafka.topics.dlq)
+    assert sorted(int(m.key()) for m in dead) == sorted(p["customer_id"] for p in poison)
+    for message in dead:
+        assert dlq.header(message.headers(), dlq.REASON) == "unprocessable"
+        assert "cannot serve terminal 666" in dlq.header(message.headers(), dlq.DETAIL)
+        assert json.loads(message.value())["terminal_id"] == POISON_TERMINAL
+
+
+def test_an_outage_that_looks_like_a_data_error_is_retried_and_dead_letters_nothing(
+    stream_settings: Settings,
+) -> None:
+    settings = stream_settings
+    records = world.transactions(120, seed=42)
+    lookup = FaultyLookup(settings)
+    with world.InProcessScorer(settings, lookup=lookup) as running:
+        world.produce(settings, records[:40])
+        running.wait_for(lambda: running.totals.get("scored", 0) == 40, 60, "the first 40 scores")
+        lookup.outage.set()
+        world.produce(settings, records[40:])
+        retries = {"stage": "lookup"}
+        running.wait_for(lambda: running.metric("cardscore_stream_retries_total", retries) >= 3, 60, "retries")
+        assert running.totals["scored"] == 40 and running.totals.get("dlq", 0) == 0
+        assert running.metric("cardscore_stream_dependency_up", {"dependency": "online_store"}) == 0
+        lookup.outage.clear()
+        running.wait_for(lambda: running.totals.get("scored", 0) == 120, 60, "the rest after the outage")
+    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+    assert sorted(scores) == sorted(r["transaction_id"] for r in records)
+    assert world.read_all(settings, settings.kafka.topics.dlq) == []

@@ -274,8 +274,11 @@ class StreamScorer:
         self.metrics.errors.labels("consume").inc()
         if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
             self.metrics.dependency_up.labels("broker").set(0)
-        log.warning("stream.consumer_error", code=err.name(), fatal=err.fatal(), detail=err.str())
-        if err.fatal():
+        # A fatal error arrives as an event of code _FATAL whose own fatal() is false (seen on
+        # Apache Kafka when a static member is fenced by another with its group.instance.id).
+        fatal = err.fatal() or err.code() == KafkaError._FATAL
+        log.warning("stream.consumer_error", code=err.name(), fatal=fatal, detail=err.str())
+        if fatal:
             # Raised by the loop after consume() returns: an exception inside a librdkafka
             # callback would surface as a consume() failure, which is retried.
             self._fatal = err

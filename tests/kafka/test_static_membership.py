@@ -1,7 +1,7 @@
 """Static group membership on a real Apache Kafka (one node): a scorer SIGKILLed mid-replay and
 restarted under the same `--instance-id` has its partitions back within a few seconds, long
 before the killed member's session (the scorer's default 10 s) would have expired, and nothing
-is lost. (The embedded broker's version, tests/streaming/test_restart.py, can only compare
+is lost; a second process under a name already in use fences the first, which exits 1. (The embedded broker's version, tests/streaming/test_restart.py, can only compare
 joins: Tansu makes every join wait seconds that grow with the session timeout.)
 
 The killed scorer is a `python -m cardscore.streaming` process with the scorer's own consumer
@@ -73,3 +73,22 @@ def test_a_killed_scorer_restarted_under_its_name_resumes_within_seconds(
     assert sum(len(v) - 1 for v in scores.values()) <= settings.streaming.batch_max_messages
     print(f"static restart on Kafka: partitions back {resumed:.1f}s after the kill (join {join:.1f}s, "
           f"session {SESSION_TIMEOUT_S:.0f}s)")
+
+
+def test_a_second_scorer_under_the_same_name_fences_the_first(stream_settings: Settings, tmp_path: Path,
+                                                              spawn) -> None:
+    """Two processes given one --instance-id: Kafka takes the second for the first restarted and
+    fences the first (a fatal error: it exits 1 instead of consuming on); the second scores."""
+    config = world.write_config(stream_settings, tmp_path / "scorer.yaml")
+    first = spawn(config, tmp_path / "first.log", "--instance-id", "twin")
+    first.wait_for(lambda p: bool(p.events("stream.assigned")), 120, "the first scorer's assignment")
+    second = spawn(config, tmp_path / "second.log", "--instance-id", "twin")
+    assert first.proc.wait(120) == 1, first.log.read_text()[-2000:]
+    assert any(e.get("fatal") for e in first.events("stream.consumer_error"))
+    records = world.transactions(200, seed=82)
+    world.produce(stream_settings, records)
+    second.wait_for(lambda p: p.scored() >= len(records), 120, "the second scorer's scores")
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(30) == 0, second.log.read_text()[-2000:]
+    scores = world.scores_by_id(world.read_all(stream_settings, stream_settings.kafka.topics.scores))
+    assert set(scores) == {r["transaction_id"] for r in records}

@@ -96,9 +96,10 @@ def isolate(
         try:
             probe()
         except Exception as exc:
+            # The batch's own error text may quote its data: only its type goes into the message.
             raise DependencyFailure(
                 f"a known-good record fails too ({type(exc).__name__}: {exc}); "
-                f"the batch failed with {type(last[0]).__name__}: {last[0]}"
+                f"the batch failed with {type(last[0]).__name__}"
             ) from exc
 
     def solve(selected: np.ndarray) -> None:

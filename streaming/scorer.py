@@ -435,7 +435,8 @@ class StreamScorer:
             return self._retry(messages, report, "delivery", exc)
         rows = np.asarray(scored.rows, dtype=np.int64)
         self.recent.remember(valid, rows)
-        self._account(report, dict(Counter(r.reason.value for r in rejected)), valid.take(rows), scored,
+        scored_batch = valid if len(rows) == len(valid) else valid.take(rows)
+        self._account(report, dict(Counter(r.reason.value for r in rejected)), scored_batch, scored,
                       len(flagged), started)
         return report
 

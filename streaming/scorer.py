@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cardscore.core.logs import get_logger
+from cardscore.model.watcher import ModelUnavailable, ModelWatcher
 from cardscore.streaming.delivery import (
     AtLeastOnce,
     DeliveryFailed,
@@ -45,7 +46,6 @@ from cardscore.streaming.dlq import dlq_record
 from cardscore.streaming.features import BatchFeatures, FeastLookup, Lookup
 from cardscore.streaming.messages import first_offsets, next_offsets, split_messages
 from cardscore.streaming.metrics import StreamMetrics
-from cardscore.streaming.model import ModelUnavailable, ModelWatcher
 from cardscore.streaming.output import SCORE_HEADERS, ScoreColumns, score_keys, score_values
 
 if TYPE_CHECKING:

@@ -106,6 +106,18 @@ class OnlineTables:
         self._provider = get_provider(self.config)
         self._lock = threading.Lock()
         self._sqlite: sqlite3.Connection | None = None
+        if self.kind == "redis":
+            self._fail_fast()
+
+    def _fail_fast(self) -> None:
+        """This reader's own Redis client retries once, at once: redis-py's default (3 retries,
+        exponential backoff up to 10 s) makes a call to a stopped server take ~5 s, a scoring
+        request included; the scorers retry at their own level."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = self._provider.online_store._get_client(self.config.online_store)  # Feast's client
+        client.set_retry(Retry(NoBackoff(), 1))
 
     # ------------------------------------------------------------------ rows by id
 
@@ -168,11 +180,13 @@ class OnlineTables:
     def change_token(self) -> Hashable:
         """A value that changes when the store's rows may have changed (cheap: call it often).
         SQLite: every commit by another connection; Redis: every materialization recorded in
-        the registry."""
+        the registry (and a PING, so that an unreachable server raises)."""
         try:
             if self.kind == "sqlite":
                 with self._lock:
                     return ("sqlite", self._connection().execute("PRAGMA data_version").fetchone()[0])
+            with self._lock:  # Redis itself is asked too, so an outage shows in store_up
+                self._provider.online_store._get_client(self.config.online_store).ping()
             return ("registry", self._materializations())
         except Exception as exc:
             raise OnlineStoreUnavailable(f"{self.kind} online store check failed: {exc}") from exc

@@ -55,11 +55,19 @@ def validate_bytes(
 
 
 def validate_text(text: str, contract: Contract) -> dict[str, Any] | Rejection:
+    obj = parse_json(text)
+    if isinstance(obj, Rejection):
+        return obj
+    return validate_object(obj, contract)
+
+
+def parse_json(text: str) -> Any | Rejection:
+    """A JSON document, with NaN/Infinity kept so `validate_object` names them NOT_FINITE
+    (for callers that take several records in one document, e.g. an HTTP batch)."""
     try:
-        obj = json.loads(text, parse_constant=_keep_constant)
+        return json.loads(text, parse_constant=_keep_constant)
     except (json.JSONDecodeError, RecursionError) as exc:
         return Rejection(RejectReason.MALFORMED_JSON, f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
-    return validate_object(obj, contract)
 
 
 def validate_object(obj: Any, contract: Contract) -> dict[str, Any] | Rejection:

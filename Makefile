@@ -1,6 +1,7 @@
 # The two set-up commands of the README, and a few conveniences.
 #   make demo   - create .venv, install cardscore, run the end-to-end demo on embedded defaults
-#   make test   - create .venv the same way, run the whole test suite (make test-fast: the fast tier)
+#   make test   - create .venv the same way, fetch the JVM jars (make jars), run the whole test suite
+#                 (make test-fast: the fast tier)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
@@ -37,7 +38,8 @@ jars: $(JARS_STAMP)
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/cardscore demo
 
-test: $(STAMP)
+# The Kafka tests (tests/kafka) run a real Apache Kafka from the jars.
+test: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
 
@@ -49,7 +51,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:

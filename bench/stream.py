@@ -26,7 +26,8 @@ linger.ms 1). Processors:
   feature lookup and one `inplace_predict` per batch, scores and DLQ, commit after the acks;
   its per-stage latency histograms are read from its /metrics after each paced run;
 * `passthrough` (the ceiling): consume (whatever is queued, no waiting for a batch to fill)
-  -> produce the same bytes -> wait for the acks -> commit, nothing else;
+  -> produce the same bytes -> commit after the acks, with the scorer's own pipelined
+  at-least-once delivery (`streaming.pipelined`), nothing else;
 * `naive`: the scorer's work with one Feast lookup and one model call PER MESSAGE (it runs
   on --naive-events, fewer, because it is slow; its latency is measured only at rates it can
   sustain).
@@ -164,46 +165,56 @@ def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
 
 
 def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int:
-    """The body of a baseline processor subprocess (`--role`)."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    """The body of a baseline processor subprocess (`--role`), with the scorer's delivery
+    discipline: the pass-through hands each batch to the same pipelined at-least-once
+    delivery (`streaming.pipelined`: produce, go on, commit after the acknowledgements); the
+    naive scorer waits for each batch's acknowledgements before the next."""
+    from confluent_kafka import Consumer
 
     from cardscore.core.config import load_settings
-    from cardscore.streaming.delivery import producer_conf
-    from cardscore.streaming.messages import next_offsets
+    from cardscore.streaming.delivery import OutRecord
+    from cardscore.streaming.messages import first_offsets, next_offsets
+    from cardscore.streaming.metrics import StreamMetrics
+    from cardscore.streaming.pipelined import PipelinedAtLeastOnce
     from cardscore.streaming.polling import take_batch
     from cardscore.streaming.scorer import consumer_conf
 
     settings = load_settings(config)
     cfg = settings.streaming
     consumer = Consumer(consumer_conf(settings, group, f"{role}-{os.getpid()}"))
-    producer = Producer(producer_conf(settings.kafka_conf("producer"), cfg.delivery_timeout_seconds))
+    delivery = PipelinedAtLeastOnce(settings.kafka_conf("producer"), consumer, StreamMetrics(),
+                                    cfg.delivery_timeout_seconds, max_uncommitted=cfg.batch_max_messages)
     consumer.subscribe([settings.kafka.topics.transactions])
     score_one = _naive_scorer(settings) if role == "naive" else None
+    topic = settings.kafka.topics.scores
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     idle_since, assigned = time.monotonic(), False
     while not stop["now"]:
-        batch = [m for m in take_batch(consumer, cfg.batch_max_messages, cfg.batch_max_wait_ms / 1000)
-                 if m.error() is None]
+        delivery.collect()
+        wait = 0.0 if delivery.batches else cfg.batch_max_wait_ms / 1000
+        batch = [m for m in take_batch(consumer, cfg.batch_max_messages, wait) if m.error() is None]
         if not assigned and consumer.assignment():
             assigned, idle_since = True, time.monotonic()
             print("stream.assigned", flush=True)
         if not batch:
-            if assigned and time.monotonic() - idle_since > idle_exit:
+            if delivery.batches:
+                delivery.collect(timeout=0.002)
+            elif assigned and time.monotonic() - idle_since > idle_exit:
                 break
             continue
         idle_since = time.monotonic()
-        for m in batch:
-            if role == "passthrough":
-                producer.produce(settings.kafka.topics.scores, key=m.key(), value=m.value())
-            else:
-                key, value = score_one(m.value())
-                producer.produce(settings.kafka.topics.scores, key=key, value=value)
-            producer.poll(0)
-        assert producer.flush(60) == 0, "unacknowledged output"
-        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets(batch).items()],
-                        asynchronous=False)
+        if role == "passthrough":
+            out = [OutRecord(topic, m.key(), m.value(), []) for m in batch]
+        else:
+            out = [OutRecord(topic, *score_one(m.value()), []) for m in batch]
+        delivery.wait_for_room(len(out))
+        delivery.send(out, next_offsets(batch), first_offsets(batch))
+        if role == "naive":
+            delivery.drain()
+    delivery.drain()
     consumer.close()
+    delivery.close()
     return 0
 
 

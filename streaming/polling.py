@@ -11,6 +11,8 @@ rates each message is handled as soon as it is fetched.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -18,13 +20,18 @@ class BatchConsumer(Protocol):
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]: ...
 
 
-def take_batch(consumer: BatchConsumer, max_messages: int, max_wait_s: float) -> list[Any]:
+def take_batch(consumer: BatchConsumer, max_messages: int, max_wait_s: float,
+               observe: Callable[[float], None] | None = None) -> list[Any]:
     """Up to `max_messages` messages (or events): at once if any are queued, else the first
-    one to arrive within `max_wait_s` plus whatever is queued behind it."""
+    one to arrive within `max_wait_s` plus whatever is queued behind it. `observe(seconds)`
+    gets the time spent taking queued messages, not the time spent waiting for traffic."""
+    started = time.perf_counter()
     messages = consumer.consume(max_messages, 0)
-    if messages:
-        return messages
-    messages = consumer.consume(1, max_wait_s)
-    if messages and max_messages > 1:
-        messages.extend(consumer.consume(max_messages - 1, 0))
+    if not messages:
+        messages = consumer.consume(1, max_wait_s)
+        started = time.perf_counter()
+        if messages and max_messages > 1:
+            messages.extend(consumer.consume(max_messages - 1, 0))
+    if messages and observe is not None:
+        observe(time.perf_counter() - started)
     return messages

@@ -204,14 +204,14 @@ def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int
                 break
             continue
         idle_since = time.monotonic()
-        if role == "passthrough":
-            out = [OutRecord(topic, m.key(), m.value(), []) for m in batch]
-        else:
-            out = [OutRecord(topic, *score_one(m.value()), []) for m in batch]
+        if role == "naive":  # one message at a time: score, produce, acknowledged, committed
+            for m in batch:
+                delivery.send([OutRecord(topic, *score_one(m.value()), [])], next_offsets([m]), first_offsets([m]))
+                delivery.drain()
+            continue
+        out = [OutRecord(topic, m.key(), m.value(), []) for m in batch]
         delivery.wait_for_room(len(out))
         delivery.send(out, next_offsets(batch), first_offsets(batch))
-        if role == "naive":
-            delivery.drain()
     delivery.drain()
     consumer.close()
     delivery.close()

@@ -267,10 +267,14 @@ def plot(worlds: list[dict[str, Any]], growth: dict[str, Any], path: Path, title
         axes[2].plot(factors, [p[1]["memory"]["peak_mb"] for p in points], "o-", label=stage)
     axes[0].set(xscale="log", yscale="log", xlabel="rows the stage processes", ylabel="seconds (median)",
                 title="time vs rows (b = fitted exponent)")
-    axes[1].set(xscale="log", yscale="log", xlabel="world size (x the handbook's population)",
+    axes[1].set(xscale="log", yscale="log", xlabel="world size (x the base world)",
                 ylabel="microseconds per row", title="time per row (flat = linear)")
-    axes[2].set(xscale="log", xlabel="world size (x the handbook's population)", ylabel="MB",
+    axes[2].set(xscale="log", xlabel="world size (x the base world)", ylabel="MB",
                 title="peak RSS of the process tree")
+    factors = sorted({w["factor"] for w in worlds})
+    for axis in axes[1:]:
+        axis.set_xticks(factors, [f"{f}x" for f in factors])
+        axis.minorticks_off()
     for axis in axes:
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)

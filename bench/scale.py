@@ -38,6 +38,7 @@ main when this was written: when it has, start it and pass its Connect URL with 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import shutil
@@ -48,6 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +118,21 @@ def write_history(ctx: Any, world: Any, before: date, folder: Path) -> dict[str,
     return counts
 
 
-def train_champion(ctx: Any, world: Any, day: date, seed: int = 0) -> str:
-    """A champion from a sample of the week before `day` (as `bench batch_score` trains)."""
-    from bench.batch_score import train_champion as fit_and_register
-
+def training_sample(world: Any, day: date, seed: int = 0) -> Any:
+    """At most TRAIN_SAMPLE_ROWS transactions of the week before `day` (with their labels)."""
     tx = world.transactions
     days = tx["event_time"].dt.date
     week = tx[(days >= day - timedelta(days=7)) & (days < day)]
     if len(week) > TRAIN_SAMPLE_ROWS:
         week = week.sample(TRAIN_SAMPLE_ROWS, random_state=seed)
-    _, version = fit_and_register(ctx.settings, ctx.spark, week, day)
+    return week.copy()
+
+
+def train_champion(ctx: Any, sample: Any, day: date) -> str:
+    """A champion from the sample (as `bench batch_score` trains): not what is measured."""
+    from bench.batch_score import train_champion as fit_and_register
+
+    _, version = fit_and_register(ctx.settings, ctx.spark, sample, day)
     return version
 
 
@@ -165,11 +172,14 @@ def one_world(factor: int, base: tuple[int, int], history_days: int, runs: int, 
         per_day = world.transactions.groupby(world.transactions["event_time"].dt.date).size()
         out["transactions"] = len(world.transactions)
         out["transactions_per_day"] = round(float(per_day.mean()), 1)
-        _, out["setup_s"]["write_landing"] = timed(lambda: write_landing(world, settings.landing_root))
+        _, out["setup_s"]["write_landing"] = timed(partial(write_landing, world, settings.landing_root))
         out["history_rows"], out["setup_s"]["write_history"] = timed(
-            lambda: write_history(ctx, world, first_measured, work))
+            partial(write_history, ctx, world, first_measured, work))
+        sample = training_sample(world, night)
         apply(settings)
         print(f"[{factor}x] {len(world.transactions):,} transactions, {per_day.mean():,.0f}/day", flush=True)
+        del world  # the stages read the lake: the simulated world must not weigh on their RSS
+        gc.collect()
 
         # ingest: one run per landing day (a day is ingested once)
         seconds, lines = [], []
@@ -190,7 +200,7 @@ def one_world(factor: int, base: tuple[int, int], history_days: int, runs: int, 
         out["features"] = with_rate(measured, lookback)
         print(f"[{factor}x] features {out['features']['median_s']} s", flush=True)
 
-        out["champion_version"], out["setup_s"]["train_champion"] = timed(lambda: train_champion(ctx, world, night))
+        out["champion_version"], out["setup_s"]["train_champion"] = timed(lambda: train_champion(ctx, sample, night))
 
         # one nightly for `night`: ingest, features of night+1, materialize, score, monitor
         with PeakRSS() as rss:

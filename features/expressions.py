@@ -94,13 +94,6 @@ def as_float(node: Expr) -> Expr:
     return AsFloat(node)
 
 
-def inputs_of(node: Expr) -> set[str]:
-    """The names of the inputs a tree reads."""
-    if isinstance(node, Input):
-        return {node.name}
-    return inputs_of(node.operand)  # type: ignore[attr-defined]
-
-
 # ------------------------------------------------------------------------------ emitters
 
 

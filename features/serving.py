@@ -4,7 +4,7 @@ Every transaction of day D is served D's snapshot row of its customer and termin
 nothing else (features/README.md). So the point-in-time join that Feast performs for a
 training set reduces, for a set of transactions, to an equi-join on (entity key, UTC day)
 with the snapshot rows: no as-of search, no time range, one hash join per entity. Training
-keeps Feast's point-in-time retrieval (`features.retrieval`); `tests/features/test_serving.py`
+keeps Feast's point-in-time retrieval (`features.retrieval`); `tests/scoring/test_feature_serving.py`
 checks that both give identical feature rows, unknown entities and their defaults included.
 
     served = day_features(entities, customer_rows, terminal_rows)

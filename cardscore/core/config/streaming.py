@@ -69,6 +69,12 @@ class StreamingSettings(Section):
         9464, ge=0, le=65535, description="Prometheus /metrics port (0: off)"
     )
     metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds")
+    lag_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="refresh the consumer_lag metric (high watermark - committed offset per "
+        "assigned partition; one offset fetch from the group coordinator) at most this often",
+    )
     @model_validator(mode="after")
     def _retry_bounds(self) -> StreamingSettings:
         if self.retry_max_seconds < self.retry_initial_seconds:

@@ -3,7 +3,7 @@
 Top to bottom; a module may import only from its own layer's package or from a lower layer,
 and packages on the same line (siblings) do not import each other:
 
-    applications     cardscore.cli
+    applications     cardscore.cli | cardscore.schedule
                      cardscore.demo | cardscore.notebook
     stages           cardscore.jobs | cardscore.streaming | cardscore.serving
     domain libraries cardscore.monitoring | cardscore.simulator
@@ -25,7 +25,7 @@ import pytest
 from tests.architecture.imports import FOLDERS, Import, cycles, imports, modules, within
 
 LAYERS: list[list[str]] = [
-    ["cardscore.cli"],
+    ["cardscore.cli", "cardscore.schedule"],
     ["cardscore.demo", "cardscore.notebook"],
     ["cardscore.jobs", "cardscore.streaming", "cardscore.serving"],
     ["cardscore.monitoring", "cardscore.simulator"],

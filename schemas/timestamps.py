@@ -17,10 +17,10 @@ _PATTERN = re.compile(TIMESTAMP_PATTERN, re.ASCII)
 
 def format_timestamp_us(micros: int) -> str:
     """`2018-04-01T00:07:56Z`, or with 6 fraction digits when there is a fraction."""
-    moment = _EPOCH + timedelta(microseconds=int(micros))
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = (_EPOCH + timedelta(microseconds=int(micros))).replace(tzinfo=None)
+    # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits, which
+    # the contract's pattern (and the vectorised serialiser) require.
+    return moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds") + "Z"
 
 
 def parse_timestamp_us(text: str) -> int:

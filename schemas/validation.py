@@ -62,14 +62,22 @@ def validate_bytes(
 
 
 def validate_text(text: str, contract: Contract) -> dict[str, Any] | Rejection:
-    try:
-        obj = json.loads(text, parse_constant=_keep_constant, parse_int=_parse_int)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return Rejection(RejectReason.MALFORMED_JSON, f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
+    obj = parse_json(text)
+    if isinstance(obj, Rejection):
+        return obj
     try:
         return validate_object(obj, contract)
     except Exception as exc:  # a validator bug must not stop a stream or a batch: say so
         return Rejection(RejectReason.UNPROCESSABLE, f"the validator failed on this record: {type(exc).__name__}")
+
+
+def parse_json(text: str) -> Any | Rejection:
+    """A JSON document, with NaN/Infinity kept so `validate_object` names them NOT_FINITE
+    (for callers that take several records in one document, e.g. an HTTP batch)."""
+    try:
+        return json.loads(text, parse_constant=_keep_constant, parse_int=_parse_int)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return Rejection(RejectReason.MALFORMED_JSON, f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
 
 
 def validate_object(obj: Any, contract: Contract) -> dict[str, Any] | Rejection:

@@ -108,6 +108,11 @@ def split_messages(messages: Sequence[KafkaMessage], max_bytes: int) -> SplitBat
     return SplitBatch(valid=_columns(rows, stamps, mismatches, kept), rejected=rejected)
 
 
+def batch_of(records: Sequence[dict[str, Any]]) -> TransactionBatch:
+    """The columns of validated records that came from no message (a probe, a test)."""
+    return _columns(list(records), [-1] * len(records), 0, [])
+
+
 def _key_mismatch(message: KafkaMessage, record: dict[str, Any]) -> bool:
     return message.key() != str(record["customer_id"]).encode()
 

@@ -10,7 +10,7 @@ fraction (its night flag came from a time truncated toward zero).
 And what the contract cannot foresee: a message that still makes the lookup raise is isolated
 and dead-lettered (`unprocessable`) while its batch-mates are scored, and an outage whose error
 looks like a data error is retried, not dead-lettered. The fault is injected into the real
-Feast lookup: records of one terminal make it raise, or every call raises while `outage` is set.
+lookup: records of one terminal make it raise, or every call raises while `outage` is set.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pytest
 
 from cardscore.core.config import Settings
 from cardscore.features.definitions import MODEL_FEATURES, TX_DURING_NIGHT, TX_DURING_WEEKEND
 from cardscore.features.request_time import request_time_record
 from cardscore.schemas.timestamps import format_timestamp_us
 from cardscore.streaming import dlq
-from cardscore.streaming.features import FeastLookup
+from cardscore.streaming.features import open_lookup
+from cardscore.streaming.messages import TransactionBatch, batch_of
 from tests.streaming import world
 
 
@@ -76,12 +76,16 @@ def test_poison_values_are_rejected_and_their_batch_is_scored_at_once(stream_set
     assert all(dead[key].value() == raw for key, raw, _ in bad)
 
 
-def test_request_time_flags_are_exact_over_the_whole_contract_range(stream_settings: Settings) -> None:
-    """The real Feast lookup serves the night and weekend flags of the integer-microsecond
-    definition at the edges of the event-time range and around the hour and day boundaries."""
+@pytest.mark.parametrize("reader", ["snapshot", "feast"])
+def test_request_time_flags_are_exact_over_the_whole_contract_range(stream_settings: Settings, reader: str) -> None:
+    """The stream's lookup (the in-memory snapshot reader, and Feast's get_online_features, the
+    reference) serves the night and weekend flags of the integer-microsecond definition at the
+    edges of the event-time range and around the hour and day boundaries."""
     from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
 
-    lookup = FeastLookup(stream_settings)
+    settings = stream_settings.model_copy(
+        update={"features": stream_settings.features.model_copy(update={"online_reader": reader})})
+    lookup = open_lookup(settings)
     hour, day = 3_600_000_000, 86_400_000_000
     instants = [
         EVENT_TIME_MIN_US, EVENT_TIME_MIN_US + 1, EVENT_TIME_MIN_US + 7 * hour - 1, EVENT_TIME_MIN_US + 7 * hour,
@@ -92,7 +96,8 @@ def test_request_time_flags_are_exact_over_the_whole_contract_range(stream_setti
     ]
     records = [{"transaction_id": i, "event_time": t, "customer_id": 1, "terminal_id": 1, "amount": 10.0}
                for i, t in enumerate(instants)]
-    found = lookup(records)
+    found = lookup(batch_of(records))
+    lookup.close()
     night = found.matrix[:, MODEL_FEATURES.index(TX_DURING_NIGHT)]
     weekend = found.matrix[:, MODEL_FEATURES.index(TX_DURING_WEEKEND)]
     expected = [request_time_record(10.0, t) for t in instants]
@@ -122,22 +127,25 @@ POISON_TERMINAL = 666
 
 
 class FaultyLookup:
-    """The real Feast lookup, with a fault injected: records of `POISON_TERMINAL` make it raise
+    """The stream's real lookup, with a fault injected: records of `POISON_TERMINAL` make it raise
     (a data error), and while `outage` is set every call raises ValueError (an outage whose
     error looks like a data error)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.real = FeastLookup(settings)
+        self.real = open_lookup(settings)
         self.outage = threading.Event()
         self.calls = 0
 
-    def __call__(self, records: Sequence[Mapping[str, Any]]):
+    def __call__(self, batch: TransactionBatch):
         self.calls += 1
         if self.outage.is_set():
             raise ValueError("the feature server answered garbage")
-        if any(r["terminal_id"] == POISON_TERMINAL for r in records):
+        if (batch.terminal_id == POISON_TERMINAL).any():
             raise ValueError("cannot serve terminal 666")
-        return self.real(records)
+        return self.real(batch)
+
+    def close(self) -> None:
+        self.real.close()
 
 
 def test_a_message_that_breaks_the_lookup_is_dead_lettered_and_its_batch_is_scored(

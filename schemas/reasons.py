@@ -17,3 +17,7 @@ class RejectReason(StrEnum):
     OUTSIDE_DAY = "outside_day"  # event time not within the landing day
     OUTSIDE_WINDOW = "outside_window"  # landing day or event day too far from the pipeline's clock
     DUPLICATE_CONFLICT = "duplicate_conflict"  # same key as another record, different content
+    # The record passed every contract check, yet processing it alone failed (the stream
+    # isolates such a record from its batch; the detail names the error). Not a dependency
+    # outage: those are retried, never rejected.
+    UNPROCESSABLE = "unprocessable"

@@ -13,6 +13,7 @@ from cardscore.cli import (  # noqa: F401  (imported for their command registrat
     monitoring,
     pipeline,
     services,
+    serving,
     simulate,
     stages,
     streaming,

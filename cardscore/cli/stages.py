@@ -30,6 +30,8 @@ from cardscore.jobs.score_batch.stage import SPEC as SCORE
 from cardscore.jobs.train.stage import SPEC as TRAIN
 
 STAGES: tuple[StageSpec, ...] = (INGEST, FEATURES, MATERIALIZE, SCORE, TRAIN, MONITOR, RETRAIN)
+# Command path -> what it runs (the runner's parser takes the command's arguments).
+FORWARDED: dict[tuple[str, ...], StageSpec | Composition] = {}
 # Forwarded arguments are the stage parser's business (its own --help included).
 FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -46,6 +48,7 @@ def run_target(ctx: typer.Context, target: StageSpec | Composition, prog: str) -
 
 
 def _register(group: typer.Typer, name: str, target: StageSpec | Composition, prog: str) -> None:
+    FORWARDED[tuple(prog.split()[1:])] = target
     help_text = f"{target.description[:1].upper()}{target.description[1:]}. Options: {prog} --help."
 
     @group.command(name, context_settings=FORWARD, help=help_text, add_help_option=False)

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from cardscore.core.catalog import PIPELINE_RUNS
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
+from cardscore.core.metrics_file import publish_stage
 from cardscore.core.stage import (
     DONE_BEFORE,
     FAILED,
@@ -321,6 +322,7 @@ class StageRunner:
                 self.ledger.record(run_id, self.pipeline, ledger_day, record, started_at, lineage)
             except Exception as exc:  # the ledger must not hide the stage's own result
                 log.error("ledger.write_failed", stage=step.name, error=f"{type(exc).__name__}: {exc}")
+            publish_stage(self.ctx.settings, self.pipeline, ledger_day, record)  # Prometheus text file
             records.append(record)
         for ledger_day, record in zip(per_day, records, strict=True):
             self.reporter.finished(ledger_day, record)

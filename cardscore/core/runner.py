@@ -48,7 +48,8 @@ def is_dated(target: Target) -> bool:
 
 def build_parser(target: Target, prog: str | None = None) -> argparse.ArgumentParser:
     """The command line of a stage or composition: shared options, then its own."""
-    parser = argparse.ArgumentParser(prog=prog, description=target.description)
+    # No abbreviations: a scheduler's typo (--dat) must fail, not silently mean --date.
+    parser = argparse.ArgumentParser(prog=prog, description=target.description, allow_abbrev=False)
     if is_dated(target):
         parser.add_argument("--date", help="the day to process: YYYY-MM-DD, today or yesterday (UTC)")
         parser.add_argument("--from", dest="start", help="first day of a range (backfill)")

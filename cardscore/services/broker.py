@@ -2,7 +2,8 @@
 
 Tansu speaks the Kafka wire protocol but keeps messages in memory in this mode: a restart
 loses every topic. Anything that needs a durable broker, `read_committed`, correct lags or
-CreatePartitions points `kafka.client.bootstrap.servers` at a real Kafka instead.
+CreatePartitions points `kafka.client.bootstrap.servers` at a real Kafka instead (locally:
+cardscore.services.kafka_cluster, `cardscore broker start --kafka`).
 """
 
 from __future__ import annotations

@@ -7,11 +7,13 @@
 All three run `SPEC` through `cardscore.core.runner`, which calls `ingest_day(ctx, day)`. For each feed (transactions, labels) of the day:
 
 1. **list and read** the day's files (`<landing>/<feed>/date=D/*.jsonl`, hidden `.`/`_` files
-   skipped) with pyarrow.fs; each file's bytes are split on `\\n` into numbered lines in one
-   Arrow pass on the driver (1-based, file order: stable line numbers, exact bytes, and the
-   SHA-256 from the same read). Not `spark.read.text`: on Sail one invalid UTF-8 byte fails the
-   whole read, and its text reader drops the CR that must be rejected; `binaryFile` + an
-   in-engine split is exact but 10x slower (bench/results/ingest.json, `parts`).
+   skipped) with pyarrow.fs; each file is streamed in blocks, split on `\\n` into numbered
+   lines (1-based, file order: stable line numbers, exact bytes, and the SHA-256 from the same
+   read) written to a Parquet file in the lake's staging area, which the engine reads: the
+   driver holds one block at a time, never a day (`jobs.ingest.landing`). Not
+   `spark.read.text`: on Sail one invalid UTF-8 byte fails the whole read, and its text reader
+   drops the CR that must be rejected; `binaryFile` + an in-engine split is exact but 10x
+   slower (bench/results/ingest.json, `parts`).
 2. **bronze**: lines of files not yet loaded are written, with lineage, in one commit per feed
    (`replaceWhere` on the day and those files, so a crash before step 3 cannot duplicate them).
 3. **load ledger** (`ops.ingest_loads`): one row per file: size, SHA-256, line count, load id.
@@ -50,7 +52,6 @@ gives identical silver and quarantine rows.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
 import time
@@ -60,6 +61,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.core.lake import delete_folder
 from cardscore.core.logs import get_logger
@@ -68,14 +70,13 @@ from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.expectations.gate import GateFailed, GateResult, validate
 from cardscore.jobs.ingest.corrections import day_fingerprint, withdrawals
 from cardscore.jobs.ingest.landing import (
-    LINES_SCHEMA,
     FileLoad,
     LandingFile,
     day_folder,
-    lines_table,
+    lines_frame,
     list_landing_files,
-    read_file,
     sql_string,
+    stage_file_lines,
 )
 from cardscore.jobs.ingest.report import FeedReport, IngestReport, log_summary, summary_table
 from cardscore.jobs.ingest.transforms import (
@@ -153,8 +154,6 @@ def new_load_id() -> str:
 def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> IngestReport:
     """Ingest one landing day; raises MissingInput, StageFailed, DayRefused or IngestGateFailed
     (exit 1)."""
-    from pyspark.sql import functions as F
-
     started = time.perf_counter()
     step = PhaseTimer(progress)
     lake, settings = ctx.lake, ctx.settings
@@ -174,7 +173,22 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
     for name, files in listed.items():
         if files is None:
             log.warning("ingest.feed_missing", day=day.isoformat(), feed=name, folder=day_folder(landing, name, day))
-    loads = _plan_loads(lake, listed, landing, load_id)
+    lines_root = lake.uri(f"_staging.ingest_lines_{day:%Y%m%d}_{load_id.replace('-', '_')}")
+    try:
+        return _ingest_read_day(ctx, day, report, listed, lines_root, started, step)
+    finally:  # the staged lines are read by the engine before this returns
+        delete_folder(lines_root)
+
+
+def _ingest_read_day(
+    ctx: JobContext, day: date, report: IngestReport, listed: dict[str, list[LandingFile] | None],
+    lines_root: str, started: float, step: PhaseTimer,
+) -> IngestReport:
+    """Steps 2-7 of `ingest_day`, once the day's files are listed."""
+    from pyspark.sql import functions as F
+
+    lake, settings = ctx.lake, ctx.settings
+    loads = _plan_loads(lake, listed, settings.landing_root, report.load_id, lines_root)
     withdrawn = withdrawals(lake, day)  # source_file -> who withdrew it, why, when
     window = day_window(settings)
 
@@ -186,9 +200,9 @@ def ingest_day(ctx: JobContext, day: date, progress: Progress | None = None) -> 
             feed.name,
             files=len(feed_loads),
             files_loaded=sum(1 for x in feed_loads if x.new),
-            lines=sum(len(x.lines) for x in feed_loads),
+            lines=sum(x.line_count for x in feed_loads),
             files_withdrawn=len(gone),
-            withdrawn=sum(len(x.lines) for x in gone),
+            withdrawn=sum(x.line_count for x in gone),
         )
         report.feeds[feed.name].bronze_rows_added = _write_bronze(ctx, feed, day, [x for x in feed_loads if x.new])
     _record_loads(ctx, day, [x for feed_loads in loads.values() for x in feed_loads if x.new])
@@ -320,9 +334,9 @@ def table_versions(lake: Lake) -> dict[str, int | None]:
 
 
 def _plan_loads(
-    lake: Lake, listed: dict[str, list[LandingFile] | None], landing: str, load_id: str
+    lake: Lake, listed: dict[str, list[LandingFile] | None], landing: str, load_id: str, lines_root: str
 ) -> dict[str, list[FileLoad]]:
-    """Read every file; reuse the ledger's lineage for files already loaded."""
+    """Read (stage) every file; reuse the ledger's lineage for files already loaded."""
     from pyspark.sql import functions as F
 
     files = [f for group in listed.values() for f in (group or [])]
@@ -337,21 +351,21 @@ def _plan_loads(
         known = {row.source_file: row for row in rows}
     now_us = int(time.time() * 1_000_000)
     loads: dict[str, list[FileLoad]] = {name: [] for name in FEEDS}
-    for file in files:
-        data = read_file(landing, file)
-        digest = hashlib.sha256(data).hexdigest()
+    for number, file in enumerate(files):
+        staged = stage_file_lines(landing, file, join_uri(lines_root, f"{number:05d}.parquet"))
+        digest = staged.sha256
         previous = known.get(file.uri)
         if previous is not None and previous.sha256 != digest:
             raise StageFailed(
                 STAGE,
                 f"landing file {file.uri} changed after load {previous.load_id} "
-                f"({previous.size_bytes} -> {len(data)} bytes, sha256 {previous.sha256[:12]} -> {digest[:12]}). "
+                f"({previous.size_bytes} -> {staged.size} bytes, sha256 {previous.sha256[:12]} -> {digest[:12]}). "
                 "Landing files are immutable: restore the original, or deliver corrections as a new file.",
             )
         if previous is None:
-            loads[file.feed].append(FileLoad(file, data, digest, load_id, now_us, new=True))
+            loads[file.feed].append(FileLoad(staged, load_id, now_us, new=True))
         else:
-            loads[file.feed].append(FileLoad(file, data, digest, previous.load_id, previous.ingested_us, new=False))
+            loads[file.feed].append(FileLoad(staged, previous.load_id, previous.ingested_us, new=False))
     return loads
 
 
@@ -359,12 +373,11 @@ def _write_bronze(ctx: JobContext, feed: Feed, day: date, new_loads: list[FileLo
     """Write the new files' lines to bronze in one commit; returns the number of rows."""
     if not new_loads:
         return 0
-    table = lines_table(new_loads, day)
-    frame = ctx.spark.createDataFrame(table, schema=LINES_SCHEMA)
+    frame = lines_frame(ctx.spark, new_loads, day)
     files = ", ".join(sql_string(x.file.uri) for x in new_loads)
     predicate = f"landing_date = DATE'{day.isoformat()}' AND source_file IN ({files})"
     ctx.lake.replace_where(bronze_records(frame), feed.bronze_table, predicate, partition_by=["landing_date"])
-    return table.num_rows
+    return sum(x.line_count for x in new_loads)
 
 
 def _record_loads(ctx: JobContext, day: date, new_loads: list[FileLoad]) -> None:
@@ -377,9 +390,9 @@ def _record_loads(ctx: JobContext, day: date, new_loads: list[FileLoad]) -> None
             "source": pa.array([x.file.feed for x in new_loads], pa.string()),
             "source_file": pa.array([x.file.uri for x in new_loads], pa.string()),
             "landing_date": pa.array([day] * len(new_loads), pa.date32()),
-            "size_bytes": pa.array([len(x.data) for x in new_loads], pa.int64()),
+            "size_bytes": pa.array([x.staged.size for x in new_loads], pa.int64()),
             "sha256": pa.array([x.sha256 for x in new_loads], pa.string()),
-            "line_count": pa.array([len(x.lines) for x in new_loads], pa.int64()),
+            "line_count": pa.array([x.line_count for x in new_loads], pa.int64()),
             "load_id": pa.array([x.load_id for x in new_loads], pa.string()),
             "ingested_at": pa.array([x.ingested_at_us for x in new_loads], pa.int64()).cast(
                 pa.timestamp("us", tz="UTC")
@@ -400,7 +413,7 @@ def _stage_day(
     from pyspark.sql import functions as F
 
     settings = ctx.settings.ingest
-    lines = ctx.spark.createDataFrame(lines_table(loads, day), schema=LINES_SCHEMA)
+    lines = lines_frame(ctx.spark, loads, day)
     checked = validate_lines(lines, feed.event, settings.max_line_bytes, settings.validator)
     published = None
     if not feed.latest_wins and ctx.lake.exists(feed.silver_table):

@@ -3,9 +3,9 @@
 Top to bottom; a module may import only from its own layer's package or from a lower layer,
 and packages on the same line (siblings) do not import each other:
 
-    applications     cardscore.cli
+    applications     cardscore.cli | cardscore.schedule
                      cardscore.demo | cardscore.notebook
-    stages           cardscore.jobs | cardscore.streaming
+    stages           cardscore.jobs | cardscore.streaming | cardscore.serving
     domain libraries cardscore.monitoring | cardscore.simulator
                      cardscore.model | cardscore.services
                      cardscore.features
@@ -25,9 +25,9 @@ import pytest
 from tests.architecture.imports import FOLDERS, Import, cycles, imports, modules, within
 
 LAYERS: list[list[str]] = [
-    ["cardscore.cli"],
+    ["cardscore.cli", "cardscore.schedule"],
     ["cardscore.demo", "cardscore.notebook"],
-    ["cardscore.jobs", "cardscore.streaming"],
+    ["cardscore.jobs", "cardscore.streaming", "cardscore.serving"],
     ["cardscore.monitoring", "cardscore.simulator"],
     ["cardscore.model", "cardscore.services"],
     ["cardscore.features"],

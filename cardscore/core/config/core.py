@@ -72,6 +72,19 @@ class KafkaSettings(Section):
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
     embedded_port: int = Field(19092, ge=1, le=65535, description="port of the embedded broker")
+    jars_dir: str | None = Field(
+        None,
+        description="Apache Kafka jars of `cardscore broker start --kafka`; default the "
+        "repository's deploy/jvm/lib/kafka (`make jars`)",
+    )
+    jvm_heap: str = Field(
+        "512m", pattern=r"^[0-9]+[kKmMgG]$", description="-Xmx of each node of `cardscore broker start --kafka`"
+    )
+    jvm_options: list[str] = Field(
+        default_factory=list,
+        description="more JVM options for each node of `cardscore broker start --kafka`, after the "
+        "built-in ones (e.g. -XX:TieredStopAtLevel=4 for the full JIT)",
+    )
 
 
 

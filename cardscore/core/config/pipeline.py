@@ -30,6 +30,11 @@ class PipelineSettings(Section):
         default_factory=dict, description="per-stage overrides, keyed by stage name"
     )
     monitoring_enabled: bool = Field(True, description="run the monitoring stage at the end")
+    metrics_dir: str | None = Field(
+        None, description="folder of the Prometheus text file the runner rewrites after every stage "
+        "(cardscore_<pipeline>.prom, for node-exporter's textfile collector or a Pushgateway); "
+        "None: <home>/metrics",
+    )
     clock: datetime | None = Field(
         None,
         description="the pipeline's notion of now (UTC), for the day-sanity checks of ingest; null: the "

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cardscore.streaming.service import EXIT_USAGE, RunOptions, run_scorer
+from cardscore.streaming.service import EXIT_USAGE, InvalidOptions, RunOptions, run_scorer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,8 +21,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML settings file (default: $CARDSCORE_CONFIG, ./cardscore.yaml)")
     p.add_argument("--group-id", help="consumer group (default streaming.group_id)")
-    p.add_argument("--instance-id", help="this process's name in logs, DLQ headers and "
-                   "transactional.id (default <host>-<pid>; use a stable name with exactly_once)")
+    p.add_argument("--instance-id", help="this process's stable name: its static group membership "
+                   "(group.instance.id: a restart under the same name resumes at once), logs, DLQ "
+                   "headers and transactional.id (default <host>-<pid>, a dynamic member)")
     p.add_argument("--batch-size", type=int, dest="batch_max_messages", help="messages per micro-batch")
     p.add_argument("--batch-wait-ms", type=int, dest="batch_max_wait_ms", help="longest wait to fill a batch")
     p.add_argument("--delivery", choices=["at_least_once", "exactly_once"])
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return run_scorer(settings, options)
-    except ValueError as exc:  # pydantic validation of the options
+    except InvalidOptions as exc:  # only the options' validation, never an error while scoring
         print(f"invalid option: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -9,7 +9,8 @@ order, byte-identical to the project's one serialiser (`schemas.serialization.ev
      "model_version":"3","feature_snapshot_date":"2018-04-01","unknown_customer":false,
      "unknown_terminal":false,"scored_at":"2024-05-02T10:11:12.345678Z"}
 
-Headers: `content-type: application/json`, `schema: score_event.v1`. The JSON Schema is
+Headers: `content-type: application/json`, `schema: score_event.v1` (and
+`cardscore.duplicate-conflict` on a flagged duplicate, see `streaming.duplicates`). The JSON Schema is
 `score_json_schema()` (`cardscore contracts export` writes it too).
 """
 
@@ -31,6 +32,9 @@ SCORE_HEADERS = [
     ("content-type", b"application/json"),
     ("schema", schema_id(SCORE_EVENT).encode()),
 ]
+# On the score of a transaction id seen before with other content, when the duplicate policy
+# is `score_flagged` (streaming.duplicates): where the first message with that id is.
+DUPLICATE_CONFLICT_HEADER = "cardscore.duplicate-conflict"
 
 
 @dataclass(frozen=True)

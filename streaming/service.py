@@ -49,12 +49,23 @@ class RunOptions:
         return {k: v for k, v in values.items() if v is not None}
 
 
+class InvalidOptions(ValueError):
+    """Command-line options the settings reject (exit code 2). Only these are usage errors: any
+    other error raised while scoring is the scorer's own, never reported as a bad option."""
+
+
 def apply_options(settings: Settings, options: RunOptions) -> Settings:
     """A copy of `settings` with the options' streaming values (validated like the file's)."""
+    from pydantic import ValidationError
+
     from cardscore.core.config.streaming import StreamingSettings
 
     merged = {**settings.streaming.model_dump(), **options.settings_overrides()}
-    return settings.model_copy(update={"streaming": StreamingSettings.model_validate(merged)})
+    try:
+        validated = StreamingSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise InvalidOptions(str(exc)) from None
+    return settings.model_copy(update={"streaming": validated})
 
 
 def run_scorer(

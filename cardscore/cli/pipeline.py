@@ -30,11 +30,12 @@ def runs(
             print(json.dumps(row, default=str))
         return
     table = Table(title=f"{pipeline} runs of {the_day}")
-    for column in ("run", "stage", "status", "attempts", "seconds", "outputs", "model", "error"):
+    for column in ("run", "stage", "status", "attempts", "seconds", "outputs", "model", "error, or why it ran again"):
         table.add_column(column)
     for row in rows:
         style = STATUS_STYLE.get(row["status"], "white")
+        why = json.loads(row["details"] or "{}").get("rerun_reason") or ""
         table.add_row(row["run_id"][-8:], row["stage"], f"[{style}]{row['status']}[/{style}]",
                       str(row["attempts"]), f"{row['duration_s']:.1f}", row["outputs"],
-                      row["model_version"] or "", (row["error"] or "")[:80])
+                      row["model_version"] or "", (row["error"] or why).split("\n")[0][:120])
     console.print(table)

@@ -6,6 +6,7 @@ SILVER_TRANSACTIONS = "silver.transactions"
 SILVER_LABELS = "silver.labels"
 QUARANTINE = "quarantine.records"
 INGEST_LOADS = "ops.ingest_loads"  # which landing files were loaded, by which load id
+LANDING_CORRECTIONS = "ops.landing_corrections"  # landing files superseded or retracted: who, why, when
 
 CUSTOMER_FEATURES = "gold.customer_features"
 TERMINAL_FEATURES = "gold.terminal_features"

@@ -43,7 +43,7 @@ class RichReporter(LogReporter):
     def finished(self, day: date | None, record: StageRecord) -> None:
         super().finished(day, record)
         style = STATUS_STYLE.get(record.status, "white")
-        message = record.error or (record.outcome.message if record.outcome else "")
+        message = record_message(record)
         self.bars.console.print(
             f"{_day(day)}[bold]{record.stage:<11}[/bold] [{style}]{record.status:<11}[/{style}] "
             f"{record.seconds:6.1f}s {message}", highlight=False,
@@ -73,7 +73,7 @@ def summary(target: StageSpec | Composition, results: Sequence[DayResult], lines
         for record in result.records:
             if record.status == FAILED or not lines:
                 continue
-            message = record.outcome.message if record.outcome else ""
+            message = record_message(record, errors=False)
             print(f"{_day(record.day)}{record.stage} {record.status}{': ' + message if message else ''}",
                   flush=True)
     table: Any = None
@@ -100,7 +100,7 @@ def records_table(title: str, results: Sequence[DayResult]) -> Any:
     for result in results:
         for record in result.records:
             style = STATUS_STYLE.get(record.status, "white")
-            detail = record.error or (record.outcome.message if record.outcome else "")
+            detail = record_message(record)
             table.add_row(str(record.day or ""), record.stage, f"[{style}]{record.status}[/{style}]",
                           str(record.attempts), f"{record.seconds:.1f}", detail)
     return table
@@ -129,6 +129,16 @@ def phase_bars(console: Console, transient: bool = False, jupyter: bool = False)
             bars.update(tasks[phase], completed=done, total=total)
 
         yield progress
+
+
+def record_message(record: StageRecord, errors: bool = True) -> str:
+    """What a stage's line says: its error (first line) or message, and why it ran again or not."""
+    message = (record.error or "").split("\n")[0] if errors and record.error else (
+        record.outcome.message if record.outcome else "")
+    if record.reason:
+        why = f"re-run: {record.reason}" if record.status != "done-before" else record.reason
+        message = f"{message} ({why})" if message else why
+    return message
 
 
 def _day(day: date | None) -> str:

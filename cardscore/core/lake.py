@@ -76,6 +76,25 @@ class Lake:
             return None
         return int(self._delta_table(table).version())
 
+    def partitions_changed(self, table: str, since: int | None, column: str) -> set[str] | None:
+        """Values of partition `column` whose files differ between version `since` (None: before
+        the table existed) and now: what the commits since then added or removed. None when it
+        cannot be told (that version's log is gone): the caller takes it as changed."""
+        import pyarrow as pa
+
+        def files(version: int | None) -> dict[str, str]:
+            if version is None:
+                return {}
+            actions = pa.table(self._delta_table(table, version).get_add_actions(flatten=True))
+            values = actions.column(f"partition.{column}").to_pylist()
+            return {path: str(value) for path, value in zip(actions.column("path").to_pylist(), values, strict=True)}
+
+        try:
+            before, now = files(since), files(self.version(table))
+        except Exception:  # a vacuumed or cleaned-up log, a dropped partition column
+            return None
+        return {now.get(p, before.get(p, "")) for p in set(before) ^ set(now)}
+
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commits, newest first: version, timestamp, operation, parameters, metrics."""
         return list(self._delta_table(table).history(limit))

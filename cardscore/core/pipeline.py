@@ -4,7 +4,12 @@ A `Step` is a stage of a composition, with the day offset it works on (the night
 builds the snapshot of D+1: `shift_days=1`) and the options the composition passes. The
 `StageRunner`:
 - skips steps the ledger already records as succeeded for that day (a re-run resumes at the
-  step that failed), unless `force` or `from_stage` says otherwise;
+  step that failed), unless `force` or `from_stage` says otherwise, or the step's inputs
+  changed since that success: the versions of the tables its spec declares (`StageSpec.inputs`,
+  in the partitions its day reads) and the fingerprints of its other inputs (`observe`), as
+  recorded in its ledger row, against the tables now, after the steps before it in the same
+  run. Such a step runs again, and so does every step whose inputs it changes; the reason is
+  in the progress line, the log (`stage.rerun`) and the ledger row's details (`rerun_reason`);
 - retries unexpected errors with exponential backoff (per-stage policy from settings), but
   never a `StageFailed` (a failed gate or a missing input will fail the same way again);
 - stops at the first failed step: nothing downstream runs, so nothing downstream is published;
@@ -98,6 +103,7 @@ class StageRecord:
     error: str | None = None
     exit_code: int = 0  # the StageFailed's own exit code when the stage failed on purpose
     day: date | None = None  # the pipeline day the record is for
+    reason: str | None = None  # why a step the ledger had as done ran again, or was not run
 
 
 @dataclass
@@ -134,7 +140,8 @@ class LogReporter:
 
     def finished(self, day: date | None, record: StageRecord) -> None:
         log.info("stage.finished", day=_iso(day), stage=record.stage, status=record.status,
-                 attempts=record.attempts, seconds=round(record.seconds, 3), error=record.error)
+                 attempts=record.attempts, seconds=round(record.seconds, 3), error=record.error,
+                 reason=record.reason)
 
     def progress(self, day: date | None, step: Step) -> Progress | None:
         return None
@@ -148,27 +155,37 @@ class RunLedger:
         self.table = table
 
     def record(
-        self, run_id: str, pipeline: str, day: date | None, record: StageRecord, started: datetime
+        self, run_id: str, pipeline: str, day: date | None, record: StageRecord, started: datetime,
+        lineage: Mapping[str, Any] | None = None,
     ) -> None:
+        """Append the step's row; `lineage` (the declared inputs' versions and fingerprints,
+        taken before the stage ran) joins the versions the stage itself reported."""
         outcome = record.outcome or StageOutcome()
+        details = {**outcome.details, **({"rerun_reason": record.reason} if record.reason else {})}
         row = (
             run_id, pipeline, day, record.stage, record.status, record.attempts, started,
             datetime.now(UTC), record.seconds,
-            json.dumps(outcome.inputs, sort_keys=True),
+            json.dumps({**outcome.inputs, **(lineage or {})}, sort_keys=True, default=str),
             json.dumps(outcome.outputs, sort_keys=True),
             outcome.model_version,
-            json.dumps(outcome.details, sort_keys=True, default=str),
+            json.dumps(details, sort_keys=True, default=str),
             record.error,
         )
         self.ctx.lake.append(self.ctx.spark.createDataFrame([row], LEDGER_SCHEMA), self.table)
 
     def latest_status(self, pipeline: str, day: date) -> dict[str, str]:
         """Stage name -> status of its latest ledger row for that day."""
-        latest: dict[str, tuple[datetime, str]] = {}
-        for row in self._rows(pipeline, day).select("stage", "status", "finished_at").collect() if self._exists() else []:
-            if row.stage not in latest or row.finished_at > latest[row.stage][0]:
-                latest[row.stage] = (row.finished_at, row.status)
-        return {stage: status for stage, (_, status) in latest.items()}
+        return {stage: row["status"] for stage, row in self.latest(pipeline, day).items()}
+
+    def latest(self, pipeline: str, day: date) -> dict[str, dict[str, Any]]:
+        """Stage name -> its latest ledger row for that day (status, finished_at, inputs parsed)."""
+        latest: dict[str, dict[str, Any]] = {}
+        rows = self._rows(pipeline, day).select("stage", "status", "finished_at", "inputs").collect() if self._exists() else []
+        for row in rows:
+            if row.stage not in latest or row.finished_at > latest[row.stage]["finished_at"]:
+                latest[row.stage] = {"status": row.status, "finished_at": row.finished_at,
+                                     "inputs": json.loads(row.inputs or "{}")}
+        return latest
 
     def rows(self, pipeline: str, day: date) -> list[dict[str, Any]]:
         if not self._exists():
@@ -216,17 +233,32 @@ class StageRunner:
         if from_stage is not None and from_stage not in self.stage_names():
             raise ValueError(f"unknown stage {from_stage!r}; stages are {self.stage_names()}")
         run_id = new_run_id(self.pipeline, day)
-        done = {} if force or day is None else self.ledger.latest_status(self.pipeline, day)
+        done = {} if force or day is None else self.ledger.latest(self.pipeline, day)
         start_index = self.stage_names().index(from_stage) if from_stage else 0
         result = DayResult(day, run_id, [])
         log.info("pipeline.started", pipeline=self.pipeline, day=_iso(day), run_id=run_id)
         for index, step in enumerate(self.steps):
-            if index < start_index or (from_stage is None and done.get(step.name) == SUCCEEDED):
-                record = StageRecord(step.name, DONE_BEFORE, 0, 0.0, day=day)
+            days = step.days_for(day) if day else ()
+            reason = None
+            if index < start_index:
+                record = StageRecord(step.name, DONE_BEFORE, 0, 0.0, day=day, reason=f"before --from-stage {from_stage}")
+            elif from_stage is None and done.get(step.name, {}).get("status") == SUCCEEDED:
+                previous = done[step.name]
+                changes = changed_inputs(self.ctx, step.spec, days[0] if days else None, previous["inputs"])
+                if not changes:
+                    record = StageRecord(step.name, DONE_BEFORE, 0, 0.0, day=day,
+                                         reason=f"succeeded at {previous['finished_at']:%Y-%m-%d %H:%M:%S}, inputs unchanged")
+                else:
+                    record = None
+                    reason = "inputs changed since it succeeded: " + "; ".join(changes)
+                    log.info("stage.rerun", pipeline=self.pipeline, day=_iso(day), stage=step.name, reason=reason)
+            else:
+                record = None
+            if record is not None:
                 result.records.append(record)
                 self.reporter.finished(day, record)
                 continue
-            records = self._run_step(run_id, step, day, step.days_for(day) if day else ())
+            records = self._run_step(run_id, step, day, days, reason=reason)
             result.records.extend(records)
             if any(r.status == FAILED for r in records):
                 break
@@ -244,8 +276,9 @@ class StageRunner:
 
     def _run_step(
         self, run_id: str, step: Step, day: date | None, days: tuple[date, ...],
-        ledger_days: Sequence[date] | None = None,
+        ledger_days: Sequence[date] | None = None, reason: str | None = None,
     ) -> list[StageRecord]:
+        lineage = observed_inputs(self.ctx, step.spec, days)
         policy = self.ctx.settings.pipeline.retry_for(step.name)
         max_attempts = policy.max_attempts if self.retries else 1
         started_at = datetime.now(UTC)
@@ -284,9 +317,9 @@ class StageRunner:
         for index, ledger_day in enumerate(per_day):
             outcome = outcomes[index] if index < len(outcomes) else (outcomes[-1] if outcomes else None)
             record = StageRecord(step.name, outcome.status if outcome and not error else status, attempt,
-                                 seconds, outcome, error, exit_code, ledger_day)
+                                 seconds, outcome, error, exit_code, ledger_day, reason)
             try:
-                self.ledger.record(run_id, self.pipeline, ledger_day, record, started_at)
+                self.ledger.record(run_id, self.pipeline, ledger_day, record, started_at, lineage)
             except Exception as exc:  # the ledger must not hide the stage's own result
                 log.error("ledger.write_failed", stage=step.name, error=f"{type(exc).__name__}: {exc}")
             publish_stage(self.ctx.settings, self.pipeline, ledger_day, record)  # Prometheus text file
@@ -294,6 +327,67 @@ class StageRunner:
         for ledger_day, record in zip(per_day, records, strict=True):
             self.reporter.finished(ledger_day, record)
         return records
+
+
+# ---------------------------------------------------------------------- lineage
+
+
+def observed_inputs(ctx: JobContext, spec: StageSpec, days: Sequence[date]) -> dict[str, Any]:
+    """The current versions of the stage's declared input tables and the fingerprints of its
+    other inputs for `days`: what its ledger row records, to compare on the next run."""
+    state: dict[str, Any] = {}
+    try:
+        for item in spec.tracked_inputs():
+            state[item.table] = ctx.lake.version(item.table)
+        if spec.observe is not None:
+            for day in days:
+                state.update(spec.observe(ctx, day))
+    except Exception as exc:  # lineage must never stop a stage: it then just is not compared
+        log.warning("lineage.unobserved", stage=spec.name, error=f"{type(exc).__name__}: {exc}")
+    return state
+
+
+def changed_inputs(ctx: JobContext, spec: StageSpec, day: date | None, recorded: Mapping[str, Any]) -> list[str]:
+    """What changed among the stage's inputs for work day `day` since the run that recorded
+    `recorded`: tables with commits touching the partitions the day reads, changed fingerprints.
+    Inputs the row does not record (rows written before lineage was recorded) are not compared."""
+    changes = []
+    for item in spec.tracked_inputs():
+        if item.table not in recorded:
+            continue
+        was, now = recorded[item.table], ctx.lake.version(item.table)
+        if was == now:
+            continue
+        moved = f"{item.table} {_version(was)} -> {_version(now)}"
+        if item.partition is None:
+            changes.append(moved)
+            continue
+        touched = ctx.lake.partitions_changed(item.table, was, item.partition)
+        if touched is None:
+            changes.append(f"{moved} (history unreadable)")
+            continue
+        first, last = item.window(day)
+        hit = sorted(v for v in touched if _in_window(v, first, last))
+        if hit:
+            shown = ", ".join(hit[:3]) + (f" and {len(hit) - 3} more" if len(hit) > 3 else "")
+            changes.append(f"{moved} ({item.partition} {shown})")
+    if spec.observe is not None and day is not None:
+        for key, value in spec.observe(ctx, day).items():
+            if key in recorded and recorded[key] != value:
+                changes.append(f"{key} changed")
+    return changes
+
+
+def _in_window(value: str, first: date | None, last: date | None) -> bool:
+    try:
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        return True  # not a day: cannot place it, so it counts
+    return (first is None or day >= first) and (last is None or day <= last)
+
+
+def _version(version: Any) -> str:
+    return "(none)" if version is None else f"v{version}"
 
 
 def new_run_id(pipeline: str, day: date | None) -> str:

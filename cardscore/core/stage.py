@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cardscore.core.timing import Progress
@@ -89,6 +89,34 @@ class StageCall:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A Delta table a stage reads, and which of its date partitions the work of day X reads:
+    `partition` in [X + first, X + last] (None: unbounded on that side; no `partition`: the
+    whole table). The runner records the table's version when the stage runs and re-runs a
+    stage the ledger records as done when a commit since then touched that window."""
+
+    table: str
+    partition: str | None = None
+    first: int | None = None
+    last: int | None = None
+
+    def window(self, day: date | None) -> tuple[date | None, date | None]:
+        if day is None or self.partition is None:
+            return None, None
+        return (None if self.first is None else day + timedelta(days=self.first),
+                None if self.last is None else day + timedelta(days=self.last))
+
+    def __str__(self) -> str:
+        return self.table
+
+
+def is_table_name(name: str) -> bool:
+    """`layer.name` (a Delta table of the lake), not a description such as "landing"."""
+    parts = name.split(".")
+    return len(parts) == 2 and all(p.replace("_", "").isalnum() for p in parts)
+
+
+@dataclass(frozen=True)
 class StageSpec:
     """A stage, as every entry point sees it.
 
@@ -98,7 +126,11 @@ class StageSpec:
     - `add_options(parser)` declares the stage's own command-line options; their parsed values
       reach `run` as `call.options` (the nightly composition passes its own);
     - `summarize(reports)` returns something `rich` can print for a person, from the typed
-      reports of the run's outcomes (called only when there are some).
+      reports of the run's outcomes (called only when there are some);
+    - `inputs` names what it reads: `Input`s (a table and the partitions a day reads), table
+      names (any change of the table counts) or descriptions ("landing"); `observe(ctx, day)`
+      fingerprints inputs that are not Delta tables (a landing day's files). The runner records
+      both with every run, and a composition re-runs a stage done before when they changed.
     """
 
     name: str
@@ -106,7 +138,7 @@ class StageSpec:
     run: Callable[[StageCall], StageOutcome | Sequence[StageOutcome]]
     dated: bool = True
     one_pass: bool = False
-    inputs: tuple[str, ...] = ()
+    inputs: tuple[str | Input, ...] = ()
     outputs: tuple[str, ...] = ()
     gates: tuple[str, ...] = ()
     add_options: Callable[[argparse.ArgumentParser], None] | None = None
@@ -114,6 +146,12 @@ class StageSpec:
     # after_run(ctx, outcomes, options): once after a standalone run of all its days (e.g. a
     # picture of the scored range); never inside a composition.
     after_run: Callable[[JobContext, Sequence[StageOutcome], Mapping[str, Any]], None] | None = None
+    observe: Callable[[JobContext, date], Mapping[str, str]] | None = None
+
+    def tracked_inputs(self) -> tuple[Input, ...]:
+        """The inputs that are Delta tables, as `Input`s (what the runner compares)."""
+        return tuple(i if isinstance(i, Input) else Input(i) for i in self.inputs
+                     if isinstance(i, Input) or is_table_name(i))
 
     def default_options(self) -> dict[str, Any]:
         """The stage's options with their defaults (what a composition passes unless it says)."""

@@ -102,17 +102,30 @@ def _entity_rows(ctx: JobContext, first: date, last: date):
 
 
 def features_of_days(
-    ctx: JobContext, first: date, last: date, features: Sequence[str], fraction: float | None = None
+    ctx: JobContext, first: date, last: date, features: Sequence[str], fraction: float | None = None,
+    scores_of: str | None = None,
 ) -> pd.DataFrame:
     """Model features of the silver transactions of [first, last], exactly as the batch scorer
-    gets them (Feast point-in-time join in the engine); a `fraction` samples rows first."""
+    gets them (Feast point-in-time join in the engine); a `fraction` samples rows first. With
+    `scores_of` (a predictions table), each row's published score is joined in the engine too
+    (rows without one are dropped), so only the sample reaches the driver."""
+    from pyspark.sql import functions as F
+
     from cardscore.features.retrieval import historical_features_spark
 
     entities = _entity_rows(ctx, first, last)
     if fraction is not None and fraction < 1.0:
         entities = entities.sample(fraction=fraction, seed=17)
-    joined = historical_features_spark(ctx.settings, ctx.spark, entities)
-    frame = joined.select("transaction_id", *features).toPandas()
+    joined = historical_features_spark(ctx.settings, ctx.spark, entities).select("transaction_id", *features)
+    if scores_of is not None:
+        scores = (
+            ctx.lake.read(scores_of)
+            .where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(last)))
+            .select("transaction_id", F.col(SCORE).cast("double").alias(SCORE))
+            .dropDuplicates(["transaction_id"])
+        )
+        joined = joined.join(scores, "transaction_id", "inner")
+    frame = joined.toPandas()
     # The engine's row order varies: sorted, a profile (sums, sample) is reproducible.
     return frame.sort_values("transaction_id", kind="mergesort").reset_index(drop=True)
 

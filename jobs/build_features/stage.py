@@ -25,7 +25,7 @@ from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_KEY,
@@ -321,7 +321,9 @@ SPEC = StageSpec(
     run=run,
     one_pass=True,
     add_options=add_options,
-    inputs=(catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS),
+    # The snapshot of X reads the look-back before X (the night of D builds X = D+1).
+    inputs=(Input(catalog.SILVER_TRANSACTIONS, "tx_date", -max(CUSTOMER_LOOKBACK_DAYS, TERMINAL_LOOKBACK_DAYS) - 1, -1),
+            Input(catalog.SILVER_LABELS, "reported_date", -max(CUSTOMER_LOOKBACK_DAYS, TERMINAL_LOOKBACK_DAYS) - 1, -1)),
     outputs=(catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
     gates=(CUSTOMER_SUITE, TERMINAL_SUITE),
     summarize=summary,

@@ -25,6 +25,8 @@ class FeedReport:
     files: int = 0
     files_loaded: int = 0  # new files written to bronze by this run
     lines: int = 0  # lines in the day's files (= the day's bronze rows)
+    files_withdrawn: int = 0  # files superseded or retracted (jobs/ingest/corrections.py)
+    withdrawn: int = 0  # their lines: in bronze, never judged again
     bronze_rows_added: int = 0
     accepted: int = 0  # rows of the day's silver set
     quarantined: int = 0
@@ -33,11 +35,18 @@ class FeedReport:
     reasons: dict[str, int] = field(default_factory=dict)
     decided_by: dict[str, int] = field(default_factory=dict)  # lines decided in sql / python
     silver_changed: bool = False  # whether publishing changed the silver table
+    recent_median: float | None = None  # accepted rows per day of the recent days, when known
+    restored: int = 0  # labels of withdrawn files replaced by an earlier report, or removed
     gate: dict[str, Any] | None = None
 
     @property
+    def surviving_lines(self) -> int:
+        """Lines of the files still in effect: the ones judged and published."""
+        return self.lines - self.withdrawn
+
+    @property
     def expected_silver_rows(self) -> int:
-        return self.lines - self.quarantined - self.duplicates - self.superseded
+        return self.surviving_lines - self.quarantined - self.duplicates - self.superseded
 
 
 @dataclass
@@ -79,6 +88,8 @@ def log_summary(report: IngestReport, outcome: str) -> None:
             files=feed.files,
             files_loaded=feed.files_loaded,
             lines=feed.lines,
+            files_withdrawn=feed.files_withdrawn,
+            withdrawn=feed.withdrawn,
             bronze_rows_added=feed.bronze_rows_added,
             accepted=feed.accepted,
             quarantined=feed.quarantined,
@@ -111,6 +122,8 @@ def summary_table(reports: Sequence[IngestReport]) -> Table:
     row("  loaded now", lambda f: f.files_loaded)
     row("lines (bronze)", lambda f: f.lines, style="bold")
     row("  added to bronze now", lambda f: f.bronze_rows_added)
+    if any(f.withdrawn for r in reports for f in r.feeds.values()):
+        row("  of withdrawn files", lambda f: f.withdrawn)
     row("accepted (silver)", lambda f: f.accepted, style="green")
     row("identical duplicates", lambda f: f.duplicates)
     row("superseded reports", lambda f: f.superseded)

@@ -10,16 +10,19 @@ A day's lines go through `classify`, which gives every line exactly one status:
 * ``superseded``: (labels) an earlier report of a transaction that a later report of the same
   day replaces; dropped and counted, like duplicates.
 
-So the lines of a day = accepted + quarantined + duplicate + superseded, the identity the gate's
-row-count expectation checks.
+So the lines of a day's surviving files (those not superseded or retracted,
+jobs/ingest/corrections.py) = accepted + quarantined + duplicate + superseded, the identity the
+gate's row-count expectation checks.
 
 Rules, in order (the first that applies decides):
 1. the contract checks of `schemas.spark_validation.validate_lines` (same as the stream path);
-2. ``outside_day``: the record's time (transactions: event_time, labels: reported_time) is
+2. ``outside_window``: the record's UTC day is outside the window of days ingest accepts
+   around the pipeline's clock (`ingest.day_window`, `pipeline.clock`): a skewed upstream clock;
+3. ``outside_day``: the record's time (transactions: event_time, labels: reported_time) is
    not on the landing folder's UTC day;
-3. ``duplicate_conflict`` across days (transactions): the id is already published in silver
+4. ``duplicate_conflict`` across days (transactions): the id is already published in silver
    under another day: ids are unique across the whole table, so the newcomer is rejected;
-4. within the day, per key: labels keep the latest report (earlier ones are superseded);
+5. within the day, per key: labels keep the latest report (earlier ones are superseded);
    rows with the same key and different content (for labels: at the same, latest
    reported_time) are all ``duplicate_conflict`` (which one is right cannot be known);
    identical copies keep the first by (ingested_at, source_file, line_number).
@@ -126,18 +129,39 @@ def classify(
     feed: Feed,
     day: date,
     published_elsewhere: DataFrame | None = None,
+    window: tuple[date | None, date | None] = (None, None),
 ) -> DataFrame:
     """Every checked line with `status`, final `reason` and `detail` (see the module docstring).
 
     `checked` is `validate_lines` output (reason null = valid, typed contract fields).
     `published_elsewhere` holds (key..., partition) of silver rows outside this day, for the
-    cross-day uniqueness rule; None skips it (labels, or no silver table yet).
+    cross-day uniqueness rule; None skips it (labels, or no silver table yet). `window` is the
+    first and last UTC day a record may fall on (None: unbounded).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     day_lit = F.lit(day.isoformat()).cast("date")
     event_day = F.to_date(F.col(feed.time_field))
+    first, last = window
+    beyond = F.lit(False)
+    if first is not None:
+        beyond = beyond | (event_day < F.lit(first.isoformat()).cast("date"))
+    if last is not None:
+        beyond = beyond | (event_day > F.lit(last.isoformat()).cast("date"))
+    refused = F.col("reason").isNull() & beyond
+    checked = checked.withColumn(
+        "detail",
+        F.when(
+            refused,
+            F.concat(
+                F.lit(f"{feed.time_field} is on "),
+                event_day.cast("string"),
+                F.lit(f", outside the days ingest accepts around the pipeline's clock "
+                      f"({first or 'any'} .. {last or 'any'}; ingest.day_window, pipeline.clock)"),
+            ),
+        ).otherwise(F.col("detail")),
+    ).withColumn("reason", F.when(refused, F.lit(RejectReason.OUTSIDE_WINDOW.value)).otherwise(F.col("reason")))
     outside = F.col("reason").isNull() & (event_day != day_lit)
     staged = checked.withColumn(
         "detail",
@@ -262,6 +286,22 @@ def quarantine_records(classified: DataFrame, feed: Feed, raw_max_chars: int) ->
         )
         .to(QUARANTINE_RECORD.spark_schema())
     )
+
+
+def latest_reports(checked: DataFrame, feed: Feed, quarantined: DataFrame) -> DataFrame:
+    """Per key, the report silver held before a later one replaced it: from earlier days' lines
+    (`validate_lines` output over bronze rows with their lineage and `landing_date`), the valid
+    ones on their landing day that quarantine did not reject (`quarantined`: source_file,
+    line_number), the latest by time, identical copies resolved as `classify` does. Shaped to
+    the silver contract. Used when a withdrawn file's reports leave silver (labels)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    valid = checked.where(F.col("reason").isNull() & (F.to_date(F.col(feed.time_field)) == F.col("landing_date")))
+    kept = valid.join(quarantined.select("source_file", "line_number"), ["source_file", "line_number"], "left_anti")
+    order = Window.partitionBy(*feed.key).orderBy(F.col(feed.time_field).desc(), *LINE_ORDER)
+    latest = kept.withColumn("__rank", F.row_number().over(order)).where(F.col("__rank") == 1).drop("__rank")
+    return silver_rows(latest.withColumn("status", F.lit(ACCEPTED)), feed)
 
 
 def outcome_counts(classified: DataFrame) -> DataFrame:

@@ -12,7 +12,7 @@ of the range.
 from __future__ import annotations
 
 from cardscore.core import catalog
-from cardscore.core.stage import StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import Input, StageCall, StageOutcome, StageSpec
 
 STAGE = "materialize"
 
@@ -38,6 +38,6 @@ SPEC = StageSpec(
     description="the day's feature snapshot into the online store",
     run=run,
     one_pass=True,
-    inputs=(catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    inputs=(Input(catalog.CUSTOMER_FEATURES, "snapshot_date", 0, 0), Input(catalog.TERMINAL_FEATURES, "snapshot_date", 0, 0)),
     outputs=("online store",),
 )

@@ -58,7 +58,7 @@ import pandas as pd
 from cardscore.core import catalog
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import SKIPPED, Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.jobs.monitor.report import summary
 from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
@@ -66,11 +66,11 @@ from cardscore.monitoring.metrics import (
     MetricRow,
     drift_rows,
     freshness_rows,
-    performance_rows,
-    unknown_rows,
+    performance_rows_from_stats,
+    unknown_rows_of_counts,
 )
 from cardscore.monitoring.profile import SCORE, Reference
-from cardscore.monitoring.reference import features_of_days, labels_known, reference_of
+from cardscore.monitoring.reference import features_of_days, reference_of
 from cardscore.monitoring.table import read_rows, write_rows
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def monitor_day(
     version = ref.version if ref else None
     current: pd.DataFrame | None = None
     if not predictions.empty:
-        rows += unknown_rows(predictions, cfg.drift, version)
+        rows += unknown_rows_of_counts(predictions.rows, predictions.unknown, cfg.drift, version)
     if reference is not None and not predictions.empty:
         features = list(ref.feature_names or reference.profile.features)
         current = current_frame(ctx, day, predictions, features)
@@ -237,23 +237,53 @@ def monitor_day(
 # ------------------------------------------------------------------------------ inputs
 
 
-def predictions_of(ctx: JobContext, day: date) -> pd.DataFrame:
+@dataclass(frozen=True)
+class DayPredictions:
+    """What monitoring needs of a day's predictions, counted in the engine (the day's rows are
+    never collected: a day can hold millions)."""
+
+    rows: int
+    unknown: dict[str, int]  # unknown_customer / unknown_terminal -> predictions with it
+    versions: dict[str, int]  # model version -> predictions it scored
+
+    @property
+    def empty(self) -> bool:
+        return self.rows == 0
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def main_version(self) -> str | None:
+        """The version that scored most of the day (ties: the highest version string)."""
+        return max(self.versions, key=lambda v: (self.versions[v], v)) if self.versions else None
+
+
+def predictions_of(ctx: JobContext, day: date) -> DayPredictions:
     from pyspark.sql import functions as F
 
     table = ctx.settings.scoring.output_table
-    columns = ["transaction_id", "customer_id", "terminal_id", SCORE, "model_name", "model_version",
-               "unknown_customer", "unknown_terminal"]
     if not ctx.lake.exists(table):
-        return pd.DataFrame(columns=columns)
-    return ctx.lake.read(table).where(F.col("tx_date") == F.lit(day)).select(*columns).toPandas()
+        return DayPredictions(0, {"unknown_customer": 0, "unknown_terminal": 0}, {})
+    per_version = (
+        ctx.lake.read(table).where(F.col("tx_date") == F.lit(day))
+        .groupBy(F.col("model_version").cast("string").alias("model_version"))
+        .agg(F.count(F.lit(1)).alias("rows"),
+             *[F.sum(F.col(c).cast("long")).alias(c) for c in ("unknown_customer", "unknown_terminal")])
+        .collect()  # one row per model version
+    )
+    return DayPredictions(
+        rows=sum(int(r["rows"]) for r in per_version),
+        unknown={c: sum(int(r[c] or 0) for r in per_version) for c in ("unknown_customer", "unknown_terminal")},
+        versions={str(r["model_version"]): int(r["rows"]) for r in per_version},
+    )
 
 
-def _model_of(ctx: JobContext, predictions: pd.DataFrame) -> ModelRef | None:
+def _model_of(ctx: JobContext, predictions: DayPredictions) -> ModelRef | None:
     """The version that scored the day (the most frequent one), else the current champion."""
     from cardscore.core import registry
 
-    if not predictions.empty:
-        version = predictions["model_version"].astype(str).value_counts().idxmax()
+    version = predictions.main_version()
+    if version is not None:
         try:
             return registry.get_version(ctx.settings, version)
         except StageFailed:
@@ -261,17 +291,20 @@ def _model_of(ctx: JobContext, predictions: pd.DataFrame) -> ModelRef | None:
     return registry.find_alias(ctx.settings, registry.CHAMPION)
 
 
-def current_frame(ctx: JobContext, day: date, predictions: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
-    """Day D's model features (as served to the batch scorer) with the published scores."""
+def current_frame(ctx: JobContext, day: date, predictions: DayPredictions, features: Sequence[str]) -> pd.DataFrame:
+    """Day D's model features (as served to the batch scorer) with the published scores: a
+    sample of at most `monitoring.current_sample_size` rows, joined in the engine."""
     cap = ctx.settings.monitoring.current_sample_size
     fraction = cap / len(predictions) if len(predictions) > cap else None
-    frame = features_of_days(ctx, day, day, features, fraction)
-    scores = predictions[["transaction_id", SCORE]].drop_duplicates("transaction_id")
-    return frame.merge(scores, on="transaction_id", how="inner", validate="one_to_one")
+    return features_of_days(ctx, day, day, features, fraction, scores_of=ctx.settings.scoring.output_table)
 
 
 def _performance(ctx: JobContext, day: date) -> list[MetricRow]:
+    """Delayed-label performance of the window's scored days, computed in the engine
+    (`cardscore.monitoring.performance`): the driver gets one row per scored day and version."""
     from pyspark.sql import functions as F
+
+    from cardscore.monitoring.performance import performance_stats_spark
 
     cfg = ctx.settings.monitoring
     table = ctx.settings.scoring.output_table
@@ -282,12 +315,17 @@ def _performance(ctx: JobContext, day: date) -> list[MetricRow]:
         ctx.lake.read(table)
         .where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(day)))
         .select("transaction_id", "customer_id", SCORE, "model_version", "tx_date")
-        .toPandas()
     )
-    labels = labels_known(ctx, first, day)
+    if ctx.lake.exists(catalog.SILVER_LABELS):  # the frauds known on D (reported first..D)
+        frauds = ctx.lake.read(catalog.SILVER_LABELS).where(
+            (F.col("reported_date") >= F.lit(first)) & (F.col("reported_date") <= F.lit(day)) & F.col("is_fraud")
+        ).select("transaction_id")
+    else:
+        frauds = ctx.spark.createDataFrame([], "transaction_id long")
     k = cfg.top_k or ctx.settings.training.protocol.top_k
-    return performance_rows(predictions, labels, day, k=k, label_delay_days=cfg.label_delay_days,
-                            thresholds=cfg.performance)
+    stats_table = performance_stats_spark(predictions, frauds, k)
+    return performance_rows_from_stats(stats_table, day, k=k, label_delay_days=cfg.label_delay_days,
+                                       thresholds=cfg.performance)
 
 
 def latest_days(ctx: JobContext) -> dict[str, date | None]:
@@ -455,8 +493,10 @@ SPEC = StageSpec(
     name=STAGE,
     description="drift, delayed-label performance, freshness, alerts",
     run=run,
-    inputs=("gold.predictions", catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS,
-            catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    # Day X reads what is known up to X: later days' writes do not make it stale.
+    inputs=(Input(catalog.PREDICTIONS, "tx_date", None, 0), Input(catalog.SILVER_TRANSACTIONS, "tx_date", None, 0),
+            Input(catalog.SILVER_LABELS, "reported_date", None, 0), Input(catalog.CUSTOMER_FEATURES, "snapshot_date", None, 0),
+            Input(catalog.TERMINAL_FEATURES, "snapshot_date", None, 0)),
     outputs=("ops.monitoring", "HTML report", "MLflow"),
     add_options=add_options,
     summarize=summary,

@@ -22,7 +22,9 @@ the night gives it. Schedulers run the same steps as separate tasks with the sam
 runs every task's argument list through the stage's real parser and checks it against these
 steps. `cardscore.core.pipeline.StageRunner` retries unexpected errors with backoff, records
 every stage in the `ops.pipeline_runs` ledger, and resumes a re-run of D at the first stage
-that did not succeed (`--force` re-runs everything). A range stops at the first failed day.
+that did not succeed; a stage that did runs again when its inputs changed since (each spec's
+`inputs`: a corrected landing day re-runs ingest, the D+1 snapshot, the online store, D's scores
+and monitoring), saying why (`--force` re-runs everything). A range stops at the first failed day.
 Exit codes: 0 ok, 1 a stage failed, 2 usage or engine error, 3 monitoring raised an alert
 (the night's data are published).
 """

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from cardscore.core import catalog
 from cardscore.core.days import parse_day
 from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import SKIPPED, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import SKIPPED, Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.jobs.retrain.report import summary
 from cardscore.jobs.train.stage import TrainingParams, train
 from cardscore.monitoring.table import read_rows
@@ -186,7 +187,7 @@ SPEC = StageSpec(
     name=STAGE,
     description="k-of-n retraining trigger: train and gate a challenger when it fires",
     run=run,
-    inputs=("ops.monitoring", "MLflow registry"),
+    inputs=(Input(catalog.MONITORING, "day", None, 0), "MLflow registry"),
     outputs=("MLflow registry",),
     gates=("promotion gate",),
     add_options=add_options,

@@ -4,10 +4,12 @@
     spark-submit jobs/score_batch/main.py --from 2018-05-01 --to 2018-05-31      # backfill
     cardscore run score --date 2018-05-01
 
-For each day D: the silver transactions of D become Feast entity rows; the point-in-time join
-(`features.retrieval.historical_features_spark`, the same FeatureService and code as the
-training sets) runs inside the engine; the model scores inside the engine (mapInPandas with
-the native booster). The model version is resolved ONCE at the start of the run from the
+For each day D: the silver transactions of D are served D's snapshot rows of their customer
+and terminal by an equi-join in the engine (`features.serving.day_features`: every transaction
+of D is served D's snapshot, which is what Feast's point-in-time retrieval of the training sets
+gives for them, tested equal), with the request-time flags as column expressions generated
+from `features.request_time`; the model scores inside the engine in one Python pass
+(mapInPandas with the native booster). The model version is resolved ONCE at the start of the run from the
 `scoring.model_alias` alias (default `champion`), loaded by version, and recorded on every
 row, whatever the alias does meanwhile.
 
@@ -37,7 +39,7 @@ from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput, StageFailed
 from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.expectations.gate import GateFailed, GateResult
 from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
@@ -176,11 +178,10 @@ def score_day(
     from pyspark.sql import functions as F
 
     from cardscore.expectations.gate import validate
-    from cardscore.features.retrieval import historical_features_spark
     from cardscore.jobs.score_batch.transforms import (
-        entity_frame,
         prediction_records,
         score_in_engine,
+        served_features,
     )
 
     started = time.perf_counter()
@@ -192,11 +193,10 @@ def score_day(
     phase("inputs")
     model = model or resolve_model(ctx, hooks)
     transactions, silver_rows, inputs = _silver_day(ctx, day)
-    customer_keys, terminal_keys = _snapshot_keys(ctx, day, inputs)
+    customer_rows, terminal_rows = _snapshot_rows(ctx, day, inputs)
 
     phase("score")
-    entities = entity_frame(transactions, customer_keys, terminal_keys)
-    features = historical_features_spark(settings, ctx.spark, entities)
+    features = served_features(transactions, customer_rows, terminal_rows)
     scored = score_in_engine(features, model.raw, cfg.predict_threads)
     predictions = prediction_records(scored, model.name, model.version, day, run_id, datetime.now(UTC))
     if hooks and hooks.before_stage:
@@ -314,24 +314,24 @@ def _silver_day(ctx: JobContext, day: date) -> tuple[DataFrame, int, dict[str, i
     return transactions, rows, {table: version}
 
 
-def _snapshot_keys(
+def _snapshot_rows(
     ctx: JobContext, day: date, inputs: dict[str, int | None]
 ) -> tuple[DataFrame, DataFrame]:
-    """Ids of the customers and terminals that have a row in day `day`'s snapshot."""
+    """Day `day`'s rows of the customer and terminal snapshots, at pinned table versions."""
     from pyspark.sql import functions as F
 
     lake = ctx.lake
-    keys = []
-    for table, key in ((catalog.CUSTOMER_FEATURES, CUSTOMER_KEY), (catalog.TERMINAL_FEATURES, TERMINAL_KEY)):
+    rows = []
+    for table in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES):
         if not lake.exists(table):
             raise MissingInput(
                 STAGE, f"{table} does not exist at {lake.uri(table)}; run `cardscore run features` first"
             )
-        inputs[table] = lake.version(table)
-        keys.append(lake.read(table).where(F.col(SNAPSHOT_DATE) == F.lit(day)).select(key))
-    customer_keys, terminal_keys = keys
-    if ctx.settings.scoring.require_snapshot and customer_keys.union(
-        terminal_keys.withColumnRenamed(TERMINAL_KEY, CUSTOMER_KEY)
+        inputs[table] = version = lake.version(table)
+        rows.append(lake.read(table, version=version).where(F.col(SNAPSHOT_DATE) == F.lit(day)))
+    customer_rows, terminal_rows = rows
+    if ctx.settings.scoring.require_snapshot and customer_rows.select(CUSTOMER_KEY).union(
+        terminal_rows.select(F.col(TERMINAL_KEY).alias(CUSTOMER_KEY))
     ).isEmpty():
         raise MissingInput(
             STAGE,
@@ -339,7 +339,7 @@ def _snapshot_keys(
             f"{catalog.TERMINAL_FEATURES}; run `cardscore run features --date {day}` first (or set "
             "scoring.require_snapshot: false to score every entity as unknown)",
         )
-    return customer_keys, terminal_keys
+    return customer_rows, terminal_rows
 
 
 def _staging_uri(ctx: JobContext, run_id: str, day: date) -> str:
@@ -391,7 +391,8 @@ SPEC = StageSpec(
     name=STAGE,
     description="batch predictions of the day by the champion, gated",
     run=run,
-    inputs=(catalog.SILVER_TRANSACTIONS, catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    inputs=(Input(catalog.SILVER_TRANSACTIONS, PARTITION, 0, 0), Input(catalog.CUSTOMER_FEATURES, SNAPSHOT_DATE, 0, 0),
+            Input(catalog.TERMINAL_FEATURES, SNAPSHOT_DATE, 0, 0)),
     outputs=("gold.predictions",),
     gates=(SUITE,),
     add_options=add_options,

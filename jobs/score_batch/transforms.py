@@ -1,10 +1,15 @@
 """Pure transformations of the batch scorer: DataFrame in, DataFrame out; I/O is in
 `jobs/score_batch/stage.py`.
 
-    entities = entity_frame(silver_day, customer_keys, terminal_keys)     # + unknown flags
-    features = historical_features_spark(settings, spark, entities)      # Feast, in the engine
-    scored = score_in_engine(features, booster_bytes(booster))            # mapInPandas
+    features = served_features(silver_day, customer_rows, terminal_rows)  # D's snapshot, equi-join
+    scored = score_in_engine(features, booster_bytes(booster))            # the one Python pass
     records = prediction_records(scored, model_name, version, day, run_id, scored_at)
+
+`served_features` serves every transaction of day D its entities' rows of D's snapshot by an
+equi-join (`features.serving.day_features`), with the request-time flags as column
+expressions generated from `features.request_time`: what Feast's point-in-time retrieval gives
+for the same rows (`entity_frame` + `features.retrieval.historical_features_spark`, kept for
+training sets and tested equal), without its as-of join and without a UDF pass of its own.
 
 The rules are the stream scorer's, so both publish the same `score_event` fields for a
 transaction (features/README.md, streaming/features.py):
@@ -49,8 +54,40 @@ EVENT_TIME_US = "event_time_us"
 _KNOWN = "__cardscore_known"
 
 
+def served_features(transactions: DataFrame, customer_rows: DataFrame, terminal_rows: DataFrame) -> DataFrame:
+    """Every silver transaction with its model features and unknown flags, ready for
+    `score_in_engine`: the PASSTHROUGH columns, event_timestamp and MODEL_FEATURES (double).
+
+    `customer_rows` / `terminal_rows` are gold snapshot rows (the scored day's: each
+    transaction is matched with the rows of its own UTC day); an entity without a row is
+    unknown and gets the definitions' defaults.
+    """
+    from pyspark.sql import functions as F
+
+    from cardscore.features.serving import CUSTOMER_IN_SNAPSHOT, TERMINAL_IN_SNAPSHOT, day_features
+
+    entities = transactions.select(
+        F.col(TRANSACTION_ID),
+        F.col(CUSTOMER_KEY),
+        F.col(TERMINAL_KEY),
+        F.col("event_time").alias(EVENT_TIMESTAMP),
+        F.col("amount").cast("double").alias(TX_AMOUNT),
+    )
+    served = day_features(entities, customer_rows, terminal_rows)
+    return served.select(
+        TRANSACTION_ID,
+        CUSTOMER_KEY,
+        TERMINAL_KEY,
+        (~F.col(CUSTOMER_IN_SNAPSHOT)).alias(UNKNOWN_CUSTOMER),
+        (~F.col(TERMINAL_IN_SNAPSHOT)).alias(UNKNOWN_TERMINAL),
+        EVENT_TIMESTAMP,
+        *MODEL_FEATURES,
+    )
+
+
 def entity_frame(transactions: DataFrame, customer_keys: DataFrame, terminal_keys: DataFrame) -> DataFrame:
-    """One Feast entity row per silver transaction, with the unknown flags.
+    """One Feast entity row per silver transaction, with the unknown flags (the input of Feast's
+    point-in-time retrieval, `historical_features_spark`; the scorer uses `served_features`).
 
     `transactions` has silver columns (transaction_id, event_time, customer_id, terminal_id,
     amount); `customer_keys` / `terminal_keys` hold the ids that have a row in the day's

@@ -5,7 +5,7 @@ and packages on the same line (siblings) do not import each other:
 
     applications     cardscore.cli | cardscore.schedule
                      cardscore.demo | cardscore.notebook
-    stages           cardscore.jobs | cardscore.streaming
+    stages           cardscore.jobs | cardscore.streaming | cardscore.serving
     domain libraries cardscore.monitoring | cardscore.simulator
                      cardscore.model | cardscore.services
                      cardscore.features
@@ -27,7 +27,7 @@ from tests.architecture.imports import FOLDERS, Import, cycles, imports, modules
 LAYERS: list[list[str]] = [
     ["cardscore.cli", "cardscore.schedule"],
     ["cardscore.demo", "cardscore.notebook"],
-    ["cardscore.jobs", "cardscore.streaming"],
+    ["cardscore.jobs", "cardscore.streaming", "cardscore.serving"],
     ["cardscore.monitoring", "cardscore.simulator"],
     ["cardscore.model", "cardscore.services"],
     ["cardscore.features"],

@@ -3,9 +3,6 @@ world (silver, gold snapshots, Feast registry) shared by the read-only tests."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -24,48 +21,16 @@ WORLD_LAST_SNAPSHOT = date(2018, 5, 12)
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port for the session; yields host:port."""
-    import redis
+    from tests.support.redis import RedisServer
 
-    from cardscore.services.broker import free_port
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(
-            "redis-server is not installed: the Redis online store is tested against a real "
-            "server (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
-        )
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log_path = folder / "redis.log"
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(folder)],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"redis-server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if client.ping():
-                break
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not answer on port {port} within 15 s")
-            time.sleep(0.05)  # poll interval of the readiness check, not a synchronisation
     try:
-        yield f"127.0.0.1:{port}"
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.address
     finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        server.stop()
 
 
 @dataclass

@@ -24,6 +24,7 @@ from cardscore.features.definitions import (
     terminal_risk,
 )
 from cardscore.features.online import lookup
+from cardscore.features.online_reader import open_reader
 from cardscore.features.request_time import request_time_record
 from cardscore.features.retrieval import (
     EntityFrameError,
@@ -174,10 +175,33 @@ def check_online(store, settings, spark, world) -> None:
     stale = lookup(store, records_of(later))
     assert stale.unknown_customers == len(later) and stale.unknown_terminals == len(later)
     assert (stale.features[[*CUSTOMER_FEATURES, *TERMINAL_FEATURES]] == 0.0).all().all()
-    materialize(settings, spark, date(2018, 5, 4), store=store)
-    fresh = lookup(store, records_of(later))
-    assert_features_equal(fresh.features, expected_features(world, later))
+    # The fast readers (features.online_reader) serve what the lookup serves, and the snapshot
+    # sees the next materialize as a change of the store (SQLite data_version, Redis registry).
+    snapshot = open_reader(settings, "snapshot", store=store, background=False)
+    direct = open_reader(settings, "direct", store=store)
+    try:
+        for frame, expected in ((entities, found), (later, stale)):
+            for reader in (snapshot, direct):
+                rows = reader.read(*reader_args(frame))
+                np.testing.assert_array_equal(rows.matrix, expected.matrix)
+                np.testing.assert_array_equal(rows.customer_known, expected.customer_known)
+        assert snapshot.refresh() is False
+        materialize(settings, spark, date(2018, 5, 4), store=store)
+        fresh = lookup(store, records_of(later))
+        assert_features_equal(fresh.features, expected_features(world, later))
+        assert snapshot.refresh() is True
+        for reader in (snapshot, direct):
+            np.testing.assert_array_equal(reader.read(*reader_args(later)).matrix, fresh.matrix)
+    finally:
+        snapshot.close()
+        direct.close()
     assert len(lookup(store, [])) == 0
+
+
+def reader_args(entities: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    micros = pd.to_datetime(entities["event_timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    return (entities["customer_id"].to_numpy(), entities["terminal_id"].to_numpy(),
+            entities["tx_amount"].to_numpy(), micros)
 
 
 def test_online_lookup_after_materialize_sqlite(spark, feature_world) -> None:

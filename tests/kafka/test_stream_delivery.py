@@ -55,6 +55,8 @@ def test_consumer_lag_metric_equals_high_watermark_minus_committed_offset(
     settings = stream_settings.model_copy(update={
         "feast": stream_settings.feast.model_copy(update={"sqlite_path": str(online)}),
         "streaming": stream_settings.streaming.model_copy(update={"lag_interval_seconds": 0.2}),
+        # read the store per batch: the default snapshot reader would keep scoring from memory
+        "features": stream_settings.features.model_copy(update={"online_reader": "direct"}),
     })
     records = world.transactions(500, seed=51)
     with world.InProcessScorer(settings) as running:

@@ -20,8 +20,8 @@ from cardscore.services.broker import free_port
 from cardscore.streaming import dlq
 from cardscore.streaming.dlq_replay import REPLAYS_HEADER
 from cardscore.streaming.messages import split_messages
+from tests.corpus import GOOD
 from tests.streaming import world
-from tests.streaming.corpus import GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -105,9 +105,9 @@ def test_rebalance_and_sigterm_hand_partitions_over_without_loss_or_duplicates(
     parts = [records[:1200], records[1200:2200], records[2200:]]
     config = world.write_config(settings, tmp_path / "scorer.yaml")
     world.produce(settings, parts[0])
-    a = spawn(config, tmp_path / "a.log", "--instance-id", "a")
+    a = spawn(config, tmp_path / "a.log")  # dynamic members: a clean stop hands over at once
     a.wait_for(lambda p: p.scored() >= 300, 90, "A scoring")
-    b = spawn(config, tmp_path / "b.log", "--instance-id", "b")
+    b = spawn(config, tmp_path / "b.log")
     b.wait_for(lambda p: bool(p.events("stream.assigned")), 90, "B joining the group")
     world.produce(settings, parts[1])  # mid-stream: both members share the topic now
     b.wait_for(lambda p: p.scored() > 0, 90, "B scoring its partition")

@@ -7,6 +7,8 @@ are in the shared `feast` section.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cardscore.core.config.base import Section
@@ -35,4 +37,19 @@ class FeaturesSettings(Section):
     staging: str | None = Field(
         None,
         description="URI where a run stages its rows before the gate; default <lake>/_staging",
+    )
+    online_reader: Literal["snapshot", "direct", "feast"] = Field(
+        "snapshot",
+        description="how the stream scorer and the scoring API read online features: snapshot "
+        "(the store's rows in memory, reloaded when a day is materialized), direct (one query per "
+        "feature view per batch), feast (get_online_features; the slow reference)",
+    )
+    online_snapshot_check_seconds: float = Field(
+        2.0, gt=0, description="snapshot reader: how often it checks whether the store changed"
+    )
+    online_snapshot_max_age_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="snapshot reader: reload at least this often, even when no change was seen "
+        "(Redis changes are seen through the registry's materializations only)",
     )

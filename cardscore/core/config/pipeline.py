@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import UTC, datetime
+
+from pydantic import Field, field_validator
 
 from cardscore.core.config.base import Section
 
@@ -33,6 +35,22 @@ class PipelineSettings(Section):
         "(cardscore_<pipeline>.prom, for node-exporter's textfile collector or a Pushgateway); "
         "None: <home>/metrics",
     )
+    clock: datetime | None = Field(
+        None,
+        description="the pipeline's notion of now (UTC), for the day-sanity checks of ingest; null: the "
+        "system clock. Set it to replay or test a period as if it were the present",
+    )
+
+    @field_validator("clock")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a clock without a zone is UTC, like every timestamp here
+        return value.astimezone(UTC) if value is not None else None
+
+    def now(self) -> datetime:
+        """The pipeline's clock: `clock` when set, else the system clock (UTC)."""
+        return self.clock or datetime.now(UTC)
 
     def retry_for(self, stage: str) -> RetryPolicy:
         return self.stage_retry.get(stage, self.retry)

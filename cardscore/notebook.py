@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from cardscore.config import Settings
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.config import Settings
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
 
 ENV_PREFIX = "CARDSCORE_NB_"
 # The bundle's `cardscore_config` default (databricks.yml): where a workspace keeps its settings.
@@ -119,7 +119,7 @@ def flag_param(name: str, default: bool) -> bool:
 
 def settings(overrides: dict[str, Any] | None = None) -> Settings:
     """The cardscore settings named by the `config` parameter (plus `overrides`)."""
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     path = param("config", DATABRICKS_CONFIG if on_databricks() else "", "settings file (YAML)")
     loaded = load_settings(path or None, overrides=overrides)
@@ -130,12 +130,21 @@ def settings(overrides: dict[str, Any] | None = None) -> Settings:
 def job_context(settings: Settings) -> JobContext:
     """The engine session (the notebook's own `spark` on Databricks; else `get_spark`: the
     embedded engine locally) and the lake."""
-    from cardscore.engine import get_spark
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.stage import job_context
 
-    spark = (notebook_global("spark") if on_databricks() else None) or get_spark(settings)
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, notebook_global("spark") if on_databricks() else None)
+
+
+def run_stage(target: Any, ctx: JobContext, days: Sequence[date] = (), **options: Any) -> list[Any]:
+    """Run a stage (a `SPEC`) or a composition through the runner, as the jobs and the CLI do;
+    returns the reports of its days. A failed stage raises, so the cell fails with its message."""
+    from cardscore.core.runner import execute, outcomes_of
+
+    results = execute(target, ctx, days, options)
+    failed = next((r.failed for r in results if r.failed), None)
+    if failed is not None:
+        raise RuntimeError(failed.error)
+    return [o.report for o in outcomes_of(results)]
 
 
 def world_days(settings: Settings) -> tuple[date, date]:
@@ -250,23 +259,12 @@ def _is_pandas_frame(obj: Any) -> bool:
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
     """progress(phase, done, total) drawing one rich bar per phase when a person watches (a
-    terminal or a notebook, unlike the CLI's `phase_bars`); a no-op otherwise (jobs, tests)."""
+    terminal or a notebook); a no-op otherwise (jobs, tests)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console()
-    if not (console.is_terminal or console.is_jupyter):
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bars:
-        tasks: dict[str, Any] = {}
+    from cardscore.core.console import phase_bars
 
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
+    with phase_bars(Console(), jupyter=True) as progress:
         yield progress
 
 
@@ -278,7 +276,7 @@ def daily_fraud_summary(lake: Lake, first: date, last: date) -> pd.DataFrame:
     confirmed frauds (labels known so far), fraud rate and frauds per simulator scenario."""
     from pyspark.sql import functions as F
 
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     tx = lake.read(catalog.SILVER_TRANSACTIONS).where(F.col("tx_date").between(F.lit(first), F.lit(last)))
     labels = lake.read(catalog.SILVER_LABELS).where(F.col("is_fraud")).select("transaction_id", "fraud_scenario")
@@ -334,29 +332,17 @@ def plot_daily_fraud(daily: pd.DataFrame) -> Any:
 
 def plot_score_histogram(counts: pd.DataFrame, title: str) -> Any:
     """Score distribution (log counts), rows with an unknown customer or terminal apart, from
-    `jobs.scoring_transforms.score_histogram`'s small table (bin, any_unknown, count)."""
+    `cardscore.jobs.score_batch.transforms.score_histogram`'s small table (bin, any_unknown, count)."""
     import matplotlib
 
     if not on_databricks():
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    bins = int(counts["bin"].max()) + 1 if len(counts) else 1
-    bins = max(bins, 50)
+    from cardscore.jobs.score_batch.report import draw_score_histogram
+
     fig, ax = plt.subplots(figsize=(8, 4))
-    edges = np.arange(bins) / bins
-    for unknown, label, color in ((False, "both entities known", "tab:blue"),
-                                  (True, "customer or terminal unknown", "tab:orange")):
-        part = counts[counts["any_unknown"] == unknown].groupby("bin")["count"].sum()
-        heights = np.zeros(bins)
-        heights[part.index.to_numpy()] = part.to_numpy()
-        ax.bar(edges, heights, width=1 / bins, align="edge", alpha=0.6, label=label, color=color)
-    ax.set_yscale("log")
-    ax.set_xlabel("score")
-    ax.set_ylabel("transactions (log)")
-    ax.set_title(title)
-    ax.legend()
+    draw_score_histogram(ax, counts, title)
     fig.tight_layout()
     return fig
 
@@ -386,7 +372,7 @@ def quarantine_summary(lake: Lake) -> DataFrame | None:
     quarantined). Raw payloads stay in the table: this shows counts only."""
     from pyspark.sql import functions as F
 
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     if not lake.exists(catalog.QUARANTINE):
         return None

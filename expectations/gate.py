@@ -8,6 +8,14 @@ about to publish, before the commit that makes it visible, so downstream never s
 
 Suites may use `{"$PARAMETER": "name"}` for values known only at run time (e.g. the row
 count that bronze minus quarantine implies); pass them as `parameters`.
+
+**Cheap verdicts.** A passing gate without Data Docs (`build_docs=False`) on a Spark DataFrame
+is decided on a pre-aggregated frame (`expectations.aggregate`): the suite's expectations
+computed in ONE engine query, one row per expectation, validated by GX with two expectations.
+Only when that fails, or when the suite uses something the aggregate pass does not compute,
+does the full suite run on the data (`strategy="full"`), so a failure reports exactly what it
+always did (failed expectations, counts, example values, Data Docs). `GateResult.strategy`
+says which decided.
 """
 
 from __future__ import annotations
@@ -16,20 +24,24 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cardscore.errors import StageFailed
-from cardscore.logs import get_logger
+from cardscore.core.errors import StageFailed
+from cardscore.core.logs import get_logger
+from cardscore.expectations.docs import OFFLINE_INDEX, site_dir, write_offline_index
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 SUITES_DIR = Path(__file__).parent / "suites"
 log = get_logger("expectations.gate")
 _lock = threading.Lock()
 _contexts: dict[str, Any] = {}
+_verdict_checkpoint: list[Any] = []  # the GX checkpoint over pre-aggregated frames, built once
+STRATEGIES = ("auto", "aggregate", "full")
 
 
 @dataclass(frozen=True)
@@ -64,14 +76,16 @@ class GateResult:
     failed: list[FailedExpectation]
     docs_index: str | None
     run_name: str
+    docs_page: str | None = None  # this run's rendered page: reads without internet, unlike the index
+    strategy: str = "full"  # what decided: the full suite on the data, or the aggregate pass
 
     def summary(self) -> str:
         if self.success:
             return f"gate {self.suite}: passed {self.evaluated} expectations"
         lines = [f"gate {self.suite}: {len(self.failed)} of {self.evaluated} expectations failed"]
         lines += [f"  - {f.describe()}" for f in self.failed]
-        if self.docs_index:
-            lines.append(f"  Data Docs: {self.docs_index}")
+        if self.docs_page or self.docs_index:
+            lines.append(f"  Data Docs: {self.docs_page or self.docs_index}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,8 +124,46 @@ def validate(
     run_name: str,
     parameters: dict[str, Any] | None = None,
     build_docs: bool = True,
+    strategy: str = "auto",
 ) -> GateResult:
-    """Validate `df` (pandas or Spark) against the named suite; never raises on failures."""
+    """Validate `df` (pandas or Spark) against the named suite; never raises on failures.
+
+    `strategy`: "auto" (the default) decides a Spark frame without Data Docs on the aggregate
+    pass, and runs the full suite only when that fails or cannot compile the suite; "full"
+    always runs the full suite; "aggregate" is "auto" but raises `NotCompilable` instead of
+    falling back (tests and benchmarks use it to be sure which pass decided).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    started = time.perf_counter()
+    if strategy != "full" and not build_docs and not _is_pandas(df):
+        verdict = _aggregate_verdict(df, suite, parameters, required=strategy == "aggregate")
+        if verdict is not None:
+            success, evaluated = verdict
+            if success:
+                result = GateResult(suite, True, evaluated, [], None, run_name, strategy="aggregate")
+                _log_result(result, started)
+                return result
+            log.info("gate.aggregate_failed", suite=suite, run=run_name,
+                     seconds=round(time.perf_counter() - started, 3))
+    result = _validate_full(df, suite, settings, run_name, parameters, build_docs)
+    if strategy != "full" and result.success and not build_docs and not _is_pandas(df):
+        # The aggregate pass failed a suite the full run passes: its semantics drifted from
+        # GX's. The full run is what the suite means; say so loudly.
+        log.error("gate.strategies_disagree", suite=suite, run=run_name)
+    _log_result(result, started)
+    return result
+
+
+def _validate_full(
+    df: Any,
+    suite: str,
+    settings: Settings,
+    run_name: str,
+    parameters: dict[str, Any] | None,
+    build_docs: bool,
+) -> GateResult:
+    """The whole suite run by GX on the data (SUMMARY results, optionally Data Docs)."""
     import great_expectations as gx
 
     with _lock:  # GX contexts are not thread-safe; gates are short
@@ -138,17 +190,80 @@ def validate(
         )
         results = [r for vr in run.run_results.values() for r in vr.results]
         docs = _docs_index(context) if build_docs else None
+        page = _docs_page(context, next(iter(run.run_results), None)) if build_docs else None
+        if build_docs:
+            write_offline_index(Path(root_of(settings)))
     failed = [_failed(r) for r in results if not r.success]
-    result = GateResult(suite, bool(run.success), len(results), failed, docs, run_name)
+    return GateResult(suite, bool(run.success), len(results), failed, docs, run_name, page)
+
+
+def _aggregate_verdict(
+    df: Any, suite: str, parameters: dict[str, Any] | None, required: bool
+) -> tuple[bool, int] | None:
+    """(success, expectations evaluated) from the pre-aggregated frame, validated by GX; None
+    when the suite does not compile to it (then the full suite runs)."""
+    from cardscore.expectations.aggregate import NotCompilable, metrics_frame
+
+    definition = load_suite_json(suite)
+    try:
+        frame = metrics_frame(df, definition, parameters)
+    except NotCompilable as exc:
+        if required:
+            raise
+        log.info("gate.full_suite", suite=suite, reason=str(exc))
+        return None
+    with _lock:
+        checkpoint = _verdict_checkpoint_of()
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+    return bool(run.success), len(definition.get("expectations", []))
+
+
+def _verdict_checkpoint_of() -> Any:
+    """GX's check of a pre-aggregated frame: low <= observed <= high on every row (a NaN
+    observed fails), and one row per expectation. In an ephemeral context built once per
+    process: these checks are not the suite, so they stay out of its Data Docs."""
+    if _verdict_checkpoint:
+        return _verdict_checkpoint[0]
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from cardscore.expectations.aggregate import HIGH, LOW, OBSERVED
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suite = context.suites.add(gx.ExpectationSuite(name="aggregated_checks", expectations=[
+        gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=OBSERVED, column_B=LOW, or_equal=True, ignore_row_if="neither"),
+        gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=HIGH, column_B=OBSERVED, or_equal=True, ignore_row_if="neither"),
+    ]))
+    asset = context.data_sources.add_pandas("aggregated").add_dataframe_asset("checks")
+    definition = context.validation_definitions.add(gx.ValidationDefinition(
+        name="aggregated_checks", data=asset.add_batch_definition_whole_dataframe("whole"), suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="aggregated_checks", validation_definitions=[definition], actions=[],
+        result_format={"result_format": "BOOLEAN_ONLY"}))
+    _verdict_checkpoint.append(checkpoint)
+    return checkpoint
+
+
+def _is_pandas(df: Any) -> bool:
+    return type(df).__module__.startswith("pandas")
+
+
+def _log_result(result: GateResult, started: float) -> None:
     log.info(
         "gate.result",
-        suite=suite,
-        run=run_name,
+        suite=result.suite,
+        run=result.run_name,
         success=result.success,
         evaluated=result.evaluated,
-        failed=[f.describe() for f in failed],
+        strategy=result.strategy,
+        seconds=round(time.perf_counter() - started, 3),
+        failed=[f.describe() for f in result.failed],
     )
-    return result
 
 
 def gate(
@@ -166,9 +281,20 @@ def gate(
     return result
 
 
+def root_of(settings: Settings) -> Path:
+    """The GX project folder of these settings."""
+    return settings.home_path / "gx"
+
+
 def docs_index(settings: Settings) -> Path:
-    """Where the Data Docs site's index page is (after at least one gate run)."""
-    return settings.home_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    """Where the Data Docs site's index page is (after at least one gate run). GX's index loads
+    its tables from CDNs; `offline_index` reads without internet."""
+    return site_dir(root_of(settings)) / "index.html"
+
+
+def offline_index(settings: Settings) -> Path:
+    """The Data Docs index that needs no internet (written after every Data Docs build)."""
+    return site_dir(root_of(settings)) / OFFLINE_INDEX
 
 
 # ------------------------------------------------------------------------- GX plumbing
@@ -191,7 +317,7 @@ def _context(settings: Settings) -> Any:
 
 
 def _asset(context: Any, df: Any, suite: str) -> Any:
-    is_pandas = type(df).__module__.startswith("pandas")
+    is_pandas = _is_pandas(df)
     source_name = "pandas" if is_pandas else "spark"
     if is_pandas:
         source = context.data_sources.add_or_update_pandas(source_name)
@@ -214,6 +340,14 @@ def _run_id(run_name: str) -> Any:
     from great_expectations.core.run_identifier import RunIdentifier
 
     return RunIdentifier(run_name=run_name)
+
+
+def _docs_page(context: Any, identifier: Any) -> str | None:
+    """The rendered page of one validation result."""
+    if identifier is None:
+        return None
+    sites = context.get_docs_sites_urls(resource_identifier=identifier)
+    return sites[0]["site_url"] if sites else None
 
 
 def _docs_index(context: Any) -> str | None:

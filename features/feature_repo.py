@@ -1,16 +1,18 @@
-"""The Feast repo as Feast's own CLI sees it (`feast apply` run from features/).
+"""The Feast repo as Feast's own CLI sees it (`feast plan`, `feast apply`, `feast ui`, run from
+features/ after `eval "$(cardscore features env)"`).
 
-Every object is built by `features.store.feast_objects` from the cardscore settings
-(`$CARDSCORE_CONFIG`, ./cardscore.yaml, `CARDSCORE__...` variables), exactly as
-`cardscore features apply` does; this module only names them at module level, which is where
-Feast's CLI looks. feature_store.yaml takes its paths from the variables that
-`cardscore features env` prints.
+Every object is built by `features.store.feast_objects` from the cardscore settings, exactly as
+`cardscore features apply` does; the settings are the exported config ($CARDSCORE_CONFIG,
+`CARDSCORE__...` variables) with the exported lake ($CARDSCORE_FEAST_LAKE_ROOT), see
+features/feast_cli.py: a missing or wrong lake stops here with the path it looked at. This
+module only names the objects at module level, which is where Feast's CLI looks.
+feature_store.yaml takes its paths from the same exported variables.
 """
 
-from cardscore.config import load_settings
-from features.store import feast_objects
+from cardscore.features.feast_cli import repo_settings
+from cardscore.features.store import feast_objects
 
-_objects = feast_objects(load_settings())
+_objects = feast_objects(repo_settings())
 
 customer, terminal = _objects.entities
 gold_customer_features, gold_terminal_features = _objects.sources

@@ -1,6 +1,6 @@
 """Online feature lookup for the stream scorer: one Feast call per micro-batch.
 
-    from features.online import lookup
+    from cardscore.features.online import lookup
     found = lookup(store, records)       # records: validated transaction events (dicts)
     scores = booster.inplace_predict(found.matrix)
 
@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
     DERIVED_REQUEST_FEATURES,
@@ -36,12 +37,13 @@ from features.definitions import (
     TX_DATETIME,
     UNKNOWN_ENTITY_DEFAULT,
 )
-from features.request_time import MICROS_PER_DAY, epoch_micros
+from cardscore.features.request_time import MICROS_PER_DAY, epoch_micros
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 _SECONDS_PER_DAY = MICROS_PER_DAY // 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Field names of a transaction event (schemas.contracts.TRANSACTION_EVENT) and of an entity row.
 _TIME_FIELDS = ("event_time", "event_timestamp")
 # id(store) -> (store, registry snapshot time, FeatureService); a handful of stores per process.
@@ -89,6 +91,11 @@ def lookup(store: FeatureStore, records: Sequence[Mapping[str, Any]]) -> Feature
             np.zeros(0, dtype=bool),
         )
     micros = np.fromiter((epoch_micros(_field(r, _TIME_FIELDS)) for r in records), np.int64, n)
+    early = np.flatnonzero(micros < 0)
+    if early.size:
+        # Feast hands request times to on-demand views as whole seconds truncated toward zero:
+        # before 1970 that is not flooring, and the night/weekend flags would be wrong.
+        raise ValueError(f"record {int(early[0])}: an event time before 1970-01-01 cannot be served")
     amounts = np.fromiter((float(_field(r, _AMOUNT_FIELDS)) for r in records), np.float64, n)
     day_start = micros // MICROS_PER_DAY * _SECONDS_PER_DAY  # D 00:00 in epoch seconds
     rows = [
@@ -96,7 +103,7 @@ def lookup(store: FeatureStore, records: Sequence[Mapping[str, Any]]) -> Feature
             CUSTOMER_KEY: int(r[CUSTOMER_KEY]),
             TERMINAL_KEY: int(r[TERMINAL_KEY]),
             TX_AMOUNT: float(amounts[i]),
-            TX_DATETIME: pd.Timestamp(int(micros[i]), unit="us", tz="UTC").to_pydatetime(),
+            TX_DATETIME: _EPOCH + timedelta(microseconds=int(micros[i])),  # no nanosecond bound
         }
         for i, r in enumerate(records)
     ]

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from cardscore import catalog
-from features.definitions import CUSTOMER_FEATURES, SNAPSHOT_DATE, TERMINAL_FEATURES
+from cardscore.core import catalog
+from cardscore.features.definitions import CUSTOMER_FEATURES, SNAPSHOT_DATE, TERMINAL_FEATURES
 
 if TYPE_CHECKING:
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
 
 def daily_summary(lake: Lake, first: date, last: date) -> pd.DataFrame:

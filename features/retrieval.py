@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cardscore.logs import get_logger
-from features.definitions import (
+from cardscore.core.logs import get_logger
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
     CUSTOMER_VIEW,
@@ -36,14 +36,14 @@ from features.definitions import (
     TX_DATETIME,
     UNKNOWN_ENTITY_DEFAULT,
 )
-from features.feast_patches import isolate_temp_views
-from features.store import bound_session, ensure_applied, feature_store
+from cardscore.features.feast_patches import isolate_temp_views
+from cardscore.features.store import bound_session, ensure_applied, feature_store
 
 if TYPE_CHECKING:
     from feast import FeatureStore
     from pyspark.sql import DataFrame, SparkSession
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 REQUIRED_COLUMNS = (CUSTOMER_KEY, TERMINAL_KEY, EVENT_TIMESTAMP, TX_AMOUNT)
 ENTITY_FEATURES = (*CUSTOMER_FEATURES, *TERMINAL_FEATURES)
@@ -117,7 +117,7 @@ def historical_features_spark(
     """
     from pyspark.sql import functions as F
 
-    from features.transform import with_request_time_features
+    from cardscore.features.transform import with_request_time_features
 
     _check_columns(entity_sdf.columns, dict(entity_sdf.dtypes))
     entity_columns = list(entity_sdf.columns)

@@ -23,11 +23,11 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cardscore import catalog
-from cardscore.config.settings import join_uri
-from cardscore.errors import MissingInput
-from cardscore.logs import get_logger
-from features.definitions import (
+from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
+from cardscore.core.errors import MissingInput
+from cardscore.core.logs import get_logger
+from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_ENTITY,
     CUSTOMER_FEATURES,
@@ -48,13 +48,13 @@ from features.definitions import (
     TX_DATETIME,
     snapshot_time,
 )
-from features.feast_patches import apply_using_join_fix
+from cardscore.features.feast_patches import apply_using_join_fix
 
 if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
     from pyspark.sql import SparkSession
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 STAGE = "materialize"
 log = get_logger("features.store")
@@ -75,7 +75,7 @@ class FeastObjects:
 
 
 def gold_uri(settings: Settings, table: str) -> str:
-    """Location of a gold table (the same as `cardscore.tables.Lake.uri`, without a session)."""
+    """Location of a gold table (the same as `cardscore.core.lake.Lake.uri`, without a session)."""
     layer, name = table.split(".")
     return join_uri(settings.lake_root, layer, name)
 
@@ -90,7 +90,7 @@ def feast_objects(settings: Settings) -> FeastObjects:
     from feast.types import Float64, Int64, UnixTimestamp
     from feast.value_type import ValueType
 
-    from features.request_time import request_time_odfv
+    from cardscore.features.request_time import request_time_odfv
 
     def dtype(name: str):
         return Int64 if "_nb_tx_" in name else Float64
@@ -244,7 +244,7 @@ def bound_session(spark: SparkSession) -> Iterator[SparkSession]:
     if holder is None:  # classic pyspark: one JVM session per process is the only kind we open
         raise RuntimeError(
             "the given Spark session is not this thread's active session; Feast would use "
-            "another one (open the session with cardscore.engine.get_spark)"
+            "another one (open the session with cardscore.core.engine.get_spark)"
         )
     # Spark Connect keeps the active session per thread (a threading.local on the class).
     previous = getattr(holder, "session", None)
@@ -291,7 +291,7 @@ def materialize(
     last = last or first
     if last < first:
         raise ValueError(f"last day {last} is before first day {first}")
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     lake = Lake(spark, settings)
     for table in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES):

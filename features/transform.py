@@ -21,8 +21,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cardscore.spark_types import plain_strings
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
     CUSTOMER_LOOKBACK_DAYS,
@@ -42,7 +41,7 @@ from features.definitions import (
     terminal_count,
     terminal_risk,
 )
-from features.request_time import request_time_frame
+from cardscore.features.request_time import request_time_spark_columns
 
 # Column order of the snapshots (the gold tables add created_at before snapshot_date).
 CUSTOMER_COLUMNS = (CUSTOMER_KEY, *CUSTOMER_FEATURES, EVENT_TIMESTAMP, SNAPSHOT_DATE)
@@ -158,25 +157,12 @@ def active_entity_count(
 def with_request_time_features(
     df: DataFrame, amount_column: str = TX_AMOUNT, time_column: str = EVENT_TIMESTAMP
 ) -> DataFrame:
-    """`df` plus tx_during_weekend and tx_during_night (double), computed in the engine by
-    `features.request_time.request_time_frame` through mapInPandas (never on the driver)."""
-    helper = "__cardscore_event_time_us"
-    # Epoch microseconds, not a timestamp: pandas would see it in the session's time zone.
-    staged = df.withColumn(helper, F.unix_micros(F.col(time_column)))
-    schema = T.StructType(
-        [
-            *staged.schema.fields,
-            T.StructField(TX_DURING_WEEKEND, T.DoubleType(), False),
-            T.StructField(TX_DURING_NIGHT, T.DoubleType(), False),
-        ]
-    )
-
-    def add_flags(batches):  # runs in the engine's Python workers
-        for batch in batches:
-            yield request_time_frame(batch, amount_column, helper)
-
-    # plain_strings: see cardscore.spark_types (Spark Connect collated strings)
-    return staged.mapInPandas(add_flags, schema).drop(helper).transform(plain_strings)
+    """`df` plus tx_during_weekend and tx_during_night (double), as column expressions generated
+    from the one definition (`features.request_time.REQUEST_TIME_EXPRESSIONS`): no Python UDF,
+    no pass of their own. `amount_column` is kept for callers; the flags only read the time."""
+    # Epoch microseconds, not calendar functions: those read the session's time zone.
+    flags = request_time_spark_columns(F.unix_micros(F.col(time_column)))
+    return df.select("*", *[flags[name].alias(name) for name in (TX_DURING_WEEKEND, TX_DURING_NIGHT)])
 
 
 # ------------------------------------------------------------------------------ internals

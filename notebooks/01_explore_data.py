@@ -71,16 +71,12 @@ if simulated and BAD_FILE:
 
 from datetime import timedelta
 
-from jobs.ingest import ingest_day, summary_table
+from cardscore.jobs.ingest.report import summary_table
+from cardscore.jobs.ingest.stage import SPEC as INGEST
 
 ctx = nb.job_context(settings)
 days = [FIRST_DAY + timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days + 1)]
-reports = []
-with nb.progress_bars() as progress:
-    for done, day in enumerate(days):
-        progress("ingest", done, len(days))
-        reports.append(ingest_day(ctx, day))
-    progress("ingest", len(days), len(days))
+reports = nb.run_stage(INGEST, ctx, days)
 nb.display(summary_table(reports), "ingest")
 
 # COMMAND ----------

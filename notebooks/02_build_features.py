@@ -39,11 +39,11 @@ print(f"snapshots {FIRST_DAY} .. {LAST_DAY}; online store serves {ONLINE_DAY}")
 
 import pandas as pd
 
-from jobs.build_features import build_features_range
+from cardscore.jobs.build_features.stage import SPEC as FEATURES
 
 ctx = nb.job_context(settings)
-with nb.progress_bars() as progress:
-    reports = build_features_range(ctx, FIRST_DAY, LAST_DAY, lambda done, total: progress("features", done, total))
+days = [FIRST_DAY + timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days + 1)]
+reports = nb.run_stage(FEATURES, ctx, days)
 nb.display(pd.DataFrame([r.to_dict() for r in reports]).set_index("day"), "snapshot days", rows=len(reports))
 
 # COMMAND ----------
@@ -55,7 +55,7 @@ nb.display(pd.DataFrame([r.to_dict() for r in reports]).set_index("day"), "snaps
 
 # COMMAND ----------
 
-from features.report import daily_summary, plot_daily_summary
+from cardscore.features.report import daily_summary, plot_daily_summary
 
 summary = daily_summary(ctx.lake, FIRST_DAY, LAST_DAY)
 nb.display(plot_daily_summary(summary, nb.pictures_dir(settings) / "features_over_days.png"), "features over days")
@@ -70,8 +70,8 @@ nb.display(plot_daily_summary(summary, nb.pictures_dir(settings) / "features_ove
 
 from pyspark.sql import functions as F
 
-from cardscore import catalog
-from features.definitions import SNAPSHOT_DATE
+from cardscore.core import catalog
+from cardscore.features.definitions import SNAPSHOT_DATE
 
 for table in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES):
     snapshot = ctx.lake.read(table).where(F.col(SNAPSHOT_DATE) == F.lit(LAST_DAY))
@@ -87,7 +87,7 @@ for table in (catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES):
 
 # COMMAND ----------
 
-from features.store import feast_objects, materialize
+from cardscore.features.store import feast_objects, materialize
 
 objects = feast_objects(settings)
 nb.display(pd.DataFrame(
@@ -110,8 +110,8 @@ nb.display(online.to_dict(), "online store")
 
 # COMMAND ----------
 
-from features.online import lookup
-from features.store import feature_store
+from cardscore.features.online import lookup
+from cardscore.features.store import feature_store
 
 sample = [
     row.asDict()

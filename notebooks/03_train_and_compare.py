@@ -5,7 +5,7 @@
 # MAGIC Trains the fraud model with the handbook's protocol (train days, a delay, test days, cards
 # MAGIC already known to be compromised removed from the test days), with point-in-time features
 # MAGIC from the Feast offline store; logs everything to MLflow, registers a version and runs the
-# MAGIC validation gate (`jobs/train.py`, the same code as `cardscore train` and the retraining job).
+# MAGIC validation gate (`jobs/train/main.py`, the same code as `cardscore train` and the retraining job).
 # MAGIC Then compares it with the handbook's baselines, both as published and refitted on these very
 # MAGIC sets, shows the plots the run logged, and promotes the version to `champion` if the gate
 # MAGIC passed.
@@ -43,7 +43,7 @@ print(f"train from {TRAIN_START}: {protocol.train_days} days, {protocol.delay_da
 
 # COMMAND ----------
 
-from jobs.train import GateRejected, TrainingParams, build_sets, train_on_sets
+from cardscore.jobs.train.stage import GateRejected, TrainingParams, build_sets, train_on_sets
 
 ctx = nb.job_context(settings)
 with nb.progress_bars() as progress:
@@ -97,7 +97,7 @@ nb.display(comparison.round(3), "metrics", rows=len(comparison))
 
 import mlflow
 
-from cardscore import registry
+from cardscore.core import registry
 
 registry.configure_mlflow(settings)
 plots_dir = nb.pictures_dir(settings) / f"run-{report.run_id}"

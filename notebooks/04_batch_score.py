@@ -3,7 +3,7 @@
 # MAGIC # 04 · Batch-score a day
 # MAGIC
 # MAGIC Scores one day of silver transactions with the registry's `champion` version, the way the
-# MAGIC nightly pipeline does (`jobs/score_batch.py`): point-in-time features from the Feast store
+# MAGIC nightly pipeline does (`jobs/score_batch/main.py`): point-in-time features from the Feast store
 # MAGIC (the same retrieval training uses), XGBoost inside the engine, the predictions gated by
 # MAGIC Great Expectations, then the day replaced in `gold.predictions` (a rerun gives the same rows).
 # MAGIC Shows the run, the top-scored transactions with the labels known so far, and the score
@@ -30,11 +30,10 @@ print(f"score {DAY} with {settings.mlflow.model_name}@{settings.scoring.model_al
 
 # COMMAND ----------
 
-from jobs.score_batch import score_day
+from cardscore.jobs.score_batch.stage import SPEC as SCORE
 
 ctx = nb.job_context(settings)
-with nb.progress_bars() as progress:
-    report = score_day(ctx, DAY, progress=lambda day, phase: progress(f"score {day}", 0 if phase != "done" else 1, 1))
+report = nb.run_stage(SCORE, ctx, [DAY])[0]
 nb.display({k: v for k, v in report.to_dict().items() if k != "gate"}, "scoring run")
 print(report.gate)
 
@@ -49,7 +48,7 @@ print(report.gate)
 
 from pyspark.sql import functions as F
 
-from cardscore import catalog
+from cardscore.core import catalog
 
 predictions = ctx.lake.read(settings.scoring.output_table).where(F.col("tx_date") == F.lit(DAY))
 labels = ctx.lake.read(catalog.SILVER_LABELS).select("transaction_id", F.col("is_fraud").alias("labelled_fraud"))
@@ -67,7 +66,7 @@ nb.display(top, f"top {TOP} scores on {DAY}", rows=TOP)
 
 # COMMAND ----------
 
-from jobs.scoring_transforms import score_histogram
+from cardscore.jobs.score_batch.transforms import score_histogram
 
 counts = score_histogram(predictions).toPandas()
 nb.display(nb.plot_score_histogram(

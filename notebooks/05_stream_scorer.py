@@ -24,7 +24,7 @@
 import atexit
 
 from cardscore import notebook as nb
-from cardscore import registry
+from cardscore.core import registry
 from cardscore.services.broker import EmbeddedBroker
 
 settings = nb.settings()
@@ -56,7 +56,7 @@ print(f"replay {DAY} to {settings.kafka_bootstrap} topic {settings.kafka.topics.
 
 # COMMAND ----------
 
-from features.store import materialize
+from cardscore.features.store import materialize
 
 ctx = nb.job_context(settings)
 nb.display(materialize(settings, ctx.spark, DAY).to_dict(), "online store")

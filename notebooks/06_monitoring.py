@@ -2,7 +2,7 @@
 # MAGIC %md
 # MAGIC # 06 · Monitoring
 # MAGIC
-# MAGIC Monitors a scored day the way the nightly pipeline does (`jobs/monitor.py`): feature and
+# MAGIC Monitors a scored day the way the nightly pipeline does (`jobs/monitor/main.py`): feature and
 # MAGIC score drift (PSI, KS) against the reference profile of the model version that scored it,
 # MAGIC unknown-entity shares, delayed-label performance of the recent scored days (with how
 # MAGIC complete their labels are), freshness of every input; rows in `ops.monitoring` (a rerun
@@ -30,13 +30,14 @@ print(f"monitor {DAY} into {settings.monitoring.output_table}")
 
 # COMMAND ----------
 
-from jobs.monitor import monitor_day
+from cardscore.jobs.monitor.stage import SPEC as MONITOR
+from cardscore.jobs.retrain.stage import SPEC as RETRAIN
 
 ctx = nb.job_context(settings)
-with nb.progress_bars() as progress:
-    report = monitor_day(ctx, DAY, progress=lambda day, phase: progress(f"monitor {day}", int(phase == "done"), 1),
-                         run_trigger=TRIGGER, dry_run_trigger=True)
+report = nb.run_stage(MONITOR, ctx, [DAY])[0]
 nb.display({k: v for k, v in report.to_dict().items() if k not in ("alerts", "phase_seconds")}, "monitoring run")
+if TRIGGER:  # the retraining trigger's decision for the day (dry run: nothing is trained)
+    nb.display(nb.run_stage(RETRAIN, ctx, [DAY], dry_run=True)[0].to_dict(), "retraining trigger")
 
 # COMMAND ----------
 
@@ -64,7 +65,7 @@ else:
 
 # COMMAND ----------
 
-from jobs.monitor import read_rows
+from cardscore.jobs.monitor.stage import read_rows
 
 metrics = read_rows(ctx, DAY, DAY)
 nb.display(metrics[["metric", "subject", "scored_day", "model_version", "value", "threshold", "violated"]]

@@ -1,7 +1,7 @@
 """Data contracts: one definition per record shape; Spark, Arrow and JSON schemas derive from it."""
 
-from schemas.contract import Contract, Field, FieldType
-from schemas.contracts import (
+from cardscore.schemas.contract import Contract, Field, FieldType
+from cardscore.schemas.contracts import (
     ALL_CONTRACTS,
     BRONZE_RECORD,
     LABEL_EVENT,
@@ -12,7 +12,7 @@ from schemas.contracts import (
     SILVER_TRANSACTION,
     TRANSACTION_EVENT,
 )
-from schemas.reasons import RejectReason
+from cardscore.schemas.reasons import RejectReason
 
 __all__ = [
     "ALL_CONTRACTS",

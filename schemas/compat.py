@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.contract import Contract
+from cardscore.schemas.contract import Contract
 
 SNAPSHOT_DIR = Path(__file__).parent / "snapshots"
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from cardscore.schemas.timestamps import TIMESTAMP_PATTERN, format_timestamp_us
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql.types import StructType
@@ -28,13 +30,17 @@ class FieldType(StrEnum):
     INT = "int"
 
 
-# Wire format of timestamps in JSON: RFC 3339 in UTC with a literal Z, 0-6 fraction digits.
-TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+__all__ = ["DATE_PATTERN", "TIMESTAMP_PATTERN", "Contract", "Field", "FieldType"]
+
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 @dataclass(frozen=True)
 class Field:
+    """A typed field. `minimum`/`maximum` bound numbers (inclusive); on a TIMESTAMP field they
+    are epoch microseconds (the validators compare the parsed instant, the JSON Schema states
+    them as RFC 3339 texts)."""
+
     name: str
     type: FieldType
     description: str
@@ -166,10 +172,18 @@ def _json_type(f: Field) -> dict[str, Any]:
         prop = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
     else:
         prop = {"type": "string"}
-    if f.minimum is not None:
-        prop["minimum"] = f.minimum
-    if f.maximum is not None:
-        prop["maximum"] = f.maximum
+    if f.type == FieldType.TIMESTAMP:
+        # JSON Schema's minimum/maximum bound numbers; a date-time's bounds are format
+        # bounds (the `formatMinimum`/`formatMaximum` keywords of ajv-formats), as text.
+        if f.minimum is not None:
+            prop["formatMinimum"] = format_timestamp_us(int(f.minimum))
+        if f.maximum is not None:
+            prop["formatMaximum"] = format_timestamp_us(int(f.maximum))
+    else:
+        if f.minimum is not None:
+            prop["minimum"] = f.minimum
+        if f.maximum is not None:
+            prop["maximum"] = f.maximum
     if f.max_length is not None:
         prop["maxLength"] = f.max_length
     return prop

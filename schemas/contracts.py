@@ -7,20 +7,38 @@ snapshots in `schemas/snapshots/` and rejects breaking ones.
 
 from __future__ import annotations
 
-from schemas.contract import Contract, Field, FieldType
+from cardscore.schemas.contract import Contract, Field, FieldType
+from cardscore.schemas.timestamps import parse_timestamp_us
 
 # Sanity bounds shared by batch ingest and the stream scorer.
 MAX_AMOUNT = 100_000.0
 MAX_ID = 2**63 - 1
+# The one range of event times, enforced by ingest and the stream alike, inside what every part
+# of the scorer serves exactly: from the Unix epoch (Feast hands a request time to on-demand
+# features as whole seconds truncated toward zero, which floors only from 1970 on: before it
+# a night flag would come from the wrong hour) to the end of 2199 (well inside pandas'
+# nanosecond timestamps, which end in April 2262). Epoch microseconds, bounds included.
+EVENT_TIME_MIN = "1970-01-01T00:00:00Z"
+EVENT_TIME_MAX = "2199-12-31T23:59:59.999999Z"
+EVENT_TIME_MIN_US = parse_timestamp_us(EVENT_TIME_MIN)
+EVENT_TIME_MAX_US = parse_timestamp_us(EVENT_TIME_MAX)
 
 TRANSACTION_EVENT = Contract(
     name="transaction_event",
-    version=1,
+    # v2: event_time bounded to [EVENT_TIME_MIN, EVENT_TIME_MAX] (v1 accepted years 1-9999,
+    # which the scorer could not serve).
+    version=2,
     description="A card payment authorisation as the upstream emits it (landing JSON lines, Kafka).",
     key=("transaction_id",),
     fields=(
         Field("transaction_id", FieldType.LONG, "unique id of the transaction", minimum=0, maximum=MAX_ID),
-        Field("event_time", FieldType.TIMESTAMP, "authorisation time, UTC (RFC 3339 with Z)"),
+        Field(
+            "event_time",
+            FieldType.TIMESTAMP,
+            f"authorisation time, UTC (RFC 3339 with Z), from {EVENT_TIME_MIN} to {EVENT_TIME_MAX}",
+            minimum=EVENT_TIME_MIN_US,
+            maximum=EVENT_TIME_MAX_US,
+        ),
         Field("customer_id", FieldType.LONG, "card/customer id", minimum=0, maximum=MAX_ID),
         Field("terminal_id", FieldType.LONG, "merchant terminal id", minimum=0, maximum=MAX_ID),
         Field("amount", FieldType.DOUBLE, "amount in the card currency", minimum=0.0, maximum=MAX_AMOUNT),
@@ -69,7 +87,7 @@ BRONZE_RECORD = Contract(
 
 SILVER_TRANSACTION = Contract(
     name="silver_transaction",
-    version=1,
+    version=2,  # v2: transaction_event v2's event_time range
     description="A validated transaction, typed to the contract, one row per transaction id.",
     key=("transaction_id",),
     partition_by=("tx_date",),

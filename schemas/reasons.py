@@ -15,4 +15,9 @@ class RejectReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"  # negative or absurd values
     BAD_TIMESTAMP = "bad_timestamp"  # not RFC 3339 UTC with Z, or not a real instant
     OUTSIDE_DAY = "outside_day"  # event time not within the landing day
+    OUTSIDE_WINDOW = "outside_window"  # landing day or event day too far from the pipeline's clock
     DUPLICATE_CONFLICT = "duplicate_conflict"  # same key as another record, different content
+    # The record passed every contract check, yet processing it alone failed (the stream
+    # isolates such a record from its batch; the detail names the error). Not a dependency
+    # outage: those are retried, never rejected.
+    UNPROCESSABLE = "unprocessable"

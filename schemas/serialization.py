@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from schemas.contract import Contract, FieldType
-from schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
-from schemas.timestamps import format_timestamp_us
+from cardscore.schemas.contract import Contract, FieldType
+from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
+from cardscore.schemas.timestamps import format_timestamp_us
 
 if TYPE_CHECKING:
     import numpy as np

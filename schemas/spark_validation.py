@@ -30,20 +30,22 @@ expression finds the *last* member with a name, which is the one Python's `json.
 when a name repeats. Integer/number/string/boolean is then read off the token the way Python
 types it (`1` int, `1.0` and `1e2` float).
 
-Known difference, on purpose: an integer token too large for a float (more than 308 digits) in
-a double field is `not_finite` here; the Python validator raises OverflowError on it. The UDF
-wrapper below maps that error to `not_finite` as well, so batch decisions stay consistent.
+Numbers are decided from their token as the Python validator reads it: an integer token
+beyond an integer field's bounds (however many digits) is `out_of_range`; in a double field a
+token is its double value, `not_finite` when that overflows (more than ~308 digits). Timestamps
+are ASCII digits (`[0-9]`), a real instant, and inside the contract's range (`out_of_range`
+otherwise, with the Python validator's detail).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from schemas.contract import TIMESTAMP_PATTERN, Contract, Field, FieldType
-from schemas.reasons import RejectReason
-from schemas.validation import DEFAULT_MAX_BYTES
+from cardscore.schemas.contract import TIMESTAMP_PATTERN, Contract, Field, FieldType
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.schemas.validation import DEFAULT_MAX_BYTES, integer_bounds
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -72,8 +74,6 @@ _MEMBER = rf"{_STRING}{_WS}:{_WS}{_VALUE}"
 FLAT_OBJECT = rf"^{_WS}\{{{_WS}(?:{_MEMBER}(?:{_WS},{_WS}{_MEMBER})*)?{_WS}\}}{_WS}$"
 _PRINTABLE_ASCII = r"^[\t\x20-\x7e]*$"
 _INTEGER_TOKEN = r"^-?(?:0|[1-9][0-9]*)$"
-# The contract's wire pattern; on printable ASCII `\d` and `[0-9]` match the same characters.
-_TIMESTAMP_ASCII = TIMESTAMP_PATTERN.replace(r"\d", "[0-9]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BOM = "\ufeff"
 
@@ -295,7 +295,7 @@ def _checks_for(f: Field) -> list[tuple[Column, RejectReason, Column]]:
 
     if f.type in (FieldType.LONG, FieldType.INT):
         checks.append((present & ~_col(f, "int"), RejectReason.WRONG_TYPE, got("must be an integer")))
-        lo, hi = _integer_bounds(f)
+        lo, hi = integer_bounds(f)
         number = _col(f, "dec")
         # Tokens longer than 38 digits do not fit a decimal: their sign says which bound they break.
         below = F.when(number.isNull(), tok.startswith("-")).otherwise(number < _decimal(lo))
@@ -328,22 +328,23 @@ def _checks_for(f: Field) -> list[tuple[Column, RejectReason, Column]]:
     elif f.type == FieldType.TIMESTAMP:
         checks.append((present & ~is_string, RejectReason.WRONG_TYPE, got("must be a string timestamp")))
         checks.append(
-            (present & ~_col(f, "str").rlike(_TIMESTAMP_ASCII), RejectReason.BAD_TIMESTAMP,
+            (present & ~_col(f, "str").rlike(TIMESTAMP_PATTERN), RejectReason.BAD_TIMESTAMP,
              F.lit(f"'{name}': expected RFC 3339 UTC timestamp like 2018-04-01T00:07:56Z"))
         )
         micros = _col(f, "us")
         checks.append(
             (present & micros.isNull(), RejectReason.BAD_TIMESTAMP, F.lit(f"'{name}': not a real date and time"))
         )
+        text = _col(f, "str")
         if f.minimum is not None:
             checks.append(
                 (present & (micros < F.lit(int(f.minimum))), RejectReason.OUT_OF_RANGE,
-                 _range_detail(name, tok, "below minimum", f.minimum))
+                 _time_range_detail(name, text, "before", f.minimum))
             )
         if f.maximum is not None:
             checks.append(
                 (present & (micros > F.lit(int(f.maximum))), RejectReason.OUT_OF_RANGE,
-                 _range_detail(name, tok, "above maximum", f.maximum))
+                 _time_range_detail(name, text, "after", f.maximum))
             )
     elif f.type in (FieldType.STRING, FieldType.DATE):
         checks.append((present & ~is_string, RejectReason.WRONG_TYPE, got("must be a string")))
@@ -357,21 +358,6 @@ def _checks_for(f: Field) -> list[tuple[Column, RejectReason, Column]]:
     return checks
 
 
-_TYPE_BOUNDS = {FieldType.LONG: (-(2**63), 2**63 - 1), FieldType.INT: (-(2**31), 2**31 - 1)}
-
-
-def _integer_bounds(f: Field) -> tuple[int, int]:
-    """The contract's bounds, narrowed to what the Spark type can hold.
-
-    Every integer field of the project's contracts has bounds inside its type; a field without
-    them would accept, in Python, integers that no Spark column can store.
-    """
-    type_lo, type_hi = _TYPE_BOUNDS[f.type]
-    lo = type_lo if f.minimum is None else max(type_lo, math.ceil(f.minimum))
-    hi = type_hi if f.maximum is None else min(type_hi, math.floor(f.maximum))
-    return lo, hi
-
-
 def _decimal(value: int) -> Column:
     from pyspark.sql import functions as F
 
@@ -382,6 +368,13 @@ def _range_detail(name: str, tok: Column, words: str, bound: Any) -> Column:
     from pyspark.sql import functions as F
 
     return F.concat(F.lit(f"'{name}'="), tok, F.lit(f" {words} {bound}"))
+
+
+def _time_range_detail(name: str, text: Column, words: str, bound: float) -> Column:
+    """`'event_time'=2300-01-01T00:00:00Z after 2199-12-31T23:59:59.999999Z`, as in Python."""
+    from pyspark.sql import functions as F
+
+    return F.concat(F.lit(f"'{name}'="), text, F.lit(f" {words} {format_timestamp_us(int(bound))}"))
 
 
 def _string_inner(tok: Column) -> Column:
@@ -415,7 +408,7 @@ def _timestamp_micros(inner: Column) -> Column:
     fraction_micros = F.when(F.length(inner) == 20, F.lit(0)).otherwise(F.rpad(fraction, 6, "0").try_cast("bigint"))
     micros = F.unix_micros(whole) + fraction_micros
     # Guarded: the date functions of some engines raise (not null) on year 0.
-    return F.when(inner.rlike(_TIMESTAMP_ASCII) & in_range, micros)
+    return F.when(inner.rlike(TIMESTAMP_PATTERN) & in_range, micros)
 
 
 def _wire_value(f: Field) -> Column:
@@ -478,19 +471,15 @@ def _python_decider(contract_name: str, max_bytes: int) -> Any:
     def decide(raw_lines: Any) -> Any:
         import pandas as pd
 
-        from schemas.contracts import ALL_CONTRACTS
-        from schemas.reasons import RejectReason as Reason
-        from schemas.validation import Rejection, validate_bytes
+        from cardscore.schemas.contracts import ALL_CONTRACTS
+        from cardscore.schemas.validation import Rejection, validate_bytes
 
         contract = ALL_CONTRACTS[contract_name]
         reasons: list[str | None] = []
         details: list[str | None] = []
         values: dict[str, list[Any]] = {f.name: [] for f in contract.fields}
         for raw in raw_lines:
-            try:
-                result = validate_bytes(bytes(raw), contract, max_bytes)
-            except OverflowError:  # an integer too large for a float, in a double field
-                result = Rejection(Reason.NOT_FINITE, "a number too large for a double")
+            result = validate_bytes(bytes(raw), contract, max_bytes)  # never raises
             if isinstance(result, Rejection):
                 reasons.append(result.reason.value)
                 details.append(result.detail)

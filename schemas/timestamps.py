@@ -1,22 +1,26 @@
-"""Wire format of timestamps: RFC 3339 UTC with a literal `Z`; microseconds internally."""
+"""Wire format of timestamps: RFC 3339 UTC with a literal `Z`; microseconds internally.
+
+Digits are ASCII only (`[0-9]`, never `\\d`, which in Python matches any Unicode digit such as
+Arabic-Indic ones): a timestamp is the same text for every parser on the way.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
-from schemas.contract import TIMESTAMP_PATTERN
-
+# Wire format of timestamps in JSON: RFC 3339 in UTC with a literal Z, 0-6 fraction digits.
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PATTERN = re.compile(TIMESTAMP_PATTERN)
+_PATTERN = re.compile(TIMESTAMP_PATTERN, re.ASCII)
 
 
 def format_timestamp_us(micros: int) -> str:
     """`2018-04-01T00:07:56Z`, or with 6 fraction digits when there is a fraction."""
-    moment = _EPOCH + timedelta(microseconds=int(micros))
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = (_EPOCH + timedelta(microseconds=int(micros))).replace(tzinfo=None)
+    # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits, which
+    # the contract's pattern (and the vectorised serialiser) require.
+    return moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds") + "Z"
 
 
 def parse_timestamp_us(text: str) -> int:

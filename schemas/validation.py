@@ -11,6 +11,13 @@ agree on one reason per record):
 
 Integers must be JSON integers (`12`, not `12.0` or `"12"`); doubles accept integers;
 booleans are never numbers. Unknown fields are ignored (additive producer changes).
+
+Whatever the bytes, the validator returns a record or a rejection and never raises. Numbers
+are read safely: an integer token longer than any contract bound (thousands of digits would
+raise Python's int-string limit, hundreds overflow a float) is kept as its sign and its value
+as a double, so it is `OUT_OF_RANGE` in an integer field and what its double is in a double
+field (`NOT_FINITE` beyond 1.8e308), exactly what the Spark validator decides from the token.
+Timestamps are ASCII digits only, and their range is the contract's, in microseconds.
 """
 
 from __future__ import annotations
@@ -20,9 +27,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.contract import Contract, Field, FieldType
-from schemas.reasons import RejectReason
-from schemas.timestamps import parse_timestamp_us
+from cardscore.schemas.contract import Contract, Field, FieldType
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.timestamps import format_timestamp_us, parse_timestamp_us
 
 DEFAULT_MAX_BYTES = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
@@ -55,11 +62,22 @@ def validate_bytes(
 
 
 def validate_text(text: str, contract: Contract) -> dict[str, Any] | Rejection:
+    obj = parse_json(text)
+    if isinstance(obj, Rejection):
+        return obj
     try:
-        obj = json.loads(text, parse_constant=_keep_constant)
+        return validate_object(obj, contract)
+    except Exception as exc:  # a validator bug must not stop a stream or a batch: say so
+        return Rejection(RejectReason.UNPROCESSABLE, f"the validator failed on this record: {type(exc).__name__}")
+
+
+def parse_json(text: str) -> Any | Rejection:
+    """A JSON document, with NaN/Infinity kept so `validate_object` names them NOT_FINITE
+    (for callers that take several records in one document, e.g. an HTTP batch)."""
+    try:
+        return json.loads(text, parse_constant=_keep_constant, parse_int=_parse_int)
     except (json.JSONDecodeError, RecursionError) as exc:
         return Rejection(RejectReason.MALFORMED_JSON, f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
-    return validate_object(obj, contract)
 
 
 def validate_object(obj: Any, contract: Contract) -> dict[str, Any] | Rejection:
@@ -87,6 +105,26 @@ def _keep_constant(name: str) -> float:
     return _Constant(float(name.replace("Infinity", "inf")))
 
 
+# Integer tokens up to this many characters become Python ints; every contract bound has at
+# most 20 (the sign and 19 digits of 2**63 - 1), so a longer token is beyond them all.
+_EXACT_INTEGER_CHARS = 24
+
+
+class _HugeInteger(float):
+    """An integer token too long for any bound: its value as a double (inf beyond the double
+    range, like the Spark cast of the token) and its length. Never converted to an int."""
+
+    digits: int
+
+
+def _parse_int(token: str) -> int | float:
+    if len(token) <= _EXACT_INTEGER_CHARS:
+        return int(token)
+    huge = _HugeInteger(token)  # float(str) has no digit limit and never raises: inf at worst
+    huge.digits = len(token.lstrip("-"))
+    return huge
+
+
 def _check_field(field: Field, value: Any) -> Any:
     name = field.name
     if value is None:
@@ -97,14 +135,24 @@ def _check_field(field: Field, value: Any) -> Any:
     if kind in (FieldType.LONG, FieldType.INT):
         if isinstance(value, _Constant):
             return Rejection(RejectReason.NOT_FINITE, f"'{name}' is {value!r}")
+        lo, hi = integer_bounds(field)
+        if isinstance(value, _HugeInteger):
+            side = f"below minimum {lo}" if value < 0 else f"above maximum {hi}"
+            return Rejection(RejectReason.OUT_OF_RANGE, f"'{name}' is an integer of {value.digits} digits, {side}")
         if isinstance(value, bool) or not isinstance(value, int):
             return Rejection(RejectReason.WRONG_TYPE, f"'{name}' must be an integer, got {_json_kind(value)}")
+        if value < lo:
+            return Rejection(RejectReason.OUT_OF_RANGE, f"'{name}'={value} below minimum {lo}")
+        if value > hi:
+            return Rejection(RejectReason.OUT_OF_RANGE, f"'{name}'={value} above maximum {hi}")
+        return value
     elif kind == FieldType.DOUBLE:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return Rejection(RejectReason.WRONG_TYPE, f"'{name}' must be a number, got {_json_kind(value)}")
+        # ints here have at most _EXACT_INTEGER_CHARS characters: float() cannot overflow
+        value = float(value)
         if not math.isfinite(value):
             return Rejection(RejectReason.NOT_FINITE, f"'{name}' is {value!r}")
-        value = float(value)
     elif kind == FieldType.BOOLEAN:
         if not isinstance(value, bool):
             return Rejection(RejectReason.WRONG_TYPE, f"'{name}' must be true/false, got {_json_kind(value)}")
@@ -112,9 +160,14 @@ def _check_field(field: Field, value: Any) -> Any:
         if not isinstance(value, str):
             return Rejection(RejectReason.WRONG_TYPE, f"'{name}' must be a string timestamp, got {_json_kind(value)}")
         try:
-            value = parse_timestamp_us(value)
+            micros = parse_timestamp_us(value)
         except ValueError as exc:
             return Rejection(RejectReason.BAD_TIMESTAMP, f"'{name}': {exc}")
+        if field.minimum is not None and micros < field.minimum:
+            return Rejection(RejectReason.OUT_OF_RANGE, _time_range_detail(name, value, "before", field.minimum))
+        if field.maximum is not None and micros > field.maximum:
+            return Rejection(RejectReason.OUT_OF_RANGE, _time_range_detail(name, value, "after", field.maximum))
+        return micros
     elif kind in (FieldType.STRING, FieldType.DATE):
         if not isinstance(value, str):
             return Rejection(RejectReason.WRONG_TYPE, f"'{name}' must be a string, got {_json_kind(value)}")
@@ -125,6 +178,23 @@ def _check_field(field: Field, value: Any) -> Any:
     if field.maximum is not None and isinstance(value, int | float) and value > field.maximum:
         return Rejection(RejectReason.OUT_OF_RANGE, f"'{name}'={value} above maximum {field.maximum}")
     return value
+
+
+_TYPE_BOUNDS = {FieldType.LONG: (-(2**63), 2**63 - 1), FieldType.INT: (-(2**31), 2**31 - 1)}
+
+
+def integer_bounds(field: Field) -> tuple[int, int]:
+    """An integer field's accepted range: the contract's bounds, narrowed to what its type
+    (64- or 32-bit) holds. Both validators use it."""
+    type_lo, type_hi = _TYPE_BOUNDS[field.type]
+    lo = type_lo if field.minimum is None else max(type_lo, math.ceil(field.minimum))
+    hi = type_hi if field.maximum is None else min(type_hi, math.floor(field.maximum))
+    return lo, hi
+
+
+def _time_range_detail(name: str, text: str, words: str, bound: float) -> str:
+    """The same words as the Spark validator's (`schemas.spark_validation`)."""
+    return f"'{name}'={text} {words} {format_timestamp_us(int(bound))}"
 
 
 def _json_kind(value: Any) -> str:

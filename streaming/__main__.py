@@ -1,6 +1,6 @@
-"""`python -m streaming`: run one stream-scorer process (the same as `cardscore stream`).
+"""`python -m cardscore.streaming`: run one stream-scorer process (the same as `cardscore stream`).
 
-    python -m streaming --config cardscore.yaml --instance-id scorer-1 --metrics-port 9464
+    python -m cardscore.streaming --config cardscore.yaml --instance-id scorer-1 --metrics-port 9464
 """
 
 from __future__ import annotations
@@ -9,20 +9,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streaming.service import EXIT_USAGE, RunOptions, run_scorer
+from cardscore.streaming.service import EXIT_USAGE, InvalidOptions, RunOptions, run_scorer
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m streaming",
+        prog="python -m cardscore.streaming",
         description="Kafka stream scorer: consumes transactions, scores them with the registry's "
         "champion model and Feast online features, produces scores and DLQ records "
         "(at-least-once by default). SIGTERM/SIGINT drain the batch in hand and exit 0.",
     )
     p.add_argument("--config", help="YAML settings file (default: $CARDSCORE_CONFIG, ./cardscore.yaml)")
     p.add_argument("--group-id", help="consumer group (default streaming.group_id)")
-    p.add_argument("--instance-id", help="this process's name in logs, DLQ headers and "
-                   "transactional.id (default <host>-<pid>; use a stable name with exactly_once)")
+    p.add_argument("--instance-id", help="this process's stable name: its static group membership "
+                   "(group.instance.id: a restart under the same name resumes at once), logs, DLQ "
+                   "headers and transactional.id (default <host>-<pid>, a dynamic member)")
     p.add_argument("--batch-size", type=int, dest="batch_max_messages", help="messages per micro-batch")
     p.add_argument("--batch-wait-ms", type=int, dest="batch_max_wait_ms", help="longest wait to fill a batch")
     p.add_argument("--delivery", choices=["at_least_once", "exactly_once"])
@@ -36,8 +37,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cardscore.config import ConfigError, load_settings
-    from cardscore.logs import configure_logging
+    from cardscore.core.config import ConfigError, load_settings
+    from cardscore.core.logs import configure_logging
 
     args = parser().parse_args(argv)
     try:
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return run_scorer(settings, options)
-    except ValueError as exc:  # pydantic validation of the options
+    except InvalidOptions as exc:  # only the options' validation, never an error while scoring
         print(f"invalid option: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

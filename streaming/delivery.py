@@ -7,14 +7,21 @@
 * `ExactlyOnce`: a transactional producer writes the records and the consumer offsets in one
   Kafka transaction (`send_offsets_to_transaction`). Readers of the scores topic must use
   `isolation.level=read_committed`. Needs a real Kafka cluster: the embedded broker (Tansu)
-  does not implement read_committed, so this mode is not tested here.
+  does not implement read_committed; tests/kafka proves it on Apache Kafka.
 
 Both raise `DeliveryFailed` when the batch must be retried (the scorer rewinds the consumer to
 the batch's first offsets) and `FatalDeliveryError` when the process must stop (fenced).
+
+A record refused for its size (librdkafka's `message.max.bytes` when producing, the topic's
+`max.message.bytes` at the broker) is permanent, not transient: retrying would fail forever.
+A record that carries a `fallback` (a DLQ record's cut copy, see `dlq.fit_dlq_record`) is sent
+as that fallback instead; from then on records of that topic at least as large go out as their
+fallback at once. A refused record without one fails the batch (retried) and is logged.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +30,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from cardscore.logs import get_logger
-from streaming.metrics import StreamMetrics
+from cardscore.core.logs import get_logger
+from cardscore.streaming.metrics import StreamMetrics
 
 log = get_logger("streaming.delivery")
 
@@ -40,12 +47,49 @@ _LOST_MEMBERSHIP = {
 }
 
 
+# Errors meaning "this record is too large": permanent for the record, not for the batch.
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+
+
 @dataclass(frozen=True)
 class OutRecord:
     topic: str
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    fallback: OutRecord | None = None  # what to send if this one is refused for its size
+
+    @property
+    def size(self) -> int:
+        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in self.headers)
+
+
+def too_large(err: KafkaError | None) -> bool:
+    return err is not None and err.code() in _TOO_LARGE
+
+
+def message_limit(conf: Mapping[str, str], topic: str, timeout: float = 5.0) -> int:
+    """The largest record `topic` takes from a producer with `conf`: the smaller of the
+    producer's `message.max.bytes` and the topic's `max.message.bytes` when the broker
+    reports it (a broker that does not report it is taken at the producer's word)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    limit = int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+    admin_conf = {k: v for k, v in conf.items() if k in _ADMIN_KEYS or k.startswith(("sasl.", "ssl."))}
+    try:
+        admin = AdminClient({**admin_conf, "log_level": "3"})
+        futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
+        for future in futures.values():
+            entry = future.result(timeout=timeout).get("max.message.bytes")
+            if entry is not None and entry.value is not None:
+                limit = min(limit, int(entry.value))
+    except (KafkaException, ValueError, TimeoutError) as exc:
+        log.warning("stream.topic_limit_unknown", topic=topic, error=str(exc)[:200], using=limit)
+    return limit
+
+
+_ADMIN_KEYS = {"bootstrap.servers", "security.protocol", "client.id", "socket.timeout.ms"}
 
 
 class DeliveryFailed(RuntimeError):
@@ -57,7 +101,9 @@ class FatalDeliveryError(RuntimeError):
 
 
 def producer_conf(base: Mapping[str, str], timeout_seconds: float) -> dict[str, str]:
-    conf = {"linger.ms": "5", "compression.type": "lz4", **dict(base)}
+    # linger.ms 1: a score waits at most 1 ms for batch-mates (the scorer hands a whole batch
+    # over at once, so batches form anyway; 5 ms was a floor under every score's latency).
+    conf = {"linger.ms": "1", "compression.type": "lz4", **dict(base)}
     # The guarantees below hold whatever the configuration says.
     conf.update(
         {
@@ -69,6 +115,12 @@ def producer_conf(base: Mapping[str, str], timeout_seconds: float) -> dict[str, 
         }
     )
     return conf
+
+
+def _on_delivery(failures: list[tuple[KafkaError, OutRecord]], record: OutRecord,
+                 err: KafkaError | None, _msg: Any) -> None:
+    if err is not None:
+        failures.append((err, record))
 
 
 def topic_partitions(offsets: Offsets) -> list[TopicPartition]:
@@ -92,20 +144,33 @@ class _Sender:
         # failed deliveries, which is what the scorer reports.
         log.warning("stream.producer_error", code=err.name(), fatal=err.fatal(), detail=err.str())
 
-    def produce_all(self, records: Sequence[OutRecord], failures: list[KafkaError]) -> None:
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                failures.append(err)
-
+    def produce_all(self, records: Sequence[OutRecord], failures: list[tuple[KafkaError, OutRecord]],
+                    refused_at: dict[str, int]) -> None:
+        """Produce every record (its fallback when it is too large); delivery errors are
+        appended to `failures`. `refused_at`: per topic, the smallest size refused so far."""
         produce = self.producer.produce
         for record in records:
+            limit = refused_at.get(record.topic)
+            if record.fallback is not None and limit is not None and record.size >= limit:
+                record = record.fallback
+
             while True:
                 try:
                     produce(record.topic, value=record.value, key=record.key, headers=record.headers,
-                            on_delivery=on_delivery)
+                            on_delivery=functools.partial(_on_delivery, failures, record))
                     break
                 except BufferError:
                     self.producer.poll(0.05)  # local queue full: serve deliveries, then retry
+                except KafkaException as exc:
+                    err = exc.args[0]
+                    if too_large(err):
+                        refused_at[record.topic] = min(record.size, refused_at.get(record.topic, record.size))
+                        if record.fallback is not None:
+                            log.warning("stream.record_too_large", topic=record.topic, bytes=record.size,
+                                        sent="fallback")
+                            record = record.fallback
+                            continue
+                    raise DeliveryFailed(f"the producer refused a record for {record.topic}: {exc}") from exc
 
     def wait(self, timeout: float) -> int:
         """Serve delivery reports until none is outstanding or `timeout`; returns outstanding."""
@@ -149,23 +214,32 @@ class AtLeastOnce:
         self.pending: Offsets = {}  # processed and acknowledged, not yet committed
         self.retry_commit_at = 0.0  # monotonic time before which a failed commit is not retried
         self.commit_backoff = 0.0
+        self.refused_at: dict[str, int] = {}  # topic -> smallest record size refused as too large
 
     def deliver(self, records: Sequence[OutRecord], offsets: Offsets) -> None:
         """Send, wait for every acknowledgement, then commit `offsets`. `DeliveryFailed` if
         any record was not acknowledged (nothing is committed then)."""
         self._renew_if_fatal()
-        failures: list[KafkaError] = []
         started = time.perf_counter()
-        self._sender.produce_all(records, failures)
-        # Past message.timeout.ms every record has a report; the margin covers in-flight requests.
-        outstanding = self._sender.wait(self.timeout + min(5.0, self.timeout))
-        if outstanding:
-            self._renew("delivery reports overdue")  # purges the old producer's queue
-            raise DeliveryFailed(f"{outstanding} of {len(records)} records unacknowledged")
-        if failures:
-            raise DeliveryFailed(
-                f"{len(failures)} of {len(records)} records failed; first: {failures[0].str()}"
-            )
+        sending = list(records)
+        for round_ in (1, 2):  # round 2 sends the fallbacks of records the broker found too large
+            failures: list[tuple[KafkaError, OutRecord]] = []
+            self._sender.produce_all(sending, failures, self.refused_at)
+            # Past message.timeout.ms every record has a report; the margin covers in-flight requests.
+            outstanding = self._sender.wait(self.timeout + min(5.0, self.timeout))
+            if outstanding:
+                self._renew("delivery reports overdue")  # purges the old producer's queue
+                raise DeliveryFailed(f"{outstanding} of {len(records)} records unacknowledged")
+            if not failures:
+                break
+            for err, record in failures:
+                if too_large(err):
+                    self.refused_at[record.topic] = min(record.size, self.refused_at.get(record.topic, record.size))
+            sending = [record.fallback for err, record in failures if too_large(err) and record.fallback is not None]
+            if round_ == 2 or len(sending) < len(failures):
+                err = next((e for e, r in failures if not (too_large(e) and r.fallback is not None)), failures[0][0])
+                raise DeliveryFailed(f"{len(failures)} of {len(records)} records failed; first: {err.str()}")
+            log.warning("stream.record_too_large", topic=sending[0].topic, records=len(sending), sent="fallback")
         self.metrics.delivery_latency.observe(time.perf_counter() - started)
         self.metrics.dependency_up.labels("broker").set(1)
         for key, offset in offsets.items():
@@ -256,27 +330,36 @@ class ExactlyOnce:
         conf.setdefault("transaction.timeout.ms", str(int(max(60.0, 2 * timeout_seconds) * 1000)))
         self._sender = _Sender(conf, metrics)
         self.pending: Offsets = {}  # always empty: offsets commit inside each transaction
+        self.refused_at: dict[str, int] = {}  # topic -> smallest record size refused as too large
         _retry_txn(lambda: self._sender.producer.init_transactions(timeout_seconds), "init")
 
     def deliver(self, records: Sequence[OutRecord], offsets: Offsets) -> None:
         producer = self._sender.producer
-        failures: list[KafkaError] = []
+        failures: list[tuple[KafkaError, OutRecord]] = []
         started = time.perf_counter()
         try:
             producer.begin_transaction()
-            self._sender.produce_all(records, failures)
+            try:
+                self._sender.produce_all(records, failures, self.refused_at)
+            except DeliveryFailed:
+                _retry_txn(lambda: producer.abort_transaction(self.timeout), "abort")
+                raise
             producer.send_offsets_to_transaction(
                 topic_partitions(offsets), self.consumer.consumer_group_metadata(), self.timeout
             )
             _retry_txn(lambda: producer.commit_transaction(self.timeout), "commit")
         except KafkaException as exc:
             err = exc.args[0]
+            # Records the broker refused for their size go out as their fallbacks next time.
+            for failed, record in failures:
+                if too_large(failed):
+                    self.refused_at[record.topic] = min(record.size, self.refused_at.get(record.topic, record.size))
             if isinstance(err, KafkaError) and err.txn_requires_abort():
                 _retry_txn(lambda: producer.abort_transaction(self.timeout), "abort")
                 raise DeliveryFailed(f"transaction aborted: {err.str()}") from exc
             raise FatalDeliveryError(f"transactional producer failed: {exc}") from exc
         if failures:  # commit_transaction fails first in practice; keep the check explicit
-            raise DeliveryFailed(f"{len(failures)} records failed; first: {failures[0].str()}")
+            raise DeliveryFailed(f"{len(failures)} records failed; first: {failures[0][0].str()}")
         self.metrics.delivery_latency.observe(time.perf_counter() - started)
         self.metrics.dependency_up.labels("broker").set(1)
         self.metrics.commits.inc()

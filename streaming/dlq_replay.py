@@ -7,7 +7,8 @@ valid is scored, one still invalid goes back to the DLQ. Progress is kept by a c
 record is replayed once per group. Records not selected (`reasons`) are passed over for that
 group; replay them later with another group. Each replay adds one to the message's
 `cardscore-dlq-replays` header, and records replayed `max_replays` times are skipped, so a
-record that keeps failing cannot cycle forever.
+record that keeps failing cannot cycle forever. A record cut to fit the DLQ (`dlq.truncated`)
+is not replayed: its copy is incomplete; the original is where `dlq.source.*` says.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from cardscore.logs import get_logger
-from streaming import dlq
+from cardscore.core.logs import get_logger
+from cardscore.streaming import dlq
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 log = get_logger("streaming.dlq_replay")
 REPLAYS_HEADER = "cardscore-dlq-replays"
@@ -42,6 +43,7 @@ class DlqSummary:
 class ReplayReport:
     replayed: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)  # not selected, or replayed too often
+    truncated: Counter[str] = field(default_factory=Counter)  # cut copies: not replayable
     dry_run: bool = False
 
 
@@ -122,6 +124,10 @@ def replay(
             if (reasons and reason not in reasons) or replays >= max_replays:
                 report.skipped[reason] += 1
                 continue
+            if dlq.is_truncated(headers):
+                report.truncated[reason] += 1
+                log.warning("dlq.replay_skipped_truncated", reason=reason, source=dlq.describe(message)["source"])
+                continue
             report.replayed[reason] += 1
             if dry_run:
                 continue
@@ -143,7 +149,8 @@ def replay(
         # Only after every replayed record was acknowledged: a rerun starts after them.
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in next_offsets.items()],
                         asynchronous=False)
-        log.info("dlq.replayed", replayed=dict(report.replayed), skipped=dict(report.skipped), group=group)
+        log.info("dlq.replayed", replayed=dict(report.replayed), skipped=dict(report.skipped),
+                 truncated=dict(report.truncated), group=group)
         return report
     finally:
         consumer.close()

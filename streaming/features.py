@@ -1,27 +1,31 @@
-"""Online features of a micro-batch: one batched Feast read, through `features.online.lookup`.
+"""Online features of a micro-batch, through the shared reader (`features.online_reader`).
 
-The lookup (the feature engineer's single definition) returns the model matrix in
-`MODEL_FEATURES` order, request-time features included (Feast's on-demand view runs
-`features.request_time`), and whether each customer/terminal had a row for the transaction's
-own day. This module only adds what the score message needs: the snapshot date.
+The reader (the one the scoring API uses) returns exactly what Feast's `get_online_features`
+returns: the model matrix in `MODEL_FEATURES` order, request-time features from
+`features.request_time`, and whether each customer/terminal had a row for the transaction's
+own day. By default it serves the online store's rows from memory (reloaded when a day is
+materialized), so a batch's lookup is two `searchsorted` calls on the batch's columns: no
+I/O, no per-message dicts, no pandas. This module adds what the score message needs: the
+snapshot date.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.definitions import day_from_number
-from features.request_time import MICROS_PER_DAY
+from cardscore.features.online_reader import snapshot_dates
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from cardscore.core.config import Settings
+    from cardscore.features.online_reader import OnlineFeatureReader
+    from cardscore.streaming.messages import TransactionBatch
 
-    from cardscore.config import Settings
+__all__ = ["BatchFeatures", "Lookup", "ReaderLookup", "open_lookup", "snapshot_dates"]
 
 
 @dataclass(frozen=True)
@@ -32,61 +36,31 @@ class BatchFeatures:
     snapshot_date: list[date | None]  # the day whose snapshot served the row; None: defaults only
 
 
-Lookup = Callable[[Sequence[Mapping[str, Any]]], BatchFeatures]
+Lookup = Callable[["TransactionBatch"], BatchFeatures]
 
 
-def snapshot_dates(event_time_us: np.ndarray, customer_known: np.ndarray, terminal_known: np.ndarray) -> list[date | None]:
-    """A row's snapshot is its transaction's UTC day (the lookup serves no other day's rows);
-    None when neither entity had a row, i.e. every entity feature is a default."""
-    days = (np.asarray(event_time_us, dtype=np.int64) // MICROS_PER_DAY).tolist()
-    known = (np.asarray(customer_known) | np.asarray(terminal_known)).tolist()
-    cache: dict[int, date] = {}
-    out: list[date | None] = []
-    for day, served in zip(days, known, strict=True):
-        if not served:
-            out.append(None)
-            continue
-        if day not in cache:
-            cache[day] = day_from_number(day)
-        out.append(cache[day])
-    return out
+class ReaderLookup:
+    """A batch's features from its columns, with one read of the online feature reader."""
+
+    def __init__(self, reader: OnlineFeatureReader) -> None:
+        self.reader = reader
+
+    def __call__(self, batch: TransactionBatch) -> BatchFeatures:
+        rows = self.reader.read(batch.customer_id, batch.terminal_id, batch.amount, batch.event_time_us)
+        return BatchFeatures(rows.matrix, rows.customer_known, rows.terminal_known,
+                             rows.snapshot_dates(batch.event_time_us))
+
+    def status(self) -> dict[str, Any]:
+        return self.reader.status()
+
+    def close(self) -> None:
+        self.reader.close()
 
 
-class FeatureServiceMissing(RuntimeError):
-    """The Feast registry has no model FeatureService yet (the features stage applies it)."""
+def open_lookup(settings: Settings) -> ReaderLookup:
+    """The reader `features.online_reader` names, over the settings' feature store. Raises
+    `FeatureViewsMissing` before the features stage applied the repo and
+    `OnlineStoreUnavailable` while the store cannot be read (the scorer retries both)."""
+    from cardscore.features.online_reader import open_reader
 
-
-class FeastLookup:
-    """`features.online.lookup` over one FeatureStore opened at start (no per-message calls).
-
-    The scorer only reads the feature store: a registry without the model's FeatureService is
-    an error (retried), never something the scorer registers itself."""
-
-    def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
-        from feast.errors import FeatureServiceNotFoundException
-
-        from features.definitions import FEATURE_SERVICE_NAME
-        from features.store import feature_store
-
-        self.settings = settings
-        self.store = store or feature_store(settings)
-        try:
-            self.store.get_feature_service(FEATURE_SERVICE_NAME)
-        except FeatureServiceNotFoundException:
-            raise FeatureServiceMissing(
-                f"the Feast registry {settings.feast_registry} has no feature service "
-                f"{FEATURE_SERVICE_NAME!r}; build and materialize features first "
-                "(`cardscore run features`, `cardscore materialize`)"
-            ) from None
-
-    def __call__(self, records: Sequence[Mapping[str, Any]]) -> BatchFeatures:
-        from features.online import lookup
-
-        found = lookup(self.store, records)
-        micros = np.fromiter((r["event_time"] for r in records), dtype=np.int64, count=len(records))
-        return BatchFeatures(
-            matrix=found.matrix,
-            customer_known=np.asarray(found.customer_known, dtype=bool),
-            terminal_known=np.asarray(found.terminal_known, dtype=bool),
-            snapshot_date=snapshot_dates(micros, found.customer_known, found.terminal_known),
-        )
+    return ReaderLookup(open_reader(settings))

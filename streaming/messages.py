@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from schemas.contracts import TRANSACTION_EVENT
-from schemas.reasons import RejectReason
-from schemas.validation import Rejection, validate_bytes
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.validation import Rejection, validate_bytes
 
 
 class KafkaMessage(Protocol):
@@ -39,6 +39,7 @@ class Rejected:
     message: KafkaMessage
     reason: RejectReason
     detail: str
+    headers: tuple[tuple[str, bytes], ...] = ()  # extra `dlq.*` headers for this reason
 
 
 @dataclass
@@ -53,9 +54,25 @@ class TransactionBatch:
     kafka_timestamp_ms: np.ndarray  # int64, the message's own timestamp (-1 if none)
     records: list[dict[str, Any]] = field(default_factory=list)  # the validated records
     key_mismatches: int = 0  # messages whose key is not their customer_id (scored anyway)
+    messages: list[KafkaMessage] = field(default_factory=list)  # row i came from messages[i]
 
     def __len__(self) -> int:
         return len(self.transaction_id)
+
+    def take(self, rows: np.ndarray) -> TransactionBatch:
+        """The batch of the given rows (indices, in that order)."""
+        picked = [int(i) for i in rows]
+        return TransactionBatch(
+            transaction_id=self.transaction_id[rows],
+            customer_id=self.customer_id[rows],
+            terminal_id=self.terminal_id[rows],
+            amount=self.amount[rows],
+            event_time_us=self.event_time_us[rows],
+            kafka_timestamp_ms=self.kafka_timestamp_ms[rows],
+            records=[self.records[i] for i in picked],
+            key_mismatches=sum(_key_mismatch(self.messages[i], self.records[i]) for i in picked),
+            messages=[self.messages[i] for i in picked],
+        )
 
 
 @dataclass
@@ -72,6 +89,7 @@ def split_messages(messages: Sequence[KafkaMessage], max_bytes: int) -> SplitBat
     rows: list[dict[str, Any]] = []
     stamps: list[int] = []
     rejected: list[Rejected] = []
+    kept: list[KafkaMessage] = []
     mismatches = 0
     for message in messages:
         raw = message.value()
@@ -81,16 +99,26 @@ def split_messages(messages: Sequence[KafkaMessage], max_bytes: int) -> SplitBat
             rejected.append(Rejected(message, result.reason, result.detail))
             continue
         rows.append(result)
+        kept.append(message)
         kind, stamp = message.timestamp()
         stamps.append(stamp if kind else -1)
-        if message.key() != str(result["customer_id"]).encode():
-            # The key only routes a card's events to one partition; the record is valid and is
-            # scored, but a producer keying wrongly loses per-card ordering: count it.
-            mismatches += 1
-    return SplitBatch(valid=_columns(rows, stamps, mismatches), rejected=rejected)
+        # The key only routes a card's events to one partition; the record is valid and is
+        # scored, but a producer keying wrongly loses per-card ordering: count it.
+        mismatches += _key_mismatch(message, result)
+    return SplitBatch(valid=_columns(rows, stamps, mismatches, kept), rejected=rejected)
 
 
-def _columns(rows: list[dict[str, Any]], stamps: list[int], mismatches: int) -> TransactionBatch:
+def batch_of(records: Sequence[dict[str, Any]]) -> TransactionBatch:
+    """The columns of validated records that came from no message (a probe, a test)."""
+    return _columns(list(records), [-1] * len(records), 0, [])
+
+
+def _key_mismatch(message: KafkaMessage, record: dict[str, Any]) -> bool:
+    return message.key() != str(record["customer_id"]).encode()
+
+
+def _columns(rows: list[dict[str, Any]], stamps: list[int], mismatches: int,
+             messages: list[KafkaMessage]) -> TransactionBatch:
     def ints(name: str) -> np.ndarray:
         return np.fromiter((r[name] for r in rows), dtype=np.int64, count=len(rows))
 
@@ -103,6 +131,7 @@ def _columns(rows: list[dict[str, Any]], stamps: list[int], mismatches: int) -> 
         kafka_timestamp_ms=np.asarray(stamps, dtype=np.int64),
         records=rows,
         key_mismatches=mismatches,
+        messages=messages,
     )
 
 

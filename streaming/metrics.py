@@ -26,12 +26,18 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily
 
-from schemas.reasons import RejectReason
+from cardscore.schemas.reasons import RejectReason
 
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
+# Where a batch's time goes, in order (stage_latency_seconds): taking it from the consumer,
+# validating it, reading its features, the model call, serialising and handing the scores to
+# the producer, waiting for the broker's acknowledgements, committing the offsets.
+PIPELINE_STAGES = ("consume", "validate", "lookup", "predict", "produce", "ack", "commit")
 DEPENDENCIES = ("broker", "online_store", "registry")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Stages take microseconds to milliseconds: finer buckets at the low end.
+_STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0)
 # Replayed days are hours to years old: the event-time clock needs buckets up to years.
 _E2E_BUCKETS = (*_LATENCY_BUCKETS, 300.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0, 3650 * 86_400.0)
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
@@ -55,6 +61,8 @@ class StreamMetrics:
                 self.retries.labels(stage)
             for dependency in DEPENDENCIES:
                 self.dependency_up.labels(dependency)
+            for stage in PIPELINE_STAGES:
+                self.stage_latency.labels(stage)
             for kind in ("assigned", "revoked", "lost"):
                 self.rebalances.labels(kind)
             for entity in ("customer", "terminal"):
@@ -66,6 +74,13 @@ class StreamMetrics:
         self.messages_in = Counter("messages_in", "Messages consumed", namespace=ns, registry=r)
         self.scores_out = Counter("scores_out", "Scores acknowledged by the broker", namespace=ns, registry=r)
         self.dlq = Counter("dlq_messages", "Messages sent to the DLQ", ["reason"], namespace=ns, registry=r)
+        self.duplicate_conflicts = Counter(
+            "duplicate_conflicts", "Messages whose transaction id was seen before with other content",
+            namespace=ns, registry=r,
+        )
+        self.dlq_truncated = Counter(
+            "dlq_truncated", "DLQ records cut to fit the DLQ topic's size limit", namespace=ns, registry=r
+        )
         self.key_mismatches = Counter(
             "key_mismatches", "Valid messages whose key is not their customer_id", namespace=ns, registry=r
         )
@@ -96,11 +111,26 @@ class StreamMetrics:
             "delivery_latency_seconds", "Produce -> broker acknowledgement per batch",
             buckets=_LATENCY_BUCKETS, namespace=ns, registry=r,
         )
+        self.stage_latency = Histogram(
+            "stage_latency_seconds", "Per batch, by stage: consume, validate, lookup, predict, produce, "
+            "ack (produce -> every acknowledgement), commit", ["stage"], buckets=_STAGE_BUCKETS,
+            namespace=ns, registry=r,
+        )
+        self.in_flight = Gauge(
+            "in_flight_messages", "Scores and DLQ records produced, not yet acknowledged or committed",
+            namespace=ns, registry=r,
+        )
         self.model = Info("model", "The model version scoring now", namespace=ns, registry=r)
         self.model_version = Gauge("model_version", "Registered version scoring now", namespace=ns, registry=r)
         self.model_swaps = Counter("model_swaps", "Hot swaps of the model", namespace=ns, registry=r)
         self.assigned_partitions = Gauge(
             "assigned_partitions", "Partitions assigned to this process", namespace=ns, registry=r
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag",
+            "Per assigned partition: its high watermark minus the group's committed offset "
+            "(messages not yet committed; from the log start when nothing is committed)",
+            ["topic", "partition"], namespace=ns, registry=r,
         )
         self.rebalances = Counter(
             "rebalance_events", "Partitions assigned, revoked or lost", ["kind"], namespace=ns, registry=r

@@ -9,7 +9,8 @@ order, byte-identical to the project's one serialiser (`schemas.serialization.ev
      "model_version":"3","feature_snapshot_date":"2018-04-01","unknown_customer":false,
      "unknown_terminal":false,"scored_at":"2024-05-02T10:11:12.345678Z"}
 
-Headers: `content-type: application/json`, `schema: score_event.v1`. The JSON Schema is
+Headers: `content-type: application/json`, `schema: score_event.v1` (and
+`cardscore.duplicate-conflict` on a flagged duplicate, see `streaming.duplicates`). The JSON Schema is
 `score_json_schema()` (`cardscore contracts export` writes it too).
 """
 
@@ -23,14 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from schemas.contracts import SCORE_EVENT
-from schemas.serialization import schema_id
-from schemas.timestamps import format_timestamp_us
+from cardscore.schemas.contracts import SCORE_EVENT
+from cardscore.schemas.serialization import schema_id
+from cardscore.schemas.timestamps import format_timestamp_us
 
 SCORE_HEADERS = [
     ("content-type", b"application/json"),
     ("schema", schema_id(SCORE_EVENT).encode()),
 ]
+# On the score of a transaction id seen before with other content, when the duplicate policy
+# is `score_flagged` (streaming.duplicates): where the first message with that id is.
+DUPLICATE_CONFLICT_HEADER = "cardscore.duplicate-conflict"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Running a scorer process: options, metrics endpoint, signals, exit codes.
 
-Shared by `python -m streaming` and `cardscore stream`. Exit codes: 0 after a clean stop
+Shared by `python -m cardscore.streaming` and `cardscore stream`. Exit codes: 0 after a clean stop
 (SIGTERM/SIGINT drain the batch in hand and commit), 1 when the scorer cannot continue
 (fenced transactional producer, fatal Kafka error, incompatible model), 2 for bad
 configuration.
@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cardscore.logs import get_logger
+from cardscore.core.logs import get_logger
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
-    from streaming.scorer import BatchReport
+    from cardscore.core.config import Settings
+    from cardscore.streaming.scorer import BatchReport
 
 log = get_logger("streaming.service")
 
@@ -49,12 +49,23 @@ class RunOptions:
         return {k: v for k, v in values.items() if v is not None}
 
 
+class InvalidOptions(ValueError):
+    """Command-line options the settings reject (exit code 2). Only these are usage errors: any
+    other error raised while scoring is the scorer's own, never reported as a bad option."""
+
+
 def apply_options(settings: Settings, options: RunOptions) -> Settings:
     """A copy of `settings` with the options' streaming values (validated like the file's)."""
-    from cardscore.config.streaming import StreamingSettings
+    from pydantic import ValidationError
+
+    from cardscore.core.config.streaming import StreamingSettings
 
     merged = {**settings.streaming.model_dump(), **options.settings_overrides()}
-    return settings.model_copy(update={"streaming": StreamingSettings.model_validate(merged)})
+    try:
+        validated = StreamingSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise InvalidOptions(str(exc)) from None
+    return settings.model_copy(update={"streaming": validated})
 
 
 def run_scorer(
@@ -65,9 +76,9 @@ def run_scorer(
     """Run one scorer until stopped; returns the process exit code."""
     from confluent_kafka import KafkaException
 
-    from streaming.delivery import FatalDeliveryError
-    from streaming.model import IncompatibleModel
-    from streaming.scorer import StreamScorer
+    from cardscore.model.scoring import IncompatibleModel
+    from cardscore.streaming.delivery import FatalDeliveryError
+    from cardscore.streaming.scorer import StreamScorer
 
     options = options or RunOptions()
     settings = apply_options(settings, options)

@@ -23,7 +23,7 @@ for _name in list(os.environ):
 # for a fixed thread count, so the tests' metrics stay deterministic.
 os.environ["CARDSCORE__TRAINING__MODEL__N_JOBS"] = "1"
 
-from cardscore.config import Settings, load_settings  # noqa: E402
+from cardscore.core.config import Settings, load_settings  # noqa: E402
 from cardscore.services.broker import EmbeddedBroker, create_topics  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def spark(session_home: Path):
     """The embedded Sail engine, started once for the run."""
-    from cardscore.engine import get_spark, stop_spark
+    from cardscore.core.engine import get_spark, stop_spark
 
     session = get_spark(load_settings(overrides={"home": str(session_home)}))
     yield session
@@ -78,7 +78,7 @@ def kafka_settings(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
 
 @pytest.fixture
 def lake(spark, settings: Settings):
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     return Lake(spark, settings)
 
@@ -89,3 +89,15 @@ def topic(broker: EmbeddedBroker) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     create_topics(broker.conf, {name: 2})
     return name
+
+
+# The fast tier (`pytest -m "not engine"`) runs what needs no Spark engine, broker or other
+# started service. A test is `engine` when it uses one of these fixtures (directly or through
+# its own fixtures), is `classic`, or its module says so (`pytestmark = pytest.mark.engine`).
+ENGINE_FIXTURES = frozenset({"spark", "broker", "lake", "kafka_settings", "topic"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("classic"):
+            item.add_marker(pytest.mark.engine)

@@ -5,20 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import TaskID
 
-from cardscore.config import ConfigError, Settings, load_settings
-from cardscore.logs import configure_logging
+from cardscore.core.config import ConfigError, Settings, load_settings
+from cardscore.core.logs import configure_logging
+from cardscore.core.stage import EXIT_FAILED, EXIT_OK, EXIT_USAGE, JobContext
 
-# Exit codes every command uses.
-EXIT_OK = 0
-EXIT_FAILED = 1  # the work failed (a gate failed, a stage errored)
-EXIT_USAGE = 2  # bad arguments or configuration
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "app", "console", "days_of", "job_context", "parse_day",
+           "run_app", "settings_of"]
 
 console = Console(stderr=True)
 
@@ -48,10 +46,12 @@ class CliState:
             except ConfigError as exc:
                 console.print(f"[red]configuration error:[/red] {exc}")
                 raise typer.Exit(EXIT_USAGE) from None
-            configure_logging(
-                self.log_level or self._settings.logging.level,
-                self.log_format or self._settings.logging.format,
-            )
+            # The root --log-level/--log-format win over the file, for every command.
+            logging = self._settings.logging.model_copy(update={
+                k: v for k, v in (("level", self.log_level), ("format", self.log_format)) if v
+            })
+            self._settings = self._settings.model_copy(update={"logging": logging})
+            configure_logging(logging.level, logging.format)
         return self._settings
 
 
@@ -77,7 +77,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def parse_day(value: str) -> date:
-    from cardscore.jobrunner import parse_day as parse
+    """A --date option's value (YYYY-MM-DD, today, yesterday), as a usage error when wrong."""
+    from cardscore.core.days import parse_day as parse
 
     try:
         return parse(value)
@@ -85,39 +86,39 @@ def parse_day(value: str) -> date:
         raise typer.BadParameter(str(exc)) from None
 
 
-def day_range(day: str | None, start: str | None, end: str | None) -> list[date]:
-    """Days from --date D, or --from A --to B (inclusive). Exactly one form must be given."""
-    if day and (start or end):
-        raise typer.BadParameter("give either --date or --from/--to, not both")
-    if day:
-        return [parse_day(day)]
-    if not (start and end):
-        raise typer.BadParameter("give --date D, or both --from and --to")
-    first, last = parse_day(start), parse_day(end)
-    if last < first:
-        raise typer.BadParameter("--to is before --from")
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+def days_of(day: str | None, start: str | None, end: str | None) -> list[date]:
+    """Days from --date D, or --from A --to B (inclusive), as usage errors when wrong."""
+    from cardscore.core.days import resolve_days
+
+    try:
+        return resolve_days(day, start, end)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@contextmanager
+def job_context(ctx: typer.Context, remote: str | None = None) -> Iterator[JobContext]:
+    """The engine and lake for a command that reads tables (not a stage: those go through the
+    runner). Engine errors exit 2, a stage's failure (missing input) exits 1."""
+    from cardscore.core.engine import EngineError
+    from cardscore.core.errors import StageFailed
+    from cardscore.core.stage import open_context
+
+    try:
+        with open_context(settings_of(ctx), remote) as job:
+            yield job
+    except EngineError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_USAGE) from None
+    except StageFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(exc.exit_code) from None
 
 
 @contextmanager
 def phase_bars(transient: bool = False) -> Iterator[Callable[[str, int, int], None]]:
-    """One rich progress bar per phase; yields `progress(phase, done, total)`.
+    """`cardscore.core.console.phase_bars` on the CLI's console (stderr)."""
+    from cardscore.core.console import phase_bars as bars
 
-    When no person watches (not a terminal: pipelines, CI, logs to a file) nothing is drawn
-    and `progress` does nothing, so callers never need to check.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not console.is_terminal:
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=transient) as bars:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bars.add_task(phase, total=total)
-            bars.update(tasks[phase], completed=done, total=total)
-
+    with bars(console, transient) as progress:
         yield progress

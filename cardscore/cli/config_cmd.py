@@ -28,6 +28,6 @@ def config_check(ctx: typer.Context) -> None:
 @config_app.command("reference")
 def config_reference() -> None:
     """Print the configuration reference (markdown) generated from the settings classes."""
-    from cardscore.config.reference import reference_markdown
+    from cardscore.core.config.reference import reference_markdown
 
     typer.echo(reference_markdown(), nl=False)

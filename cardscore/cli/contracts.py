@@ -16,8 +16,8 @@ app.add_typer(contracts_app, name="contracts")
 @contracts_app.command("check")
 def contracts_check() -> None:
     """Check every contract against its committed snapshot (breaking changes fail)."""
-    from schemas import ALL_CONTRACTS
-    from schemas.compat import BreakingChangeError, check_contract
+    from cardscore.schemas import ALL_CONTRACTS
+    from cardscore.schemas.compat import BreakingChangeError, check_contract
 
     failed = False
     for contract in ALL_CONTRACTS.values():
@@ -34,8 +34,13 @@ def contracts_check() -> None:
 @contracts_app.command("snapshot")
 def contracts_snapshot() -> None:
     """Record snapshots of contracts whose new version passed the compatibility check."""
-    from schemas import ALL_CONTRACTS
-    from schemas.compat import BreakingChangeError, check_contract, latest_snapshot, write_snapshot
+    from cardscore.schemas import ALL_CONTRACTS
+    from cardscore.schemas.compat import (
+        BreakingChangeError,
+        check_contract,
+        latest_snapshot,
+        write_snapshot,
+    )
 
     for contract in ALL_CONTRACTS.values():
         previous = latest_snapshot(contract.name)
@@ -53,7 +58,7 @@ def contracts_snapshot() -> None:
 @contracts_app.command("export")
 def contracts_export(out: Path = typer.Option(Path("schemas/json"), help="output folder")) -> None:
     """Write each contract's JSON Schema (for Kafka producers and schema registries)."""
-    from schemas import ALL_CONTRACTS
+    from cardscore.schemas import ALL_CONTRACTS
 
     out.mkdir(parents=True, exist_ok=True)
     for contract in ALL_CONTRACTS.values():

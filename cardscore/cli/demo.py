@@ -80,8 +80,8 @@ def demo(
     """
     from cardscore import demo as steps_lib
     from cardscore.cli.app import CliState
-    from cardscore.config import ConfigError
-    from cardscore.engine import stop_spark
+    from cardscore.core.config import ConfigError
+    from cardscore.core.engine import stop_spark
     from cardscore.services.broker import EmbeddedBroker
 
     state = ctx.find_root().obj
@@ -93,12 +93,12 @@ def demo(
             shutil.rmtree(workspace)
         workspace.mkdir(parents=True, exist_ok=True)
         settings = steps_lib.demo_settings(config_path, workspace, n_days)
-        workspace_config = steps_lib.write_workspace_config(workspace, settings)
         plan = steps_lib.make_plan(settings)
+        workspace_config = steps_lib.write_workspace_config(workspace, settings, plan, config_path)
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]demo cannot start:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    from cardscore.logs import configure_logging
+    from cardscore.core.logs import configure_logging
 
     # The full structured log goes to a file; the terminal shows progress and warnings only.
     configure_logging(settings.logging.level, settings.logging.format, file=workspace / "demo.log",
@@ -120,8 +120,8 @@ def demo(
 
 
 def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: float, lib) -> None:
-    from cardscore.cli.pipeline import RichReporter, summary_table
-    from jobs.nightly import NIGHTLY_STAGES
+    from cardscore.core.console import RichReporter, records_table
+    from cardscore.jobs.nightly.pipeline import NIGHTLY
 
     with steps.step("simulate a world") as out, phase_bars(transient=True) as progress:
         world = lib.simulate(settings, progress)
@@ -151,10 +151,10 @@ def _run(settings, plan, steps: Steps, broker, config_path, workspace, rate: flo
             bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
             with bars:
-                results = lib.nightly(settings, days, RichReporter(bars, len(days) * len(NIGHTLY_STAGES)))
+                results = lib.nightly(settings, days, RichReporter(bars, len(days) * len(NIGHTLY.steps)))
             failed = [r for r in results if r.failed]
             if failed:
-                console.print(summary_table(results))
+                console.print(records_table(NIGHTLY.name, results))
                 raise RuntimeError(f"the nightly pipeline failed on {failed[0].day} at {failed[0].failed.stage}: "
                                    f"{failed[0].failed.error}")
             out.append(f"{len(results)} nights, every stage succeeded or had nothing to do")

@@ -1,24 +1,17 @@
 """CLI commands of the features area (registered on import by cardscore.cli):
-
-`cardscore run features --date D | --from A --to B`, `cardscore materialize --date D | ...`,
-`cardscore features apply`, `cardscore features env`.
-"""
+`cardscore features apply|env|...`. The features and materialize stages are run through the
+runner (cardscore/cli/stages.py)."""
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cardscore.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, day_range, run_app, settings_of
-from cardscore.config.secrets import has_literal_password
+from cardscore.cli.app import EXIT_FAILED, app, console, days_of, job_context, settings_of
+from cardscore.core.config.secrets import has_literal_password
 
 features_app = typer.Typer(
     help="The Feast feature store: register its definitions, export its settings for Feast's CLI.",
@@ -27,121 +20,15 @@ features_app = typer.Typer(
 app.add_typer(features_app, name="features")
 
 _DATE_HELP = "the snapshot day, YYYY-MM-DD"
-_FROM_HELP = "first day of a range (backfill)"
+_FROM_HELP = "first day of a range"
 _TO_HELP = "last day of a range, inclusive"
 _REMOTE_HELP = "Spark Connect URL sc://host:port (default: the configured engine)"
-
-
-@contextmanager
-def _day_bar(total: int) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar over days when a person watches; nothing in pipelines/CI."""
-    if not console.is_terminal:
-        yield None
-        return
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console,
-    ) as bars:
-        task = bars.add_task("snapshot days", total=total)
-
-        def progress(done: int, of: int) -> None:
-            bars.update(task, completed=done, total=of)
-
-        yield progress
-
-
-@contextmanager
-def _job_context(ctx: typer.Context, remote: str | None) -> Iterator[Any]:
-    from cardscore.engine import EngineError, get_spark, stop_spark
-    from cardscore.errors import StageFailed
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-
-    settings = settings_of(ctx)
-    try:
-        spark = get_spark(settings, remote=remote)
-    except EngineError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_USAGE) from None
-    try:
-        yield JobContext(settings, spark, Lake(spark, settings))
-    except StageFailed as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_FAILED) from None
-    finally:
-        stop_spark()
-
-
-@run_app.command("features")
-def run_features(
-    ctx: typer.Context,
-    day: str | None = typer.Option(None, "--date", help=_DATE_HELP),
-    start: str | None = typer.Option(None, "--from", help=_FROM_HELP),
-    end: str | None = typer.Option(None, "--to", help=_TO_HELP),
-    remote: str | None = typer.Option(None, "--remote", help=_REMOTE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print the per-day reports as JSON on stdout"),
-) -> None:
-    """Build the daily feature snapshots: silver -> gold customer and terminal features.
-
-    The snapshot of day D describes everything strictly before D (customers: transactions in [D-30, D); terminals: [D-37, D-7) with frauds reported before D). A range is computed in passes of features.backfill_chunk_days days; each pass is gated with Great Expectations before it replaces its days in the gold tables, so re-running is safe.
-
-    Exit code 1 when a gate fails or an input is missing (nothing is published then).
-    """
-    from jobs.build_features import build_features_range
-
-    days = day_range(day, start, end)
-    with _job_context(ctx, remote) as job, _day_bar(len(days)) as progress:
-        reports = build_features_range(job, days[0], days[-1], progress=progress)
-    if as_json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
-        return
-    table = Table(title=f"feature snapshots {days[0]} .. {days[-1]}")
-    for column in ("day", "customers", "terminals"):
-        table.add_column(column, justify="right")
-    shown = reports if len(reports) <= 15 else [*reports[:7], None, *reports[-7:]]
-    for report in shown:
-        if report is None:
-            table.add_row("...", "", "")
-        else:
-            table.add_row(str(report.day), str(report.customer_rows), str(report.terminal_rows))
-    console.print(table)
-    versions = reports[-1]
-    console.print(
-        f"published: gold.customer_features v{versions.customer_version}, "
-        f"gold.terminal_features v{versions.terminal_version}"
-    )
-
-
-@app.command("materialize")
-def materialize_cmd(
-    ctx: typer.Context,
-    day: str | None = typer.Option(None, "--date", help=_DATE_HELP),
-    start: str | None = typer.Option(None, "--from", help=_FROM_HELP),
-    end: str | None = typer.Option(None, "--to", help=_TO_HELP),
-    remote: str | None = typer.Option(None, "--remote", help=_REMOTE_HELP),
-) -> None:
-    """Load feature snapshots into the online store (SQLite by default, or Redis).
-
-    The stream scorer serves a transaction of day D only from day D's snapshot, so materialize day D before D's transactions arrive. A range loads each entity's latest row.
-    """
-    from features.store import materialize
-
-    days = day_range(day, start, end)
-    with _job_context(ctx, remote) as job, console.status(
-        f"materializing {days[0]} .. {days[-1]} into {job.settings.feast.online_store}"
-    ):
-        report = materialize(job.settings, job.spark, days[0], days[-1])
-    console.print(
-        f"online store ({report.online_store}) now serves {report.last}: "
-        f"{report.customer_rows} customers, {report.terminal_rows} terminals "
-        f"({report.seconds:.2f} s)"
-    )
 
 
 @features_app.command("apply")
 def features_apply(ctx: typer.Context) -> None:
     """Register entities, Delta sources, feature views, the on-demand view and the FeatureService in the Feast registry (idempotent)."""
-    from features.store import apply, feast_objects
+    from cardscore.features.store import apply, feast_objects
 
     settings = settings_of(ctx)
     apply(settings)
@@ -164,19 +51,27 @@ def features_apply(ctx: typer.Context) -> None:
 def features_env(ctx: typer.Context) -> None:
     """Print shell exports that let Feast's own CLI, run from features/, use these settings.
 
-    eval "$(cardscore features env)"; cd features; feast apply; feast materialize-incremental 2018-05-01T00:00:00
+    cardscore engine start; eval "$(cardscore features env)"; cd features; feast plan; feast apply
 
-    Feast's Spark store also needs SPARK_REMOTE, e.g. the engine of `cardscore engine start`.
+    Every location is absolute (Feast runs from features/): the registry, the online store, the
+    lake (CARDSCORE_FEAST_LAKE_ROOT), the config file (CARDSCORE_CONFIG), and SPARK_REMOTE when
+    the engine of these settings runs (Feast's Spark store needs one).
     """
+    from cardscore.cli.app import CliState
+    from cardscore.core.config import ConfigError, config_file
+    from cardscore.features.feast_cli import exports
+    from cardscore.services.engine_server import engine_service
+
     settings = settings_of(ctx)
-    values = {
-        "CARDSCORE_FEAST_PROJECT": settings.feast.project,
-        "CARDSCORE_FEAST_REGISTRY": settings.feast_registry,
-        "CARDSCORE_FEAST_SQLITE_PATH": settings.feast_sqlite_path,
-    }
+    state = ctx.find_root().obj
+    try:
+        config = config_file(state.config_path if isinstance(state, CliState) else None)
+    except ConfigError:
+        config = None  # settings_of already loaded it; only an unusual race gets here
+    values = exports(settings, config)
     secret_note = None
     if settings.feast.online_store == "redis":
-        import features
+        from cardscore import features
 
         values["FEAST_FS_YAML_FILE_PATH"] = str(Path(features.__file__).parent / "feature_store.redis.yaml")
         connection = settings.feast.redis_connection_string or ""
@@ -190,6 +85,8 @@ def features_env(ctx: typer.Context) -> None:
         print(secret_note)
     if settings.engine.mode == "connect" and settings.engine.remote:
         print(f"export SPARK_REMOTE={shlex.quote(settings.engine.remote)}")
+    elif (engine := engine_service(settings).status()).running:
+        print(f"export SPARK_REMOTE={shlex.quote(engine.address)}")
     else:
         port = settings.engine.server_port
         print(f"# start an engine first (cardscore engine start), then: export SPARK_REMOTE=sc://127.0.0.1:{port}")
@@ -210,10 +107,10 @@ def features_plot(
 
     A sudden jump usually means a pipeline problem (a missing ingest day, a late label feed) or a real shift worth a look.
     """
-    from features.report import daily_summary, plot_daily_summary
+    from cardscore.features.report import daily_summary, plot_daily_summary
 
-    days = day_range(day, start, end)
-    with _job_context(ctx, remote) as job:
+    days = days_of(day, start, end)
+    with job_context(ctx, remote) as job:
         try:
             summary = daily_summary(job.lake, days[0], days[-1])
         except LookupError as exc:

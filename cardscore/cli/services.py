@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from cardscore.cli import kafka_cluster as kafka_cmd
 from cardscore.cli.app import EXIT_FAILED, app, console, settings_of
+from cardscore.cli.kafka_cluster import KAFKA_OPTION_HELP, NODES_OPTION_HELP
 from cardscore.services.spark_cluster import QUICK_JVM_OPTIONS
 
 engine_app = typer.Typer(
@@ -12,7 +14,8 @@ engine_app = typer.Typer(
     "JVM Spark standalone cluster and Spark Connect server with Delta.",
     no_args_is_help=True,
 )
-broker_app = typer.Typer(help="The embedded Kafka-compatible broker (Tansu).", no_args_is_help=True)
+broker_app = typer.Typer(help="The embedded Kafka-compatible broker (Tansu), or with --kafka a local "
+                         "Apache Kafka cluster.", no_args_is_help=True)
 topics_app = typer.Typer(help="The project's Kafka topics.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
 app.add_typer(broker_app, name="broker")
@@ -118,21 +121,51 @@ def engine_jars() -> None:
 
 
 @broker_app.command("start")
-def broker_start(ctx: typer.Context, timeout: float = typer.Option(20.0, help="seconds to wait")) -> None:
-    """Start the embedded broker in the background on kafka.embedded_port."""
-    _start(ctx, "broker", timeout)
+def broker_start(
+    ctx: typer.Context,
+    timeout: float | None = typer.Option(None, help="seconds to wait (default 20, 180 with --kafka)"),
+    kafka: bool = typer.Option(False, "--kafka", help=KAFKA_OPTION_HELP),
+    nodes: int | None = typer.Option(None, "--nodes", min=1, help=NODES_OPTION_HELP),
+) -> None:
+    """Start the embedded broker in the background on kafka.embedded_port; with --kafka, a
+    local Apache Kafka cluster (formatted on first start; waits until every broker answers)."""
+    if kafka:
+        kafka_cmd.start(ctx, nodes, timeout or 180.0)
+        return
+    if nodes not in (None, 1):
+        raise typer.BadParameter("--nodes needs --kafka (the embedded broker is one process)")
+    _start(ctx, "broker", timeout or 20.0)
 
 
 @broker_app.command("stop")
-def broker_stop(ctx: typer.Context) -> None:
-    """Stop the embedded broker. Its in-memory topics are lost."""
+def broker_stop(ctx: typer.Context, kafka: bool = typer.Option(False, "--kafka", help=KAFKA_OPTION_HELP)) -> None:
+    """Stop the embedded broker (its in-memory topics are lost); with --kafka, every node of
+    the Kafka cluster (SIGTERM, SIGKILL after 30 s; its data stay on disk)."""
+    if kafka:
+        kafka_cmd.stop(ctx)
+        return
     _stop(ctx, "broker")
 
 
 @broker_app.command("status")
-def broker_status(ctx: typer.Context) -> None:
-    """Show whether the embedded broker runs (exit code 1 if not)."""
+def broker_status(ctx: typer.Context, kafka: bool = typer.Option(False, "--kafka", help=KAFKA_OPTION_HELP)) -> None:
+    """Show whether the embedded broker (or with --kafka every Kafka node) runs (exit code 1 if not)."""
+    if kafka:
+        kafka_cmd.status(ctx)
+        return
     _status(ctx, "broker")
+
+
+@broker_app.command("env")
+def broker_env(ctx: typer.Context, kafka: bool = typer.Option(False, "--kafka", help=KAFKA_OPTION_HELP)) -> None:
+    """Print `export CARDSCORE__KAFKA__...` lines that point cardscore's clients at the broker:
+    `eval "$(cardscore broker env --kafka)"`."""
+    if kafka:
+        kafka_cmd.env(ctx)
+        return
+    port = settings_of(ctx).kafka.embedded_port
+    typer.echo("export CARDSCORE__KAFKA__MODE=embedded")
+    typer.echo(f"export CARDSCORE__KAFKA__EMBEDDED_PORT={port}")
 
 
 @topics_app.command("create")

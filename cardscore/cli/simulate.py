@@ -19,7 +19,7 @@ from cardscore.cli.app import (
     phase_bars,
     settings_of,
 )
-from cardscore.config.settings import to_uri
+from cardscore.core.config.settings import to_uri
 
 
 @app.command("simulate")
@@ -62,7 +62,7 @@ def simulate(
     """
     from pydantic import ValidationError
 
-    from cardscore.config.simulator import SimulatorSettings
+    from cardscore.core.config.simulator import SimulatorSettings
     from cardscore.simulator import (
         LandingConflictError,
         check_landing,

@@ -19,8 +19,9 @@ def stream(
     group_id: str | None = typer.Option(None, "--group-id", help="consumer group (default streaming.group_id)"),
     instance_id: str | None = typer.Option(
         None, "--instance-id",
-        help="this process's name in logs, DLQ headers and transactional.id (default <host>-<pid>; "
-        "give a stable name per process with --delivery exactly_once)",
+        help="this process's stable name: its static group membership (group.instance.id: a "
+        "restart under the same name resumes at once), logs, DLQ headers and transactional.id "
+        "(default <host>-<pid>, a dynamic member)",
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="messages per micro-batch"),
     batch_wait_ms: int | None = typer.Option(None, "--batch-wait-ms", min=1, help="longest wait to fill a batch"),
@@ -42,9 +43,9 @@ def stream(
     to share the partitions. When the registry's champion alias moves, the new version takes
     over between two batches. SIGTERM or Ctrl-C finishes the batch in hand, commits and exits 0.
 
-    Also runnable as `python -m streaming`.
+    Also runnable as `python -m cardscore.streaming`.
     """
-    from streaming.service import RunOptions, run_scorer
+    from cardscore.streaming.service import InvalidOptions, RunOptions, run_scorer
 
     settings = settings_of(ctx)
     if delivery not in (None, "at_least_once", "exactly_once"):
@@ -59,7 +60,7 @@ def stream(
             code = _run_with_status(settings, options)
         else:
             code = run_scorer(settings, options)
-    except ValueError as exc:
+    except InvalidOptions as exc:  # only the options' validation, never an error while scoring
         console.print(f"[red]invalid option:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(code)
@@ -72,7 +73,7 @@ def _run_with_status(settings, options) -> int:
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from streaming.service import run_scorer
+    from cardscore.streaming.service import run_scorer
 
     counts: Counter[str] = Counter()
     started = time.monotonic()
@@ -98,7 +99,7 @@ def dlq_show(
     latest: int = typer.Option(10, "--latest", min=0, help="list this many of the newest records"),
 ) -> None:
     """Count the DLQ's records by reason and list the newest ones (metadata only, no payloads)."""
-    from streaming.dlq_replay import summarize
+    from cardscore.streaming.dlq_replay import summarize
 
     settings = settings_of(ctx)
     try:
@@ -139,7 +140,7 @@ def dlq_replay(
     """
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from streaming.dlq_replay import replay
+    from cardscore.streaming.dlq_replay import replay
 
     settings = settings_of(ctx)
     try:
@@ -155,3 +156,6 @@ def dlq_replay(
     verb = "would replay" if dry_run else "replayed"
     console.print(f"{verb} {sum(report.replayed.values()):,} records {dict(report.replayed)}; "
                   f"skipped {sum(report.skipped.values()):,} {dict(report.skipped)}")
+    if report.truncated:
+        console.print(f"not replayable (cut to fit the DLQ; the originals are at their dlq.source.* "
+                      f"offsets): {sum(report.truncated.values()):,} {dict(report.truncated)}")

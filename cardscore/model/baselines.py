@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from cardscore.config.training import ModelParams
+from cardscore.core.config.training import ModelParams
 
 # The handbook's XGBoost: XGBClassifier defaults of its time (depth 6, eta 0.3, 100 rounds)
 # with XGBoost's default 256 histogram bins.

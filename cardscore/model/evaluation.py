@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cardscore.config.training import GateSettings
+from cardscore.core.config.training import GateSettings
 from cardscore.model.metrics import auc_roc, average_precision, card_precision_at_k
 
 METRICS = ("auc_roc", "average_precision", "card_precision_at_k")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from cardscore.config.training import ProtocolSettings
+    from cardscore.core.config.training import ProtocolSettings
 
 # Columns the split needs from the transactions and the labels.
 TRANSACTION_COLUMNS = ("transaction_id", "customer_id", "event_time")
@@ -54,8 +54,11 @@ class Protocol:
 
     @classmethod
     def from_settings(cls, settings: ProtocolSettings, train_start: date | None = None) -> Protocol:
+        start = train_start or settings.train_start
+        if start is None:  # Settings places an unset one in the world; a bare section cannot
+            raise ValueError("training.protocol.train_start is not set and no train_start was given")
         return cls(
-            train_start or settings.train_start,
+            start,
             settings.train_days,
             settings.delay_days,
             settings.test_days,

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.models import ModelSignature
 
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 # Packages the pyfunc flavour needs to load and run the booster, pinned to what trained it.
 MODEL_REQUIREMENTS = ("mlflow", "xgboost", "numpy", "pandas", "scipy")
@@ -61,9 +62,15 @@ def model_signature(feature_names: Sequence[str]) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
+def input_example(frame: pd.DataFrame, feature_names: Sequence[str], rows: int = 1) -> pd.DataFrame:
+    """Model inputs as the model takes them (float64, in feature order), logged with the model:
+    MLflow saves `serving_input_example.json`, a request body `mlflow models serve` accepts."""
+    return frame.loc[:, list(feature_names)].head(rows).astype("float64").reset_index(drop=True)
+
+
 def ensure_experiment(settings: Settings) -> str:
     """The experiment's id, created with the configured artifact location if new."""
-    from cardscore.registry import client
+    from cardscore.core.registry import client
 
     c = client(settings)
     name = settings.mlflow.experiment

@@ -1,7 +1,7 @@
 """Fitting the XGBoost model, scoring with it, and the prequential hyperparameter search.
 
 The model is a native `xgboost.Booster` (objective binary:logistic) with feature names set:
-it is what MLflow stores (JSON, no pickle), what `cardscore.registry.load_booster` returns to
+it is what MLflow stores (JSON, no pickle), what `cardscore.core.registry.load_booster` returns to
 the scorers, and its `predict` gives fraud probabilities, so the pyfunc flavour and the raw
 booster agree exactly.
 """
@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardscore.config.training import ModelParams
+from cardscore.core.config.training import ModelParams
 from cardscore.model.datasets import model_matrix
 from cardscore.model.evaluation import Evaluation, evaluate
+from cardscore.model.scoring import predict
 
 Progress = Callable[[int, int, str], None]  # (done, total, description)
 
@@ -53,16 +54,6 @@ def fit_booster(
         model_matrix(frame, feature_names), label=frame[label].to_numpy(), feature_names=list(feature_names)
     )
     return xgb.train(booster_params(params), matrix, num_boost_round=params.n_estimators)
-
-
-def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
-    """Fraud probabilities for `frame` (any column order; the booster's features are selected)."""
-    names = booster.feature_names
-    if not names:
-        raise ValueError("the booster has no feature names; it cannot select its inputs")
-    if frame.empty:
-        return np.empty(0, dtype=np.float32)
-    return booster.inplace_predict(model_matrix(frame, names))
 
 
 def feature_importance(booster: xgb.Booster, importance_type: str = "gain") -> dict[str, float]:

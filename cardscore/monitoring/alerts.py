@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
-from cardscore.logs import get_logger
+from cardscore.core.logs import get_logger
 from cardscore.monitoring.metrics import MetricRow
 
 log = get_logger("monitoring.alerts")

@@ -61,7 +61,7 @@ def drift_rows(
     profile: ReferenceProfile,
     sample: pd.DataFrame,
     feature_names: Sequence[str],
-    thresholds: Any,  # cardscore.config.monitoring.DriftThresholds
+    thresholds: Any,  # cardscore.core.config.monitoring.DriftThresholds
     exclude: Iterable[str] = (),
     model_version: str | None = None,
 ) -> list[MetricRow]:
@@ -109,14 +109,21 @@ def _distribution_rows(
 
 def unknown_rows(predictions: pd.DataFrame, thresholds: Any, model_version: str | None = None) -> list[MetricRow]:
     """Shares of the day's predictions scored with defaults for an unknown customer/terminal."""
-    n = len(predictions)
-    out = [MetricRow("rows", float(n), model_version=model_version)]
+    counts = {f"unknown_{e}": int(predictions[f"unknown_{e}"].astype(bool).sum()) for e in ("customer", "terminal")}
+    return unknown_rows_of_counts(len(predictions), counts, thresholds, model_version)
+
+
+def unknown_rows_of_counts(
+    rows: int, unknown: Mapping[str, int], thresholds: Any, model_version: str | None = None
+) -> list[MetricRow]:
+    """`unknown_rows` from counts (`unknown` maps unknown_customer / unknown_terminal to the
+    number of such predictions), as the monitoring stage counts them in the engine."""
+    out = [MetricRow("rows", float(rows), model_version=model_version)]
     for entity in ("customer", "terminal"):
-        column = f"unknown_{entity}"
-        share = float(predictions[column].astype(bool).mean()) if n else None
-        out.append(MetricRow(f"unknown_{entity}_rate", share, None, getattr(thresholds, f"unknown_{entity}_rate"),
-                             model_version=model_version,
-                             details={"count": int(predictions[column].astype(bool).sum()) if n else 0}))
+        count = int(unknown[f"unknown_{entity}"]) if rows else 0
+        out.append(MetricRow(f"unknown_{entity}_rate", count / rows if rows else None, None,
+                             getattr(thresholds, f"unknown_{entity}_rate"), model_version=model_version,
+                             details={"count": count}))
     return out
 
 
@@ -131,6 +138,27 @@ def known_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
     return predictions["transaction_id"].isin(frauds).astype(np.int8)
 
 
+# The per scored day and model version statistics the performance rows are made of.
+PERFORMANCE_STATS = ("tx_date", "model_version", "transactions", "known_frauds", "auc_roc",
+                     "average_precision", "card_precision_at_k")
+
+
+def performance_stats(predictions: pd.DataFrame, labels: pd.DataFrame, k: int) -> pd.DataFrame:
+    """AUC, AP and card precision@k per scored day and model version, in pandas (the reference;
+    the monitoring stage computes the same table in the engine:
+    `cardscore.monitoring.performance.performance_stats_spark`)."""
+    if predictions.empty:
+        return pd.DataFrame(columns=list(PERFORMANCE_STATS))
+    frame = predictions.assign(label=known_labels(predictions, labels).to_numpy())
+    out = []
+    for (scored_day, version), group in frame.groupby(["tx_date", "model_version"], sort=True):
+        y, s = group["label"].to_numpy(), group[SCORE].to_numpy(dtype=np.float64)
+        cp = card_precision_at_k(group.assign(day=0), k, label="label", remove_detected=False)
+        out.append((pd.Timestamp(scored_day).date(), str(version), len(group), int(y.sum()), auc_roc(y, s),
+                    average_precision(y, s), cp.mean))
+    return pd.DataFrame(out, columns=list(PERFORMANCE_STATS))
+
+
 def performance_rows(
     predictions: pd.DataFrame,
     labels: pd.DataFrame,
@@ -138,7 +166,7 @@ def performance_rows(
     *,
     k: int,
     label_delay_days: int,
-    thresholds: Any,  # cardscore.config.monitoring.PerformanceThresholds
+    thresholds: Any,  # cardscore.core.config.monitoring.PerformanceThresholds
 ) -> list[MetricRow]:
     """AUC, AP and card precision@k of each scored day and model version, with the labels
     known on `day`, and how complete those labels are.
@@ -150,37 +178,48 @@ def performance_rows(
     """
     if predictions.empty:
         return []
-    frame = predictions.assign(label=known_labels(predictions, labels).to_numpy())
+    return performance_rows_from_stats(performance_stats(predictions, labels, k), day, k=k,
+                                       label_delay_days=label_delay_days, thresholds=thresholds)
+
+
+def performance_rows_from_stats(
+    stats_table: pd.DataFrame,
+    day: date,
+    *,
+    k: int,
+    label_delay_days: int,
+    thresholds: Any,
+) -> list[MetricRow]:
+    """`performance_rows` from a `PERFORMANCE_STATS` table (however it was computed)."""
     judged_day = _minus_days(day, label_delay_days)
     rows: list[MetricRow] = []
-    for (scored_day, version), group in frame.groupby(["tx_date", "model_version"], sort=True):
-        scored_day = pd.Timestamp(scored_day).date()
+    for stat in stats_table.sort_values(["tx_date", "model_version"], kind="mergesort").itertuples(index=False):
+        scored_day = pd.Timestamp(stat.tx_date).date()
+        version = str(stat.model_version)
         days_since = (day - scored_day).days
         complete = days_since >= label_delay_days
         judged = scored_day == judged_day
-        y, s = group["label"].to_numpy(), group[SCORE].to_numpy(dtype=np.float64)
-        cp = card_precision_at_k(group.assign(day=0), k, label="label", remove_detected=False)
         common = {
-            "transactions": len(group),
-            "known_frauds": int(y.sum()),
+            "transactions": int(stat.transactions),
+            "known_frauds": int(stat.known_frauds),
             "days_since_scoring": days_since,
             "label_delay_days": label_delay_days,
             "labels_complete": complete,
         }
         values = {
-            "auc_roc": auc_roc(y, s),
-            "average_precision": average_precision(y, s),
-            "card_precision_at_k": cp.mean,
+            "auc_roc": stat.auc_roc,
+            "average_precision": stat.average_precision,
+            "card_precision_at_k": stat.card_precision_at_k,
         }
         for metric, value in values.items():
             bound = getattr(thresholds, metric)
             rows.append(MetricRow(
-                metric, _value(value), None, bound if judged else None, MIN, scored_day, str(version),
+                metric, _value(value), None, bound if judged else None, MIN, scored_day, version,
                 {**common, "k": k} if metric == "card_precision_at_k" else common,
             ))
         rows.append(MetricRow(
             "label_completeness", min(1.0, days_since / label_delay_days) if label_delay_days else 1.0,
-            None, None, MIN, scored_day, str(version), common,
+            None, None, MIN, scored_day, version, common,
         ))
     return rows
 

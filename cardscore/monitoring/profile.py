@@ -35,7 +35,7 @@ import pandas as pd
 from cardscore.monitoring import stats
 
 if TYPE_CHECKING:
-    from cardscore.config import Settings
+    from cardscore.core.config import Settings
 
 FORMAT_VERSION = 1
 ARTIFACT_DIR = "reference"
@@ -170,7 +170,7 @@ def _write(reference: Reference, folder: Path) -> Path:
 
 def save_to_run(settings: Settings, run_id: str, reference: Reference) -> None:
     """Add the reference to a finished run (the cache of a profile computed on demand)."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     reference.profile.run_id = run_id
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +179,7 @@ def save_to_run(settings: Settings, run_id: str, reference: Reference) -> None:
 
 def load_from_run(settings: Settings, run_id: str) -> Reference | None:
     """The reference saved with a run, or None when it has none."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     c = registry.client(settings)
     names = {Path(a.path).name for a in c.list_artifacts(run_id, ARTIFACT_DIR)}

@@ -1,13 +1,13 @@
-"""The day's HTML monitoring report: one self-contained file, matplotlib PNGs embedded.
+"""The day's HTML monitoring report: one self-contained file, matplotlib charts inlined as SVG.
 
 Pictures: PSI per feature as bars against the threshold; the day's score histogram over the
 reference's per-class histograms; delayed-label performance per scored day and model version.
-Tables: alerts, freshness, drift details, notes.
+Tables: alerts, freshness, drift details, notes. Chart text stays text (SVG `<text>`), so the
+page is searchable and a browser test can read the axis labels.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -27,17 +27,22 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.bad{color:#b00;font-weight:bold}.ok{color:#070}
-img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
+figure.chart{margin:0.5em 0}figure.chart svg{max-width:100%;height:auto;border:1px solid #eee}
 """
 
 
-def _png(fig: Any) -> str:
+def _inline_svg(fig: Any) -> str:
+    """The figure inlined as SVG: text stays text, no raster."""
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cardscore"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
-    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE: inline in HTML
+    title = html.escape(fig.axes[0].get_title() if fig.axes else "chart")
+    return f'<figure class="chart" role="img" aria-label="{title}">{svg}</figure>'
 
 
 def psi_chart(rows: Sequence[MetricRow]) -> str | None:
@@ -59,7 +64,7 @@ def psi_chart(rows: Sequence[MetricRow]) -> str | None:
         ax.legend(loc="lower right")
     ax.set_xlabel("PSI against the reference (quantile bins)")
     ax.set_title("Feature drift")
-    return _png(fig)
+    return _inline_svg(fig)
 
 
 def score_chart(reference: Reference, current: pd.DataFrame) -> str | None:
@@ -84,12 +89,13 @@ def score_chart(reference: Reference, current: pd.DataFrame) -> str | None:
     ax.set_ylabel("share of rows (log)")
     ax.set_title("Scores: reference per class vs this day")
     ax.legend()
-    return _png(fig)
+    return _inline_svg(fig)
 
 
 def performance_chart(history: pd.DataFrame) -> str | None:
     import matplotlib
     import matplotlib.dates
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,6 +104,8 @@ def performance_chart(history: pd.DataFrame) -> str | None:
     if frame.empty:
         return None
     metrics = [m for m in ("average_precision", "card_precision_at_k", "auc_roc") if m in set(frame["metric"])]
+    scored = pd.to_datetime(frame["scored_day"])
+    span_days = int((scored.max() - scored.min()).days) + 1
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         part = frame[frame["metric"] == metric]
@@ -114,11 +122,17 @@ def performance_chart(history: pd.DataFrame) -> str | None:
         if len(bound):
             ax.axhline(float(bound.iloc[0]), color="#c0392b", linestyle="--", label="threshold")
         ax.set_title(metric)
+        # One tick per day at most (the automatic locator puts sub-day ticks on a few days,
+        # and a day-only format then repeats each label); every few days on a long window.
+        ax.xaxis.set_major_locator(matplotlib.dates.DayLocator(interval=max(1, -(-span_days // 8))))
+        # Half a day of margin: a single day would otherwise get matplotlib's years-wide limits.
+        ax.set_xlim(scored.min() - pd.Timedelta(hours=12), scored.max() + pd.Timedelta(hours=12))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%m-%d"))
         ax.tick_params(axis="x", labelrotation=45)
         ax.legend(fontsize=8)
     fig.suptitle("Delayed-label performance per scored day, with the labels known today", y=1.04)
-    return _png(fig)
+    return _inline_svg(fig)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], bad: Sequence[bool] | None = None) -> str:
@@ -131,6 +145,22 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], bad: Sequence[
                         for j, v in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _days(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return "none" if n == 0 else f"{int(n)} day{'' if abs(n) == 1 else 's'}"
+
+
+def freshness_state(row: MetricRow) -> str:
+    """A freshness row in words: "up to date", "1 day ahead", "3 days behind", "missing"."""
+    if row.value is None:
+        return "missing" if row.details.get("missing", True) else "not recorded"
+    lag = int(row.value)
+    if lag == 0:
+        return "up to date"
+    return f"{_days(abs(lag))} {'ahead' if lag < 0 else 'behind'}"
 
 
 def _fmt(value: Any) -> str:
@@ -191,9 +221,13 @@ def render_report(
                                          [r.violated for r in day_wide])]
     fresh = [r for r in rows if r.metric == "freshness_lag_days"]
     if fresh:
-        parts += ["<h2>Freshness (days behind)</h2>",
-                  _table(["input", "lag days", "max", "latest"],
-                         [(r.subject, r.value, r.threshold, r.details.get("latest", "missing")) for r in fresh],
+        parts += ["<h2>Freshness</h2>",
+                  "<p>The latest day of each input against the monitored day. The night of a day builds "
+                  "the next day's feature snapshot and loads it into the online store, so those two "
+                  "are one day ahead by design.</p>",
+                  _table(["input", "latest day", "state", "lag allowed"],
+                         [(r.subject, r.details.get("latest", "missing"), freshness_state(r), _days(r.threshold))
+                          for r in fresh],
                          [r.violated for r in fresh])]
     chart = performance_chart(history)
     if chart:

@@ -2,7 +2,8 @@
 
 Tansu speaks the Kafka wire protocol but keeps messages in memory in this mode: a restart
 loses every topic. Anything that needs a durable broker, `read_committed`, correct lags or
-CreatePartitions points `kafka.client.bootstrap.servers` at a real Kafka instead.
+CreatePartitions points `kafka.client.bootstrap.servers` at a real Kafka instead (locally:
+cardscore.services.kafka_cluster, `cardscore broker start --kafka`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.process import ManagedService, ServiceError, wait_until
 
 MARKER = "tansu"

@@ -1,7 +1,7 @@
 """The long-running engine for `cardscore engine start`: a Sail Spark Connect server.
 
 Jobs reach it like any Spark Connect cluster: `SPARK_REMOTE=sc://127.0.0.1:15002 spark-submit
-jobs/ingest.py ...`. It runs this venv's Python, so Python UDFs find xgboost and pandas.
+jobs/ingest/main.py ...`. It runs this venv's Python, so Python UDFs find xgboost and pandas.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.process import ManagedService
 
 MARKER = "cardscore.services.engine_server"

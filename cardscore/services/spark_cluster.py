@@ -8,8 +8,8 @@ the pinned pyspark's own jars and `spark-class` / `spark-submit` scripts.
     cluster.status(); cluster.stop()
 
 Jobs reach it two ways: `spark-submit --master spark://... --jars <delta jars> --conf <delta
-conf> jobs/x.py` (a classic driver whose executors run on the workers), or
-`SPARK_REMOTE=sc://... spark-submit jobs/x.py` through the Connect server, itself an
+conf> jobs/x/main.py` (a classic driver whose executors run on the workers), or
+`SPARK_REMOTE=sc://... spark-submit jobs/x/main.py` through the Connect server, itself an
 application of the cluster. Both run Python UDFs in executors with this venv's interpreter.
 
 Workers advertise `worker_cores` task slots each (2 by default) so that the Connect server (one
@@ -36,17 +36,14 @@ from pathlib import Path
 
 import psutil
 
-from cardscore.config import Settings
-from cardscore.engine import DELTA_CONF
+from cardscore.core.config import Settings
+from cardscore.core.engine import DELTA_CONF, DELTA_JARS_ENV, delta_jar_folder, local_delta_jars
 from cardscore.services.process import ManagedService, ServiceError, ServiceStatus, wait_until
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 STATE_FILE = "classic.json"
-# `make jars` puts the Delta jars here (deploy/jvm/delta/pom.xml); $CARDSCORE_DELTA_JARS wins.
-DELTA_JARS_ENV = "CARDSCORE_DELTA_JARS"
-REPO_JAR_FOLDER = Path(__file__).resolve().parents[2] / "deploy" / "jvm" / "lib" / "delta"
 # Spark's defaults (1 GiB heap per daemon) are far more than a master or worker daemon needs.
 DAEMON_MEMORY = "512m"
 _PR_SET_PDEATHSIG = 1
@@ -95,15 +92,11 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
-def delta_jar_folder() -> Path:
-    return Path(os.environ.get(DELTA_JARS_ENV) or REPO_JAR_FOLDER)
-
-
 def delta_jars(folder: Path | None = None) -> list[Path]:
     """The Delta jars for JVM Spark (`make jars`), sorted; ClusterError if there are none."""
     folder = folder or delta_jar_folder()
-    jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
-    if not any(j.name.startswith("delta-spark_") for j in jars):
+    jars = local_delta_jars(folder)
+    if not jars:
         raise ClusterError(
             f"no Delta jars in {folder}: run `make jars` (Maven Central, deploy/jvm/delta/pom.xml), "
             f"or point ${DELTA_JARS_ENV} at a folder holding delta-spark_<spark>_2.13 and delta-storage"

@@ -8,7 +8,7 @@
 Kafka replay lives in `cardscore.simulator.kafka` (imported on demand: it needs librdkafka).
 """
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
 from cardscore.simulator.landing import (
     LandingConflictError,
     check_landing,

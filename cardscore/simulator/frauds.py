@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
 
 GENUINE, AMOUNT, TERMINAL, CUSTOMER = 0, 1, 2, 3
 

@@ -2,7 +2,7 @@
 
 Messages: key = the event's customer_id as a decimal string (one card's events stay in one
 partition, in order), value = the landing line exactly (no newline), headers
-`content-type: application/json` and `schema: transaction_event.v1`. The producer is
+`content-type: application/json` and `schema: transaction_event.v2`. The producer is
 idempotent with acks=all, so librdkafka's retries never duplicate or reorder a card's events.
 """
 
@@ -15,10 +15,10 @@ from datetime import date
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.serialization import schema_id
 from cardscore.simulator.landing import read_landing_day
-from schemas.contracts import TRANSACTION_EVENT
-from schemas.serialization import schema_id
 
 TRANSACTION_HEADERS = [
     ("content-type", b"application/json"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
 from cardscore.simulator.transactions import from_micros, to_micros
 
 SKEW_SHAPE = (1.2, 3.0)

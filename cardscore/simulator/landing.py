@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
+from cardscore.schemas.serialization import label_event_lines, transaction_event_lines
 from cardscore.simulator.transactions import SECONDS_PER_DAY, day_start_micros, to_micros
 from cardscore.simulator.world import GENERATOR_VERSION, ProgressFn, World
-from schemas.serialization import label_event_lines, transaction_event_lines
 
 FEEDS = ("transactions", "labels")
 OWNED_FOLDERS = ("transactions", "labels", "reference", "_simulation")

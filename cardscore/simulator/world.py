@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
 from cardscore.simulator.frauds import add_frauds
 from cardscore.simulator.labels import label_events
 from cardscore.simulator.profiles import (

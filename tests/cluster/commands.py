@@ -1,6 +1,6 @@
 """Every command the engine-parity tests and the `nightly_engines` benchmark run, in one place:
 the entry files, the spark-submit argument lists, the environment. When entry points move
-(`jobs/nightly.py` -> another module), repoint them here; tests/cluster/test_readme.py checks
+(`jobs/nightly/main.py` -> another module), repoint them here; tests/cluster/test_readme.py checks
 that the README's "Run it on a real cluster: Spark" commands are these.
 
 An engine run: train (registers a version; the gate sets `challenger`), promote it to
@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CARDSCORE = str(BIN / "cardscore")
 SPARK_SUBMIT = "spark-submit"  # the venv's, found through PATH as the README runs it
-NIGHTLY_ENTRY = "jobs/nightly.py"  # relative to REPO, the working directory of every command
-TRAIN_ENTRY = "jobs/train.py"
+NIGHTLY_ENTRY = "jobs/nightly/main.py"  # relative to REPO, the working directory of every command
+TRAIN_ENTRY = "jobs/train/main.py"
 
 # pytest-timeout for the JVM tests: the first one to need the session's cluster and engine runs
 # also waits for them (about 10 minutes on 2 cores busy with other work).
@@ -109,7 +109,7 @@ def spark_submit_argv(submit_args: Sequence[str], entry: str, args: Sequence[str
 
 def without_delta_conf(submit_args: Sequence[str]) -> list[str]:
     """The options without Delta's two `--conf`s: with the jars on the classpath, the job's
-    session turns Delta on itself (cardscore.engine)."""
+    session turns Delta on itself (cardscore.core.engine)."""
     out: list[str] = []
     args = list(submit_args)
     while args:

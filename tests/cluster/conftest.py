@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 from tests.cluster import commands, world
 
 ENGINES = ("sail", "submit", "connect")

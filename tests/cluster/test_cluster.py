@@ -98,7 +98,7 @@ def test_a_port_in_use_is_a_clear_error_not_another_port(tmp_path: Path) -> None
     workers would address whatever listens on the configured one)."""
     import socket
 
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
     from cardscore.services.spark_cluster import ClassicCluster, ClusterError, ClusterOptions
 
     with socket.socket() as taken:

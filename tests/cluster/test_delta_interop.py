@@ -4,7 +4,7 @@ predicate and MERGE (SQL on the engines, delta-rs's own merge), a checkpoint fro
 After every commit all three read the same rows at the expected version; time travel and the
 history agree at the end.
 
-Also here: the Spark Connect type quirk `cardscore.spark_types` works around (a `StringType()`
+Also here: the Spark Connect type quirk `cardscore.core.spark_types` works around (a `StringType()`
 object cast through Connect becomes `string collate UTF8_BINARY`, which delta-rs refuses).
 """
 
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from cardscore.config import load_settings
-from cardscore.tables import Lake
+from cardscore.core.config import load_settings
+from cardscore.core.lake import Lake
 from tests.cluster.commands import CLUSTER_TIMEOUT
 
 pytestmark = [pytest.mark.classic, pytest.mark.timeout(CLUSTER_TIMEOUT)]
@@ -182,14 +182,14 @@ def _schema_string(uri: str) -> str:
 
 
 def test_through_connect_string_casts_and_udf_outputs_are_collated(jvm_spark, tmp_path: Path) -> None:
-    """The Spark Connect quirk behind `cardscore.spark_types`: through the JVM Connect server,
+    """The Spark Connect quirk behind `cardscore.core.spark_types`: through the JVM Connect server,
     `cast(StringType())` and a pandas UDF's string output store `string collate UTF8_BINARY`,
     which delta-rs refuses; `ddl_type` casts and `plain_strings` store `string`. When the
     first half of this test fails, Spark has changed and the helpers can go."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
 
-    from cardscore.spark_types import ddl_type, plain_strings
+    from cardscore.core.spark_types import ddl_type, plain_strings
 
     def identity(batches):
         yield from batches

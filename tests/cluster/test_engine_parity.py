@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from cardscore import catalog
+from cardscore.core import catalog
 from cardscore.services.spark_cluster import master_json
 from tests.cluster import world
 from tests.cluster.commands import CLUSTER_TIMEOUT
@@ -109,7 +109,7 @@ def test_delta_tables_are_identical_on_every_engine(engine_runs, table: str) -> 
 
 
 def test_scores_are_bitwise_equal_and_the_models_identical(engine_runs) -> None:
-    from cardscore import registry
+    from cardscore.core import registry
 
     scores = {e: table_frame(r, catalog.PREDICTIONS)["score"].to_numpy() for e, r in engine_runs.items()}
     for engine in ("submit", "connect"):

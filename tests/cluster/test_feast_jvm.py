@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from features.definitions import MODEL_FEATURES
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.features.definitions import MODEL_FEATURES
 from tests.cluster import world
 from tests.cluster.commands import CLUSTER_TIMEOUT
 
@@ -32,8 +32,8 @@ def entity_rows(settings) -> pd.DataFrame:
 
 
 def test_point_in_time_training_sets_on_jvm_equal_sails(spark, jvm_spark, engine_world) -> None:
-    from features.feast_patches import apply_using_join_fix
-    from features.retrieval import historical_features
+    from cardscore.features.feast_patches import apply_using_join_fix
+    from cardscore.features.retrieval import historical_features
 
     assert apply_using_join_fix()  # the patched template is the one both engines run
     settings = load_settings(engine_world / "cardscore.yaml")
@@ -50,7 +50,7 @@ def test_point_in_time_training_sets_on_jvm_equal_sails(spark, jvm_spark, engine
 
 def test_in_engine_retrieval_on_jvm_equals_sails(spark, jvm_spark, engine_world) -> None:
     """The batch scorer's path: the join and the request-time features stay in the engine."""
-    from features.retrieval import historical_features_spark
+    from cardscore.features.retrieval import historical_features_spark
 
     settings = load_settings(engine_world / "cardscore.yaml")
     entities = entity_rows(settings).head(300)

@@ -79,14 +79,14 @@ def write_config(home: Path, size: WorldSize = TINY) -> Path:
 def build_base(spark, home: Path, size: WorldSize = TINY) -> Path:
     """Simulate the world into `home`'s landing zone, ingest its history and build the
     snapshots up to the night, with the real jobs on `spark`. Returns the config path."""
-    from cardscore.config import load_settings
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.jobrunner import JobContext
+    from cardscore.core.config import load_settings
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import JobContext
+    from cardscore.jobs.build_features.stage import build_features_range
+    from cardscore.jobs.ingest.stage import ingest_day
     from cardscore.simulator import generate_world
     from cardscore.simulator.landing import write_landing
-    from cardscore.tables import Lake
-    from jobs.build_features import build_features_range
-    from jobs.ingest import ingest_day
 
     config = write_config(home, size)
     settings = load_settings(config)

@@ -1,64 +1,41 @@
-"""`cardscore demo` (the README's first command) end to end on a tiny world, as a user runs
-it: a subprocess with its own engine and broker, real everything."""
+"""`cardscore demo` (the README's first command) end to end on a tiny world that starts in
+another year than the handbook's, as a user runs it: a subprocess with its own engine and broker,
+real everything (the run is tests/demo/conftest.py's `demo_run`, its world tests/demo/world.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-CLI = str(Path(sys.executable).parent / "cardscore")
-TINY = {
-    "simulator": {"n_customers": 80, "n_terminals": 160, "radius": 20.0, "seed": 4,
-                  "compromised_terminals_per_day": 1, "compromised_customers_per_day": 1,
-                  "label_delay_max_days": 1.0},
-    # 16 days (the least the demo accepts: 8 days of history before training, 4 of protocol,
-    # 1 for the test day's labels to arrive, 3 nightly): train 04-09..04-10, delay 04-11,
-    # test 04-12, its labels complete 04-13, nightly 04-14..04-16
-    "training": {"protocol": {"train_days": 2, "delay_days": 1, "test_days": 1, "top_k": 10},
-                 "gate": {"min_auc_roc": 0.0, "min_average_precision": 0.0, "min_card_precision_at_k": 0.0}},
-    "monitoring": {"label_delay_days": 1},
-    "kafka": {"partitions": 2},
-}
+from tests.demo.world import CLI, DEMO_DAYS, LAST_DAY, DemoRun
+
+pytestmark = pytest.mark.engine  # the whole demo: engine, broker, registry
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_and_resets_its_workspace(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    config = tmp_path / "cardscore.yaml"
-    config.write_text(yaml.safe_dump({"home": str(home), **TINY}))
-    stale = home / "demo" / "left-over-from-last-run"
-    stale.mkdir(parents=True)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-    done = subprocess.run(
-        [CLI, "--config", str(config), "demo", "--days", "16", "--rate", "0"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-4000:]
-
-    workspace = home / "demo"
-    assert not stale.exists(), "the previous run's workspace was reset"
+def test_demo_runs_end_to_end_and_resets_its_workspace(demo_run: DemoRun) -> None:
+    out, workspace = demo_run.output, demo_run.workspace
+    assert not demo_run.stale.exists(), "the previous run's workspace was reset"
+    assert "train on 2024-02-28 + 2 days, test to 2024-03-02" in out  # placed in this world
     assert "8/8 stream == batch" in out and "EQUAL" in out
     assert "promoted to champion" in out
     assert "to the DLQ" in out and "3 to the DLQ" in out  # the demo's three broken messages
     for expected in ("rows per table", "Great Expectations gates", "where to look", "handbook XGBoost"):
         assert expected in out, expected
-    assert (workspace / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    assert (workspace / "gx" / "uncommitted" / "data_docs" / "local_site" / "offline.html").is_file()
     assert (workspace / "demo.log").stat().st_size > 0
-    profile = yaml.safe_load((workspace / "cardscore.yaml").read_text())
-    assert profile["home"] == "." and profile["simulator"]["n_days"] == 16
+    profile = yaml.safe_load(demo_run.profile.read_text())
+    assert profile["home"] == "." and profile["simulator"]["n_days"] == DEMO_DAYS
+    # The user's settings and the day the demo trained on: commands repeat what it did.
+    assert profile["training"]["protocol"]["train_start"] == "2024-02-28"
+    assert profile["monitoring"] == {"label_delay_days": 1} and profile["kafka"] == {"partitions": 2}
 
     # The workspace profile points every command at the demo's state afterwards.
     runs = subprocess.run(
-        [CLI, "--config", str(workspace / "cardscore.yaml"),
-         "runs", "--date", "2018-04-16", "--json"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [CLI, "--config", str(demo_run.profile), "runs", "--date", LAST_DAY.isoformat(), "--json"],
+        capture_output=True, text=True, timeout=300, env=demo_run.env(), cwd=demo_run.home,
     )
     assert runs.returncode == 0, runs.stderr[-2000:]
     stages = [yaml.safe_load(line)["stage"] for line in runs.stdout.splitlines() if line.startswith("{")]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cardscore.config import Settings
-from expectations import gate as gate_module
-from expectations.gate import GateFailed, docs_index, gate, validate
+from cardscore.core.config import Settings
+from cardscore.expectations import gate as gate_module
+from cardscore.expectations.gate import GateFailed, docs_index, gate, validate
 
 SUITE = {
     "name": "test_gate_suite",
@@ -72,3 +72,35 @@ def test_run_time_parameters_are_applied(settings: Settings, suite_dir: Path) ->
 def test_unknown_suite_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(FileNotFoundError, match="no expectation suite 'nope'"):
         validate(pd.DataFrame({"a": [1]}), "nope", settings, "r")
+
+
+def test_data_docs_have_an_index_that_reads_without_internet(settings: Settings, suite_dir: Path) -> None:
+    """GX's index.html fills its tables with scripts from CDNs (blank offline); offline.html
+    lists every result with its status and links each to its rendered page, with no remote
+    resource. A failed gate's message points at its own page."""
+    from urllib.parse import urlparse
+
+    from cardscore.expectations.gate import offline_index
+
+    df = pd.DataFrame({"id": [1, 2], "amount": [1.0, 2.0]})
+    passed = validate(df, "test_gate_suite", settings, "run-ok", {"expected_rows": 2})
+    quiet = validate(df, "test_gate_suite", settings, "run-no-docs", {"expected_rows": 2}, build_docs=False)
+    with pytest.raises(GateFailed) as failure:
+        gate(df, "test_gate_suite", settings, "test", "run-bad", {"expected_rows": 9})
+    failed = failure.value.result
+    assert passed.success and quiet.success and not failed.success
+    for result in (passed, failed):
+        assert result.docs_page and Path(urlparse(result.docs_page).path).is_file()
+        assert "/validations/test_gate_suite/" in result.docs_page
+    assert f"Data Docs: {failed.docs_page}" in str(failure.value)
+
+    page = offline_index(settings).read_text(encoding="utf-8")
+    assert "://" not in page and "<script" not in page  # nothing to fetch, nothing to run
+    assert "3 validation results" in page and "1 failed" in page
+    assert page.index("run-bad") < page.index("run-no-docs") < page.index("run-ok")  # newest first
+    assert "run-no-docs <small>(no rendered page)" in page
+    site = offline_index(settings).parent
+    links = [part.split('"')[0] for part in page.split('href="')[1:]]
+    assert any("run-ok" in link for link in links) and any("run-bad" in link for link in links)
+    assert all((site / link).is_file() for link in links), links
+    assert 'href="expectations/test_gate_suite.html"' in page

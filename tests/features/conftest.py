@@ -3,9 +3,6 @@ world (silver, gold snapshots, Feast registry) shared by the read-only tests."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -13,7 +10,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 from tests.features.worlds import small_world, sparse_entities, write_silver
 
 # The shared world: simulator data from 2018-04-01 for 50 days, plus sparse hand-made entities.
@@ -24,48 +21,16 @@ WORLD_LAST_SNAPSHOT = date(2018, 5, 12)
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port for the session; yields host:port."""
-    import redis
+    from tests.support.redis import RedisServer
 
-    from cardscore.services.broker import free_port
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(
-            "redis-server is not installed: the Redis online store is tested against a real "
-            "server (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
-        )
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log_path = folder / "redis.log"
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(folder)],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"redis-server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if client.ping():
-                break
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not answer on port {port} within 15 s")
-            time.sleep(0.05)  # poll interval of the readiness check, not a synchronisation
     try:
-        yield f"127.0.0.1:{port}"
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.address
     finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        server.stop()
 
 
 @dataclass
@@ -82,10 +47,10 @@ class FeatureWorld:
 def feature_world(spark, tmp_path_factory: pytest.TempPathFactory) -> FeatureWorld:
     """Silver from a small simulator world plus sparse entities; gold built for 15 days by the
     real job (one pass, gated); the Feast repo applied with the SQLite online store."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features.stage import build_features_range
 
     home = tmp_path_factory.mktemp("feature-world")
     settings = load_settings(overrides={"home": str(home)})
@@ -98,6 +63,6 @@ def feature_world(spark, tmp_path_factory: pytest.TempPathFactory) -> FeatureWor
         [world.labels[["transaction_id", "is_fraud", "reported_time"]], extra_labels], ignore_index=True
     )
     write_silver(lake, transactions, labels)
-    build_features_range(JobContext(settings, spark, lake), WORLD_FIRST_SNAPSHOT, WORLD_LAST_SNAPSHOT)
+    build_features_range(job_context(settings, spark), WORLD_FIRST_SNAPSHOT, WORLD_LAST_SNAPSHOT)
     apply(settings)
     return FeatureWorld(settings, lake, transactions, labels, WORLD_FIRST_SNAPSHOT, WORLD_LAST_SNAPSHOT)

@@ -14,7 +14,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     DELAY_DAYS,
     TERMINAL_FEATURES,

@@ -8,7 +8,11 @@ from datetime import date
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.transform import customer_snapshots, terminal_snapshots, with_request_time_features
+from cardscore.features.transform import (
+    customer_snapshots,
+    terminal_snapshots,
+    with_request_time_features,
+)
 
 
 def all_features(spark: SparkSession, transactions: DataFrame, labels: DataFrame, first: str,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
+from cardscore.features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
 from tests.features.parity import all_features
 from tests.features.worlds import silver_labels, silver_transactions, small_world
 from tests.support.classic import run_on_classic

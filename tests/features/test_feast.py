@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from features.definitions import (
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     MODEL_FEATURES,
     TERMINAL_FEATURES,
@@ -23,10 +23,15 @@ from features.definitions import (
     terminal_count,
     terminal_risk,
 )
-from features.online import lookup
-from features.request_time import request_time_record
-from features.retrieval import EntityFrameError, historical_features, historical_features_spark
-from features.store import feature_store, materialize
+from cardscore.features.online import lookup
+from cardscore.features.online_reader import open_reader
+from cardscore.features.request_time import request_time_record
+from cardscore.features.retrieval import (
+    EntityFrameError,
+    historical_features,
+    historical_features_spark,
+)
+from cardscore.features.store import feature_store, materialize
 from tests.features.worlds import SPARSE_AMOUNT, SPARSE_CUSTOMER, SPARSE_TERMINAL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,10 +175,33 @@ def check_online(store, settings, spark, world) -> None:
     stale = lookup(store, records_of(later))
     assert stale.unknown_customers == len(later) and stale.unknown_terminals == len(later)
     assert (stale.features[[*CUSTOMER_FEATURES, *TERMINAL_FEATURES]] == 0.0).all().all()
-    materialize(settings, spark, date(2018, 5, 4), store=store)
-    fresh = lookup(store, records_of(later))
-    assert_features_equal(fresh.features, expected_features(world, later))
+    # The fast readers (features.online_reader) serve what the lookup serves, and the snapshot
+    # sees the next materialize as a change of the store (SQLite data_version, Redis registry).
+    snapshot = open_reader(settings, "snapshot", store=store, background=False)
+    direct = open_reader(settings, "direct", store=store)
+    try:
+        for frame, expected in ((entities, found), (later, stale)):
+            for reader in (snapshot, direct):
+                rows = reader.read(*reader_args(frame))
+                np.testing.assert_array_equal(rows.matrix, expected.matrix)
+                np.testing.assert_array_equal(rows.customer_known, expected.customer_known)
+        assert snapshot.refresh() is False
+        materialize(settings, spark, date(2018, 5, 4), store=store)
+        fresh = lookup(store, records_of(later))
+        assert_features_equal(fresh.features, expected_features(world, later))
+        assert snapshot.refresh() is True
+        for reader in (snapshot, direct):
+            np.testing.assert_array_equal(reader.read(*reader_args(later)).matrix, fresh.matrix)
+    finally:
+        snapshot.close()
+        direct.close()
     assert len(lookup(store, [])) == 0
+
+
+def reader_args(entities: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    micros = pd.to_datetime(entities["event_timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    return (entities["customer_id"].to_numpy(), entities["terminal_id"].to_numpy(),
+            entities["tx_amount"].to_numpy(), micros)
 
 
 def test_online_lookup_after_materialize_sqlite(spark, feature_world) -> None:
@@ -195,7 +223,7 @@ def test_online_lookup_after_materialize_redis(spark, feature_world, redis_serve
 def test_feast_cli_with_the_repo_yaml(spark, feature_world, tmp_path: Path) -> None:
     """`feast apply` and `feast materialize-incremental` from features/, configured only by
     the variables `cardscore features env` prints, on the session's engine."""
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     settings = load_settings(overrides={
         "home": str(feature_world.settings.home_path),
@@ -255,9 +283,9 @@ def test_overwritten_and_merged_days_are_served_not_stale_files(spark, tmp_path:
     serves its new values, although the old Parquet files are still in the folder."""
     from pyspark.sql import functions as F
 
-    from cardscore.tables import Lake
-    from features.store import apply
-    from features.transform import CUSTOMER_COLUMNS, TERMINAL_COLUMNS
+    from cardscore.core.lake import Lake
+    from cardscore.features.store import apply
+    from cardscore.features.transform import CUSTOMER_COLUMNS, TERMINAL_COLUMNS
 
     settings = load_settings(overrides={"home": str(tmp_path / "home")})
     lake = Lake(spark, settings)

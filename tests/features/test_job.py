@@ -1,4 +1,4 @@
-"""jobs/build_features.py and jobs/materialize.py: idempotent days, ranges equal to single days,
+"""jobs/build_features/main.py and jobs/materialize/main.py: idempotent days, ranges equal to single days,
 gated publication, clear errors on missing input; run as spark-submit and through the CLI."""
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from cardscore.errors import MissingInput
-from cardscore.jobrunner import JobContext
-from cardscore.tables import Lake
-from expectations.gate import GateFailed
-from jobs.build_features import build_features_day, build_features_range
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.core.errors import MissingInput
+from cardscore.core.stage import JobContext, job_context
+from cardscore.expectations.gate import GateFailed
+from cardscore.jobs.build_features.stage import build_features_day, build_features_range
 from tests.features.worlds import small_world, write_silver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +29,7 @@ COLUMNS = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount
 
 def context(spark, home: Path, **features) -> JobContext:
     settings = load_settings(overrides={"home": str(home), "features": features})
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, spark)
 
 
 def gold(ctx: JobContext, table: str) -> pd.DataFrame:
@@ -83,7 +82,7 @@ def test_a_failed_gate_publishes_nothing(spark, tmp_path: Path, world) -> None:
 
 
 def test_the_first_day_publishes_an_empty_snapshot(spark, tmp_path: Path, world) -> None:
-    from features.transform import CUSTOMER_COLUMNS
+    from cardscore.features.transform import CUSTOMER_COLUMNS
 
     ctx = context(spark, tmp_path / "home")
     write_silver(ctx.lake, world.transactions[COLUMNS], world.labels)
@@ -131,10 +130,12 @@ def _env(home: Path, remote: str) -> dict[str, str]:
 
 
 def test_usage_errors_exit_2() -> None:
-    from jobs import build_features, materialize
+    from cardscore.core.runner import main
+    from cardscore.jobs.build_features.stage import SPEC as FEATURES
+    from cardscore.jobs.materialize.stage import SPEC as MATERIALIZE
 
-    assert build_features.main(["--date", "2018-05-01", "--from", "2018-05-01"]) == 2
-    assert materialize.main(["--from", "2018-05-02", "--to", "2018-05-01"]) == 2
+    assert main(FEATURES, ["--date", "2018-05-01", "--from", "2018-05-01"]) == 2
+    assert main(MATERIALIZE, ["--from", "2018-05-02", "--to", "2018-05-01"]) == 2
 
 
 def test_spark_submit_and_cli(spark, tmp_path: Path, world) -> None:
@@ -142,14 +143,14 @@ def test_spark_submit_and_cli(spark, tmp_path: Path, world) -> None:
 
     (In-process CLI runs would stop the session's engine: each CLI command stops its own.)
     """
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     home = tmp_path / "home"
     ctx = context(spark, home)
     write_silver(ctx.lake, world.transactions[COLUMNS], world.labels)
     env = _env(home, embedded_url())
 
-    built = subprocess.run([str(BIN / "spark-submit"), "jobs/build_features.py", "--date", "2018-05-01"],
+    built = subprocess.run([str(BIN / "spark-submit"), "jobs/build_features/main.py", "--date", "2018-05-01"],
                            env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert built.returncode == 0, built.stderr[-3000:]
     assert "2018-05-01:" in built.stdout

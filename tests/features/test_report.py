@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cardscore import catalog
-from features.report import daily_summary, plot_daily_summary
+from cardscore.core import catalog
+from cardscore.features.report import daily_summary, plot_daily_summary
 
 
 def test_daily_summary_and_picture(feature_world, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from features import feast_patches
+from cardscore.features import feast_patches
 
 
 def test_sail_using_join_still_drops_the_keys_of_a_qualified_star(spark) -> None:

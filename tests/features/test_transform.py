@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import (
+from cardscore.features.definitions import (
     CUSTOMER_FEATURES,
     TERMINAL_FEATURES,
     TX_DURING_NIGHT,
@@ -19,13 +19,13 @@ from features.definitions import (
     terminal_count,
     terminal_risk,
 )
-from features.request_time import request_time_record
-from features.transform import (
+from cardscore.features.request_time import request_time_record
+from cardscore.features.transform import (
     customer_snapshots,
     terminal_snapshots,
     with_request_time_features,
 )
-from schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
+from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
 from tests.features.oracle import customer_oracle, terminal_oracle
 from tests.features.worlds import silver_labels, silver_transactions, small_world
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from cardscore import catalog
-from schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
+from cardscore.core import catalog
+from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
 
 LOAD_ID = "test-load"
 INGESTED_AT = datetime(2030, 1, 1, tzinfo=UTC)
@@ -68,7 +68,7 @@ def write_silver(lake, transactions: pd.DataFrame, labels: pd.DataFrame) -> None
 def small_world(seed: int = 3, n_days: int = 50, late_labels: bool = True):
     """A simulator world of 60 customers and 120 terminals; labels up to 20 days late when
     `late_labels`, so the 7-day delay does not hide every label (point-in-time tests)."""
-    from cardscore.config.simulator import SimulatorSettings
+    from cardscore.core.config.simulator import SimulatorSettings
     from cardscore.simulator import generate_world
 
     params = SimulatorSettings(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cardscore.config import ConfigError, load_settings
+from cardscore.core.config import ConfigError, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cardscore.config.reference import reference_markdown
+from cardscore.core.config.reference import reference_markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -21,4 +21,5 @@ def test_every_section_and_a_nested_key_are_documented() -> None:
     for section in ("lake", "engine", "kafka", "feast", "mlflow", "ingest", "features", "training",
                     "scoring", "streaming", "monitoring", "pipeline"):
         assert f"`{section}." in text, section
-    assert "| `training.protocol.train_start` | date | `\"2018-07-25\"` |" in text
+    assert ("| `training.protocol.train_start` | date \\| None | none | first training day (UTC); "
+            "unset: 115 days after simulator.start_date") in text

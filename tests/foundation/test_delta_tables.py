@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from cardscore.tables import Lake, TableNotFoundError
+from cardscore.core.lake import Lake, TableNotFoundError
 
 
 def rows(df):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyspark
 
-from cardscore.engine import DELTA_PACKAGE, DELTA_SPARK_MINOR, DELTA_VERSION
+from cardscore.core.engine import DELTA_PACKAGE, DELTA_SPARK_MINOR, DELTA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}

@@ -12,6 +12,8 @@ from deltalake import DeltaTable
 
 from cardscore.services.broker import free_port
 
+pytestmark = pytest.mark.engine  # spark-submit against engines
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -56,7 +58,7 @@ def test_spark_submit_reaches_the_engine_through_spark_remote(engine_server, tmp
 
     out = (tmp_path / "smoke").as_uri()
     proc = subprocess.run(
-        [str(BIN / "spark-submit"), "jobs/smoke.py", "--out", out],
+        [str(BIN / "spark-submit"), "jobs/smoke/main.py", "--out", out],
         env={**env, "SPARK_REMOTE": f"sc://127.0.0.1:{port}"},
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
@@ -69,7 +71,7 @@ def test_spark_submit_reaches_the_engine_through_spark_remote(engine_server, tmp
     # The job's own --remote option works too (spark-submit's --remote flag does not reach apps).
     out2 = (tmp_path / "smoke2").as_uri()
     proc = subprocess.run(
-        [sys.executable, "jobs/smoke.py", "--out", out2, "--remote", f"sc://127.0.0.1:{port}"],
+        [sys.executable, "jobs/smoke/main.py", "--out", out2, "--remote", f"sc://127.0.0.1:{port}"],
         env=env, capture_output=True, text=True, timeout=120, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -80,7 +82,7 @@ def test_spark_submit_reaches_the_engine_through_spark_remote(engine_server, tmp
 def test_classic_spark_submit_without_delta_jars_fails_with_the_fix(tmp_path: Path) -> None:
     env = env_for(tmp_path / "home", free_port())
     proc = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", "local[2]", "jobs/smoke.py",
+        [str(BIN / "spark-submit"), "--master", "local[2]", "jobs/smoke/main.py",
          "--out", (tmp_path / "never").as_uri()],
         env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
     )

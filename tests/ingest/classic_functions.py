@@ -12,8 +12,8 @@ def classic_checks(spark: Any, corpus: Any, transactions: Any, labels: Any, day:
     Rows: (kind, name, line_number, status, reason)."""
     from pyspark.sql import functions as F
 
-    from jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
-    from schemas.spark_validation import validate_lines
+    from cardscore.jobs.ingest.transforms import LABELS, TRANSACTIONS, classify
+    from cardscore.schemas.spark_validation import validate_lines
 
     out = [
         validate_lines(corpus, TRANSACTIONS.event, validator=validator).select(

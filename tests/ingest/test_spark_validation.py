@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.contract import Contract, FieldType
-from schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
-from schemas.spark_validation import validate_lines
-from schemas.validation import Rejection, validate_bytes
-from tests.ingest.corpus import LABEL_LINES, TRANSACTION_LINES, fuzz_lines
+from cardscore.schemas.contract import Contract, FieldType
+from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
+from cardscore.schemas.spark_validation import validate_lines
+from cardscore.schemas.validation import Rejection, validate_bytes
+from tests.corpus import LABEL_LINES, TRANSACTION_LINES, fuzz_lines
 
 # Kinds of bad record the SQL checks (not the Python fallback) must decide on their own.
 DECIDED_IN_SQL = {
@@ -23,6 +23,10 @@ DECIDED_IN_SQL = {
     "overflowing amount", "time with space", "february 30", "hour 24", "leap second", "year 0",
     "negative amount", "absurd amount", "id above 2^63-1", "id of 45 digits", "byte-order mark",
     "carriage return", "invalid utf-8", "oversized", "first failing field wins",
+    "valid huge unknown integer", "valid first instant of the range", "valid last instant of the range",
+    "amount of 400 digits", "amount of 5000 digits", "amount of 200 digits", "customer of 5000 digits",
+    "negative terminal of 5000 digits", "time in year 1", "time just before 1970 with a fraction",
+    "time just after the range", "time past pandas' nanoseconds", "time in 9999",
 }
 
 
@@ -105,7 +109,8 @@ def test_random_edits_get_the_python_reason(spark) -> None:
 
 
 def test_a_number_too_large_for_a_float_is_not_finite_in_both_validators(spark) -> None:
-    # The Python validator raises OverflowError on it; the batch validators agree on not_finite.
+    # Python's float() of such an int raises OverflowError: the validator reads the token as a
+    # double instead (inf), as the SQL cast does, so both say not_finite.
     raw = b'{"transaction_id":1,"event_time":"2018-04-01T00:07:56Z","customer_id":2,"terminal_id":3,"amount":' + b"9" * 400 + b"}"
     for validator in ("sql", "python"):
         row = spark_decisions(spark, [raw], TRANSACTION_EVENT, validator)[1]
@@ -141,8 +146,8 @@ def test_classic_spark_decides_and_classifies_like_python_and_sail(spark, tmp_pa
     landing day) as on Sail."""
     from datetime import date
 
-    from jobs.ingest_transforms import LABELS, TRANSACTIONS, classify
-    from tests.ingest.corpus import GOOD_LABEL, GOOD_TX, line
+    from cardscore.jobs.ingest.transforms import LABELS, TRANSACTIONS, classify
+    from tests.corpus import GOOD_LABEL, GOOD_TX, line
     from tests.support.classic import run_on_classic
 
     day = date(2018, 4, 1)

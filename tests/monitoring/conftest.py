@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 
 FIRST_SNAPSHOT = date(2018, 5, 1)
 LAST_DAY = date(2018, 5, 20)
@@ -52,15 +52,15 @@ class MonitoringWorld:
 
 @pytest.fixture(scope="session")
 def monitoring_world(spark, tmp_path_factory: pytest.TempPathFactory) -> MonitoringWorld:
-    from cardscore import registry
-    from cardscore.config.simulator import SimulatorSettings
-    from cardscore.jobrunner import JobContext
+    from cardscore.core import registry
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features.stage import build_features_range
+    from cardscore.jobs.score_batch.stage import score_days
+    from cardscore.jobs.train.stage import TrainingParams, train
     from cardscore.simulator import generate_world
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
-    from jobs.score_batch import score_days
-    from jobs.train import TrainingParams, train
     from tests.features.worlds import write_silver
 
     home = tmp_path_factory.mktemp("monitoring-world") / "home"
@@ -71,7 +71,7 @@ def monitoring_world(spark, tmp_path_factory: pytest.TempPathFactory) -> Monitor
     ))
     lake = Lake(spark, settings)
     write_silver(lake, world.transactions, world.labels)
-    ctx = JobContext(settings, spark, lake)
+    ctx = job_context(settings, spark)
     # The snapshots the training protocol, the retraining window and the scored days read.
     build_features_range(ctx, FIRST_SNAPSHOT, JUDGED_DAY)
     build_features_range(ctx, SCORED_DAYS[1], LAST_DAY)
@@ -84,11 +84,10 @@ def monitoring_world(spark, tmp_path_factory: pytest.TempPathFactory) -> Monitor
 
 def job_for(spark, world: MonitoringWorld, **overrides: object):
     """A job context on the world's home with settings overrides (e.g. another table)."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.stage import job_context
 
     settings = load_settings(overrides=world_overrides(world.home, **overrides))
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, spark)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`jobs/monitor.py` on the monitoring world: real Delta, Feast, MLflow, scorer and trainer."""
+"""`jobs/monitor/main.py` on the monitoring world: real Delta, Feast, MLflow, scorer and trainer."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cardscore import registry
-from features.definitions import MODEL_FEATURES
-from jobs.monitor import monitor_day, pipeline_stage, read_rows
+from cardscore.core import registry
+from cardscore.core.stage import StageCall
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.jobs.monitor.stage import SPEC as MONITOR
+from cardscore.jobs.monitor.stage import monitor_day, read_rows
+from cardscore.jobs.retrain.stage import retraining_trigger
 from tests.monitoring.conftest import JUDGED_DAY, LAST_DAY, job_for
 
 
@@ -42,9 +45,10 @@ def test_a_stationary_day_raises_no_alert_and_is_published_idempotently(spark, m
     assert perf.loc[pd.to_datetime(perf.index).date != JUDGED_DAY, "threshold"].isna().all()
     assert first.report_path and "Feature drift" in Path(first.report_path).read_text()
 
-    second = monitor_day(ctx, LAST_DAY, run_trigger=True, dry_run_trigger=True)
-    assert second.trigger.decision.fire is False and second.trigger.training is None
-    assert json.loads(json.dumps(second.to_dict(), default=str))["trigger"]["decision"]["k"] == 2
+    second = monitor_day(ctx, LAST_DAY)
+    trigger = retraining_trigger(ctx, LAST_DAY, dry_run=True)
+    assert trigger.decision.fire is False and trigger.training is None
+    assert json.loads(json.dumps(trigger.to_dict(), default=str))["decision"]["k"] == 2
     again = read_rows(ctx, LAST_DAY, LAST_DAY)
     assert len(again) == len(rows) and set(again["run_id"]) == {second.run_id}  # replaced, not appended
     assert second.mlflow_run_id == first.mlflow_run_id  # one monitoring run per day
@@ -71,9 +75,10 @@ def test_many_unknown_entities_alert_the_nightly_stage_and_the_webhook(
                               "webhook": {"url": url.replace("secret-token", "${env:CARDSCORE_TEST_HOOK_TOKEN}")}})
     assert ctx.settings.monitoring.webhook.url.endswith("/hooks/t0ken")
 
-    outcome = pipeline_stage(ctx, LAST_DAY)
+    outcome = MONITOR.run(StageCall(ctx, (LAST_DAY,)))
 
-    alerts = outcome.details["alerts"]
+    alerts = outcome.alerts
+    assert outcome.details["alerts"] == alerts
     assert [a["metric"] for a in alerts] == ["unknown_customer_rate"]
     assert alerts[0]["value"] == pytest.approx(0.9, abs=0.1) and alerts[0]["threshold"] == 0.2
     assert outcome.model_version == monitoring_world.version and outcome.status == "succeeded"
@@ -127,7 +132,7 @@ def test_delayed_label_metrics_match_an_independent_computation(spark, monitorin
 @pytest.fixture(scope="module")
 def day_frames(spark, monitoring_world):
     """The champion's reference and day D's real features and scores (as the job reads them)."""
-    from jobs.monitor import current_frame, predictions_of, reference_of
+    from cardscore.jobs.monitor.stage import current_frame, predictions_of, reference_of
 
     ctx = job_for(spark, monitoring_world)
     ref = registry.get_version(ctx.settings, monitoring_world.version)
@@ -153,7 +158,7 @@ def test_shifted_amounts_alert_naming_the_amount_feature(day_frames) -> None:
 
 
 def test_missing_features_alert_naming_each_of_them(day_frames) -> None:
-    from features.definitions import TERMINAL_FEATURES
+    from cardscore.features.definitions import TERMINAL_FEATURES
 
     ctx, reference, current = day_frames
     missing = current.assign(**{name: np.nan for name in TERMINAL_FEATURES})
@@ -164,7 +169,7 @@ def test_missing_features_alert_naming_each_of_them(day_frames) -> None:
 
 def test_a_fraud_scenario_the_model_misses_alerts_on_the_judged_day(spark, monitoring_world) -> None:
     """Frauds the model scores lowest (a new pattern), reported on the judged day's transactions."""
-    from cardscore.config.monitoring import PerformanceThresholds
+    from cardscore.core.config.monitoring import PerformanceThresholds
     from cardscore.monitoring.alerts import alerts_of
     from cardscore.monitoring.metrics import performance_rows
 
@@ -195,9 +200,9 @@ def test_a_version_without_a_profile_gets_one_computed_from_its_lineage_and_cach
     import mlflow
     import mlflow.xgboost
 
+    from cardscore.jobs.monitor.stage import reference_of
     from cardscore.model.tracking import ensure_experiment, model_signature
     from cardscore.monitoring.profile import load_from_run
-    from jobs.monitor import reference_of
 
     ctx = job_for(spark, monitoring_world)
     settings = ctx.settings
@@ -235,7 +240,7 @@ def test_the_trigger_retrains_and_gates_on_k_of_n_violations(spark, monitoring_w
     from datetime import timedelta
 
     from cardscore.monitoring.metrics import MetricRow
-    from jobs.monitor import retraining_trigger, write_rows
+    from cardscore.monitoring.table import write_rows
 
     ctx = job_for(spark, monitoring_world, monitoring={"output_table": _table()})
     before = {v.version for v in registry.list_versions(ctx.settings)}
@@ -269,7 +274,7 @@ def test_the_trigger_retrains_and_gates_on_k_of_n_violations(spark, monitoring_w
     assert f"version {new.version} was trained by the trigger for {LAST_DAY}" in again.decision.reason
     assert {v.version for v in registry.list_versions(ctx.settings)} == before | {new.version}
     # Once the cool-down (default 5 days, the window) is over, it may fire again.
-    from jobs.monitor import TAG_TRIGGER_DAY, trigger_versions_since
+    from cardscore.jobs.retrain.stage import TAG_TRIGGER_DAY, trigger_versions_since
 
     assert trigger_versions_since(ctx.settings, LAST_DAY + timedelta(days=1), LAST_DAY + timedelta(days=5)) == []
     assert trigger_versions_since(ctx.settings, LAST_DAY, LAST_DAY + timedelta(days=4)) == [(new.version, LAST_DAY)]

@@ -146,8 +146,8 @@ def test_a_failing_webhook_never_raises(caplog) -> None:
 def test_stream_health_reads_the_scorers_prometheus_endpoint_and_skips_when_unreachable() -> None:
     from prometheus_client import generate_latest
 
-    from jobs.monitor import stream_rows
-    from streaming.metrics import StreamMetrics
+    from cardscore.jobs.monitor.stage import stream_rows
+    from cardscore.streaming.metrics import StreamMetrics
 
     metrics = StreamMetrics()
     metrics.messages_in.inc(200)
@@ -189,7 +189,7 @@ def test_stream_health_reads_the_scorers_prometheus_endpoint_and_skips_when_unre
 
 
 def test_monitoring_settings_reject_unknown_trigger_metrics_and_k_above_n(tmp_path) -> None:
-    from cardscore.config import ConfigError, load_settings
+    from cardscore.core.config import ConfigError, load_settings
 
     home = str(tmp_path / "home")
     for bad in ({"trigger": {"metrics": ["accuracy"]}}, {"trigger": {"k": 6, "n": 5}}, {"output_table": "monitoring"}):

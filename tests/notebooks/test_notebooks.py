@@ -54,7 +54,7 @@ def test_every_notebook_is_a_databricks_source_file() -> None:
 
 
 def test_the_shipped_small_world_profile_loads() -> None:
-    from cardscore.config import load_settings
+    from cardscore.core.config import load_settings
 
     small = load_settings(NOTEBOOKS / "small_world.yaml")
     assert small.simulator.n_days < 183 and small.home_path.is_relative_to(NOTEBOOKS)
@@ -110,8 +110,8 @@ def test_02_build_features(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_03_train_and_compare(workspace: Path) -> None:
-    from cardscore import registry
-    from cardscore.config import load_settings
+    from cardscore.core import registry
+    from cardscore.core.config import load_settings
 
     out = run_notebook("03_train_and_compare.py")
     report = out["report"]

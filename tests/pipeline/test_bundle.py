@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cardscore.jobrunner import days_from_args, job_parser
-from jobs.nightly import NIGHTLY_STAGES
+from cardscore.core.days import resolve_days
+from cardscore.core.runner import build_parser, stage_options
+from cardscore.jobs.nightly.pipeline import NIGHTLY
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,26 +49,38 @@ def test_every_variable_and_target_is_defined(bundle: dict) -> None:
     assert {"dev", "prod"} <= set(bundle["targets"])
 
 
-def test_nightly_tasks_follow_the_pipeline_stages_in_order(bundle: dict) -> None:
+def test_nightly_tasks_follow_the_pipeline_steps_in_order(bundle: dict) -> None:
     tasks = nightly_tasks(bundle)
-    assert [t["task_key"] for t in tasks] == [s.name for s in NIGHTLY_STAGES]
+    assert [t["task_key"] for t in tasks] == [s.name for s in NIGHTLY.steps]
     for previous, task in itertools.pairwise(tasks):
         assert task["depends_on"] == [{"task_key": previous["task_key"]}], task["task_key"]
 
 
-def test_each_task_calls_an_existing_job_with_arguments_it_accepts(bundle: dict) -> None:
+def test_each_task_runs_its_step_with_the_days_and_options_of_the_nightly(bundle: dict) -> None:
+    """Every task's real argument list through the stage's real parser (the one its entry file
+    and `cardscore run` use): the same entry, days and options as the nightly composition's
+    step, so a scheduled night does what `cardscore nightly` does."""
     yesterday = datetime.now(UTC).date() - timedelta(days=1)  # the job parameter's default
-    for task in nightly_tasks(bundle):
+    for task, step in zip(nightly_tasks(bundle), NIGHTLY.steps, strict=True):
         spec = task["spark_python_task"]
         script = (REPO / "resources" / spec["python_file"]).resolve()
         assert script.is_file(), f"{task['task_key']}: {script} does not exist"
-        assert "def main(" in script.read_text(), f"{script.name} has no main() entry point"
-        args = job_parser(task["task_key"]).parse_args([substitute(a, bundle) for a in spec["parameters"]])
-        days = [d + timedelta(days=args.shift_days) for d in days_from_args(args)]
+        package = step.spec.run.__module__.rsplit(".", 1)[0]  # cardscore.jobs.<stage>
+        assert f"from {package}.stage import SPEC" in script.read_text(), f"{script} does not run {package}"
+        assert script.parent.name == package.rsplit(".", 1)[-1]
+        args = build_parser(step.spec).parse_args([substitute(a, bundle) for a in spec["parameters"]])
         assert args.config == bundle["variables"]["cardscore_config"]["default"]
-        # The night of D: snapshot and online store for D+1, everything else for D itself.
-        expected_shift = 1 if task["task_key"] in ("features", "materialize") else 0
-        assert days == [yesterday + timedelta(days=expected_shift)], task["task_key"]
+        days = resolve_days(args.date, args.start, args.end, args.shift_days)
+        assert days == list(step.days_for(yesterday)), task["task_key"]
+        assert stage_options(args) == step.call_options(), task["task_key"]
+
+
+def test_the_nightly_builds_tomorrows_snapshot_and_online_store() -> None:
+    """The night of D prepares D+1 for the next day's stream (the bug the bundle once had: the
+    entries ignored --shift-days); everything else works on D."""
+    day = datetime(2018, 5, 1).date()
+    shifted = {s.name for s in NIGHTLY.steps if s.days_for(day) == (day + timedelta(days=1),)}
+    assert shifted == {"features", "materialize"}
 
 
 def test_schedule_runs_once_a_night_in_utc(bundle: dict) -> None:

@@ -12,18 +12,19 @@ from datetime import date
 
 import pytest
 
-from cardscore import catalog
-from cardscore.config import load_settings
-from cardscore.jobrunner import JobContext
-from cardscore.orchestration import FAILED, SKIPPED, SUCCEEDED
-from jobs.nightly import EXIT_ALERT, NIGHTLY_STAGES, exit_code, run_nightly
+from cardscore.core import catalog
+from cardscore.core.config import load_settings
+from cardscore.core.pipeline import FAILED, SKIPPED, SUCCEEDED
+from cardscore.core.runner import execute, exit_code
+from cardscore.core.stage import EXIT_ALERT, JobContext, job_context
+from cardscore.jobs.nightly.pipeline import NIGHTLY
 
 D1, D2, D3, D4 = (date(2018, 4, d) for d in (1, 2, 3, 4))
 
 
 @pytest.fixture(scope="module")
 def world_home(tmp_path_factory: pytest.TempPathFactory):
-    from cardscore.config.simulator import SimulatorSettings
+    from cardscore.core.config.simulator import SimulatorSettings
     from cardscore.simulator import generate_world
     from cardscore.simulator.landing import write_landing
 
@@ -37,10 +38,13 @@ def world_home(tmp_path_factory: pytest.TempPathFactory):
 
 
 def job(spark, home, **overrides) -> JobContext:
-    from cardscore.tables import Lake
-
     settings = load_settings(overrides={"home": str(home), "pipeline": {"retry": {"max_attempts": 1}}, **overrides})
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, spark)
+
+
+def run_nightly(ctx: JobContext, days, **kwargs):
+    """The nightly composition through the runner, as `cardscore nightly` runs it."""
+    return execute(NIGHTLY, ctx, days, **kwargs)
 
 
 def statuses(result) -> dict[str, str]:
@@ -62,7 +66,7 @@ def rare_fraud_booster():
     import numpy as np
     import xgboost as xgb
 
-    from features.definitions import MODEL_FEATURES
+    from cardscore.features.definitions import MODEL_FEATURES
 
     rng = np.random.default_rng(5)
     x = rng.random((500, len(MODEL_FEATURES))) * 100
@@ -71,8 +75,8 @@ def rare_fraud_booster():
     return xgb.train({"objective": "binary:logistic", "max_depth": 2, "seed": 5, "nthread": 1}, data, 10)
 
 
-def test_stage_order_matches_the_bundle_job() -> None:
-    assert [s.name for s in NIGHTLY_STAGES] == ["ingest", "features", "materialize", "score", "monitor"]
+def test_stage_order() -> None:
+    assert [s.name for s in NIGHTLY.steps] == ["ingest", "features", "materialize", "score", "monitor", "retrain"]
 
 
 def test_nights_without_a_champion_publish_features_and_skip_scoring(spark, world_home) -> None:
@@ -81,7 +85,7 @@ def test_nights_without_a_champion_publish_features_and_skip_scoring(spark, worl
 
     assert [statuses(r)["score"] for r in results] == [SKIPPED, SKIPPED]
     assert all(statuses(r)[s] == SUCCEEDED for r in results for s in ("ingest", "features", "materialize"))
-    assert exit_code(results) == 0
+    assert exit_code(NIGHTLY, results) == 0
     # every night builds the next day's snapshot (D1's, built too, is empty: nothing before it)
     assert snapshot_days(ctx) == {D2, D3}
     silver_days = {r.tx_date for r in ctx.lake.read(catalog.SILVER_TRANSACTIONS).select("tx_date").distinct().collect()}
@@ -121,7 +125,7 @@ def test_a_failed_gate_stops_the_night_and_the_next_run_resumes_there(spark, wor
     assert len(failed) == 1, "a range stops at the first failed day"
     assert statuses(failed[0]) == {"ingest": FAILED}
     assert "silver_transactions" in failed[0].failed.error
-    assert exit_code(failed) == 1
+    assert exit_code(NIGHTLY, failed) == 1
     ctx = job(spark, world_home)
     assert ctx.lake.read(catalog.SILVER_TRANSACTIONS).where("tx_date = DATE'2018-04-03'").count() == 0
     assert D4 not in snapshot_days(ctx), "nothing downstream of the failed gate was published"
@@ -135,6 +139,7 @@ def test_a_failed_gate_stops_the_night_and_the_next_run_resumes_there(spark, wor
 
     resumed = run_nightly(ctx, [D3])[0]  # everything done: nothing runs again
     assert set(statuses(resumed).values()) <= {"done-before", SKIPPED}
+    assert statuses(resumed)["retrain"] in ("done-before", SKIPPED)  # the trigger is off by default
 
 
 def test_a_failed_predictions_gate_publishes_no_predictions_and_resumes_at_score(spark, world_home) -> None:
@@ -156,9 +161,12 @@ def test_a_failed_predictions_gate_publishes_no_predictions_and_resumes_at_score
 
 
 def test_alert_exit_code_is_distinct_from_failure() -> None:
-    from cardscore.orchestration import DayResult, StageOutcome, StageRecord
+    from cardscore.core.pipeline import DayResult, StageOutcome, StageRecord
+    from cardscore.core.stage import EXIT_FAILED
+    from cardscore.jobs.monitor.stage import SPEC as MONITOR
 
-    alert = StageOutcome(details={"alerts": [{"metric": "psi", "feature": "tx_amount"}]})
+    alert = StageOutcome(alerts=[{"metric": "psi", "feature": "tx_amount"}])
     result = DayResult(D1, "run", [StageRecord("monitor", SUCCEEDED, 1, 0.1, alert)])
-    assert exit_code([result]) == EXIT_ALERT
-    assert exit_code([DayResult(D1, "run", [StageRecord("monitor", SUCCEEDED, 1, 0.1, StageOutcome())])]) == 0
+    assert exit_code(NIGHTLY, [result]) == EXIT_ALERT  # the night published its data
+    assert exit_code(MONITOR, [result]) == EXIT_FAILED  # `cardscore run monitor` alone
+    assert exit_code(NIGHTLY, [DayResult(D1, "run", [StageRecord("monitor", SUCCEEDED, 1, 0.1, StageOutcome())])]) == 0

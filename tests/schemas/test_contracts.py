@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from schemas import ALL_CONTRACTS, TRANSACTION_EVENT, Field, FieldType, RejectReason
-from schemas.compat import BreakingChangeError, check_contract, write_snapshot
-from schemas.timestamps import format_timestamp_us, parse_timestamp_us
-from schemas.validation import Rejection, validate_bytes
+from cardscore.schemas import ALL_CONTRACTS, TRANSACTION_EVENT, Field, FieldType, RejectReason
+from cardscore.schemas.compat import BreakingChangeError, check_contract, write_snapshot
+from cardscore.schemas.timestamps import format_timestamp_us, parse_timestamp_us
+from cardscore.schemas.validation import Rejection, validate_bytes
 
 GOOD = {"transaction_id": 7, "event_time": "2018-04-01T00:07:56Z", "customer_id": 1,
         "terminal_id": 2, "amount": 57.16}
@@ -94,8 +94,30 @@ def test_timestamp_wire_format_round_trips() -> None:
     assert math.isclose(parse_timestamp_us("1970-01-01T00:00:01Z"), 1e6)
 
 
-def evolve(*fields: Field, version: int = 2):
-    return dataclasses.replace(TRANSACTION_EVENT, version=version, fields=fields)
+def test_timestamps_before_year_1000_keep_four_year_digits() -> None:
+    """The pattern wants four year digits (glibc's strftime writes '160-04-05'); found by
+    schemathesis through the scoring API, whose response echoes the event time."""
+    import re
+
+    from cardscore.schemas.contract import TIMESTAMP_PATTERN
+    from cardscore.schemas.serialization import event_lines
+
+    for text in ("0160-04-05T13:32:01Z", "0001-01-01T00:00:00.000001Z", "0999-12-31T23:59:59Z"):
+        micros = parse_timestamp_us(text)
+        assert format_timestamp_us(micros) == text and re.match(TIMESTAMP_PATTERN, text)
+        record = {"transaction_id": 1, "event_time": micros, "customer_id": 1, "terminal_id": 1, "amount": 1.0}
+        assert event_lines({k: [v] for k, v in record.items()}, TRANSACTION_EVENT)[0] == line_of(record)
+
+
+def line_of(record: dict) -> bytes:
+    from cardscore.schemas.serialization import transaction_event_line
+
+    return transaction_event_line(record)
+
+
+def evolve(*fields: Field, version: int | None = None):
+    """TRANSACTION_EVENT with other fields, as its next version unless `version` says."""
+    return dataclasses.replace(TRANSACTION_EVENT, version=version or TRANSACTION_EVENT.version + 1, fields=fields)
 
 
 def test_additive_change_is_allowed_and_breaking_changes_are_rejected(tmp_path: Path) -> None:
@@ -114,4 +136,5 @@ def test_additive_change_is_allowed_and_breaking_changes_are_rejected(tmp_path: 
             check_contract(contract, tmp_path)
 
     with pytest.raises(BreakingChangeError, match="bump the version"):
-        check_contract(evolve(*base, Field("channel", FieldType.STRING, "n", nullable=True), version=1), tmp_path)
+        check_contract(evolve(*base, Field("channel", FieldType.STRING, "n", nullable=True),
+                              version=TRANSACTION_EVENT.version), tmp_path)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 from tests.scoring import world
 
 
@@ -60,7 +60,6 @@ def score_settings(scoring_world: ScoringWorld) -> Settings:
 
 @pytest.fixture
 def job(spark, score_settings: Settings):
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.stage import job_context
 
-    return JobContext(score_settings, spark, Lake(spark, score_settings))
+    return job_context(score_settings, spark)

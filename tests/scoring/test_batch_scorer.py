@@ -7,16 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cardscore.errors import MissingInput
-from features.definitions import MODEL_FEATURES
-from jobs.score_batch import (
+from cardscore.core.errors import MissingInput
+from cardscore.core.stage import StageCall
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.jobs.score_batch.stage import (
+    SPEC,
     PredictionsGateFailed,
     ScoreHooks,
-    pipeline_stage,
     score_day,
     score_days,
 )
-from schemas.contracts import PREDICTION_RECORD
+from cardscore.schemas.contracts import PREDICTION_RECORD
 from tests.scoring import world
 from tests.scoring.conftest import settings_for_test
 
@@ -24,10 +25,9 @@ RUN_COLUMNS = ["scored_at", "run_id"]  # the only columns a re-run may change
 
 
 def _job(spark, settings):
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
+    from cardscore.core.stage import job_context
 
-    return JobContext(settings, spark, Lake(spark, settings))
+    return job_context(settings, spark)
 
 
 def test_a_rerun_replaces_the_day_with_identical_predictions(job, scoring_world) -> None:
@@ -78,7 +78,7 @@ def test_batch_scores_equal_the_training_path(job, spark, scoring_world) -> None
 def test_unknown_entities_are_flagged_as_the_stream_scorer_does(job, scoring_world) -> None:
     """Unknown = absent from the day's snapshot (read here straight from gold); the snapshot
     date is the day unless both entities are unknown."""
-    from cardscore import catalog
+    from cardscore.core import catalog
 
     score_day(job, world.DAY)
     published = world.predictions(job.lake, job.settings, world.DAY).set_index("transaction_id")
@@ -106,7 +106,7 @@ def test_unknown_entities_are_flagged_as_the_stream_scorer_does(job, scoring_wor
 def test_the_version_resolved_at_start_is_used_even_if_the_alias_moves(spark, scoring_world) -> None:
     """The champion moves to another model between the alias lookup and the load: every row
     of both days still carries, and is scored by, the version resolved at job start."""
-    from cardscore import registry
+    from cardscore.core import registry
 
     # The other model may score high: the plausibility bound is not what this test is about.
     settings = settings_for_test(scoring_world.settings, gate={"max_mean_score": 1.0})
@@ -175,7 +175,7 @@ def test_a_failing_gate_leaves_the_published_day_untouched(job) -> None:
 
 
 def test_no_champion_is_a_missing_input_and_a_skipped_nightly_stage(spark, scoring_world) -> None:
-    from cardscore import registry
+    from cardscore.core import registry
 
     settings = settings_for_test(scoring_world.settings)
     settings.mlflow.model_name = "never-trained"
@@ -188,8 +188,10 @@ def test_no_champion_is_a_missing_input_and_a_skipped_nightly_stage(spark, scori
     assert "train" in str(missing.value) and "promote" in str(missing.value)
     assert missing.value.exit_code == 1
 
-    outcome = pipeline_stage(job, world.DAY)
+    outcome = SPEC.run(StageCall(job, (world.DAY,), {"if_no_model": "skip"}))  # the nightly's option
     assert outcome.status == "skipped" and "promote" in outcome.message
+    with pytest.raises(MissingInput):  # the stage alone fails, as `cardscore run score` does
+        SPEC.run(StageCall(job, (world.DAY,), SPEC.default_options()))
     assert not job.lake.exists(settings.scoring.output_table)
 
 
@@ -205,8 +207,8 @@ def test_missing_inputs_are_named(job) -> None:
     assert not job.lake.exists(job.settings.scoring.output_table)
 
 
-def test_pipeline_stage_reports_versions_and_counts(job, scoring_world) -> None:
-    outcome = pipeline_stage(job, world.DAY)
+def test_the_stage_reports_versions_and_counts(job, scoring_world) -> None:
+    outcome = SPEC.run(StageCall(job, (world.DAY,)))
     silver = world.silver_day(scoring_world.transactions, world.DAY)
     assert outcome.status == "succeeded"
     assert outcome.model_version == scoring_world.version
@@ -226,8 +228,8 @@ def test_a_model_with_other_inputs_is_refused(spark, scoring_world) -> None:
     garbage silently; the scorer refuses it before reading anything."""
     import xgboost as xgb
 
-    from cardscore import registry
-    from cardscore.errors import StageFailed
+    from cardscore.core import registry
+    from cardscore.core.errors import StageFailed
 
     settings = settings_for_test(scoring_world.settings)
     settings.mlflow.model_name = f"reordered-{settings.scoring.output_table[-8:]}"

@@ -1,5 +1,6 @@
-"""The scorer's transformations give the same predictions on embedded Sail and on classic
-local Spark (JVM, no Delta: inputs and outputs are Parquet)."""
+"""The scorer's transformations (equi-join on the day's snapshot, generated request-time flags,
+scoring, records) give the same predictions on embedded Sail and on classic local Spark (JVM,
+no Delta: inputs and outputs are Parquet)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,25 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from cardscore import catalog
-from features.retrieval import historical_features_spark
-from jobs.scoring_transforms import booster_bytes, entity_frame
+from cardscore.core import catalog
+from cardscore.model.scoring import booster_bytes
 from tests.scoring import parity, world
 from tests.support.classic import run_on_classic
 
 
 @pytest.mark.classic
 def test_same_predictions_on_sail_and_classic_spark(spark, scoring_world, tmp_path: Path) -> None:
-    from cardscore.tables import Lake
+    from cardscore.core.lake import Lake
 
     settings = scoring_world.settings
     lake = Lake(spark, settings)
     day = world.DAY
     inputs = {
         "transactions": lake.read(catalog.SILVER_TRANSACTIONS).where(F.col("tx_date") == F.lit(day)),
-        "customer_keys": lake.read(catalog.CUSTOMER_FEATURES).where(F.col("snapshot_date") == F.lit(day))
-        .select("customer_id"),
-        "terminal_keys": lake.read(catalog.TERMINAL_FEATURES).where(F.col("snapshot_date") == F.lit(day))
-        .select("terminal_id"),
+        "customer_rows": lake.read(catalog.CUSTOMER_FEATURES).where(F.col("snapshot_date") == F.lit(day)),
+        "terminal_rows": lake.read(catalog.TERMINAL_FEATURES).where(F.col("snapshot_date") == F.lit(day)),
     }
-    # The Feast join itself is the features area's (tested there on both engines); both engines
-    # score the same joined features here.
-    entities = entity_frame(inputs["transactions"], inputs["customer_keys"], inputs["terminal_keys"])
-    inputs["features"] = historical_features_spark(settings, spark, entities)
+    # Both engines join, compute the flags and score from the same silver and gold rows.
     paths = {}
     for name, df in inputs.items():
         paths[name] = tmp_path / name

@@ -1,4 +1,4 @@
-"""The ways people and schedulers run the batch scorer: `python jobs/score_batch.py` (as
+"""The ways people and schedulers run the batch scorer: `python jobs/score_batch/main.py` (as
 spark-submit runs it) and `cardscore run score`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from cardscore.cli import app
-from jobs.score_batch import score_day
+from cardscore.jobs.score_batch.stage import score_day
 from tests.scoring import world
 from tests.scoring.conftest import settings_for_test
 
@@ -43,7 +43,7 @@ def test_the_job_exits_1_on_a_failed_gate_and_publishes_nothing(job) -> None:
     published = world.predictions(job.lake, job.settings, world.DAY)
 
     proc = subprocess.run(
-        [sys.executable, "jobs/score_batch.py", "--date", world.DAY.isoformat()],
+        [sys.executable, "jobs/score_batch/main.py", "--date", world.DAY.isoformat()],
         cwd=REPO,
         env=_env(job.settings, CARDSCORE__SCORING__GATE__MAX_MEAN_SCORE="0.0"),
         capture_output=True,

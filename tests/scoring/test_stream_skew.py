@@ -1,6 +1,7 @@
-"""Batch and stream score the same day alike: the day is replayed through the real broker to
-the real stream scorer (online store materialized from the same gold snapshot) and scored in
-batch; every transaction gets the same score, flags and snapshot date from both."""
+"""Batch, stream and API score the same day alike: the day is replayed through the real broker
+to the real stream scorer (online store materialized from the same gold snapshot), scored in
+batch, and posted to the scoring API; every transaction gets the same score, flags and
+snapshot date from all three (the API's answer is the stream's message, field for field)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from cardscore.config import load_settings
+from cardscore.core.config import load_settings
+from cardscore.jobs.score_batch.stage import score_day
 from cardscore.services.broker import create_topics, project_topics
-from jobs.score_batch import score_day
 from tests.scoring import world
 from tests.streaming import world as stream
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 
 
 def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, scoring_world) -> None:
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import materialize
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import materialize
 
     suffix = uuid.uuid4().hex[:8]
     settings = load_settings(
@@ -58,7 +58,7 @@ def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, sc
     assert sorted(streamed) == sorted(silver["transaction_id"].tolist())
     assert all(len(v) == 1 for v in streamed.values())
 
-    job = JobContext(settings, spark, Lake(spark, settings))
+    job = job_context(settings, spark)
     score_day(job, world.DAY)
     batch = world.predictions(job.lake, settings, world.DAY).set_index("transaction_id")
 
@@ -73,3 +73,17 @@ def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, sc
     # Same event time on both sides, to the microsecond.
     stream_times = pd.to_datetime(by_id["event_time"], utc=True).dt.tz_localize(None)
     assert (stream_times.to_numpy() == batch["event_time"].to_numpy()).all()
+
+    # The scoring API, over HTTP, in batches of 100: the stream's message for each transaction.
+    from tests.serving.conftest import RunningApi, wire
+
+    with RunningApi(settings) as api:
+        api.wait_ready()
+        answered = []
+        for start in range(0, len(records), 100):
+            response = api.post([wire(r) for r in records[start : start + 100]])
+            assert response.status_code == 200, response.text
+            answered += response.json()
+    for result in answered:
+        message = streamed[result["transaction_id"]][0]
+        assert {k: result[k] for k in message if k != "scored_at"} == {k: v for k, v in message.items() if k != "scored_at"}

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardscore import registry
-from cardscore.config import Settings
-from features.definitions import MODEL_FEATURES
+from cardscore.core import registry
+from cardscore.core.config import Settings
+from cardscore.features.definitions import MODEL_FEATURES
 from tests.features.worlds import small_world, write_silver
 
 FIRST_DAY = date(2018, 4, 1)
@@ -58,10 +58,10 @@ def unknown_entity_transactions(simulated: pd.DataFrame) -> pd.DataFrame:
 def build(spark, settings: Settings) -> pd.DataFrame:
     """Write silver, build gold for FIRST_SNAPSHOT..NEXT_DAY with the real job, apply Feast.
     Returns every silver transaction (silver column names), with `tx_fraud` labels."""
-    from cardscore.jobrunner import JobContext
-    from cardscore.tables import Lake
-    from features.store import apply
-    from jobs.build_features import build_features_range
+    from cardscore.core.lake import Lake
+    from cardscore.core.stage import job_context
+    from cardscore.features.store import apply
+    from cardscore.jobs.build_features.stage import build_features_range
 
     simulated = small_world(seed=7, n_days=N_DAYS, late_labels=True)
     tx = simulated.transactions
@@ -70,7 +70,7 @@ def build(spark, settings: Settings) -> pd.DataFrame:
     transactions = pd.concat([tx[[*SILVER_COLUMNS, "tx_fraud"]], extra], ignore_index=True)
     lake = Lake(spark, settings)
     write_silver(lake, transactions[SILVER_COLUMNS], simulated.labels)
-    build_features_range(JobContext(settings, spark, lake), FIRST_SNAPSHOT, NEXT_DAY)
+    build_features_range(job_context(settings, spark), FIRST_SNAPSHOT, NEXT_DAY)
     apply(settings)
     transactions["tx_date"] = transactions["event_time"].dt.date
     return transactions
@@ -79,8 +79,8 @@ def build(spark, settings: Settings) -> pd.DataFrame:
 def training_path_features(spark, settings: Settings, transactions: pd.DataFrame) -> pd.DataFrame:
     """Features exactly as training gets them: the training job's entity rows
     (`cardscore.model.datasets.entity_frame`) through `historical_features` (pandas)."""
+    from cardscore.features.retrieval import historical_features
     from cardscore.model.datasets import entity_frame
-    from features.retrieval import historical_features
 
     return historical_features(settings, spark, entity_frame(transactions))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
 from cardscore.simulator import World, generate_world
 
 # Small but dense: r=15 gives every customer ~70 of 400 terminals, like the handbook's ~75.

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from cardscore.config.simulator import SimulatorSettings
+from cardscore.core.config.simulator import SimulatorSettings
 from cardscore.simulator import World, generate_world
 from cardscore.simulator.transactions import SECONDS_PER_DAY, genuine_transactions, to_micros
 from cardscore.simulator.world import rng_for

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.services.broker import EmbeddedBroker, free_port
 from cardscore.simulator import World, read_landing_day, write_landing
 from cardscore.simulator.kafka import DeliveryError, TokenBucket, produce_events, replay_day
@@ -71,7 +71,7 @@ def test_replay_day_round_trip(kafka_settings: Settings, small_world: World) -> 
     for msg in sorted(messages, key=lambda m: (m.partition(), m.offset())):
         assert dict(msg.headers()) == {
             "content-type": b"application/json",
-            "schema": b"transaction_event.v1",
+            "schema": b"transaction_event.v2",
         }
         tx_id = int(msg.value().split(b",")[0].split(b":")[1])
         assert msg.key() == str(tx.loc[tx_id, "customer_id"]).encode()

@@ -10,7 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
+from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.schemas.validation import validate_bytes
 from cardscore.simulator import (
     LandingConflictError,
     World,
@@ -21,9 +24,6 @@ from cardscore.simulator import (
     read_manifest,
     write_landing,
 )
-from schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
-from schemas.timestamps import format_timestamp_us
-from schemas.validation import validate_bytes
 
 from .conftest import small_params
 

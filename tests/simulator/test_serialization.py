@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cardscore.simulator import World
-from schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
-from schemas.serialization import (
+from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
+from cardscore.schemas.serialization import (
     label_event_line,
     label_event_lines,
     transaction_event_line,
     transaction_event_lines,
 )
-from schemas.timestamps import format_timestamp_us
-from schemas.validation import validate_bytes
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.schemas.validation import validate_bytes
+from cardscore.simulator import World
 
 
 def test_transaction_line_exact_bytes() -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cardscore import registry
-from cardscore.config import Settings, load_settings
+from cardscore.core import registry
+from cardscore.core.config import Settings, load_settings
 from cardscore.services.broker import EmbeddedBroker, create_topics, project_topics
 from tests.streaming import world
 

@@ -9,10 +9,11 @@ from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
-from cardscore.logs import JsonFormatter
-from streaming import dlq
+from cardscore.core.logs import JsonFormatter
+from cardscore.streaming import dlq
+from tests.corpus import MARKER
+from tests.corpus import STREAM_BAD as BAD
 from tests.streaming import world
-from tests.streaming.corpus import BAD, MARKER
 
 
 class Capture(logging.Handler):
@@ -39,7 +40,7 @@ def fetch(settings, partition: int, offset: int):
 
 def test_every_bad_message_reaches_the_dlq_with_its_bytes_and_reason(stream_settings) -> None:
     settings = stream_settings
-    good = world.transactions(60, seed=5)
+    good = world.transactions(len(BAD) + 20, seed=5)
     # good, bad, good, bad, ...: each bad message sits between scored neighbours
     items: list[object] = []
     for i, (_name, raw, _reason) in enumerate(BAD):

@@ -1,4 +1,4 @@
-"""`cardscore stream`, `python -m streaming`, `cardscore dlq show|replay` through the real
+"""`cardscore stream`, `python -m cardscore.streaming`, `cardscore dlq show|replay` through the real
 entry points, and the scorer's Prometheus endpoint over HTTP."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 import cardscore.cli  # noqa: F401  (registers every command on the app)
 from cardscore.cli.app import app
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.validation import validate_bytes
 from cardscore.services.broker import free_port
-from schemas.contracts import TRANSACTION_EVENT
-from schemas.validation import validate_bytes
-from streaming import dlq
-from streaming.dlq_replay import REPLAYS_HEADER
-from streaming.messages import split_messages
+from cardscore.streaming import dlq
+from cardscore.streaming.dlq_replay import REPLAYS_HEADER
+from cardscore.streaming.messages import split_messages
+from tests.corpus import GOOD
 from tests.streaming import world
-from tests.streaming.corpus import GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def test_help_of_both_entry_points() -> None:
     assert "SIGTERM" in result.output
     for command in (["dlq", "--help"], ["dlq", "show", "--help"], ["dlq", "replay", "--help"]):
         assert CliRunner().invoke(app, command).exit_code == 0
-    module = subprocess.run([sys.executable, "-m", "streaming", "--help"], cwd=ROOT, capture_output=True,
+    module = subprocess.run([sys.executable, "-m", "cardscore.streaming", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert module.returncode == 0 and "--instance-id" in module.stdout and "--idle-exit" in module.stdout
 
@@ -42,7 +42,7 @@ def test_help_of_both_entry_points() -> None:
 def test_bad_configuration_exits_with_usage_code(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("streaming:\n  batch_max_messages: 0\n")
-    module = subprocess.run([sys.executable, "-m", "streaming", "--config", str(config)], cwd=ROOT,
+    module = subprocess.run([sys.executable, "-m", "cardscore.streaming", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert module.returncode == 2 and "batch_max_messages" in module.stderr
 
@@ -62,7 +62,7 @@ def dlq_records(settings, items: list[tuple[bytes, bytes, str]]) -> None:
 
 
 def _reason(name: str):
-    from schemas.reasons import RejectReason
+    from cardscore.schemas.reasons import RejectReason
 
     return RejectReason(name)
 

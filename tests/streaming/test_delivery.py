@@ -1,10 +1,10 @@
 """Delivery under process death, signals and rebalances: scorer subprocesses
-(`python -m streaming`) against the real broker, online store and registry.
+(`python -m cardscore.streaming`) against the real broker, online store and registry.
 
 At-least-once: every valid event gets a score; duplicates come only from the uncommitted
 window (the batch in flight when a process died) and carry the same key. The exactly-once
-mode is not tested here: the embedded broker does not implement `read_committed`, so its
-guarantee needs a real Kafka cluster (see test_exactly_once_commit_path_runs for what is run).
+guarantee needs `read_committed`, which the embedded broker does not implement: it is tested
+on Apache Kafka in tests/kafka/test_exactly_once.py (here only its commit path runs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cardscore.config import Settings
+from cardscore.core.config import Settings
 from cardscore.simulator.kafka import produce_events
 from tests.streaming import world
 
@@ -105,9 +105,9 @@ def test_rebalance_and_sigterm_hand_partitions_over_without_loss_or_duplicates(
     parts = [records[:1200], records[1200:2200], records[2200:]]
     config = world.write_config(settings, tmp_path / "scorer.yaml")
     world.produce(settings, parts[0])
-    a = spawn(config, tmp_path / "a.log", "--instance-id", "a")
+    a = spawn(config, tmp_path / "a.log")  # dynamic members: a clean stop hands over at once
     a.wait_for(lambda p: p.scored() >= 300, 90, "A scoring")
-    b = spawn(config, tmp_path / "b.log", "--instance-id", "b")
+    b = spawn(config, tmp_path / "b.log")
     b.wait_for(lambda p: bool(p.events("stream.assigned")), 90, "B joining the group")
     world.produce(settings, parts[1])  # mid-stream: both members share the topic now
     b.wait_for(lambda p: p.scored() > 0, 90, "B scoring its partition")
@@ -134,8 +134,8 @@ def test_exactly_once_commit_path_runs(stream_settings: Settings) -> None:
     against the embedded broker and commits offsets through the transaction.
 
     What this does NOT test: the exactly-once guarantee itself. Tansu does not implement
-    `read_committed` (aborted records stay visible), so aborts and zombie fencing need a real
-    Kafka cluster; run this scenario there with a read_committed reader."""
+    `read_committed` (aborted records stay visible), so aborts and zombie fencing are tested
+    on Apache Kafka (tests/kafka/test_exactly_once.py)."""
     settings = stream_settings.model_copy(
         update={"streaming": stream_settings.streaming.model_copy(update={"delivery": "exactly_once"})}
     )

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cardscore import registry
+from cardscore.core import registry
 from tests.streaming import world
 from tests.streaming.conftest import own_model
 from tests.streaming.test_delivery import Replay, source_offsets

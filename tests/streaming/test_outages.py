@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core import registry
+from cardscore.core.config import Settings, load_settings
+from cardscore.model.scoring import predict_matrix
 from cardscore.services.broker import (
     broker_ready,
     create_topics,
@@ -24,14 +26,19 @@ from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 from tests.streaming.test_delivery import Replay
 
+pytestmark = pytest.mark.engine  # brokers started and stopped
+
 
 def test_online_store_failure_is_retried_without_loss(stream_settings: Settings, stream_world, tmp_path: Path) -> None:
-    # This test breaks its own copy of the online store, never the shared one.
+    # This test breaks its own copy of the online store, never the shared one. It reads the
+    # store on every batch (the direct reader): the default snapshot reader serves the rows
+    # from memory and keeps scoring through this (the next test).
     online = tmp_path / "online.db"
     shutil.copy(stream_world.home / "feast" / "online.db", online)
-    settings = stream_settings.model_copy(
-        update={"feast": stream_settings.feast.model_copy(update={"sqlite_path": str(online)})}
-    )
+    settings = stream_settings.model_copy(update={
+        "feast": stream_settings.feast.model_copy(update={"sqlite_path": str(online)}),
+        "features": stream_settings.features.model_copy(update={"online_reader": "direct"}),
+    })
     records = world.transactions(400, seed=31)
     with world.InProcessScorer(settings) as running:
         world.produce(settings, records[:200])
@@ -51,6 +58,43 @@ def test_online_store_failure_is_retried_without_loss(stream_settings: Settings,
     scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
     assert sorted(scores) == sorted(r["transaction_id"] for r in records)
     assert all(len(v) == 1 for v in scores.values())  # a failed lookup produces nothing
+    # an outage is the store's failure, not the messages': nothing was dead-lettered
+    assert world.read_all(settings, settings.kafka.topics.dlq) == []
+
+
+def test_the_snapshot_reader_keeps_scoring_while_the_store_is_broken(
+    stream_settings: Settings, stream_world, tmp_path: Path
+) -> None:
+    """The default reader holds the store's rows in memory: a broken store file stops nothing
+    (the rows only change when a day is materialized), the metric says the store is away,
+    and the scores are those of the rows loaded."""
+    online = tmp_path / "online.db"
+    shutil.copy(stream_world.home / "feast" / "online.db", online)
+    settings = stream_settings.model_copy(update={
+        "feast": stream_settings.feast.model_copy(update={"sqlite_path": str(online)}),
+        "features": stream_settings.features.model_copy(update={"online_snapshot_check_seconds": 0.1}),
+    })
+    records = world.transactions(300, seed=33)
+    with world.InProcessScorer(settings) as running:
+        world.produce(settings, records[:100])
+        running.wait_for(lambda: running.totals.get("scored", 0) == 100, 60, "the first 100 scores")
+        original = online.read_bytes()
+        with open(online, "r+b") as db:  # the store's file goes bad under the open connection
+            db.write(b"\0" * 100)
+        up = {"dependency": "online_store"}
+        running.wait_for(lambda: running.metric("cardscore_stream_dependency_up", up) == 0, 60, "the store down")
+        world.produce(settings, records[100:])
+        running.wait_for(lambda: running.totals.get("scored", 0) == 300, 60, "every score, store broken")
+        assert running.metric("cardscore_stream_retries_total", {"stage": "lookup"}) == 0
+        with open(online, "r+b") as db:
+            db.write(original[:100])
+        running.wait_for(lambda: running.metric("cardscore_stream_dependency_up", up) == 1, 60, "the store back")
+    scores = world.scores_by_id(world.read_all(settings, settings.kafka.topics.scores))
+    assert sorted(scores) == sorted(r["transaction_id"] for r in records)
+    expected = world.expected_matrix(records, stream_world.customers, stream_world.terminals)
+    booster = registry.load_booster(settings, registry.resolve_alias(settings))
+    want = predict_matrix(booster, expected)
+    assert [scores[r["transaction_id"]][0]["score"] for r in records] == want.tolist()
 
 
 @pytest.mark.slow  # scorer subprocesses or a session timeout: tens of seconds
@@ -105,8 +149,8 @@ def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settin
     delivery timeout the batch fails as a whole, and no offset is committed."""
     from confluent_kafka import Consumer
 
-    from streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
-    from streaming.metrics import StreamMetrics
+    from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
+    from cardscore.streaming.metrics import StreamMetrics
 
     nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
     consumer = Consumer({**nowhere, "group.id": "nowhere"})

@@ -2,7 +2,7 @@
 day read through the training path give the same score for every transaction.
 
 The training side is Feast point-in-time retrieval (`features.retrieval.historical_features`
-on the Spark offline store over the gold Delta tables, what `jobs/train.py` builds its sets
+on the Spark offline store over the gold Delta tables, what `jobs/train/main.py` builds its sets
 with) and the same champion booster. Stream against the nightly batch scorer is
 tests/scoring/test_stream_skew.py: together they tie all three paths to one definition."""
 
@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cardscore import registry
-from cardscore.config import load_settings
-from cardscore.jobrunner import JobContext
+from cardscore.core import registry
+from cardscore.core.config import load_settings
+from cardscore.core.lake import Lake
+from cardscore.core.stage import job_context
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.retrieval import historical_features
+from cardscore.features.store import materialize
+from cardscore.jobs.build_features.stage import build_features_range
 from cardscore.services.broker import create_topics, project_topics
 from cardscore.simulator import read_landing_day, write_landing
 from cardscore.simulator.kafka import replay_day
-from cardscore.tables import Lake
-from features.definitions import MODEL_FEATURES
-from features.retrieval import historical_features
-from features.store import materialize
-from jobs.build_features import build_features_range
 from tests.features.worlds import small_world, write_silver
 from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
@@ -48,7 +48,7 @@ def test_stream_scores_equal_offline_scores_for_a_replayed_day(spark, broker, tm
     lake = Lake(spark, settings)
     columns = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
     write_silver(lake, simulated.transactions[columns], simulated.labels[["transaction_id", "is_fraud", "reported_time"]])
-    build_features_range(JobContext(settings, spark, lake), DAY, DAY)
+    build_features_range(job_context(settings, spark), DAY, DAY)
     materialize(settings, spark, DAY)
     version = world.register(settings, world.booster(seed=3))
 

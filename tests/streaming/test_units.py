@@ -1,5 +1,5 @@
-"""Pure parts of the stream scorer: validation split, DLQ records, score messages, offsets,
-metrics. No broker, no store."""
+"""Pure parts of the stream scorer: validation split, DLQ records (and their size limit), score
+messages, offsets, metrics, the duplicate-id window. No broker, no store."""
 
 from __future__ import annotations
 
@@ -12,17 +12,25 @@ import pytest
 from confluent_kafka import Message
 from prometheus_client import generate_latest
 
-from schemas.contracts import SCORE_EVENT
-from schemas.serialization import event_line
-from schemas.timestamps import format_timestamp_us
-from streaming import dlq
-from streaming.features import snapshot_dates
-from streaming.messages import first_offsets, next_offsets, split_messages
-from streaming.metrics import StreamMetrics
-from streaming.output import ScoreColumns, score_json_schema, score_values, timestamp_texts
-from tests.streaming.corpus import BAD, GOOD, MARKER
+from cardscore.schemas.contracts import SCORE_EVENT
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.serialization import event_line
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.streaming import dlq
+from cardscore.streaming.duplicates import RecentTransactions
+from cardscore.streaming.features import snapshot_dates
+from cardscore.streaming.messages import Rejected, first_offsets, next_offsets, split_messages
+from cardscore.streaming.metrics import StreamMetrics
+from cardscore.streaming.output import (
+    ScoreColumns,
+    score_json_schema,
+    score_values,
+    timestamp_texts,
+)
+from tests.corpus import GOOD, MARKER
+from tests.corpus import STREAM_BAD as BAD
 
-HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v1")]
+HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v2")]
 
 
 def message(value: bytes | None, offset: int, partition: int = 0, key: bytes | None = b"3") -> Message:
@@ -119,3 +127,83 @@ def test_bulk_latency_histogram_exports_cumulative_buckets() -> None:
     assert metrics.value(f"{name}_bucket", {"clock": "kafka_timestamp", "le": "10.0"}) == 4
     assert metrics.value(f"{name}_bucket", {"clock": "kafka_timestamp", "le": "+Inf"}) == 5
     assert f'{name}_bucket{{clock="kafka_timestamp",le="0.001"}} 1.0' in generate_latest(metrics.registry).decode()
+
+
+# ------------------------------------------------------------------------------ DLQ size limit
+
+DLQ_LIMIT = 20_000
+
+
+def record(value: bytes, key: bytes = b"k", headers: list[tuple[str, bytes]] | None = None) -> dlq.DlqRecord:
+    from confluent_kafka import Message
+
+    message = Message(topic="tx", partition=1, offset=41, key=key, value=value,
+                      headers=headers if headers is not None else [("trace", b"t-1")], timestamp=(1, 5))
+    return dlq.dlq_record(Rejected(message, RejectReason.OVERSIZED, "70000 bytes > limit 65536"), "g/i", 0)
+
+
+def test_a_record_that_fits_is_kept_whole() -> None:
+    small = record(b"x" * 1000)
+    assert dlq.fit_dlq_record(small, 10_000) is small
+
+
+def test_a_record_too_large_is_cut_to_fit_and_says_what_was_cut() -> None:
+    big = record(b"x" * 50_000)
+    cut = dlq.fit_dlq_record(big, DLQ_LIMIT)
+    assert dlq.record_bytes(cut.key, cut.value, cut.headers) <= DLQ_LIMIT - dlq.RECORD_OVERHEAD_BYTES
+    assert cut.key == b"k" and big.value.startswith(cut.value) and len(cut.value) > 10_000
+    assert dlq.header(cut.headers, dlq.TRUNCATED) == "value"
+    assert dlq.header(cut.headers, dlq.ORIGINAL_BYTES) == "50000"
+    assert dlq.header(cut.headers, dlq.SOURCE_OFFSET) == "41"  # the way to the full original
+    assert dlq.original_headers(cut.headers) == [("trace", b"t-1")]
+    assert dlq.is_truncated(cut.headers)
+
+
+def test_huge_original_headers_and_key_are_dropped_when_the_value_alone_cannot_make_room() -> None:
+    heavy = record(b"x" * 100, key=b"k" * 30_000, headers=[("blob", b"y" * 30_000)])
+    cut = dlq.fit_dlq_record(heavy, DLQ_LIMIT)
+    assert dlq.header(cut.headers, dlq.TRUNCATED) == "value,headers,key"
+    assert cut.key is None and dlq.original_headers(cut.headers) == []
+    assert dlq.header(cut.headers, dlq.REASON) == "oversized"
+    reference = dlq.dlq_reference(heavy)
+    assert reference.value == b"" and dlq.header(reference.headers, dlq.ORIGINAL_BYTES) == "100"
+
+
+# ------------------------------------------------------------------------------ duplicate ids
+
+
+def batch(*items: tuple[int, int, float], partition: int = 0):
+    """(offset, transaction id, amount) -> a validated batch of messages of one partition."""
+    messages = [
+        Message(topic="tx", partition=partition, offset=offset, key=b"3",
+                value=json.dumps({**GOOD, "transaction_id": tx, "amount": amount}).encode(), timestamp=(1, 1))
+        for offset, tx, amount in items
+    ]
+    return split_messages(messages, 1 << 16).valid
+
+
+def remember_all(recent: RecentTransactions, valid) -> None:
+    recent.remember(valid, np.arange(len(valid)))
+
+
+def test_conflicts_are_found_in_the_batch_and_against_the_window() -> None:
+    recent = RecentTransactions(window=100)
+    first = batch((0, 1, 5.0), (1, 2, 5.0), (2, 1, 6.0), (3, 2, 5.0))
+    assert recent.conflicts(first) == {2: "tx[0]@0"}  # id 2 again, same content: a repeat
+    remember_all(recent, first.take(np.array([0, 1, 3])))
+    later = batch((10, 1, 5.0), (11, 1, 7.0), (12, 3, 1.0))
+    assert recent.conflicts(later) == {1: "tx[0]@0"}
+    assert recent.conflicts(batch((0, 1, 5.0))) == {}  # the first message itself, read again
+
+
+def test_the_window_is_bounded_per_partition_and_forgotten_on_revocation() -> None:
+    recent = RecentTransactions(window=3)
+    remember_all(recent, batch(*[(i, i, 1.0) for i in range(10)]))
+    remember_all(recent, batch((0, 100, 1.0), partition=1))
+    assert len(recent) == 4  # 3 of partition 0 (the newest) + 1 of partition 1
+    assert recent.conflicts(batch((20, 9, 2.0))) == {0: "tx[0]@9"}
+    assert recent.conflicts(batch((21, 0, 2.0))) == {}  # beyond the window: not caught (documented)
+    assert recent.conflicts(batch((5, 100, 2.0))) == {}  # another partition's id: not caught
+    recent.forget({("tx", 0)})
+    assert len(recent) == 1 and recent.conflicts(batch((22, 9, 2.0))) == {}
+    assert RecentTransactions(window=0).conflicts(batch((0, 1, 1.0), (1, 1, 2.0))) == {}  # off

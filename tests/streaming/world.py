@@ -21,9 +21,9 @@ import xgboost as xgb
 import yaml
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from cardscore import registry
-from cardscore.config import Settings
-from features.definitions import (
+from cardscore.core import registry
+from cardscore.core.config import Settings
+from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_FEATURES,
     CUSTOMER_KEY,
@@ -35,8 +35,8 @@ from features.definitions import (
     TERMINAL_VIEW,
     snapshot_time,
 )
-from features.request_time import request_time_record
-from schemas.serialization import transaction_event_line
+from cardscore.features.request_time import request_time_record
+from cardscore.schemas.serialization import transaction_event_line
 
 DAY = date(2018, 4, 7)  # a Saturday: the weekend flag is 1 for every event
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def fill_online_store(settings: Settings, day: date = DAY, n_customers: int = 30
                       seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the Feast repo and write day `day`'s snapshot rows of customers 0..n-1 and
     terminals 0..m-1 to the SQLite online store (what `materialize` would have written)."""
-    from features.store import apply
+    from cardscore.features.store import apply
 
     store = apply(settings)
     customers, terminals = snapshot_rows(day, n_customers, n_terminals, seed)
@@ -298,7 +298,7 @@ def start_scorer(config: Path, log: Path, *args: str) -> ScorerProcess:
     env["PYTHONPATH"] = str(REPO)
     handle = open(log, "ab")  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streaming", "--config", str(config), *args],
+        [sys.executable, "-m", "cardscore.streaming", "--config", str(config), *args],
         stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env,
     )
     handle.close()
@@ -314,7 +314,7 @@ class InProcessScorer:
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         import threading
 
-        from streaming.scorer import StreamScorer
+        from cardscore.streaming.scorer import StreamScorer
 
         self.scorer = StreamScorer(settings, **kwargs)
         self.exit_code: int | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cardscore.config import Settings, load_settings
+from cardscore.core.config import Settings, load_settings
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def labelled_days(first: date, days: int, per_day: int, seed: int, customers: in
 
 def training_sets(seed: int = 0, per_day: int = 300, tables: dict | None = None):
     """A `jobs.train.TrainingSets` over the handbook windows, with synthetic features."""
-    from jobs.train import TrainingSets
+    from cardscore.jobs.train.stage import TrainingSets
 
     protocol = Protocol(date(2018, 7, 25))
     train = labelled_days(protocol.train_start, protocol.train_days, per_day, seed)

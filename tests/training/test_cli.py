@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from cardscore.cli import app
-from cardscore.logs import configure_logging
-from jobs.train import TrainingParams, train_on_sets
+from cardscore.core.logs import configure_logging
+from cardscore.jobs.train.stage import TrainingParams, train_on_sets
 from tests.training.synthetic import training_sets
+
+pytestmark = pytest.mark.engine  # a real MLflow registry
 
 
 def test_promote_rollback_and_models_commands(training_settings) -> None:

@@ -6,11 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from cardscore import catalog
-from cardscore.errors import MissingInput
-from cardscore.jobrunner import JobContext
-from jobs.train import read_inputs
-from schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
+from cardscore.core import catalog
+from cardscore.core.errors import MissingInput
+from cardscore.core.stage import job_context
+from cardscore.jobs.train.stage import read_inputs
+from cardscore.schemas.contracts import SILVER_LABEL, SILVER_TRANSACTION
 
 LOADED = datetime(2018, 9, 1, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ def label_rows(ids_and_times: list[tuple[int, datetime]]) -> list[tuple]:
 
 
 def test_read_inputs_window_versions_and_no_scenario(spark, lake, settings) -> None:
-    ctx = JobContext(settings, spark, lake)
+    ctx = job_context(settings, spark)
     with pytest.raises(MissingInput, match=r"silver\.transactions does not exist"):
         read_inputs(ctx, date(2018, 7, 20), date(2018, 7, 30))
 

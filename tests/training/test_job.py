@@ -1,4 +1,4 @@
-"""`jobs/train.py` end to end on a tiny world: silver -> gold features (the real job) ->
+"""`jobs/train/main.py` end to end on a tiny world: silver -> gold features (the real job) ->
 point-in-time sets through Feast -> XGBoost -> MLflow run, registry and gate."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cardscore import catalog, registry
-from cardscore.config import load_settings
-from cardscore.jobrunner import JobContext
-from cardscore.tables import Lake
-from jobs.train import TrainingParams, train
+from cardscore.core import catalog, registry
+from cardscore.core.config import load_settings
+from cardscore.core.lake import Lake
+from cardscore.core.stage import job_context
+from cardscore.jobs.train.stage import TrainingParams, train
 from tests.features.worlds import write_silver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ GATE = {"min_auc_roc": 0.6, "min_average_precision": 0.05, "min_card_precision_a
 
 
 def tiny_world():
-    from cardscore.config.simulator import SimulatorSettings
+    from cardscore.core.config.simulator import SimulatorSettings
     from cardscore.simulator import generate_world
 
     return generate_world(SimulatorSettings(
@@ -36,14 +36,14 @@ def tiny_world():
 
 @pytest.fixture(scope="module")
 def trained_world(spark, tmp_path_factory: pytest.TempPathFactory):
-    from jobs.build_features import build_features_range
+    from cardscore.jobs.build_features.stage import build_features_range
 
     home = tmp_path_factory.mktemp("train-job")
     settings = load_settings(overrides={"home": str(home), "training": {"protocol": PROTOCOL, "gate": GATE}})
     lake = Lake(spark, settings)
     world = tiny_world()
     write_silver(lake, world.transactions, world.labels)
-    ctx = JobContext(settings, spark, lake)
+    ctx = job_context(settings, spark)
     build_features_range(ctx, date(2018, 4, 10), date(2018, 4, 20))
     report = train(ctx, TrainingParams(actor="tester", reason="end-to-end test"))
     return ctx, world, report
@@ -54,7 +54,7 @@ def test_train_job_end_to_end(trained_world) -> None:
     settings = ctx.settings
     assert report.version == "1" and report.challenger and report.gate.passed
     assert report.protocol["test_start"] == "2018-04-17" and report.protocol["test_end"] == "2018-04-20"
-    from features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES
+    from cardscore.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES
 
     assert report.feature_names == list(MODEL_FEATURES)
     assert "fraud_scenario" not in report.feature_names
@@ -88,8 +88,8 @@ def mlflow_dict(settings, run_id: str, path: str) -> dict:
 def test_test_labels_complete_needs_the_label_delay_past_the_last_test_day() -> None:
     from datetime import UTC, datetime
 
+    from cardscore.jobs.train.stage import labels_cover_test_days
     from cardscore.model.protocol import Protocol
-    from jobs.train import labels_cover_test_days
 
     protocol = Protocol(date(2018, 4, 10), 4, 3, 4)  # test 04-17..04-20
     at = lambda day: datetime(2018, 4, day, 23, 0, tzinfo=UTC)  # noqa: E731
@@ -113,7 +113,7 @@ def test_same_data_versions_and_seed_give_the_same_metrics(trained_world) -> Non
 
 
 def write_silver_append(lake, transactions) -> None:
-    from schemas.contracts import SILVER_TRANSACTION
+    from cardscore.schemas.contracts import SILVER_TRANSACTION
     from tests.features.worlds import silver_transactions
 
     frame = lake.spark.createDataFrame(silver_transactions(transactions), SILVER_TRANSACTION.spark_schema())
@@ -121,9 +121,9 @@ def write_silver_append(lake, transactions) -> None:
 
 
 def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
-    """`python jobs/train.py` against the session's engine: a gate failure exits 1, says
+    """`python jobs/train/main.py` against the session's engine: a gate failure exits 1, says
     which check failed and moves no alias; a test week whose labels cannot all be in is named."""
-    from cardscore.engine import embedded_url
+    from cardscore.core.engine import embedded_url
 
     ctx, _, _ = trained_world
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSCORE__")}
@@ -136,7 +136,7 @@ def test_job_entry_point_exits_1_when_the_gate_fails(trained_world) -> None:
         "CARDSCORE__MONITORING__LABEL_DELAY_DAYS": "30",
     })
     proc = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "train.py"), "--remote", embedded_url(ctx.settings),
+        [sys.executable, str(REPO / "jobs" / "train" / "main.py"), "--remote", embedded_url(ctx.settings),
          "--actor", "ci"],
         capture_output=True, text=True, timeout=300, env=env, cwd=str(REPO),
     )

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from cardscore import registry
-from cardscore.config import Settings
-from cardscore.errors import MissingInput, StageFailed
-from jobs.train import GateRejected, TrainingParams, train_on_sets
+from cardscore.core import registry
+from cardscore.core.config import Settings
+from cardscore.core.errors import MissingInput, StageFailed
+from cardscore.jobs.train.stage import GateRejected, TrainingParams, train_on_sets
 from tests.training.synthetic import FEATURES, training_sets
+
+pytestmark = pytest.mark.engine  # a real MLflow registry
 
 
 def aliases(settings: Settings) -> dict[str, str]:

@@ -6,12 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from cardscore.config import ConfigError, load_settings
-from cardscore.config.training import ModelParams
+from cardscore.core.config import ConfigError, load_settings
+from cardscore.core.config.training import ModelParams
+from cardscore.jobs.train.stage import TrainingParams, train_on_sets
 from cardscore.model.protocol import validation_folds
 from cardscore.model.training import param_grid, prequential_search
-from jobs.train import TrainingParams, train_on_sets
 from tests.training.synthetic import FEATURES, labelled_days, training_sets
+
+pytestmark = pytest.mark.engine  # CPU-heavy XGBoost fits
 
 
 def with_folds(sets, n_folds: int = 2):

@@ -1,0 +1,16 @@
+"""Logical names of the project's tables. A name `layer.table` lives at `<lake root>/layer/table`."""
+
+BRONZE_TRANSACTIONS = "bronze.transactions"
+BRONZE_LABELS = "bronze.labels"
+SILVER_TRANSACTIONS = "silver.transactions"
+SILVER_LABELS = "silver.labels"
+QUARANTINE = "quarantine.records"
+INGEST_LOADS = "ops.ingest_loads"  # which landing files were loaded, by which load id
+LANDING_CORRECTIONS = "ops.landing_corrections"  # landing files superseded or retracted: who, why, when
+
+CUSTOMER_FEATURES = "gold.customer_features"
+TERMINAL_FEATURES = "gold.terminal_features"
+PREDICTIONS = "gold.predictions"
+
+PIPELINE_RUNS = "ops.pipeline_runs"  # the nightly run ledger
+MONITORING = "ops.monitoring"

@@ -1,0 +1,174 @@
+"""A scoring request, from body bytes to response objects: parse, validate, read, predict, explain.
+
+Pure of HTTP: the app (`cardscore.serving.app`) maps `BadRequest` to 422 and
+`OnlineStoreUnavailable` / `ModelUnavailable` to 503.
+
+Body: one `transaction_event` object, or a JSON array of 1..max_batch of them. Every object is
+checked by `schemas.validation.validate_object` against `TRANSACTION_EVENT`, the checks the
+batch ingest and the stream scorer run, with the same reason codes; a batch with any invalid
+transaction is refused whole, naming each one (index, reason, detail). Unknown fields are
+ignored, as everywhere. The body is a JSON document, not a landing line: whitespace, CRLF
+included, is allowed, and its size limit is `serving.max_body_bytes` (413), not a line's.
+
+Response per transaction: the score message the stream scorer produces (`score_event`, same
+fields and values) plus `contributions` (the top features by absolute XGBoost contribution, in
+log-odds) and `bias` (the contributions' baseline), so an analyst sees why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cardscore.model.explain import top_contributions
+from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.reasons import RejectReason
+from cardscore.schemas.timestamps import format_timestamp_us
+from cardscore.schemas.validation import Rejection, parse_json, validate_object
+
+if TYPE_CHECKING:
+    from cardscore.features.online_reader import OnlineFeatureReader
+    from cardscore.model.watcher import LoadedModel
+
+STAGES = ("validate", "lookup", "predict", "explain", "respond")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One refused transaction of a request (`index` None: the body as a whole)."""
+
+    index: int | None
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "reason": self.reason, "detail": self.detail}
+
+
+class BadRequest(ValueError):
+    """The request cannot be scored as sent (HTTP 422)."""
+
+    def __init__(self, detail: str, problems: Sequence[Problem]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = list(problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "invalid_request", "detail": self.detail,
+                "rejections": [p.to_dict() for p in self.problems]}
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    records: list[dict[str, Any]]  # validated transaction records (event_time: epoch micros)
+    single: bool  # the body was one object (answer with one object), else an array
+
+
+def parse_request(body: bytes, max_batch: int) -> ParsedRequest:
+    """Validated transactions of a request body, or `BadRequest` with every reason."""
+    if body.startswith(b"\xef\xbb\xbf"):  # as the validator says of a line (schemas.validation)
+        raise BadRequest("the body is not plain UTF-8 JSON",
+                         [Problem(None, RejectReason.ENCODING.value, "starts with a UTF-8 byte-order mark")])
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the body is not UTF-8",
+                         [Problem(None, RejectReason.ENCODING.value, f"not valid UTF-8 at byte {exc.start}")]) from None
+    document = parse_json(text)
+    if isinstance(document, Rejection):
+        raise BadRequest("the body is not JSON", [Problem(None, document.reason.value, document.detail)])
+    if isinstance(document, dict):
+        items, single = [document], True
+    elif isinstance(document, list):
+        items, single = document, False
+        if not 1 <= len(items) <= max_batch:
+            raise BadRequest(f"a batch holds 1 to {max_batch} transactions, this one {len(items)}", [])
+    else:
+        raise BadRequest("the body is neither a transaction nor an array of them",
+                         [Problem(None, RejectReason.NOT_AN_OBJECT.value,
+                                  f"top level is {type(document).__name__}, not an object or array")])
+    records: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        result = validate_object(item, TRANSACTION_EVENT)
+        if isinstance(result, Rejection):
+            problems.append(Problem(None if single else index, result.reason.value, result.detail))
+        else:
+            records.append(result)
+    if problems:
+        what = "the transaction" if single else f"{len(problems)} of {len(items)} transactions"
+        raise BadRequest(f"{what} broke the transaction_event contract", problems)
+    return ParsedRequest(records, single)
+
+
+@dataclass
+class ScoredBatch:
+    """The response objects of a request, and what the metrics count."""
+
+    results: list[dict[str, Any]]
+    model_version: str
+    unknown_customers: int
+    unknown_terminals: int
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+
+def score_records(
+    records: Sequence[dict[str, Any]],
+    reader: OnlineFeatureReader,
+    model: LoadedModel,
+    top_k: int,
+    clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+) -> ScoredBatch:
+    """Score validated transactions with one feature read, one predict and one explain call."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    n = len(records)
+    transaction_id = np.fromiter((r["transaction_id"] for r in records), np.int64, n)
+    customer_id = np.fromiter((r["customer_id"] for r in records), np.int64, n)
+    terminal_id = np.fromiter((r["terminal_id"] for r in records), np.int64, n)
+    amount = np.fromiter((r["amount"] for r in records), np.float64, n)
+    event_time_us = np.fromiter((r["event_time"] for r in records), np.int64, n)
+    rows = reader.read(customer_id, terminal_id, amount, event_time_us)
+    seconds["lookup"] = _lap(started)
+    started = time.perf_counter()
+    scores = model.predict(rows.matrix)
+    if not np.isfinite(scores).all():
+        raise ValueError("the model produced a NaN or infinite score")
+    seconds["predict"] = _lap(started)
+    started = time.perf_counter()
+    top, bias = top_contributions(model.booster, rows.matrix, top_k) if top_k else ([[]] * n, np.zeros(n))
+    seconds["explain"] = _lap(started)
+    started = time.perf_counter()
+    dates = rows.snapshot_dates(event_time_us)
+    scored_at = format_timestamp_us(clock_us())
+    results = []
+    for i in range(n):
+        results.append({
+            # the score_event contract's fields, in its order, as the stream writes them
+            "transaction_id": int(transaction_id[i]),
+            "customer_id": int(customer_id[i]),
+            "terminal_id": int(terminal_id[i]),
+            "event_time": format_timestamp_us(int(event_time_us[i])),
+            "score": float(scores[i]),
+            "model_name": model.name,
+            "model_version": model.version,
+            "feature_snapshot_date": None if dates[i] is None else dates[i].isoformat(),
+            "unknown_customer": not bool(rows.customer_known[i]),
+            "unknown_terminal": not bool(rows.terminal_known[i]),
+            "scored_at": scored_at,
+            "contributions": [
+                {"feature": c.feature, "value": c.value, "contribution": c.contribution} for c in top[i]
+            ],
+            "bias": float(bias[i]),
+        })
+    seconds["respond"] = _lap(started)
+    return ScoredBatch(results, model.version, int((~rows.customer_known).sum()),
+                       int((~rows.terminal_known).sum()), seconds)
+
+
+def _lap(started: float) -> float:
+    return time.perf_counter() - started

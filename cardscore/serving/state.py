@@ -1,0 +1,164 @@
+"""What the scoring API holds between requests: the online feature reader and the model.
+
+Both are loaded in a background thread (a request never waits for Feast's imports, the
+registry or the online store): at start, then again with backoff while one is missing; once
+loaded, the model alias is polled every `serving.model_poll_seconds` and a moved alias swaps
+the model (a request reads the current model once, so it is scored by one version). The
+process is ready when both are loaded. After the first time it is ready, the garbage
+collector's start-up objects are frozen (`core.gc_tuning`), so collections scan only what
+requests allocate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cardscore.core.gc_tuning import freeze_after_warmup
+from cardscore.core.logs import get_logger
+from cardscore.model.watcher import ModelUnavailable, ModelWatcher
+
+if TYPE_CHECKING:
+    from cardscore.core.config import Settings
+    from cardscore.features.online_reader import OnlineFeatureReader
+    from cardscore.serving.metrics import ServeMetrics
+
+log = get_logger("serving.state")
+
+
+class ServingState:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServeMetrics,
+        open_reader: Callable[[Settings], OnlineFeatureReader] | None = None,
+        watcher: ModelWatcher | None = None,
+    ) -> None:
+        cfg = settings.serving
+        self.settings = settings
+        self.metrics = metrics
+        self._open_reader = open_reader or _default_reader
+        self.watcher = watcher or ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds,
+                                               threads=cfg.model_threads, log_prefix="serve")
+        self.reader: OnlineFeatureReader | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._frozen = False
+        self.last_error: dict[str, str] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.reader is not None and self.watcher.current is not None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._maintain, name="serving-dependencies", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once ready (tests and the benchmark wait on this)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            if time.monotonic() >= deadline:
+                return False
+            self._stop.wait(0.05)  # poll interval of the condition
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        if self.reader is not None:
+            self.reader.close()
+
+    # ------------------------------------------------------------------ background
+
+    def _maintain(self) -> None:
+        cfg = self.settings.serving
+        delay = cfg.retry_initial_seconds
+        while not self._stop.is_set():
+            missing = self._load_missing()
+            if self.ready:
+                delay = cfg.retry_initial_seconds
+                self._poll_model()
+                if not self._frozen:
+                    self._frozen = True
+                    freeze_after_warmup()
+            self._publish()
+            wait = delay if missing else min(cfg.model_poll_seconds, 1.0)
+            if missing:
+                delay = min(delay * 2, cfg.retry_max_seconds)
+            self._stop.wait(wait)
+
+    def _load_missing(self) -> bool:
+        """Try to load what is missing; True if something still is."""
+        if self.reader is None:
+            try:
+                self.reader = self._open_reader(self.settings)
+                self.last_error.pop("online_features", None)
+                log.info("serve.online_features_loaded", **{k: v for k, v in self.reader.status().items()
+                                                            if k in ("reader", "store", "rows")})
+            except Exception as exc:
+                self.last_error["online_features"] = str(exc)[:500]
+                self.metrics.dependency_up.labels("online_store").set(0)
+                log.warning("serve.online_features_unavailable", error=str(exc)[:500])
+        if self.watcher.current is None:
+            try:
+                self.watcher.refresh(force=True)
+                self.last_error.pop("model", None)
+                self._model_changed()
+            except (ModelUnavailable, Exception) as exc:
+                self.last_error["model"] = str(exc)[:500]
+                self.metrics.dependency_up.labels("registry").set(0)
+                log.warning("serve.model_unavailable", error=str(exc)[:500])
+        return not self.ready
+
+    def _poll_model(self) -> None:
+        if not self.watcher.due():
+            return
+        try:
+            swapped = self.watcher.refresh()
+            self.metrics.dependency_up.labels("registry").set(1)
+        except Exception as exc:  # keep scoring with the current version
+            self.metrics.dependency_up.labels("registry").set(0)
+            log.warning("serve.registry_poll_failed", error=str(exc)[:300],
+                        keeping=self.watcher.current.version if self.watcher.current else None)
+            return
+        if swapped:
+            self.metrics.model_swaps.inc()
+            self._model_changed()
+
+    def _model_changed(self) -> None:
+        model = self.watcher.current
+        if model is None:
+            return
+        self.metrics.model.info({"name": model.name, "version": model.version})
+        with contextlib.suppress(ValueError):
+            self.metrics.model_version.set(float(model.version))
+        self.metrics.dependency_up.labels("registry").set(1)
+
+    def _publish(self) -> None:
+        self.metrics.ready.set(1 if self.ready else 0)
+        if self.reader is not None:
+            status = self.reader.status()
+            self.metrics.dependency_up.labels("online_store").set(1 if status.get("store_up") else 0)
+            if "snapshot_age_seconds" in status:
+                self.metrics.snapshot_age.set(status["snapshot_age_seconds"])
+
+    def readiness(self) -> dict[str, Any]:
+        model = self.watcher.current
+        return {
+            "ready": self.ready,
+            "model": None if model is None else {"name": model.name, "version": model.version,
+                                                 "alias": self.watcher.alias},
+            "online_features": None if self.reader is None else self.reader.status(),
+            **({"errors": dict(self.last_error)} if self.last_error and not self.ready else {}),
+        }
+
+
+def _default_reader(settings: Settings) -> OnlineFeatureReader:
+    from cardscore.features.online_reader import open_reader
+
+    return open_reader(settings)

@@ -1,0 +1,1 @@
+"""The build_features stage (see stage.py; entry main.py)."""

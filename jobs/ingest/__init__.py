@@ -1,0 +1,1 @@
+"""The ingest stage: landing -> bronze -> silver (+ quarantine), behind gates."""

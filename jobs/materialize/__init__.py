@@ -1,0 +1,1 @@
+"""The materialize stage (see stage.py; entry main.py)."""

@@ -1,0 +1,1 @@
+"""The monitor stage (see stage.py; entry main.py)."""

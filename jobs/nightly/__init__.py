@@ -1,0 +1,1 @@
+"""The nightly pipeline: the composition of the stages (pipeline.py; entry main.py)."""

@@ -1,0 +1,1 @@
+"""The retraining trigger: decision + train stage (stage.py; entry main.py)."""

@@ -1,0 +1,1 @@
+"""The score_batch stage (see stage.py; entry main.py)."""

@@ -1,0 +1,195 @@
+"""Pure transformations of the batch scorer: DataFrame in, DataFrame out; I/O is in
+`jobs/score_batch/stage.py`.
+
+    features = served_features(silver_day, customer_rows, terminal_rows)  # D's snapshot, equi-join
+    scored = score_in_engine(features, booster_bytes(booster))            # the one Python pass
+    records = prediction_records(scored, model_name, version, day, run_id, scored_at)
+
+`served_features` serves every transaction of day D its entities' rows of D's snapshot by an
+equi-join (`features.serving.day_features`), with the request-time flags as column
+expressions generated from `features.request_time`: what Feast's point-in-time retrieval gives
+for the same rows (`entity_frame` + `features.retrieval.historical_features_spark`, kept for
+training sets and tested equal), without its as-of join and without a UDF pass of its own.
+
+The rules are the stream scorer's, so both publish the same `score_event` fields for a
+transaction (features/README.md, streaming/features.py):
+
+* an entity is *unknown* on day D when it has no row in D's snapshot; its features are then
+  the definitions' defaults (0.0), which the feature retrieval fills in;
+* `feature_snapshot_date` is D when the customer or the terminal had a row on D, else null
+  (every entity feature was a default);
+* the score is the booster's float32 probability widened exactly to a double.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from cardscore.core.spark_types import ddl_type, plain_strings
+from cardscore.features.definitions import (
+    CUSTOMER_KEY,
+    EVENT_TIMESTAMP,
+    MODEL_FEATURES,
+    TERMINAL_KEY,
+    TX_AMOUNT,
+)
+from cardscore.model.scoring import load_booster_bytes, predict
+from cardscore.schemas.contracts import PREDICTION_RECORD
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+TRANSACTION_ID = "transaction_id"
+UNKNOWN_CUSTOMER = "unknown_customer"
+UNKNOWN_TERMINAL = "unknown_terminal"
+SCORE = "score"
+# The entity columns that ride through the feature join and the scoring UDF untouched.
+PASSTHROUGH = (TRANSACTION_ID, CUSTOMER_KEY, TERMINAL_KEY, UNKNOWN_CUSTOMER, UNKNOWN_TERMINAL)
+# The event time crosses the UDF as epoch microseconds: pandas would read a timestamp in the
+# session's time zone, and an integer cannot be shifted.
+EVENT_TIME_US = "event_time_us"
+_KNOWN = "__cardscore_known"
+
+
+def served_features(transactions: DataFrame, customer_rows: DataFrame, terminal_rows: DataFrame) -> DataFrame:
+    """Every silver transaction with its model features and unknown flags, ready for
+    `score_in_engine`: the PASSTHROUGH columns, event_timestamp and MODEL_FEATURES (double).
+
+    `customer_rows` / `terminal_rows` are gold snapshot rows (the scored day's: each
+    transaction is matched with the rows of its own UTC day); an entity without a row is
+    unknown and gets the definitions' defaults.
+    """
+    from pyspark.sql import functions as F
+
+    from cardscore.features.serving import CUSTOMER_IN_SNAPSHOT, TERMINAL_IN_SNAPSHOT, day_features
+
+    entities = transactions.select(
+        F.col(TRANSACTION_ID),
+        F.col(CUSTOMER_KEY),
+        F.col(TERMINAL_KEY),
+        F.col("event_time").alias(EVENT_TIMESTAMP),
+        F.col("amount").cast("double").alias(TX_AMOUNT),
+    )
+    served = day_features(entities, customer_rows, terminal_rows)
+    return served.select(
+        TRANSACTION_ID,
+        CUSTOMER_KEY,
+        TERMINAL_KEY,
+        (~F.col(CUSTOMER_IN_SNAPSHOT)).alias(UNKNOWN_CUSTOMER),
+        (~F.col(TERMINAL_IN_SNAPSHOT)).alias(UNKNOWN_TERMINAL),
+        EVENT_TIMESTAMP,
+        *MODEL_FEATURES,
+    )
+
+
+def entity_frame(transactions: DataFrame, customer_keys: DataFrame, terminal_keys: DataFrame) -> DataFrame:
+    """One Feast entity row per silver transaction, with the unknown flags (the input of Feast's
+    point-in-time retrieval, `historical_features_spark`; the scorer uses `served_features`).
+
+    `transactions` has silver columns (transaction_id, event_time, customer_id, terminal_id,
+    amount); `customer_keys` / `terminal_keys` hold the ids that have a row in the day's
+    snapshot (one column each, duplicates allowed).
+    """
+    from pyspark.sql import functions as F
+
+    def known(keys: DataFrame, key: str) -> DataFrame:
+        return keys.select(key).distinct().withColumn(_KNOWN + key, F.lit(True))
+
+    joined = transactions.join(known(customer_keys, CUSTOMER_KEY), CUSTOMER_KEY, "left").join(
+        known(terminal_keys, TERMINAL_KEY), TERMINAL_KEY, "left"
+    )
+    return joined.select(
+        F.col(TRANSACTION_ID),
+        F.col(CUSTOMER_KEY),
+        F.col(TERMINAL_KEY),
+        F.col("event_time").alias(EVENT_TIMESTAMP),
+        F.col("amount").cast("double").alias(TX_AMOUNT),
+        F.col(_KNOWN + CUSTOMER_KEY).isNull().alias(UNKNOWN_CUSTOMER),
+        F.col(_KNOWN + TERMINAL_KEY).isNull().alias(UNKNOWN_TERMINAL),
+    )
+
+
+def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> DataFrame:
+    """Score every row in the engine (mapInPandas): the PASSTHROUGH columns, event_time_us and
+    `score` (double). The booster is rebuilt from `model` once per task, never per batch."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    staged = features.select(
+        *PASSTHROUGH,
+        F.unix_micros(F.col(EVENT_TIMESTAMP)).alias(EVENT_TIME_US),
+        *[F.col(name).cast("double").alias(name) for name in MODEL_FEATURES],
+    )
+    kept = [*PASSTHROUGH, EVENT_TIME_US]
+    schema = T.StructType(
+        [*(f for f in staged.schema.fields if f.name in kept), T.StructField(SCORE, T.DoubleType(), False)]
+    )
+
+    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        booster = None  # built on the first batch: a task without rows never loads it
+        for batch in batches:
+            if booster is None:
+                booster = load_booster_bytes(model, threads)
+            out = batch[kept].copy()
+            out[SCORE] = predict(booster, batch)
+            yield out
+
+    # plain_strings: see cardscore.core.spark_types (Spark Connect collated strings)
+    return staged.mapInPandas(score_batches, schema).transform(plain_strings)
+
+
+def prediction_records(
+    scored: DataFrame,
+    model_name: str,
+    model_version: str,
+    day: date,
+    run_id: str,
+    scored_at: datetime,
+) -> DataFrame:
+    """The `PREDICTION_RECORD` columns, in contract order and types, from `score_in_engine`'s
+    output for the transactions of `day`."""
+    from pyspark.sql import functions as F
+
+    schema = {f.name: f.dataType for f in PREDICTION_RECORD.spark_schema().fields}
+    both_unknown = F.col(UNKNOWN_CUSTOMER) & F.col(UNKNOWN_TERMINAL)
+    values = {
+        TRANSACTION_ID: F.col(TRANSACTION_ID),
+        CUSTOMER_KEY: F.col(CUSTOMER_KEY),
+        TERMINAL_KEY: F.col(TERMINAL_KEY),
+        "event_time": F.timestamp_micros(F.col(EVENT_TIME_US)),
+        SCORE: F.col(SCORE),
+        "model_name": F.lit(model_name),
+        "model_version": F.lit(model_version),
+        "feature_snapshot_date": F.when(both_unknown, F.lit(None)).otherwise(F.lit(day)),
+        UNKNOWN_CUSTOMER: F.col(UNKNOWN_CUSTOMER),
+        UNKNOWN_TERMINAL: F.col(UNKNOWN_TERMINAL),
+        "scored_at": F.lit(scored_at),
+        "run_id": F.lit(run_id),
+        "tx_date": F.lit(day),
+    }
+    missing = [name for name in schema if name not in values]
+    if missing:  # pragma: no cover - guards a contract change
+        raise ImportError(f"prediction_records does not fill {missing} of {PREDICTION_RECORD.name}")
+    # DDL text, not type objects: see cardscore.core.spark_types (Spark Connect collated strings)
+    return scored.select(*[values[name].cast(ddl_type(schema[name])).alias(name) for name in schema])
+
+
+def score_histogram(predictions: DataFrame, bins: int = 50) -> DataFrame:
+    """Counts of predictions per (tx_date, score bin, whether an entity was unknown): the
+    small table a picture of the score distribution needs (bin i covers [i/bins, (i+1)/bins))."""
+    from pyspark.sql import functions as F
+
+    bin_index = F.least(F.floor(F.col(SCORE) * bins).cast("int"), F.lit(bins - 1))
+    return (
+        predictions.select(
+            F.col("tx_date"),
+            bin_index.alias("bin"),
+            (F.col(UNKNOWN_CUSTOMER) | F.col(UNKNOWN_TERMINAL)).alias("any_unknown"),
+        )
+        .groupBy("tx_date", "bin", "any_unknown")
+        .count()
+    )

@@ -1,0 +1,1 @@
+"""The engine smoke test (stage.py; entry main.py)."""

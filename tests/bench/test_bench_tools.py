@@ -1,0 +1,79 @@
+"""The benchmarks' own tools, without running a benchmark: the same-algorithm baseline agrees
+with the tests' oracle, the growth fit and the plot of `bench scale`, the RSS sampler, and the
+commands the README shows parse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import linear_baseline
+from bench.common import REPO_DIR
+from bench.memory import PeakRSS, tree_rss_bytes
+from bench.scale import fit_growth, plot
+from cardscore.features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
+from tests.features.oracle import customer_oracle, terminal_oracle
+from tests.features.worlds import small_world
+
+
+def _same_rows(ours: pd.DataFrame, oracle: pd.DataFrame, key: str, names: tuple[str, ...]) -> None:
+    ours = ours.assign(snapshot_date=pd.to_datetime(ours["snapshot_date"]).dt.date)
+    merged = ours.merge(oracle, on=[key, "snapshot_date"], how="outer", suffixes=("", "_oracle"), indicator=True)
+    assert (merged["_merge"] == "both").all() and len(ours) == len(oracle) > 0
+    for name in names:
+        np.testing.assert_allclose(merged[name].to_numpy(np.float64), merged[f"{name}_oracle"].to_numpy(np.float64),
+                                   rtol=1e-12, atol=0)
+
+
+def test_the_numpy_baseline_computes_the_oracles_snapshots() -> None:
+    world = small_world(seed=4, n_days=50, late_labels=True)
+    first = world.params.start_date
+    last = first + timedelta(days=world.params.n_days - 1)
+    days = [first + timedelta(days=i) for i in range(world.params.n_days)]
+    _same_rows(linear_baseline.customer_snapshots(world.transactions, first, last),
+               customer_oracle(world.transactions, days), "customer_id", CUSTOMER_FEATURES)
+    terminals = linear_baseline.terminal_snapshots(world.transactions, world.labels, first, last)
+    _same_rows(terminals, terminal_oracle(world.transactions, world.labels, days), "terminal_id", TERMINAL_FEATURES)
+    assert (terminals["terminal_id_risk_30day_window"] > 0).any()  # known frauds are exercised
+
+
+def test_growth_fit_and_plot(tmp_path: Path) -> None:
+    def world(factor: int, fixed: float, per_row_us: float) -> dict:
+        rows = 10_000 * factor
+        stage = {"rows": rows, "median_s": fixed + rows * per_row_us / 1e6, "memory": {"peak_mb": 500.0 + factor}}
+        stage["us_per_row"] = stage["median_s"] / rows * 1e6
+        return {"factor": factor, **{name: dict(stage) for name in ("ingest", "features", "nightly", "score")}}
+
+    worlds = [world(f, fixed=2.0, per_row_us=50.0) for f in (1, 4, 16)]
+    growth = fit_growth(worlds)
+    fit = growth["score"]
+    assert 0.3 < fit["exponent"] < 1.0  # a fixed cost makes growth sub-linear
+    assert fit["linear_fit"]["fixed_s"] == pytest.approx(2.0, rel=1e-6)
+    assert fit["linear_fit"]["marginal_us_per_row"] == pytest.approx(50.0, rel=1e-6)
+    assert fit["per_row_relative_to_smallest"]["1"] == 1.0 > fit["per_row_relative_to_smallest"]["16"]
+    png = tmp_path / "scale.png"
+    plot(worlds, growth, png, "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_peak_rss_sees_an_allocation() -> None:
+    assert tree_rss_bytes() > 10 * 1024 * 1024
+    with PeakRSS(interval=0.01) as rss:
+        block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, touched
+        block.sum()
+        del block
+    assert rss.result()["growth_mb"] >= 32
+
+
+@pytest.mark.parametrize("argv", [["--list"], ["scale", "--help"], ["batch_score", "--help"], ["features", "--help"]])
+def test_bench_commands_parse(argv: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", *argv], cwd=REPO_DIR, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ("scale" in done.stdout) if argv == ["--list"] else ("usage" in done.stdout)

@@ -1,0 +1,92 @@
+"""Pipelined at-least-once delivery on the real broker: offsets are committed only after the
+acknowledgements of their batch and of every batch before it; a failure rewinds to the first
+batch in flight and commits nothing from it on."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from cardscore.services.broker import EmbeddedBroker, free_port
+from cardscore.streaming.delivery import OutRecord
+from cardscore.streaming.metrics import StreamMetrics
+from cardscore.streaming.pipelined import PipelinedAtLeastOnce, PipelineFailed
+from tests.streaming.world import TEST_CONSUMER
+
+SOURCE = "source-topic"  # offsets committed for it; nothing is read from it
+
+
+def committed(consumer: Consumer) -> dict[int, int]:
+    found = consumer.committed([TopicPartition(SOURCE, p) for p in (0, 1)], timeout=10)
+    return {tp.partition: tp.offset for tp in found}
+
+
+@pytest.fixture
+def consumer(broker: EmbeddedBroker):
+    from cardscore.services.broker import create_topics
+
+    create_topics(broker.conf, {SOURCE: 2})
+    c = Consumer({**broker.conf, **TEST_CONSUMER, "group.id": f"g-{uuid.uuid4().hex}", "enable.auto.commit": "false"})
+    yield c
+    c.close()
+
+
+def records(topic: str, n: int, tag: str) -> list[OutRecord]:
+    return [OutRecord(topic, f"{tag}{i}".encode(), f"{tag}-{i}".encode(), []) for i in range(n)]
+
+
+def test_offsets_are_committed_after_the_acknowledgements_in_batch_order(broker, topic, consumer) -> None:
+    acked: list[str] = []
+    delivery = PipelinedAtLeastOnce(broker.conf, consumer, StreamMetrics(), 10.0, max_uncommitted=100)
+    try:
+        delivery.send(records(topic, 20, "a"), {(SOURCE, 0): 20}, {(SOURCE, 0): 0}, lambda b: acked.append("a"))
+        delivery.send(records(topic, 30, "b"), {(SOURCE, 0): 35, (SOURCE, 1): 7},
+                      {(SOURCE, 0): 20, (SOURCE, 1): 0}, lambda b: acked.append("b"))
+        assert delivery.in_flight == 50 and committed(consumer) == {0: -1001, 1: -1001}
+        deadline = time.monotonic() + 30
+        while delivery.batches:
+            assert time.monotonic() < deadline, "no acknowledgements"
+            delivery.collect(timeout=0.05)
+        assert acked == ["a", "b"] and delivery.in_flight == 0 and not delivery.pending
+        assert committed(consumer) == {0: 35, 1: 7}
+        assert delivery.metrics.value("cardscore_stream_stage_latency_seconds_count", {"stage": "ack"}) == 2
+    finally:
+        delivery.close()
+
+
+def test_uncommitted_output_is_bounded(broker, topic, consumer) -> None:
+    delivery = PipelinedAtLeastOnce(broker.conf, consumer, StreamMetrics(), 10.0, max_uncommitted=50)
+    try:
+        assert delivery.room_for(500)  # an empty pipeline takes any batch
+        delivery.send(records(topic, 40, "a"), {(SOURCE, 0): 40}, {(SOURCE, 0): 0})
+        assert delivery.room_for(10) and not delivery.room_for(11)
+        delivery.wait_for_room(11)  # serves acknowledgements until the first batch is committed
+        assert delivery.in_flight == 0 and committed(consumer)[0] == 40
+        delivery.send(records(topic, 5, "b"), {(SOURCE, 1): 5}, {(SOURCE, 1): 0})
+        delivery.forget({(SOURCE, 1)})  # lost to another member: never committed here
+        delivery.drain()
+        assert committed(consumer) == {0: 40, 1: -1001}
+    finally:
+        delivery.close()
+
+
+def test_a_failed_batch_fails_every_later_one_and_commits_nothing(broker, consumer) -> None:
+    """Records to a broker that is not there time out: the first batch in flight fails, the
+    later one with it, and the rewind points at the first of each partition's offsets."""
+    nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}"}
+    delivery = PipelinedAtLeastOnce(nowhere, consumer, StreamMetrics(), 0.5, max_uncommitted=100)
+    try:
+        delivery.send(records("out", 3, "a"), {(SOURCE, 0): 13}, {(SOURCE, 0): 10})
+        delivery.send(records("out", 3, "b"), {(SOURCE, 0): 16, (SOURCE, 1): 4}, {(SOURCE, 0): 13, (SOURCE, 1): 2})
+        deadline = time.monotonic() + 30
+        with pytest.raises(PipelineFailed) as failed:
+            while time.monotonic() < deadline:
+                delivery.collect(timeout=0.05)
+        assert failed.value.rewind == {(SOURCE, 0): 10, (SOURCE, 1): 2}
+        assert not delivery.batches and not delivery.pending
+        assert committed(consumer) == {0: -1001, 1: -1001}
+    finally:
+        delivery.close()

@@ -26,8 +26,13 @@ MONITORING_SCHEMA = (
 def write_rows(ctx: JobContext, day: date, rows: Sequence[MetricRow], run_id: str) -> int | None:
     """The day's rows replace day D in the monitoring table."""
     now = datetime.now(UTC)
+
+    def number(value: float | None) -> float | None:  # classic Spark refuses an int in a double column
+        return None if value is None else float(value)
+
     data = [
-        (r.metric, r.subject, r.scored_day, r.model_version, r.value, r.threshold, r.direction, r.violated,
+        (r.metric, r.subject, r.scored_day, r.model_version, number(r.value), number(r.threshold), r.direction,
+         r.violated,
          json.dumps(r.details, sort_keys=True, default=str), run_id, now, day)
         for r in rows
     ]

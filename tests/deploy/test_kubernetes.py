@@ -117,6 +117,28 @@ def test_the_stream_scorer_deployment(rendered) -> None:
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
 
 
+def test_the_scoring_api_deployment(rendered) -> None:
+    """`cardscore serve` as the CLI parses it, probes on the API's own health routes, a Service
+    and a PDB over the same pods, the port the container names."""
+    _, docs = rendered
+    deployment = by_kind(docs, "Deployment", "scoring-api")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    path, params = cli.parse(container["args"])
+    assert path == ["serve"] and params["host"] == "0.0.0.0"
+    port = next(p for p in container["ports"] if p["name"] == "http")["containerPort"]
+    assert params["port"] == port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    from cardscore.serving.openapi import openapi_document
+
+    assert {"/readyz", "/healthz", "/metrics"} <= set(openapi_document()["paths"])  # the API serves them
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert by_kind(docs, "Service", "scoring-api")["spec"]["selector"] == selector
+    assert by_kind(docs, "PodDisruptionBudget", "scoring-api")["spec"]["selector"]["matchLabels"] == selector
+    assert by_kind(docs, "HorizontalPodAutoscaler", "scoring-api")["spec"]["scaleTargetRef"]["name"] == "scoring-api"
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
 @pytest.mark.parametrize(("cronjob", "bundle_job", "command"), [
     ("nightly", "cardscore_nightly", ["nightly"]),
     ("retraining-trigger", "cardscore_retraining_trigger", ["monitor", "trigger"]),

@@ -391,6 +391,8 @@ class StreamScorer:
                     unknown_customer=~found.customer_known,
                     unknown_terminal=~found.terminal_known,
                     scored_at_us=time.time_ns() // 1000,
+                    arm="champion",  # the stream serves the champion only (release arms: issue 20, phase B)
+                    fallback=False,
                 )
             )
             scores_topic = self.topics.scores

@@ -21,6 +21,7 @@ from cardscore.core.config.features import FeaturesSettings
 from cardscore.core.config.ingest import IngestSettings
 from cardscore.core.config.monitoring import MonitoringSettings
 from cardscore.core.config.pipeline import PipelineSettings
+from cardscore.core.config.release import ReleaseSettings
 from cardscore.core.config.scoring import ScoringSettings
 from cardscore.core.config.secrets import redact
 from cardscore.core.config.simulator import SimulatorSettings
@@ -52,6 +53,7 @@ class Settings(Section):
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
 
     # ---- derived locations (absolute; Sail resolves relative paths against its own cwd) ----
 

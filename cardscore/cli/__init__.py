@@ -11,6 +11,7 @@ from cardscore.cli import (  # noqa: F401  (imported for their command registrat
     features,
     monitoring,
     pipeline,
+    release,
     services,
     simulate,
     stages,

@@ -210,7 +210,7 @@ def resolve_model(ctx: JobContext, hooks: ScoreHooks | None = None) -> ScoringMo
         # the rules (a champion that cannot be loaded at all is: build_plan falls back).
         try:
             booster = registry.load_booster(settings, ref)  # cached by version: loaded once
-        except Exception:  # noqa: BLE001 - build_plan records it and the rules serve
+        except Exception:
             booster = None
         if booster is not None:
             _check_features(booster, ref)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cardscore.core.logs import get_logger
+from cardscore.core.registry import CHAMPION
 from cardscore.streaming.delivery import (
     AtLeastOnce,
     DeliveryFailed,
@@ -48,6 +49,7 @@ from cardscore.streaming.messages import first_offsets, next_offsets, split_mess
 from cardscore.streaming.metrics import StreamMetrics
 from cardscore.streaming.model import ModelUnavailable, ModelWatcher
 from cardscore.streaming.output import SCORE_HEADERS, ScoreColumns, score_keys, score_values
+from cardscore.streaming.release import ReleaseWatcher, release_columns, score_batch
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -114,7 +116,7 @@ class StreamScorer:
         group_id: str | None = None,
         instance_id: str | None = None,
         lookup: Lookup | None = None,
-        watcher: ModelWatcher | None = None,
+        watcher: ModelWatcher | ReleaseWatcher | None = None,
         metrics: StreamMetrics | None = None,
         idle_exit_seconds: float | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
@@ -131,8 +133,13 @@ class StreamScorer:
         self.idle_exit_seconds = idle_exit_seconds
         self.on_batch = on_batch
         self._lookup = lookup
-        self.watcher = watcher or ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds,
-                                               threads=cfg.model_threads)
+        # The champion alias serves the release (canary, shadow, kill switch); another alias
+        # (a side scorer) serves that alias's version alone.
+        self.watcher = watcher or (
+            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads)
+            if cfg.model_alias == CHAMPION
+            else ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds, threads=cfg.model_threads)
+        )
         self.backoff = Backoff(cfg.retry_initial_seconds, cfg.retry_max_seconds)
         self._stop = threading.Event()
         self._assigned: set[tuple[str, int]] = set()
@@ -376,7 +383,7 @@ class StreamScorer:
             except Exception as exc:
                 return self._retry(messages, report, "lookup", exc)
             t0 = time.perf_counter()
-            scores = model.predict(found.matrix)
+            scored = score_batch(model, found.matrix, valid.customer_id)  # the release's arms
             self.metrics.scoring_latency.observe(time.perf_counter() - t0)
             values = score_values(
                 ScoreColumns(
@@ -384,15 +391,11 @@ class StreamScorer:
                     customer_id=valid.customer_id,
                     terminal_id=valid.terminal_id,
                     event_time_us=valid.event_time_us,
-                    score=scores,
-                    model_name=model.name,
-                    model_version=model.version,
+                    **release_columns(scored),  # score, model, arm, fallback, shadow
                     feature_snapshot_date=found.snapshot_date,
                     unknown_customer=~found.customer_known,
                     unknown_terminal=~found.terminal_known,
                     scored_at_us=time.time_ns() // 1000,
-                    arm="champion",  # the stream serves the champion only (release arms: issue 20, phase B)
-                    fallback=False,
                 )
             )
             scores_topic = self.topics.scores

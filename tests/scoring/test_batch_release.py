@@ -78,3 +78,24 @@ def test_batch_scorer_serves_canary_shadow_and_fallback(spark, scoring_world) ->
     out = world.predictions(job.lake, settings, world.DAY)
     assert back.arms == {"champion": len(silver)} and (out["model_version"] == champion).all()
     assert out["shadow_score"].isna().all()
+
+
+def test_a_champion_that_cannot_be_loaded_is_replaced_by_the_flagged_rules(spark, scoring_world, tmp_path) -> None:
+    from cardscore.core import registry
+    from tests.release.registry_helpers import unloadable_version
+
+    settings = load_settings(overrides={
+        "home": str(scoring_world.settings.home_path),
+        "scoring": {"output_table": f"gold.predictions_{uuid.uuid4().hex[:8]}"},
+        "mlflow": {"model_name": f"broken-{uuid.uuid4().hex[:8]}"},
+    })
+    world.register(settings, scoring_world.booster)  # creates the registered model
+    broken = unloadable_version(settings, tmp_path)
+    registry.promote(settings, actor="tests", reason="broken artifacts", version=broken)
+
+    report = score_day(job_context(settings, spark), world.DAY)
+    out = world.predictions(job_context(settings, spark).lake, settings, world.DAY)
+    assert "passed" in report.gate and report.model_version == FALLBACK_VERSION
+    assert "champion unavailable" in report.release["fallback_reason"]
+    assert len(out) == len(world.silver_day(scoring_world.transactions, world.DAY))  # nothing lost
+    assert out["fallback"].all() and (out["model_version"] == FALLBACK_VERSION).all()

@@ -124,3 +124,14 @@ def test_the_portable_plan_scores_exactly_as_the_plan(models) -> None:
     np.testing.assert_array_equal(a.score, b.score)
     np.testing.assert_array_equal(a.arm, b.arm)
     np.testing.assert_array_equal(a.shadow_score, b.shadow_score)
+
+
+def test_a_canary_that_is_also_the_shadow_is_scored_once_with_the_same_results(models) -> None:
+    x, cards = _matrix(1000, 4), np.arange(1000) % 300
+    same = ServingPlan(models["1"], canary=models["2"], share=25, salt="2", shadow=models["2"], rules=FallbackRules())
+    out = same.score(x, cards)
+    canary = in_canary(cards, "2", 25)
+    candidate, champion = models["2"].predict(x), models["1"].predict(x)
+    np.testing.assert_array_equal(out.score, np.where(canary, candidate, champion))
+    np.testing.assert_array_equal(out.shadow_score, np.where(canary, champion, candidate))
+    assert set(out.shadow_model_version[~canary]) == {"2"} and set(out.shadow_model_version[canary]) == {"1"}

@@ -136,7 +136,7 @@ class StreamScorer:
         # The champion alias serves the release (canary, shadow, kill switch); another alias
         # (a side scorer) serves that alias's version alone.
         self.watcher = watcher or (
-            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads)
+            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads, metrics=self.metrics)
             if cfg.model_alias == CHAMPION
             else ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds, threads=cfg.model_threads)
         )

@@ -104,6 +104,7 @@ class ReleaseScores:
     shadow_score: np.ndarray  # float64, NaN: none
     shadow_model_version: np.ndarray  # object, None: none
     seconds: dict[str, float] = field(default_factory=dict)  # predict time per role
+    errors: dict[str, int] = field(default_factory=dict)  # role -> rows its failed call left out
 
     def __len__(self) -> int:
         return len(self.score)
@@ -183,22 +184,41 @@ class ServingPlan:
         seconds[ARM_CHAMPION] = clock() - t0
         names[:] = champion.name
         versions[:] = champion.version
-        canary = np.zeros(rows, dtype=bool)
-        # The usual release shadows and canaries the same version: score it once on every row
-        # (served on the canary arm, recorded on the champion arm) instead of twice on parts.
-        candidate_everywhere = None
-        if (self.canary is not None and self.share > 0 and rows and self.shadow is not None
-                and self.shadow.version == self.canary.version):
+        errors: dict[str, int] = {}
+
+        def attempt(role: str, model: ServingModel, rows_of: np.ndarray | None) -> np.ndarray | None:
+            """The model's scores of the rows (all when None); None when its call failed: the
+            rows are then served by the champion (canary) or left unrecorded (shadow)."""
             t0 = clock()
-            candidate_everywhere = self.canary.predict(matrix)
-            seconds[ARM_CANARY] = clock() - t0
+            try:
+                out = model.predict(matrix if rows_of is None else matrix[rows_of])
+            except Exception as exc:  # a bad candidate must never stop the champion serving
+                errors[role] = errors.get(role, 0) + (rows if rows_of is None else int(rows_of.sum()))
+                log.error("release.predict_failed", role=role, version=model.version,
+                          error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                return None
+            finally:
+                seconds[role] = seconds.get(role, 0.0) + clock() - t0
+            return out
+
+        canary = np.zeros(rows, dtype=bool)
+        candidate_everywhere = None
         if self.canary is not None and self.share > 0 and rows:
             canary = in_canary(card_ids, self.salt, self.share)
-            if canary.any():
-                t0 = clock()
-                canary_scores = (candidate_everywhere[canary] if candidate_everywhere is not None
-                                 else self.canary.predict(matrix[canary]))
-                seconds[ARM_CANARY] = seconds.get(ARM_CANARY, 0.0) + clock() - t0
+            if self.shadow is not None and self.shadow.version == self.canary.version:
+                # The usual release shadows and canaries the same version: one call on every
+                # row (served on the canary arm, recorded on the champion arm), not two on parts.
+                candidate_everywhere = attempt(ARM_CANARY, self.canary, None)
+                canary_scores = None if candidate_everywhere is None else candidate_everywhere[canary]
+                if candidate_everywhere is None:
+                    errors[ARM_CANARY] = int(canary.sum())  # the canary's rows, not the batch
+            elif canary.any():
+                canary_scores = attempt(ARM_CANARY, self.canary, canary)
+            else:
+                canary_scores = None
+            if canary_scores is None:
+                canary = np.zeros(rows, dtype=bool)  # served by the champion
+            else:
                 shadow_score[canary] = score[canary]  # the champion's counterfactual
                 shadow_version[canary] = champion.version
                 score = score.copy()
@@ -209,13 +229,17 @@ class ServingPlan:
         if self.shadow is not None and rows:
             rest = ~canary
             if rest.any():
-                t0 = clock()
-                shadow_score[rest] = (candidate_everywhere[rest] if candidate_everywhere is not None
-                                      else self.shadow.predict(matrix[rest]))
-                seconds["shadow"] = clock() - t0
-                shadow_version[rest] = self.shadow.version
+                if candidate_everywhere is not None:
+                    recorded = candidate_everywhere[rest]
+                elif self.canary is not None and self.share > 0 and self.shadow.version == self.canary.version:
+                    recorded = None  # its one call failed above
+                else:
+                    recorded = attempt("shadow", self.shadow, rest)
+                if recorded is not None:
+                    shadow_score[rest] = recorded
+                    shadow_version[rest] = self.shadow.version
         return ReleaseScores(score, arm, names, versions, np.zeros(rows, dtype=bool), shadow_score,
-                             shadow_version, seconds)
+                             shadow_version, seconds, errors)
 
     # ------------------------------------------------------------------ shipping
 

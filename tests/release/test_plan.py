@@ -135,3 +135,21 @@ def test_a_canary_that_is_also_the_shadow_is_scored_once_with_the_same_results(m
     np.testing.assert_array_equal(out.score, np.where(canary, candidate, champion))
     np.testing.assert_array_equal(out.shadow_score, np.where(canary, champion, candidate))
     assert set(out.shadow_model_version[~canary]) == {"2"} and set(out.shadow_model_version[canary]) == {"1"}
+
+
+def test_a_failing_candidate_never_stops_the_champion(models) -> None:
+    x, cards = _matrix(600, 5), np.arange(600) % 200
+    rng = np.random.default_rng(0)
+    wrong_inputs = xgb.train({"objective": "binary:logistic", "nthread": 1},
+                             xgb.DMatrix(rng.random((50, 3)), label=rng.integers(0, 2, 50)), num_boost_round=2)
+    broken = ServingModel("m", "9", wrong_inputs)  # its predict call raises on our matrix
+    champion_scores = models["1"].predict(x)
+    for plan in (ServingPlan(models["1"], canary=broken, share=40, salt="9", rules=FallbackRules()),
+                 ServingPlan(models["1"], canary=broken, share=40, salt="9", shadow=broken, rules=FallbackRules())):
+        out = plan.score(x, cards)
+        np.testing.assert_array_equal(out.score, champion_scores)
+        assert set(out.arm) == {ARM_CHAMPION} and np.isnan(out.shadow_score).all()
+        assert out.errors[ARM_CANARY] == int(in_canary(cards, "9", 40).sum())
+    out = ServingPlan(models["1"], shadow=broken, rules=FallbackRules()).score(x, cards)
+    np.testing.assert_array_equal(out.score, champion_scores)
+    assert out.errors == {"shadow": 600} and np.isnan(out.shadow_score).all()

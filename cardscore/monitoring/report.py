@@ -229,7 +229,8 @@ def _release_section(rows: Sequence[MetricRow]) -> list[str]:
         if r.metric.startswith("release_arm_"):
             per_arm.setdefault(r.subject or "", {})[r.metric] = r.value
     compared = [r for r in rows if r.metric.startswith("release_") and not r.metric.startswith("release_arm_")]
-    if not per_arm:
+    stream = [r for r in rows if r.metric == "stream_counter" and (r.subject or "").startswith("release_")]
+    if not per_arm and not stream:
         return []
     parts = ["<h2>Release: arms</h2>",
              _table(["arm", "rows", "mean score", "alert rate"],
@@ -241,4 +242,7 @@ def _release_section(rows: Sequence[MetricRow]) -> list[str]:
                   _table(["metric", "bound", "value", "threshold", "paired transactions"],
                          [(r.metric, r.subject or "", r.value, r.threshold, r.details.get("pairs"))
                           for r in compared], [r.violated for r in compared])]
+    if stream:
+        parts += ["<h2>Release: stream scorer (since its start)</h2>",
+                  _table(["counter", "value"], [(r.subject, r.value) for r in stream])]
     return parts

@@ -393,6 +393,9 @@ def stream_rows(url: str, timeout: float, dlq_rate_max: float | None) -> list[Me
         for sample in family.samples:
             if sample.name.startswith("cardscore_stream_") and sample.name.endswith("_total"):
                 name = sample.name.removeprefix("cardscore_stream_").removesuffix("_total")
+                arm = sample.labels.get("arm") or sample.labels.get("role")
+                if name.startswith("release_") and arm:  # the release counters, per arm/role
+                    name = f"{name}.{arm}"
                 totals[name] = totals.get(name, 0.0) + float(sample.value)
     rows = [MetricRow("stream_up", 1.0)]
     rows += [MetricRow("stream_counter", v, k) for k, v in sorted(totals.items())]

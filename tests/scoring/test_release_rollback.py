@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 import xgboost as xgb
 
-from cardscore.core import release
+from cardscore.core import registry, release
 from cardscore.core.config import load_settings
 from cardscore.core.stage import job_context
 from cardscore.features.definitions import MODEL_FEATURES
@@ -70,6 +70,8 @@ def test_a_bad_canary_is_aborted_by_the_monitoring_stage(spark, scoring_world, t
     assert checked.release["aborted"]["by"] == actor and checked.alerts
     last = release.history(settings, limit=1)[0]
     assert (last["action"], last["by"], last["version"]) == ("abort", actor, bad)
+    logged = registry.client(settings).get_run(checked.mlflow_run_id).data.metrics  # the comparison in MLflow
+    assert logged["release_score_psi"] > 0.25 and "release_arm_alert_rate.canary" in logged
     report = (tmp_path / "reports" / world.DAY.isoformat() / "report.html").read_text()
     assert "Release: arms" in report and f"candidate v{bad} vs champion" in report
 

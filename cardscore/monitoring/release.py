@@ -16,7 +16,8 @@ Rows (`MetricRow`, the monitoring table's long format, `model_version` = the can
   quantile bins), `release_alert_rate_ratio` (candidate / champion; a `max` and a `min` row),
   `release_alert_agreement` (share of transactions with the same alert decision),
   `release_topk_overlap` (share of the champion's top-k cards also in the candidate's top-k),
-  `release_precision_ratio` (candidate AP / champion AP on the labelled transactions).
+  `release_precision_ratio` (candidate AP / champion AP on the labelled transactions; the
+  monitoring stage computes it on the day whose labels are complete).
 
 The thresholds are `release.criteria` (`RollbackCriteria`); a criterion only judges an arm
 with at least `min_rows` paired transactions (and `min_frauds` known frauds for precision).

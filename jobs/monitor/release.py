@@ -1,5 +1,7 @@
 """The monitoring stage's release check: the day's comparison per arm and of the candidate
-against the champion (`cardscore.monitoring.release`), and the automated rollback: a breached
+against the champion (`cardscore.monitoring.release`); the precision criterion on the day whose
+labels are complete (D - `monitoring.label_delay_days`, with the frauds reported by D, the row's
+`scored_day`); and the automated rollback: a breached
 criterion by the active canary aborts it (share back to 0%) on the registry, recorded as done
 by `release.automation_actor` with the breach as the reason; the breach rows are alerts like
 every violated monitoring row (log line, webhook, exit code)."""
@@ -7,7 +9,7 @@ every violated monitoring row (log line, webhook, exit code)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -37,50 +39,86 @@ class ReleaseCheck:
 
 
 def release_check(ctx: JobContext, day: date) -> ReleaseCheck:
-    """Compare the arms of day `day`'s predictions and act on a breach (see the module doc)."""
+    """Compare the arms of day `day`'s predictions and, for the precision criterion, those of
+    the day whose labels are complete (`day - monitoring.label_delay_days`, the frauds reported
+    by `day`); act on a breach (see the module doc)."""
+    settings = ctx.settings
+    out = ReleaseCheck()
+    k = settings.monitoring.top_k or settings.training.protocol.top_k
+    frame = _released_frame(ctx, day)
+    if frame is not None:
+        out.rows = [r for r in release_rows(frame, settings.release.alert_threshold, settings.release.criteria, k)]
+    labelled_day = day - timedelta(days=settings.monitoring.label_delay_days)
+    labelled = _released_frame(ctx, labelled_day) if labelled_day != day else None
+    if labelled is not None:
+        labels = _labels(ctx, labelled, day)
+        for row in release_rows(labelled, settings.release.alert_threshold, settings.release.criteria, k, labels):
+            if row.metric == "release_precision_ratio":
+                row.scored_day = labelled_day
+                out.rows.append(row)
+    found = breaches(out.rows)
+    if not found:
+        return out
+    out.breaches = [describe_breaches([r]) for r in found]
+    by_version: dict[str | None, list[MetricRow]] = {}
+    for row in found:
+        by_version.setdefault(row.model_version, []).append(row)
+    for candidate, rows in by_version.items():
+        _act(ctx, day, str(candidate), rows, out)
+    return out
+
+
+def _released_frame(ctx: JobContext, day: date) -> pd.DataFrame | None:
+    """The day's predictions (a bounded sample), or None when no canary or shadow scored it."""
     from pyspark.sql import functions as F
 
     settings = ctx.settings
     table = settings.scoring.output_table
-    out = ReleaseCheck()
     if not ctx.lake.exists(table):
-        return out
+        return None
     predictions = ctx.lake.read(table)
     if "arm" not in predictions.columns:  # a table written before releases
-        return out
+        return None
     day_rows = predictions.where(F.col("tx_date") == F.lit(day)).select(*COLUMNS)
     released = day_rows.where((F.col("arm") == "canary") | F.col("shadow_score").isNotNull())
     if released.limit(1).count() == 0:
-        return out  # neither a canary nor a shadow scored the day
+        return None  # neither a canary nor a shadow scored the day
     cap = settings.monitoring.current_sample_size
     rows = day_rows.count()
     if rows > cap:  # a bounded, reproducible sample of the day
         day_rows = day_rows.sample(fraction=cap / rows, seed=17)
-    frame = day_rows.toPandas()
-    labels = None
-    if ctx.lake.exists(catalog.SILVER_LABELS):  # the frauds known on D; unlabelled = genuine
-        frauds = {int(r["transaction_id"]) for r in ctx.lake.read(catalog.SILVER_LABELS).where(
-            (F.col("reported_date") <= F.lit(day)) & F.col("is_fraud")).select("transaction_id")
-            .join(day_rows.select("transaction_id"), "transaction_id").collect()}
-        ids = frame["transaction_id"]
-        labels = pd.Series(ids.isin(frauds).astype(int).to_numpy(), index=ids.to_numpy())
-    k = settings.monitoring.top_k or settings.training.protocol.top_k
-    out.rows = release_rows(frame, settings.release.alert_threshold, settings.release.criteria, k, labels)
-    found = breaches(out.rows)
-    if not found:
-        return out
-    candidate = found[0].model_version
+    return day_rows.toPandas()
+
+
+def _labels(ctx: JobContext, frame: pd.DataFrame, known_on: date) -> pd.Series | None:
+    """0/1 per transaction of `frame`: the frauds reported by `known_on`; unlabelled = genuine
+    (the project's convention, `cardscore.monitoring.metrics.known_labels`)."""
+    from pyspark.sql import functions as F
+
+    if not ctx.lake.exists(catalog.SILVER_LABELS):
+        return None
+    ids = frame["transaction_id"]
+    reported = ctx.lake.read(catalog.SILVER_LABELS).where(
+        (F.col("reported_date") <= F.lit(known_on)) & F.col("is_fraud")).select("transaction_id")
+    wanted = ctx.spark.createDataFrame([(int(i),) for i in ids.unique()], "transaction_id long")
+    frauds = {int(r["transaction_id"]) for r in reported.join(wanted, "transaction_id").collect()}
+    return pd.Series(ids.isin(frauds).astype(int).to_numpy(), index=ids.to_numpy())
+
+
+def _act(ctx: JobContext, day: date, candidate: str, found: list[MetricRow], out: ReleaseCheck) -> None:
+    """Abort `candidate` if it is the active canary (a shadow is only alerted: never served)."""
+    settings = ctx.settings
     reason = f"automatic rollback: monitoring {day.isoformat()}: {describe_breaches(found)}"
-    out.breaches = [describe_breaches([r]) for r in found]
-    log.warning("monitor.release_breach", day=day.isoformat(), version=candidate, breaches=out.breaches)
+    log.warning("monitor.release_breach", day=day.isoformat(), version=candidate,
+                breaches=[describe_breaches([r]) for r in found])
     role = found[0].details.get("candidate_role")
     if role != "canary":
         out.notes.append(f"release: shadow v{candidate} breached its rollback criteria ({reason}); "
                          "not served, nothing to abort: do not ramp it")
-        return out
+        return
     if not settings.release.auto_abort:
         out.notes.append(f"release: canary v{candidate} breached ({reason}); release.auto_abort is off")
-        return out
+        return
     from cardscore.core import release
 
     try:
@@ -89,10 +127,9 @@ def release_check(ctx: JobContext, day: date) -> ReleaseCheck:
     except Exception as exc:  # the metrics and the alert stand; the next run tries again
         log.error("monitor.release_abort_failed", version=candidate, error=f"{type(exc).__name__}: {exc}")
         out.notes.append(f"release: canary v{candidate} breached but the abort failed: {type(exc).__name__}: {exc}")
-        return out
+        return
     if event is None:
         out.notes.append(f"release: v{candidate} breached, but it is no longer the active canary")
     else:
         out.aborted = event.to_dict()
         out.notes.append(f"release: canary v{candidate} ABORTED (share 0%) by {event.by}: {reason}")
-    return out

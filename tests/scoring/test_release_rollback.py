@@ -81,3 +81,34 @@ def test_a_bad_canary_is_aborted_by_the_monitoring_stage(spark, scoring_world, t
     published = world.predictions(job.lake, settings, world.DAY)
     assert (published["model_version"] == champion).all()
     assert json.loads(json.dumps(checked.to_dict()))  # the report serialises (ledger, CLI)
+
+
+def test_the_precision_criterion_judges_the_day_whose_labels_are_complete(spark, scoring_world, tmp_path) -> None:
+    """Monitoring D compares the candidate's average precision with the champion's on
+    D - label_delay_days, the same transactions, with the frauds reported by D."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = load_settings(overrides={
+        "home": str(scoring_world.settings.home_path),
+        "scoring": {"output_table": f"gold.predictions_{suffix}"},
+        "mlflow": {"model_name": f"precision-{suffix}"},
+        "monitoring": {"output_table": f"ops.monitoring_{suffix}", "reports_dir": str(tmp_path / "reports"),
+                       "label_delay_days": 1, "log_to_mlflow": False},
+        "release": {"criteria": {"min_rows": 50, "min_frauds": 1}},
+    })
+    job = job_context(settings, spark)
+    world.register(settings, scoring_world.booster)
+    bad = world.register(settings, shuffled_label_booster(spark, settings, scoring_world.transactions), promote=False)
+    release.start_shadow(settings, bad, actor="alice", reason="try it")
+    score_day(job, world.DAY)
+    score_day(job, world.NEXT_DAY)
+
+    checked = monitor_day(job, world.NEXT_DAY)
+    from cardscore.monitoring.table import read_rows
+
+    rows = read_rows(job, world.NEXT_DAY, world.NEXT_DAY)
+    precision = rows[rows["metric"] == "release_precision_ratio"]
+    assert len(precision) == 1, checked.notes
+    row = precision.iloc[0]
+    assert str(row["scored_day"])[:10] == world.DAY.isoformat() and row["model_version"] == bad
+    details = json.loads(row["details"]) if isinstance(row["details"], str) else row["details"]
+    assert details["known_frauds"] >= 1 and details["champion_ap"] > details["candidate_ap"]

@@ -112,7 +112,8 @@ def release_rows(frame: pd.DataFrame, alert_threshold: float, criteria: object, 
         rows += [
             MetricRow("release_arm_rows", float(len(group)), str(arm), model_version=version,
                       details={"versions": sorted(group["model_version"].astype(str).unique().tolist())}),
-            MetricRow("release_arm_mean_score", float(scores.mean()), str(arm), model_version=version),
+            MetricRow("release_arm_mean_score", float(scores.mean()), str(arm), model_version=version,
+                      details={"quantiles": {f"p{q}": float(np.percentile(scores, q)) for q in (10, 50, 90, 99)}}),
             MetricRow("release_arm_alert_rate", float((scores >= alert_threshold).mean()), str(arm),
                       model_version=version),
         ]

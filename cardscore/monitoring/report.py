@@ -228,14 +228,16 @@ def _release_section(rows: Sequence[MetricRow]) -> list[str]:
     for r in rows:
         if r.metric.startswith("release_arm_"):
             per_arm.setdefault(r.subject or "", {})[r.metric] = r.value
+            per_arm[r.subject or ""].update(r.details.get("quantiles", {}))
     compared = [r for r in rows if r.metric.startswith("release_") and not r.metric.startswith("release_arm_")]
     stream = [r for r in rows if r.metric == "stream_counter" and (r.subject or "").startswith("release_")]
     if not per_arm and not stream:
         return []
     parts = ["<h2>Release: arms</h2>",
-             _table(["arm", "rows", "mean score", "alert rate"],
-                    [(arm, v.get("release_arm_rows"), v.get("release_arm_mean_score"),
-                      v.get("release_arm_alert_rate")) for arm, v in sorted(per_arm.items())])]
+             _table(["arm", "rows", "mean score", "p10", "p50", "p90", "p99", "alert rate"],
+                    [(arm, v.get("release_arm_rows"), v.get("release_arm_mean_score"), v.get("p10"), v.get("p50"),
+                      v.get("p90"), v.get("p99"), v.get("release_arm_alert_rate"))
+                     for arm, v in sorted(per_arm.items())])]
     if compared:
         version = compared[0].model_version
         parts += [f"<h2>Release: candidate v{html.escape(str(version))} vs champion (same transactions)</h2>",

@@ -49,6 +49,8 @@ def test_a_faithful_candidate_passes_and_a_bad_one_breaches() -> None:
     assert by[("release_alert_agreement", None)].value > 0.95
     assert by[("release_topk_overlap", None)].value > 0.8
     assert by[("release_arm_rows", "canary")].value + by[("release_arm_rows", "champion")].value == n
+    quantiles = by[("release_arm_mean_score", "champion")].details["quantiles"]
+    assert quantiles["p10"] <= quantiles["p50"] <= quantiles["p90"] <= quantiles["p99"]
 
     bad = rng.random(n) * 0.3  # a model that never alerts and scores at random
     rows = release_rows(_day(bad, champion, 25, cards), 0.5, criteria, top_k=50)

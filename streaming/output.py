@@ -91,8 +91,10 @@ def score_values(columns: ScoreColumns) -> list[bytes]:
         """A batch constant baked into the template, or a per-row column."""
         if value is None or isinstance(value, str | bool | np.bool_):
             parts.append(f'"{name}":{_braces(text(value))}')
-        else:
-            column(name, [text(v) for v in _values(value, rows)])
+        else:  # few distinct values (versions, arms): each formatted once
+            values = _values(value, rows)
+            texts = {v: text(v) for v in set(values)}
+            column(name, [texts[v] for v in values])
 
     column("transaction_id", [str(x) for x in np.asarray(columns.transaction_id, dtype=np.int64).tolist()])
     column("customer_id", [str(x) for x in np.asarray(columns.customer_id, dtype=np.int64).tolist()])
@@ -110,7 +112,13 @@ def score_values(columns: ScoreColumns) -> list[bytes]:
     field("arm", columns.arm, _json_or_null)
     field("fallback", columns.fallback, _bool_or_null)
     field("shadow_model_version", columns.shadow_model_version, _json_or_null)
-    field("shadow_score", _score_or_none(columns.shadow_score), _score_or_null)
+    shadow = _score_or_none(columns.shadow_score)
+    if shadow is None:
+        parts.append('"shadow_score":null')
+    else:  # column-wise, like the score; NaN (no shadow for the row) is null
+        missing = np.isnan(shadow)
+        _finite(np.where(missing, 0.0, shadow))
+        column("shadow_score", ["null" if m else repr(x) for x, m in zip(shadow.tolist(), missing.tolist(), strict=True)])
     fmt = ("{{" + ",".join(parts) + "}}").format
     return [fmt(*row).encode("utf-8") for row in zip(*varying, strict=True)]
 
@@ -135,14 +143,6 @@ def _score_or_none(scores: np.ndarray | None) -> np.ndarray | None:
         return None
     scores = np.asarray(scores, dtype=np.float64)
     return None if np.isnan(scores).all() else scores
-
-
-def _score_or_null(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "null"
-    if not np.isfinite(value):
-        raise ValueError("the shadow model produced an infinite score")
-    return repr(float(value))
 
 
 def timestamp_texts(micros: np.ndarray) -> list[str]:

@@ -10,8 +10,7 @@ from cardscore.core import registry, release
 from cardscore.core.config import load_settings
 from cardscore.features.definitions import MODEL_FEATURES
 from cardscore.model.fallback import FALLBACK_VERSION
-from cardscore.streaming.model import ModelUnavailable
-from cardscore.streaming.release import ReleaseWatcher
+from cardscore.streaming.release import ModelUnavailable, ReleaseWatcher
 from tests.release.registry_helpers import unloadable_version
 from tests.scoring import world
 

@@ -131,9 +131,22 @@ QUARANTINE_RECORD = Contract(
     ),
 )
 
+# What every score says about the release that produced it (score_event v2, prediction_record v2).
+RELEASE_FIELDS = (
+    Field("arm", FieldType.STRING, "release arm that served the score: champion, canary or fallback "
+          "(rule-based, when frozen or no model could be loaded); null in v1 records (champion)",
+          nullable=True, max_length=16),
+    Field("fallback", FieldType.BOOLEAN, "true when the rule-based fallback produced the score "
+          "(model_version then names the rules' version)", nullable=True),
+    Field("shadow_model_version", FieldType.STRING, "version that produced shadow_score: the shadow "
+          "version on the champion arm, the champion on the canary arm", nullable=True),
+    Field("shadow_score", FieldType.DOUBLE, "score of the model not served for this transaction "
+          "(recorded for comparison, never acted on)", nullable=True, minimum=0.0, maximum=1.0),
+)
+
 SCORE_EVENT = Contract(
     name="score_event",
-    version=1,
+    version=2,
     description="A fraud score for one transaction: the stream scorer's output message and the "
     "core of the batch predictions table, so both scorers publish the same shape.",
     key=("transaction_id",),
@@ -149,12 +162,15 @@ SCORE_EVENT = Contract(
         Field("unknown_customer", FieldType.BOOLEAN, "customer absent from the snapshot: defaults used"),
         Field("unknown_terminal", FieldType.BOOLEAN, "terminal absent from the snapshot: defaults used"),
         Field("scored_at", FieldType.TIMESTAMP, "when the score was produced, UTC"),
+        # v2, safe model releases (nullable: v1 producers and stored v1 rows stay valid; a
+        # missing arm means the champion, as v1 scorers only ever served it).
+        *RELEASE_FIELDS,
     ),
 )
 
 PREDICTION_RECORD = Contract(
     name="prediction_record",
-    version=1,
+    version=2,
     description="A row of the nightly batch predictions table (one per transaction and day).",
     key=("transaction_id",),
     partition_by=("tx_date",),

@@ -7,9 +7,14 @@ order, byte-identical to the project's one serialiser (`schemas.serialization.ev
     {"transaction_id":1234,"customer_id":17,"terminal_id":4021,
      "event_time":"2018-04-01T00:07:56Z","score":0.0123,"model_name":"cardscore-fraud",
      "model_version":"3","feature_snapshot_date":"2018-04-01","unknown_customer":false,
-     "unknown_terminal":false,"scored_at":"2024-05-02T10:11:12.345678Z"}
+     "unknown_terminal":false,"scored_at":"2024-05-02T10:11:12.345678Z","arm":"champion",
+     "fallback":false,"shadow_model_version":null,"shadow_score":null}
 
-Headers: `content-type: application/json`, `schema: score_event.v1` (and
+The release fields (score_event v2) say which arm served the score (champion, canary, or the
+rule-based fallback) and carry the shadow model's score beside it; the model name and version,
+the arm and the shadow fields may be one value for the batch or one per row.
+
+Headers: `content-type: application/json`, `schema: score_event.v2` (and
 `cardscore.duplicate-conflict` on a flagged duplicate, see `streaming.duplicates`). The JSON Schema is
 `score_json_schema()` (`cardscore contracts export` writes it too).
 """
@@ -17,7 +22,7 @@ Headers: `content-type: application/json`, `schema: score_event.v1` (and
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -52,6 +57,11 @@ class ScoreColumns:
     unknown_customer: np.ndarray
     unknown_terminal: np.ndarray
     scored_at_us: int
+    # score_event v2 (release): a value for the whole batch or one per row; None: null.
+    arm: str | Sequence[str | None] | None = None
+    fallback: bool | np.ndarray | None = None
+    shadow_model_version: str | Sequence[str | None] | None = None
+    shadow_score: np.ndarray | None = None  # NaN: null
 
 
 def score_json_schema() -> dict[str, Any]:
@@ -67,33 +77,76 @@ def score_values(columns: ScoreColumns) -> list[bytes]:
     """The JSON values of the batch's score messages, one per row, in row order.
 
     Byte-identical to `schemas.serialization.event_line(record, SCORE_EVENT)` (tests check
-    it), about six times faster on a batch: the per-batch constants (model, scored_at) are
-    formatted once and timestamps column-wise.
+    it), about six times faster on a batch: the per-batch constants (model, scored_at, and the
+    release fields when one value serves the batch) are formatted once and timestamps
+    column-wise.
     """
-    template = (
-        '{{"transaction_id":{},"customer_id":{},"terminal_id":{},"event_time":"{}","score":{},'
-        f'"model_name":{_braces(_json_text(columns.model_name))},'
-        f'"model_version":{_braces(_json_text(columns.model_version))},'
-        '"feature_snapshot_date":{},"unknown_customer":{},"unknown_terminal":{},'
-        f'"scored_at":"{format_timestamp_us(columns.scored_at_us)}"}}}}'
-    )
-    fmt = template.format
-    dates = {d: "null" if d is None else _json_text(str(d)) for d in set(columns.feature_snapshot_date)}
+    rows = len(columns.transaction_id)
     booleans = ("false", "true")
-    rows = zip(
-        np.asarray(columns.transaction_id, dtype=np.int64).tolist(),
-        np.asarray(columns.customer_id, dtype=np.int64).tolist(),
-        np.asarray(columns.terminal_id, dtype=np.int64).tolist(),
-        timestamp_texts(np.asarray(columns.event_time_us, dtype=np.int64)),
-        # float32 from the booster, widened exactly: the JSON carries the same number the
-        # batch scorer stores as a double (repr is what json.dumps writes).
-        [repr(x) for x in _finite(np.asarray(columns.score, dtype=np.float64)).tolist()],
-        [dates[d] for d in columns.feature_snapshot_date],
-        [booleans[x] for x in np.asarray(columns.unknown_customer, dtype=bool).tolist()],
-        [booleans[x] for x in np.asarray(columns.unknown_terminal, dtype=bool).tolist()],
-        strict=True,
-    )
-    return [fmt(*row).encode("utf-8") for row in rows]
+    dates = {d: "null" if d is None else _json_text(str(d)) for d in set(columns.feature_snapshot_date)}
+    parts: list[str] = []  # the template, field by field
+    varying: list[list[str]] = []  # the per-row texts of each "{}" in the template, in order
+
+    def column(name: str, texts: list[str], quoted: bool = False) -> None:
+        parts.append(f'"{name}":"{{}}"' if quoted else f'"{name}":{{}}')
+        varying.append(texts)
+
+    def field(name: str, value: Any, text: Callable[[Any], str]) -> None:
+        """A batch constant baked into the template, or a per-row column."""
+        if value is None or isinstance(value, str | bool | np.bool_):
+            parts.append(f'"{name}":{_braces(text(value))}')
+        else:  # few distinct values (versions, arms): each formatted once
+            values = _values(value, rows)
+            texts = {v: text(v) for v in set(values)}
+            column(name, [texts[v] for v in values])
+
+    column("transaction_id", [str(x) for x in np.asarray(columns.transaction_id, dtype=np.int64).tolist()])
+    column("customer_id", [str(x) for x in np.asarray(columns.customer_id, dtype=np.int64).tolist()])
+    column("terminal_id", [str(x) for x in np.asarray(columns.terminal_id, dtype=np.int64).tolist()])
+    column("event_time", timestamp_texts(np.asarray(columns.event_time_us, dtype=np.int64)), quoted=True)
+    # float32 from the booster, widened exactly: the JSON carries the same number the batch
+    # scorer stores as a double (repr is what json.dumps writes).
+    column("score", [repr(x) for x in _finite(np.asarray(columns.score, dtype=np.float64)).tolist()])
+    field("model_name", columns.model_name, _json_or_null)
+    field("model_version", columns.model_version, _json_or_null)
+    column("feature_snapshot_date", [dates[d] for d in columns.feature_snapshot_date])
+    column("unknown_customer", [booleans[x] for x in np.asarray(columns.unknown_customer, dtype=bool).tolist()])
+    column("unknown_terminal", [booleans[x] for x in np.asarray(columns.unknown_terminal, dtype=bool).tolist()])
+    parts.append(f'"scored_at":"{format_timestamp_us(columns.scored_at_us)}"')
+    field("arm", columns.arm, _json_or_null)
+    field("fallback", columns.fallback, _bool_or_null)
+    field("shadow_model_version", columns.shadow_model_version, _json_or_null)
+    shadow = _score_or_none(columns.shadow_score)
+    if shadow is None:
+        parts.append('"shadow_score":null')
+    else:  # column-wise, like the score; NaN (no shadow for the row) is null
+        missing = np.isnan(shadow)
+        _finite(np.where(missing, 0.0, shadow))
+        column("shadow_score", ["null" if m else repr(x) for x, m in zip(shadow.tolist(), missing.tolist(), strict=True)])
+    fmt = ("{{" + ",".join(parts) + "}}").format
+    return [fmt(*row).encode("utf-8") for row in zip(*varying, strict=True)]
+
+
+def _values(value: Sequence[Any] | np.ndarray, rows: int) -> list[Any]:
+    out = value.tolist() if isinstance(value, np.ndarray) else list(value)
+    if len(out) != rows:
+        raise ValueError(f"a per-row score field has {len(out)} values for {rows} rows")
+    return out
+
+
+def _json_or_null(value: Any) -> str:
+    return "null" if value is None else _json_text(str(value))
+
+
+def _bool_or_null(value: Any) -> str:
+    return "null" if value is None else ("true" if bool(value) else "false")
+
+
+def _score_or_none(scores: np.ndarray | None) -> np.ndarray | None:
+    if scores is None:
+        return None
+    scores = np.asarray(scores, dtype=np.float64)
+    return None if np.isnan(scores).all() else scores
 
 
 def timestamp_texts(micros: np.ndarray) -> list[str]:
@@ -124,6 +177,7 @@ def _braces(text: str) -> str:
 _TEMPLATE_FIELDS = (
     "transaction_id", "customer_id", "terminal_id", "event_time", "score", "model_name",
     "model_version", "feature_snapshot_date", "unknown_customer", "unknown_terminal", "scored_at",
+    "arm", "fallback", "shadow_model_version", "shadow_score",
 )
 if tuple(SCORE_EVENT.field_names) != _TEMPLATE_FIELDS:  # pragma: no cover - guards upgrades
     raise ImportError(f"streaming.output is out of date with {schema_id(SCORE_EVENT)}")

@@ -44,6 +44,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
+from cardscore.core.registry import CHAMPION
 from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher
 from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
 from cardscore.schemas.reasons import RejectReason
@@ -78,6 +79,7 @@ from cardscore.streaming.output import (
 )
 from cardscore.streaming.pipelined import InFlight, PipelinedAtLeastOnce, PipelineFailed
 from cardscore.streaming.polling import take_batch
+from cardscore.streaming.release import ReleaseWatcher, release_columns, score_batch
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -170,7 +172,7 @@ class StreamScorer:
         group_id: str | None = None,
         instance_id: str | None = None,
         lookup: Lookup | None = None,
-        watcher: ModelWatcher | None = None,
+        watcher: ModelWatcher | ReleaseWatcher | None = None,
         metrics: StreamMetrics | None = None,
         idle_exit_seconds: float | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
@@ -190,8 +192,13 @@ class StreamScorer:
         self.idle_exit_seconds = idle_exit_seconds
         self.on_batch = on_batch
         self._lookup = lookup
-        self.watcher = watcher or ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds,
-                                               threads=cfg.model_threads)
+        # The champion alias serves the release (canary, shadow, kill switch); another alias
+        # (a side scorer) serves that alias's version alone.
+        self.watcher = watcher or (
+            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads, metrics=self.metrics)
+            if cfg.model_alias == CHAMPION
+            else ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds, threads=cfg.model_threads)
+        )
         self.backoff = Backoff(cfg.retry_initial_seconds, cfg.retry_max_seconds)
         self._stop = threading.Event()
         self._assigned: set[tuple[str, int]] = set()
@@ -543,7 +550,7 @@ class StreamScorer:
             self.metrics.lookup_latency.observe(seconds)
             stage.labels("lookup").observe(seconds)
             t0 = time.perf_counter()
-            scores = model.predict(found.matrix)
+            scored_release = score_batch(model, found.matrix, part.customer_id)  # the release's arms
             seconds = time.perf_counter() - t0
             self.metrics.scoring_latency.observe(seconds)
             stage.labels("predict").observe(seconds)
@@ -553,9 +560,7 @@ class StreamScorer:
                     customer_id=part.customer_id,
                     terminal_id=part.terminal_id,
                     event_time_us=part.event_time_us,
-                    score=scores,
-                    model_name=model.name,
-                    model_version=model.version,
+                    **release_columns(scored_release),  # score, model, arm, fallback, shadow
                     feature_snapshot_date=found.snapshot_date,
                     unknown_customer=~found.customer_known,
                     unknown_terminal=~found.terminal_known,

@@ -12,6 +12,7 @@ from cardscore.cli import (  # noqa: F401  (imported for their command registrat
     landing,
     monitoring,
     pipeline,
+    release,
     services,
     serving,
     simulate,

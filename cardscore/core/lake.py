@@ -112,17 +112,20 @@ class Lake:
         return self.version(table)
 
     def replace_where(
-        self, df: DataFrame, table: str, predicate: str, partition_by: Sequence[str] = ()
+        self, df: DataFrame, table: str, predicate: str, partition_by: Sequence[str] = (),
+        merge_schema: bool = False,
     ) -> int | None:
         """Atomically replace the rows matching `predicate` (e.g. one day) with `df`.
 
         Creates the table if it does not exist. Every row of `df` must match the predicate.
+        `merge_schema`: columns of `df` the table lacks are added (nullable; other rows read null).
         """
         if not self.exists(table):
             return self.append(df, table, partition_by)
-        self._writer(df, "overwrite", partition_by).option("replaceWhere", predicate).save(
-            self.uri(table)
-        )
+        writer = self._writer(df, "overwrite", partition_by).option("replaceWhere", predicate)
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
+        writer.save(self.uri(table))
         return self.version(table)
 
     def merge(

@@ -229,6 +229,7 @@ def render_report(
                          [(r.subject, r.details.get("latest", "missing"), freshness_state(r), _days(r.threshold))
                           for r in fresh],
                          [r.violated for r in fresh])]
+    parts += _release_section(rows)
     chart = performance_chart(history)
     if chart:
         parts += ["<h2>Delayed-label performance</h2>", chart]
@@ -252,3 +253,32 @@ def render_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
     return path
+
+
+def _release_section(rows: Sequence[MetricRow]) -> list[str]:
+    """Release comparison: per arm, and the candidate against the champion on the same
+    transactions (`cardscore.monitoring.release`)."""
+    per_arm: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.metric.startswith("release_arm_"):
+            per_arm.setdefault(r.subject or "", {})[r.metric] = r.value
+            per_arm[r.subject or ""].update(r.details.get("quantiles", {}))
+    compared = [r for r in rows if r.metric.startswith("release_") and not r.metric.startswith("release_arm_")]
+    stream = [r for r in rows if r.metric == "stream_counter" and (r.subject or "").startswith("release_")]
+    if not per_arm and not stream:
+        return []
+    parts = ["<h2>Release: arms</h2>",
+             _table(["arm", "rows", "mean score", "p10", "p50", "p90", "p99", "alert rate"],
+                    [(arm, v.get("release_arm_rows"), v.get("release_arm_mean_score"), v.get("p10"), v.get("p50"),
+                      v.get("p90"), v.get("p99"), v.get("release_arm_alert_rate"))
+                     for arm, v in sorted(per_arm.items())])]
+    if compared:
+        version = compared[0].model_version
+        parts += [f"<h2>Release: candidate v{html.escape(str(version))} vs champion (same transactions)</h2>",
+                  _table(["metric", "bound", "value", "threshold", "paired transactions"],
+                         [(r.metric, r.subject or "", r.value, r.threshold, r.details.get("pairs"))
+                          for r in compared], [r.violated for r in compared])]
+    if stream:
+        parts += ["<h2>Release: stream scorer (since its start)</h2>",
+                  _table(["counter", "value"], [(r.subject, r.value) for r in stream])]
+    return parts

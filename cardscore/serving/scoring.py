@@ -160,6 +160,12 @@ def score_records(
             "unknown_customer": not bool(rows.customer_known[i]),
             "unknown_terminal": not bool(rows.terminal_known[i]),
             "scored_at": scored_at,
+            # score_event v2's release fields: the API serves the champion alone (it does not
+            # apply the release's canary, shadow or freeze yet: issue 20 follow-up).
+            "arm": "champion",
+            "fallback": False,
+            "shadow_model_version": None,
+            "shadow_score": None,
             "contributions": [
                 {"feature": c.feature, "value": c.value, "contribution": c.contribution} for c in top[i]
             ],

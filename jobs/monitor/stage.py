@@ -60,6 +60,7 @@ from cardscore.core.errors import StageFailed
 from cardscore.core.logs import get_logger
 from cardscore.core.stage import SKIPPED, Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.core.timing import PhaseTimer, Progress
+from cardscore.jobs.monitor.release import release_check
 from cardscore.jobs.monitor.report import summary
 from cardscore.monitoring.alerts import Alert, alerts_of, log_alerts, post_webhook
 from cardscore.monitoring.metrics import (
@@ -105,6 +106,7 @@ class MonitorReport:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     trigger: dict[str, Any] | None = None  # the retraining trigger's outcome, when it ran after
+    release: dict[str, Any] | None = None  # arms, rollback breaches, the automatic abort
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -179,6 +181,11 @@ def monitor_day(
     phase("performance")
     rows += _performance(ctx, day)
 
+    phase("release")  # arms compared; a breaching canary is aborted here (jobs/monitor/release.py)
+    checked = release_check(ctx, day)
+    rows += checked.rows
+    notes += checked.notes
+
     phase("freshness")
     latest = latest_days(ctx)
     if ref is None:  # no model to score with yet: missing predictions are expected
@@ -226,6 +233,7 @@ def monitor_day(
         metrics=len(rows), alerts=alerts, max_feature_psi=top[0], max_feature_psi_feature=top[1],
         score_psi=score_psi, inputs=inputs, output_table=cfg.output_table, output_version=version_out,
         report_path=report_path, mlflow_run_id=mlflow_run, seconds=0.0, notes=notes,
+        release=checked.summary(),
     )
     report.phase_seconds = phase.finish()
     report.seconds = round(time.perf_counter() - started, 3)
@@ -385,6 +393,9 @@ def stream_rows(url: str, timeout: float, dlq_rate_max: float | None) -> list[Me
         for sample in family.samples:
             if sample.name.startswith("cardscore_stream_") and sample.name.endswith("_total"):
                 name = sample.name.removeprefix("cardscore_stream_").removesuffix("_total")
+                arm = sample.labels.get("arm") or sample.labels.get("role")
+                if name.startswith("release_") and arm:  # the release counters, per arm/role
+                    name = f"{name}.{arm}"
                 totals[name] = totals.get(name, 0.0) + float(sample.value)
     rows = [MetricRow("stream_up", 1.0)]
     rows += [MetricRow("stream_counter", v, k) for k, v in sorted(totals.items())]

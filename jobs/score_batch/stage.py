@@ -29,7 +29,7 @@ import argparse
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from cardscore.core.registry import ModelRef
+    from cardscore.model.release import PortablePlan
 
 STAGE = "score"
 SUITE = "predictions"
@@ -58,18 +59,43 @@ log = get_logger("jobs.score_batch")
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """The model version a run scores with: resolved once, loaded by version."""
+    """What a run scores with, resolved once: the champion (loaded by version) and the release
+    around it (canary and share, shadow, frozen), shipped to the engine's tasks as one plan.
 
-    ref: ModelRef
-    raw: bytes  # the booster as UBJSON, shipped to the engine's tasks
+    `ref` is the champion (None when the rules serve because no champion could be loaded);
+    `plan` the boosters as bytes (`cardscore.model.release.PortablePlan`)."""
+
+    ref: ModelRef | None
+    plan: PortablePlan
+    versions: dict[str, str | None] = field(default_factory=dict)  # role -> version
+    fallback_reason: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # role -> why it was left out
 
     @property
     def name(self) -> str:
-        return self.ref.name
+        from cardscore.model.fallback import FALLBACK_MODEL_NAME
+
+        return self.ref.name if self.ref is not None and self.fallback_reason is None else FALLBACK_MODEL_NAME
 
     @property
     def version(self) -> str:
-        return self.ref.version
+        from cardscore.model.fallback import FALLBACK_VERSION
+
+        return self.ref.version if self.ref is not None and self.fallback_reason is None else FALLBACK_VERSION
+
+    @property
+    def raw(self) -> bytes:
+        """The champion's booster as UBJSON (what `score_in_engine` takes)."""
+        assert self.plan.champion is not None, "no champion was loaded"
+        return self.plan.champion[2]
+
+    def served_versions(self) -> list[str]:
+        """Every model version a row of the run may name (the gate's allowed set)."""
+        from cardscore.model.fallback import FALLBACK_VERSION
+
+        if self.fallback_reason is not None:
+            return [FALLBACK_VERSION]
+        return [v for v in (self.versions.get("champion"), self.versions.get("canary")) if v]
 
 
 @dataclass
@@ -105,6 +131,8 @@ class ScoreReport:
     gate: str
     seconds: float
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    arms: dict[str, int] = field(default_factory=dict)  # arm -> rows it served
+    release: dict[str, Any] = field(default_factory=dict)  # versions by role, fallback reason, errors
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -121,7 +149,9 @@ class ScoreReport:
             outputs={self.output_table: self.output_version},
             model_version=self.model_version,
             details=details,
-            message=f"{self.rows} transactions scored by {self.model_name} v{self.model_version}",
+            message=f"{self.rows} transactions scored by {self.model_name} v{self.model_version}"
+            + (f" (arms: {', '.join(f'{a} {n}' for a, n in sorted(self.arms.items()))})"
+               if set(self.arms) - {"champion"} else ""),
             report=self,
         )
 
@@ -141,21 +171,65 @@ class PredictionsGateFailed(GateFailed):
 
 
 def resolve_model(ctx: JobContext, hooks: ScoreHooks | None = None) -> ScoringModel:
-    """The alias's version now, loaded by that version (`MissingInput` if there is none)."""
-    from cardscore.core import registry
-    from cardscore.model.scoring import IncompatibleModel, booster_bytes, check_model_features
+    """The release now (`cardscore.core.release.read_view`: the champion and the release state
+    in one registry call), every version loaded by version: `MissingInput` while the model has
+    no champion at all (and is not frozen). Frozen, or a champion that cannot be loaded (or a
+    registry that cannot be read): the rule-based fallback scores the run, every row flagged.
+    A canary or shadow that cannot be loaded is left out and reported."""
+    from cardscore.core import registry, release
+    from cardscore.model.release import build_plan, fallback_plan
 
     settings = ctx.settings
-    ref = registry.resolve_alias(settings, settings.scoring.model_alias)
-    log.info("score.model_resolved", model=ref.name, version=ref.version, alias=settings.scoring.model_alias)
-    if hooks and hooks.after_model_resolved:
+    alias = settings.scoring.model_alias
+    try:
+        view = release.read_view(settings)
+        if alias != registry.CHAMPION:  # shadow scoring into another table, the pre-release way
+            other = registry.resolve_alias(settings, alias)
+            view = replace(view, champion=other.version, state=release.ReleaseState())
+    except (MissingInput, release.ReleaseError):
+        raise
+    except Exception as exc:  # the registry cannot be read: the rules score, flagged
+        reason = f"registry unreachable ({type(exc).__name__}: {str(exc)[:200]})"
+        log.error("score.fallback", reason=reason)
+        plan = fallback_plan(settings, reason)
+        return ScoringModel(None, plan.portable(), plan.versions(), reason, {})
+    if view.champion is None and not view.state.frozen:
+        registry.resolve_alias(settings, alias)  # raises MissingInput: train and promote one
+    ref = None
+    if view.champion is not None:
+        try:
+            ref = registry.get_version(settings, view.champion)
+        except MissingInput:
+            ref = None
+    log.info("score.model_resolved", model=view.model_name, version=view.champion, alias=alias,
+             release=view.state.describe())
+    if hooks and hooks.after_model_resolved and ref is not None:
         hooks.after_model_resolved(ref)
-    booster = registry.load_booster(settings, ref)  # by version: a moved alias changes nothing
+    if ref is not None and not view.state.frozen:
+        # A champion that reads other features is a deployment error: refused, not served by
+        # the rules (a champion that cannot be loaded at all is: build_plan falls back).
+        try:
+            booster = registry.load_booster(settings, ref)  # cached by version: loaded once
+        except Exception:
+            booster = None
+        if booster is not None:
+            _check_features(booster, ref)
+    plan = build_plan(settings, view)  # by version: a moved alias changes nothing
+    if plan.serves_fallback:
+        log.warning("score.fallback", reason=plan.fallback_reason)
+    return ScoringModel(ref, plan.portable(), plan.versions(), plan.fallback_reason if plan.serves_fallback else None,
+                        dict(plan.errors))
+
+
+def _check_features(booster: Any, ref: ModelRef | None) -> None:
+    from cardscore.model.scoring import IncompatibleModel, check_model_features
+
+    if ref is None:
+        return
     try:
         check_model_features(booster.feature_names or ref.feature_names, f"{ref.name} v{ref.version}")
     except IncompatibleModel as exc:
         raise StageFailed(STAGE, str(exc)) from None
-    return ScoringModel(ref, booster_bytes(booster))
 
 
 # ------------------------------------------------------------------------------ a day
@@ -180,7 +254,7 @@ def score_day(
     from cardscore.expectations.gate import validate
     from cardscore.jobs.score_batch.transforms import (
         prediction_records,
-        score_in_engine,
+        score_release_in_engine,
         served_features,
     )
 
@@ -197,7 +271,7 @@ def score_day(
 
     phase("score")
     features = served_features(transactions, customer_rows, terminal_rows)
-    scored = score_in_engine(features, model.raw, cfg.predict_threads)
+    scored = score_release_in_engine(features, model.plan, cfg.predict_threads)
     predictions = prediction_records(scored, model.name, model.version, day, run_id, datetime.now(UTC))
     if hooks and hooks.before_stage:
         predictions = hooks.before_stage(predictions)
@@ -208,7 +282,7 @@ def score_day(
         staged = ctx.spark.read.parquet(staging)
 
         phase("gate")
-        parameters = gate_parameters(settings, day, silver_rows, model.version)
+        parameters = gate_parameters(settings, day, silver_rows, model.served_versions())
         run_name = f"{run_id}-{day.isoformat()}"
         result = validate(staged, SUITE, settings, run_name, parameters, build_docs=False)
         if not result.success:
@@ -220,8 +294,11 @@ def score_day(
             raise PredictionsGateFailed(result, staging)
 
         phase("publish")
+        # mergeSchema: a predictions table written before prediction_record v2 gains its
+        # nullable release columns (older days read them as null).
         version = lake.replace_where(
-            staged, cfg.output_table, f"{PARTITION} = '{day.isoformat()}'", partition_by=[PARTITION]
+            staged, cfg.output_table, f"{PARTITION} = '{day.isoformat()}'", partition_by=[PARTITION],
+            merge_schema=True,
         )
         totals = staged.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -230,6 +307,7 @@ def score_day(
             F.sum((F.col("unknown_customer") & F.col("unknown_terminal")).cast("long")).alias("defaults_only"),
             F.avg("score").alias("mean_score"),
         ).collect()[0]
+        arms = {str(r["arm"]): int(r["count"]) for r in staged.groupBy("arm").count().collect()}
     finally:
         if not gate_failed:  # a failed gate keeps its rows for inspection
             discard_staging(staging, STAGE)
@@ -250,6 +328,8 @@ def score_day(
         gate=result.summary(),
         seconds=round(time.perf_counter() - started, 3),
         phase_seconds=phase.finish(),
+        arms=arms,
+        release={"versions": model.versions, "fallback_reason": model.fallback_reason, "errors": model.errors},
     )
     log.info("score.published", **{k: v for k, v in report.to_dict().items() if k != "gate"})
     return report
@@ -283,11 +363,12 @@ def new_run_id() -> str:
     return f"score-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
-def gate_parameters(settings: Any, day: date, silver_rows: int, model_version: str) -> dict[str, Any]:
-    """The run-time values of the predictions suite's `$PARAMETER`s."""
+def gate_parameters(settings: Any, day: date, silver_rows: int, model_versions: str | Sequence[str]) -> dict[str, Any]:
+    """The run-time values of the predictions suite's `$PARAMETER`s (`model_versions`: every
+    version the run may serve: the champion, the canary, or the fallback rules' version)."""
     return {
         "expected_rows": silver_rows,
-        "model_versions": [model_version],
+        "model_versions": [model_versions] if isinstance(model_versions, str) else list(model_versions),
         "day_start": f"{day.isoformat()}T00:00:00",
         "day_end": f"{day.isoformat()}T23:59:59.999999",
         "max_mean_score": settings.scoring.gate.max_mean_score,

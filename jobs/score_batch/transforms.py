@@ -2,7 +2,7 @@
 `jobs/score_batch/stage.py`.
 
     features = served_features(silver_day, customer_rows, terminal_rows)  # D's snapshot, equi-join
-    scored = score_in_engine(features, booster_bytes(booster))            # the one Python pass
+    scored = score_release_in_engine(features, plan.portable())           # the one Python pass
     records = prediction_records(scored, model_name, version, day, run_id, scored_at)
 
 `served_features` serves every transaction of day D its entities' rows of D's snapshot by an
@@ -42,6 +42,8 @@ from cardscore.schemas.contracts import PREDICTION_RECORD
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from cardscore.model.release import PortablePlan
 
 TRANSACTION_ID = "transaction_id"
 UNKNOWN_CUSTOMER = "unknown_customer"
@@ -142,6 +144,65 @@ def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> Data
     return staged.mapInPandas(score_batches, schema).transform(plain_strings)
 
 
+# The release columns `score_release_in_engine` adds (prediction_record v2's release fields,
+# plus the served model per row).
+ARM = "arm"
+FALLBACK = "fallback"
+SHADOW_SCORE = "shadow_score"
+SHADOW_VERSION = "shadow_model_version"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+
+
+def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: int = 0) -> DataFrame:
+    """`score_in_engine` for a release: every row scored by the plan
+    (`cardscore.model.release.ServingPlan.score`: the card's arm, the canary, the shadow, or the
+    fallback rules when frozen), in the same one Python pass. Output: the PASSTHROUGH columns,
+    event_time_us, score, arm, model_name, model_version, fallback, shadow_score,
+    shadow_model_version. The plan's boosters are rebuilt once per task."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    staged = features.select(
+        *PASSTHROUGH,
+        F.unix_micros(F.col(EVENT_TIMESTAMP)).alias(EVENT_TIME_US),
+        *[F.col(name).cast("double").alias(name) for name in MODEL_FEATURES],
+    )
+    kept = [*PASSTHROUGH, EVENT_TIME_US]
+    schema = T.StructType([
+        *(f for f in staged.schema.fields if f.name in kept),
+        T.StructField(SCORE, T.DoubleType(), False),
+        T.StructField(ARM, T.StringType(), False),
+        T.StructField(MODEL_NAME, T.StringType(), False),
+        T.StructField(MODEL_VERSION, T.StringType(), False),
+        T.StructField(FALLBACK, T.BooleanType(), False),
+        T.StructField(SHADOW_SCORE, T.DoubleType(), True),
+        T.StructField(SHADOW_VERSION, T.StringType(), True),
+    ])
+    features_order = list(MODEL_FEATURES)
+
+    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import numpy as np
+
+        serving = None  # built on the first batch: a task without rows never loads a model
+        for batch in batches:
+            if serving is None:
+                serving = plan.plan(threads)
+            scores = serving.score(batch[features_order].to_numpy(dtype=np.float64),
+                                   batch[CUSTOMER_KEY].to_numpy(dtype=np.int64))
+            out = batch[kept].copy()
+            out[SCORE] = scores.score
+            out[ARM] = scores.arm.astype(str)
+            out[MODEL_NAME] = scores.model_name.astype(str)
+            out[MODEL_VERSION] = scores.model_version.astype(str)
+            out[FALLBACK] = scores.fallback
+            out[SHADOW_SCORE] = np.where(np.isnan(scores.shadow_score), None, scores.shadow_score)
+            out[SHADOW_VERSION] = scores.shadow_model_version
+            yield out
+
+    return staged.mapInPandas(score_batches, schema)
+
+
 def prediction_records(
     scored: DataFrame,
     model_name: str,
@@ -151,10 +212,13 @@ def prediction_records(
     scored_at: datetime,
 ) -> DataFrame:
     """The `PREDICTION_RECORD` columns, in contract order and types, from `score_in_engine`'s
-    output for the transactions of `day`."""
+    output for the transactions of `day` (or `score_release_in_engine`'s: then its per-row
+    model, arm, fallback flag and shadow columns; `score_in_engine` rows are the champion arm
+    of `model_name` `model_version`)."""
     from pyspark.sql import functions as F
 
     schema = {f.name: f.dataType for f in PREDICTION_RECORD.spark_schema().fields}
+    released = ARM in scored.columns
     both_unknown = F.col(UNKNOWN_CUSTOMER) & F.col(UNKNOWN_TERMINAL)
     values = {
         TRANSACTION_ID: F.col(TRANSACTION_ID),
@@ -162,12 +226,16 @@ def prediction_records(
         TERMINAL_KEY: F.col(TERMINAL_KEY),
         "event_time": F.timestamp_micros(F.col(EVENT_TIME_US)),
         SCORE: F.col(SCORE),
-        "model_name": F.lit(model_name),
-        "model_version": F.lit(model_version),
+        "model_name": F.col(MODEL_NAME) if released else F.lit(model_name),
+        "model_version": F.col(MODEL_VERSION) if released else F.lit(model_version),
         "feature_snapshot_date": F.when(both_unknown, F.lit(None)).otherwise(F.lit(day)),
         UNKNOWN_CUSTOMER: F.col(UNKNOWN_CUSTOMER),
         UNKNOWN_TERMINAL: F.col(UNKNOWN_TERMINAL),
         "scored_at": F.lit(scored_at),
+        ARM: F.col(ARM) if released else F.lit("champion"),
+        FALLBACK: F.col(FALLBACK) if released else F.lit(False),
+        SHADOW_VERSION: F.col(SHADOW_VERSION) if released else F.lit(None),
+        SHADOW_SCORE: F.col(SHADOW_SCORE) if released else F.lit(None),
         "run_id": F.lit(run_id),
         "tx_date": F.lit(day),
     }

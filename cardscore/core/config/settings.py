@@ -22,6 +22,7 @@ from cardscore.core.config.features import FeaturesSettings
 from cardscore.core.config.ingest import IngestSettings
 from cardscore.core.config.monitoring import MonitoringSettings
 from cardscore.core.config.pipeline import PipelineSettings
+from cardscore.core.config.release import ReleaseSettings
 from cardscore.core.config.scoring import ScoringSettings
 from cardscore.core.config.secrets import redact
 from cardscore.core.config.serving import ServingSettings
@@ -55,6 +56,7 @@ class Settings(Section):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
 
     @model_validator(mode="after")
     def _protocol_in_the_world(self) -> Settings:

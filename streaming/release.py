@@ -35,11 +35,7 @@ from cardscore.model.release import (
     ServingPlan,
     build_plan,
 )
-
-try:  # main moved the watcher to cardscore.model.watcher (shared with the scoring API)
-    from cardscore.model.watcher import ModelUnavailable, RegistryPollFailed
-except ImportError:  # this branch's own layout, before that merge
-    from cardscore.streaming.model import ModelUnavailable, RegistryPollFailed
+from cardscore.model.watcher import ModelUnavailable, RegistryPollFailed
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cardscore.core.config import Settings
-from cardscore.services.process import ManagedService, ServiceError, wait_until
+from cardscore.services.process import ManagedService, ServiceError, dying_with_parent, wait_until
 
 MARKER = "tansu"
 
@@ -76,19 +75,6 @@ def broker_service(settings: Settings) -> ManagedService:
     )
 
 
-def die_with_parent() -> None:
-    """preexec_fn: on Linux the child gets SIGTERM when the process that started it dies, so an
-    owned broker never outlives a killed test run, demo or notebook (atexit does not run on
-    SIGTERM/SIGKILL). Elsewhere a no-op."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 class EmbeddedBroker:
     """A Tansu broker owned by this process (tests, the demo): free port, stopped on exit."""
 
@@ -109,12 +95,11 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            tansu_argv(self.host, self.port),
+            dying_with_parent(tansu_argv(self.host, self.port)),  # never outlives a killed test run
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "warn"},
-            preexec_fn=die_with_parent,
         )
         if out is not subprocess.DEVNULL:
             out.close()

@@ -38,8 +38,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from cardscore.core.config import Settings
-from cardscore.services.broker import die_with_parent, free_port
-from cardscore.services.process import ServiceError, ServiceStatus, wait_until
+from cardscore.services.broker import free_port
+from cardscore.services.process import ServiceError, ServiceStatus, dying_with_parent, wait_until
 
 REPO_JARS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "jvm" / "lib" / "kafka"
 LAYOUT_FILE = "cluster.json"
@@ -278,10 +278,12 @@ class KafkaNode:
             return
         self.settle_cds()  # a run that was killed may have left a partial archive
         with open(self.log_file, "ab") as log:
+            argv = self.argv(BROKER_MAIN, str(self.properties), cds=self.cds_options())
+            # detached: survives the CLI that started it; owned: dies with its owner.
             self._proc = subprocess.Popen(
-                self.argv(BROKER_MAIN, str(self.properties), cds=self.cds_options()),
+                argv if self.cluster.detached else dying_with_parent(argv),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                **_ownership(self.cluster.detached),
+                start_new_session=self.cluster.detached,
             )
         self.pid_file.write_text(f"{self._proc.pid}\n")
 
@@ -328,11 +330,6 @@ class KafkaNode:
         pid = self.pid()
         return ServiceStatus(f"kafka node {self.spec.node_id}", pid is not None, pid, self.address,
                              self.log_file)
-
-
-def _ownership(detached: bool) -> dict[str, object]:
-    # detached: survives the CLI that started it; owned: dies with its owner (PDEATHSIG).
-    return {"start_new_session": True} if detached else {"preexec_fn": die_with_parent}
 
 
 @dataclass(frozen=True)
@@ -482,9 +479,9 @@ class KafkaCluster:
         for node in self.nodes:
             log = open(node.dir / "format.log", "wb")  # noqa: SIM115 - closed below
             proc = subprocess.Popen(
-                node.argv(FORMAT_MAIN, "format", "--ignore-formatted", "-t", layout.cluster_id,
-                          "-c", str(node.properties), cds=cds),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                dying_with_parent(node.argv(FORMAT_MAIN, "format", "--ignore-formatted", "-t", layout.cluster_id,
+                                            "-c", str(node.properties), cds=cds)),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
             running.append((node, proc, log))
         failed = []

@@ -9,12 +9,34 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+# A child that must die with the process that started it (tests, the demo, a notebook: atexit
+# does not run on SIGKILL) gets the kernel's parent-death signal from this launcher, which then
+# execs the real command (same pid). Not from a `preexec_fn`: that makes CPython fork() and run
+# Python in the child, and once gRPC (a Spark Connect session) ran in this process its fork
+# handlers abort the child (seen: the Kafka storage format exited with SIGABRT, logging an
+# epoll error). The ppid check covers a parent that died before the prctl.
+_PDEATHSIG_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that it gets SIGTERM when this process exits (Linux; elsewhere as is)."""
+    if sys.platform != "linux":
+        return list(argv)
+    return [sys.executable, "-c", _PDEATHSIG_LAUNCHER, str(os.getpid()), *argv]
 
 
 class ServiceError(RuntimeError):

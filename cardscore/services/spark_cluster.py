@@ -21,10 +21,8 @@ addresses), live under `<home>/run/classic`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -38,7 +36,13 @@ import psutil
 
 from cardscore.core.config import Settings
 from cardscore.core.engine import DELTA_CONF, DELTA_JARS_ENV, delta_jar_folder, local_delta_jars
-from cardscore.services.process import ManagedService, ServiceError, ServiceStatus, wait_until
+from cardscore.services.process import (
+    ManagedService,
+    ServiceError,
+    ServiceStatus,
+    dying_with_parent,
+    wait_until,
+)
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -46,7 +50,6 @@ CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 STATE_FILE = "classic.json"
 # Spark's defaults (1 GiB heap per daemon) are far more than a master or worker daemon needs.
 DAEMON_MEMORY = "512m"
-_PR_SET_PDEATHSIG = 1
 # JIT and GC for many short jobs on few cores: C1 only, one GC thread. Measured on the tiny
 # nightly through spark-submit on 2 busy cores: 537 s with the JVM defaults, 277 s with these.
 QUICK_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -134,12 +137,6 @@ def alive_workers(webui_url: str) -> list[dict]:
     return [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends SIGTERM when the starting process exits."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 class JvmProcess(ManagedService):
     """A ManagedService that runs in its own folder and can be tied to the starting process."""
 
@@ -156,9 +153,9 @@ class JvmProcess(ManagedService):
         env = {**os.environ, **(self.env or {})}
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                dying_with_parent(self.argv) if die_with_parent else self.argv,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=self.cwd, start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc

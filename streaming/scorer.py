@@ -461,7 +461,12 @@ class StreamScorer:
             )
         except KafkaException as exc:  # the broker is away: keep the last values
             log.warning("stream.lag_unavailable", error=str(exc))
+            # Also the broker's state when no batch is in flight: librdkafka reports a broker
+            # going away once (error_cb), and an acknowledgement that arrives after that report
+            # set the gauge back to up.
+            self.metrics.dependency_up.labels("broker").set(0)
             return
+        self.metrics.dependency_up.labels("broker").set(1)  # the group coordinator answered
         for tp in committed:
             if tp.error is not None:
                 continue

@@ -41,7 +41,7 @@ from cardscore.model.scoring import load_booster_bytes, predict
 from cardscore.schemas.contracts import PREDICTION_RECORD
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from cardscore.model.release import PortablePlan
 
@@ -159,9 +159,17 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
     (`cardscore.model.release.ServingPlan.score`: the card's arm, the canary, the shadow, or the
     fallback rules when frozen), in the same one Python pass. Output: the PASSTHROUGH columns,
     event_time_us, score, arm, model_name, model_version, fallback, shadow_score,
-    shadow_model_version. The plan's boosters are rebuilt once per task."""
+    shadow_model_version. The plan's boosters are rebuilt once per task.
+
+    The pass returns the text columns as codes into vocabularies known here (the arms, the
+    plan's model names and versions), turned into text by literals in the engine: through
+    Spark Connect on JVM Spark every string a pandas UDF returns is `string collate
+    UTF8_BINARY`, which no cast removes and delta-rs cannot read (tests/cluster)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
+
+    from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION
+    from cardscore.model.release import ARMS
 
     staged = features.select(
         *PASSTHROUGH,
@@ -169,21 +177,30 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
         *[F.col(name).cast("double").alias(name) for name in MODEL_FEATURES],
     )
     kept = [*PASSTHROUGH, EVENT_TIME_US]
+    models = [m for m in (plan.champion, plan.canary, plan.shadow) if m is not None]
+    vocabulary = {
+        ARM: list(ARMS),
+        MODEL_NAME: sorted({m[0] for m in models} | {FALLBACK_MODEL_NAME}),
+        MODEL_VERSION: sorted({m[1] for m in models} | {FALLBACK_VERSION}),
+    }
+    vocabulary[SHADOW_VERSION] = vocabulary[MODEL_VERSION]
+    codes = {name: f"__{name}_code" for name in vocabulary}
     schema = T.StructType([
         *(f for f in staged.schema.fields if f.name in kept),
         T.StructField(SCORE, T.DoubleType(), False),
-        T.StructField(ARM, T.StringType(), False),
-        T.StructField(MODEL_NAME, T.StringType(), False),
-        T.StructField(MODEL_VERSION, T.StringType(), False),
+        T.StructField(codes[ARM], T.IntegerType(), False),
+        T.StructField(codes[MODEL_NAME], T.IntegerType(), False),
+        T.StructField(codes[MODEL_VERSION], T.IntegerType(), False),
         T.StructField(FALLBACK, T.BooleanType(), False),
         T.StructField(SHADOW_SCORE, T.DoubleType(), True),
-        T.StructField(SHADOW_VERSION, T.StringType(), True),
+        T.StructField(codes[SHADOW_VERSION], T.IntegerType(), False),
     ])
     features_order = list(MODEL_FEATURES)
 
     def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import numpy as np
 
+        index = {name: {text: i + 1 for i, text in enumerate(words)} for name, words in vocabulary.items()}
         serving = None  # built on the first batch: a task without rows never loads a model
         for batch in batches:
             if serving is None:
@@ -192,15 +209,25 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
                                    batch[CUSTOMER_KEY].to_numpy(dtype=np.int64))
             out = batch[kept].copy()
             out[SCORE] = scores.score
-            out[ARM] = scores.arm.astype(str)
-            out[MODEL_NAME] = scores.model_name.astype(str)
-            out[MODEL_VERSION] = scores.model_version.astype(str)
+            for name, values in ((ARM, scores.arm), (MODEL_NAME, scores.model_name),
+                                 (MODEL_VERSION, scores.model_version)):
+                out[codes[name]] = pd.array([index[name][str(v)] for v in values], dtype="int32")
             out[FALLBACK] = scores.fallback
             out[SHADOW_SCORE] = np.where(np.isnan(scores.shadow_score), None, scores.shadow_score)
-            out[SHADOW_VERSION] = scores.shadow_model_version
+            # 0: no shadow (a null int did not survive every engine's Arrow conversion)
+            out[codes[SHADOW_VERSION]] = pd.array(
+                [0 if v is None else index[SHADOW_VERSION][str(v)] for v in scores.shadow_model_version],
+                dtype="int32")
             yield out
 
-    return staged.mapInPandas(score_batches, schema)
+    coded = staged.mapInPandas(score_batches, schema)
+
+    def text(name: str) -> Column:  # 1-based code -> the vocabulary's literal; 0 -> null
+        words = F.array(*[F.lit(word) for word in vocabulary[name]])
+        return F.when(F.col(codes[name]) > 0, F.element_at(words, F.col(codes[name]))).alias(name)
+
+    return coded.select(*kept, SCORE, text(ARM), text(MODEL_NAME), text(MODEL_VERSION), FALLBACK, SHADOW_SCORE,
+                        text(SHADOW_VERSION))
 
 
 def prediction_records(

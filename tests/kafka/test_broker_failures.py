@@ -45,9 +45,12 @@ def test_scorer_recovers_from_a_broker_restart(stream_settings: Settings, kafka1
         with Replay(settings, records, rate=300):  # its producer queues while the broker is away
             running.wait_for(lambda: running.totals.get("scored", 0) >= 400, 60, "400 scores")
             assert kafka1.stop()
-            running.wait_for(lambda: running.metric(*BROKER_UP) == 0, 60, "the scorer noticing the broker is gone")
-            scored_while_down = running.totals.get("scored", 0)
-            kafka1.start(timeout=120)
+            try:
+                running.wait_for(lambda: running.metric(*BROKER_UP) == 0, 60,
+                                 "the scorer noticing the broker is gone")
+                scored_while_down = running.totals.get("scored", 0)
+            finally:  # the session's cluster comes back whatever happened: later tests use it
+                kafka1.start(timeout=120)
         world.read_until(settings, settings.kafka.topics.scores,
                          lambda ms: len({m.key() for m in ms}) >= len(records), timeout=180)
         assert scored_while_down < len(records)

@@ -29,7 +29,6 @@ them. SIGTERM/SIGINT finish the batch in hand, commit, leave the group, and exit
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 import time
@@ -45,7 +44,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
 from cardscore.core.registry import CHAMPION
-from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher
+from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher, publish_model
 from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
 from cardscore.schemas.reasons import RejectReason
 from cardscore.streaming.delivery import (
@@ -431,12 +430,8 @@ class StreamScorer:
             self._publish_model()
 
     def _publish_model(self) -> None:
-        model = self.watcher.current
-        assert model is not None
-        self.metrics.model.info({"name": model.name, "version": model.version})
-        with contextlib.suppress(ValueError):  # versions are numbers in MLflow; be lenient
-            self.metrics.model_version.set(float(model.version))
-        self.metrics.dependency_up.labels("registry").set(1)
+        assert self.watcher.current is not None
+        publish_model(self.metrics, self.watcher.current)
 
     def _refresh_lag(self) -> None:
         """consumer_lag per assigned partition, as Kafka defines it: the partition's high

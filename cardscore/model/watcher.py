@@ -10,10 +10,11 @@ exactly one version, and each score names it. Log events carry the caller's pref
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -132,3 +133,15 @@ class ModelWatcher:
 
 class RegistryPollFailed(RuntimeError):
     """A periodic alias lookup failed; the scorer keeps the current model and retries later."""
+
+
+def publish_model(metrics: Any, model: LoadedModel | None) -> None:
+    """The served model on a process's metrics (the stream scorer's and the scoring API's share
+    these names): `model` info, `model_version` (MLflow versions are numbers; be lenient) and
+    the registry marked up."""
+    if model is None:
+        return
+    metrics.model.info({"name": model.name, "version": model.version})
+    with contextlib.suppress(ValueError):
+        metrics.model_version.set(float(model.version))
+    metrics.dependency_up.labels("registry").set(1)

@@ -11,7 +11,6 @@ requests allocate.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
-from cardscore.model.watcher import ModelUnavailable, ModelWatcher
+from cardscore.model.watcher import ModelUnavailable, ModelWatcher, publish_model
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -131,13 +130,7 @@ class ServingState:
             self._model_changed()
 
     def _model_changed(self) -> None:
-        model = self.watcher.current
-        if model is None:
-            return
-        self.metrics.model.info({"name": model.name, "version": model.version})
-        with contextlib.suppress(ValueError):
-            self.metrics.model_version.set(float(model.version))
-        self.metrics.dependency_up.labels("registry").set(1)
+        publish_model(self.metrics, self.watcher.current)
 
     def _publish(self) -> None:
         self.metrics.ready.set(1 if self.ready else 0)

@@ -9,7 +9,7 @@ and terminal by an equi-join in the engine (`features.serving.day_features`: eve
 of D is served D's snapshot, which is what Feast's point-in-time retrieval of the training sets
 gives for them, tested equal), with the request-time flags as column expressions generated
 from `features.request_time`; the model scores inside the engine in one Python pass
-(mapInPandas with the native booster). The model version is resolved ONCE at the start of the run from the
+(mapInArrow with the native booster). The model version is resolved ONCE at the start of the run from the
 `scoring.model_alias` alias (default `champion`), loaded by version, and recorded on every
 row, whatever the alias does meanwhile.
 

@@ -27,7 +27,9 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cardscore.core.spark_types import ddl_type, plain_strings
 from cardscore.features.definitions import (
@@ -37,7 +39,7 @@ from cardscore.features.definitions import (
     TERMINAL_KEY,
     TX_AMOUNT,
 )
-from cardscore.model.scoring import load_booster_bytes, predict
+from cardscore.model.scoring import load_booster_bytes, predict_matrix
 from cardscore.schemas.contracts import PREDICTION_RECORD
 
 if TYPE_CHECKING:
@@ -115,33 +117,51 @@ def entity_frame(transactions: DataFrame, customer_keys: DataFrame, terminal_key
     )
 
 
-def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> DataFrame:
-    """Score every row in the engine (mapInPandas): the PASSTHROUGH columns, event_time_us and
-    `score` (double). The booster is rebuilt from `model` once per task, never per batch."""
+def _staged(features: DataFrame) -> tuple[DataFrame, list[str]]:
+    """The scoring pass's input: the PASSTHROUGH columns, event_time_us and MODEL_FEATURES as
+    doubles (the order the boosters read); and the names of the columns the pass keeps."""
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     staged = features.select(
         *PASSTHROUGH,
         F.unix_micros(F.col(EVENT_TIMESTAMP)).alias(EVENT_TIME_US),
         *[F.col(name).cast("double").alias(name) for name in MODEL_FEATURES],
     )
-    kept = [*PASSTHROUGH, EVENT_TIME_US]
+    return staged, [*PASSTHROUGH, EVENT_TIME_US]
+
+
+def feature_matrix(batch: pa.RecordBatch) -> np.ndarray:
+    """A (rows x MODEL_FEATURES) float64 matrix from an Arrow batch of `_staged` columns; a
+    null feature is NaN (XGBoost's missing value), as pandas made it before."""
+    return np.column_stack(
+        [batch.column(name).to_numpy(zero_copy_only=False) for name in MODEL_FEATURES]
+    ).astype(np.float64, copy=False)
+
+
+def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> DataFrame:
+    """Score every row in the engine (one mapInArrow pass): the PASSTHROUGH columns,
+    event_time_us and `score` (double). The booster is rebuilt from `model` once per task,
+    never per batch. Arrow batches, not pandas: the kept columns go back as the same Arrow
+    arrays (no conversion), and the matrix is built from the feature arrays directly (the
+    pandas round trip cost more than the booster on a million rows: bench/batch_score.py)."""
+    from pyspark.sql import types as T
+
+    staged, kept = _staged(features)
     schema = T.StructType(
         [*(f for f in staged.schema.fields if f.name in kept), T.StructField(SCORE, T.DoubleType(), False)]
     )
 
-    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         booster = None  # built on the first batch: a task without rows never loads it
         for batch in batches:
             if booster is None:
                 booster = load_booster_bytes(model, threads)
-            out = batch[kept].copy()
-            out[SCORE] = predict(booster, batch)
-            yield out
+            score = predict_matrix(booster, feature_matrix(batch))
+            yield pa.RecordBatch.from_arrays([*(batch.column(name) for name in kept), pa.array(score)],
+                                             names=[*kept, SCORE])
 
     # plain_strings: see cardscore.core.spark_types (Spark Connect collated strings)
-    return staged.mapInPandas(score_batches, schema).transform(plain_strings)
+    return staged.mapInArrow(score_batches, schema).transform(plain_strings)
 
 
 # The release columns `score_release_in_engine` adds (prediction_record v2's release fields,
@@ -163,7 +183,7 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
 
     The pass returns the text columns as codes into vocabularies known here (the arms, the
     plan's model names and versions), turned into text by literals in the engine: through
-    Spark Connect on JVM Spark every string a pandas UDF returns is `string collate
+    Spark Connect on JVM Spark every string a Python UDF returns is `string collate
     UTF8_BINARY`, which no cast removes and delta-rs cannot read (tests/cluster)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -171,12 +191,7 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
     from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION
     from cardscore.model.release import ARMS
 
-    staged = features.select(
-        *PASSTHROUGH,
-        F.unix_micros(F.col(EVENT_TIMESTAMP)).alias(EVENT_TIME_US),
-        *[F.col(name).cast("double").alias(name) for name in MODEL_FEATURES],
-    )
-    kept = [*PASSTHROUGH, EVENT_TIME_US]
+    staged, kept = _staged(features)
     models = [m for m in (plan.champion, plan.canary, plan.shadow) if m is not None]
     vocabulary = {
         ARM: list(ARMS),
@@ -195,32 +210,41 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
         T.StructField(SHADOW_SCORE, T.DoubleType(), True),
         T.StructField(codes[SHADOW_VERSION], T.IntegerType(), False),
     ])
-    features_order = list(MODEL_FEATURES)
 
-    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import numpy as np
+    names = [*kept, SCORE, codes[ARM], codes[MODEL_NAME], codes[MODEL_VERSION], FALLBACK, SHADOW_SCORE,
+             codes[SHADOW_VERSION]]
 
+    def encode(values: np.ndarray, index: dict[str, int]) -> pa.Array:
+        """1-based vocabulary codes of a column of texts (None -> 0), per distinct value."""
+        positions, uniques = pd.factorize(values, use_na_sentinel=True)
+        lookup = np.array([index[str(u)] for u in uniques] + [0], dtype=np.int32)
+        return pa.array(lookup[positions])  # position -1 (None) reads the trailing 0
+
+    def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         index = {name: {text: i + 1 for i, text in enumerate(words)} for name, words in vocabulary.items()}
         serving = None  # built on the first batch: a task without rows never loads a model
         for batch in batches:
             if serving is None:
                 serving = plan.plan(threads)
-            scores = serving.score(batch[features_order].to_numpy(dtype=np.float64),
-                                   batch[CUSTOMER_KEY].to_numpy(dtype=np.int64))
-            out = batch[kept].copy()
-            out[SCORE] = scores.score
-            for name, values in ((ARM, scores.arm), (MODEL_NAME, scores.model_name),
-                                 (MODEL_VERSION, scores.model_version)):
-                out[codes[name]] = pd.array([index[name][str(v)] for v in values], dtype="int32")
-            out[FALLBACK] = scores.fallback
-            out[SHADOW_SCORE] = np.where(np.isnan(scores.shadow_score), None, scores.shadow_score)
-            # 0: no shadow (a null int did not survive every engine's Arrow conversion)
-            out[codes[SHADOW_VERSION]] = pd.array(
-                [0 if v is None else index[SHADOW_VERSION][str(v)] for v in scores.shadow_model_version],
-                dtype="int32")
-            yield out
+            scores = serving.score(feature_matrix(batch),
+                                   batch.column(CUSTOMER_KEY).to_numpy(zero_copy_only=False).astype(np.int64))
+            shadow = scores.shadow_score
+            yield pa.RecordBatch.from_arrays(
+                [
+                    *(batch.column(name) for name in kept),
+                    pa.array(scores.score, type=pa.float64()),
+                    encode(scores.arm, index[ARM]),
+                    encode(scores.model_name, index[MODEL_NAME]),
+                    encode(scores.model_version, index[MODEL_VERSION]),
+                    pa.array(scores.fallback, type=pa.bool_()),
+                    pa.array(shadow, type=pa.float64(), mask=np.isnan(shadow)),
+                    # 0: no shadow (a null int did not survive every engine's Arrow conversion)
+                    encode(scores.shadow_model_version, index[SHADOW_VERSION]),
+                ],
+                names=names,
+            )
 
-    coded = staged.mapInPandas(score_batches, schema)
+    coded = staged.mapInArrow(score_batches, schema)
 
     def text(name: str) -> Column:  # 1-based code -> the vocabulary's literal; 0 -> null
         words = F.array(*[F.lit(word) for word in vocabulary[name]])

@@ -165,3 +165,31 @@ def test_a_champion_that_cannot_be_loaded_serves_the_flagged_fallback(serving_wo
     results = _score(api, records)
     assert {r["arm"] for r in results} == {"fallback"} and all(r["fallback"] for r in results)
     assert [r["score"] for r in results] == fallback_scores(matrix, settings.release.fallback).tolist()
+
+
+def test_the_api_aborts_a_canary_that_breaches_its_criteria_by_itself(serving_world, serve) -> None:
+    # Any real canary call breaches a p99 bound of 1 ns: after 3 requests with canary rows the
+    # API's guard aborts the canary on the registry, and the champion serves every card again.
+    settings = serving_world.settings(mlflow={"model_name": f"api-guard-{uuid.uuid4().hex[:8]}"},
+                                      release={"criteria": {"stream_min_batches": 3, "p99_latency_seconds": 1e-9}})
+    champion = world.register(settings, world.booster(seed=0))
+    candidate = world.register(settings, world.booster(seed=7), promote=False)
+    release.set_canary(settings, 50, candidate, actor="alice", reason="ramp")
+    api = serve(settings)
+    assert api.wait_ready()["release"]["versions"]["canary"] == candidate
+    records = world.transactions(40, seed=11, first_id=90_000)
+    first = _score(api, records)
+    assert {r["arm"] for r in first} == {"champion", "canary"}
+
+    def aborted() -> bool:
+        _score(api, records)  # each request with canary rows is one judged batch
+        return release.read_state(settings).canary is None
+
+    _wait_for(aborted, 60, "the API's automatic abort")
+    state = release.read_state(settings)
+    assert state.aborted.version == candidate and state.aborted.by == settings.release.automation_actor
+    assert state.aborted.reason.startswith("automatic rollback: scoring API: canary predict p99")
+    results = _scored_when(api, records, lambda r: all(x["arm"] == "champion" for x in r), "the champion alone")
+    assert {r["model_version"] for r in results} == {champion}
+    metrics = api.get("/metrics").text
+    assert "cardscore_serve_release_breaches_total 1.0" in metrics

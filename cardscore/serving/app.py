@@ -2,7 +2,8 @@
 
     POST /v1/score      one transaction (object) or a batch (array) -> score message(s) + why
     GET  /healthz       the process is up
-    GET  /readyz        a model and the online features are loaded (200), else 503
+    GET  /readyz        a model (or, frozen, the fallback rules) and the online features are
+                        loaded (200), else 503
     GET  /metrics       Prometheus
     GET  /openapi.json  the OpenAPI document (docs/openapi/scoring-api.json)
 

@@ -1,4 +1,6 @@
-"""Prometheus metrics of the scoring API (`/metrics`), all named `cardscore_serve_*`."""
+"""Prometheus metrics of the scoring API (`/metrics`), all named `cardscore_serve_*`; the
+release's per-arm instruments (`cardscore.model.served_release.ReleaseMetrics`, the stream's
+`cardscore_stream_release_*` ones) as `cardscore_serve_release_*`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from cardscore.core.prometheus import in_process_values
+from cardscore.model.served_release import ReleaseMetrics
 from cardscore.schemas.reasons import RejectReason
 from cardscore.serving.scoring import STAGES
 
@@ -14,6 +17,7 @@ ENDPOINTS = ("/v1/score", "/healthz", "/readyz", "/metrics", "/openapi.json", "o
 DEPENDENCIES = ("online_store", "registry")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 1000, 10_000)
+SERVE_RELEASE_NAMESPACE = "cardscore_serve_release"
 
 
 @dataclass
@@ -55,6 +59,10 @@ class ServeMetrics:
                 self.unknown_entities.labels(entity)
             for dependency in DEPENDENCIES:
                 self.dependency_up.labels(dependency)
+            self.fallback = Gauge("fallback", "1 while the rule-based fallback serves every score (frozen, or "
+                                  "no champion could be loaded)", namespace=ns, registry=r)
+        # scores per arm, canary/shadow errors and predict time, breaches of the canary's criteria
+        self.release = ReleaseMetrics(r, SERVE_RELEASE_NAMESPACE)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         found = self.registry.get_sample_value(name, labels or {})

@@ -40,7 +40,8 @@ def openapi_document(max_batch: int = 100, top_contributions: int = 5) -> dict[s
     response = {
         **score,
         "title": "score_response",
-        "description": "The stream scorer's score message for the transaction (score_event.v1), "
+        "description": "The stream scorer's score message for the transaction (score_event), "
+        "under the same release (arm by card, canary, shadow recorded, fallback when frozen), "
         "plus the features that contributed most to the score.",
         "properties": {
             **score["properties"],
@@ -49,10 +50,12 @@ def openapi_document(max_batch: int = 100, top_contributions: int = 5) -> dict[s
                 "maxItems": top_contributions,
                 "items": {"$ref": "#/components/schemas/Contribution"},
                 "description": f"up to {top_contributions} features, largest absolute "
-                "contribution first (XGBoost pred_contribs, log-odds)",
+                "contribution first (XGBoost pred_contribs, log-odds) of the model that produced "
+                "the score (a canary row: the canary's); empty on a fallback score",
             },
-            "bias": {"type": "number", "description": "the contributions' baseline (log-odds): "
-                     "bias + every feature's contribution = logit(score)"},
+            "bias": {"type": ["number", "null"], "description": "the contributions' baseline (log-odds): "
+                     "bias + every feature's contribution = logit(score); null on a fallback score "
+                     "(the rules have no contributions)"},
         },
         "required": [*score["required"], "contributions", "bias"],
     }
@@ -101,7 +104,8 @@ def openapi_document(max_batch: int = 100, top_contributions: int = 5) -> dict[s
                 "responses": {"200": {"description": "alive", "content": _json({"$ref": "#/components/schemas/Health"})}},
             }},
             "/readyz": {"get": {
-                "operationId": "readyz", "summary": "A model and the online features are loaded",
+                "operationId": "readyz", "summary": "A model (or, frozen, the fallback rules) and the "
+                "online features are loaded",
                 "responses": {
                     "200": {"description": "ready to score", "content": _json({"$ref": "#/components/schemas/Readiness"})},
                     "503": {"description": "not ready", "content": _json({"$ref": "#/components/schemas/Readiness"})},
@@ -155,6 +159,8 @@ def openapi_document(max_batch: int = 100, top_contributions: int = 5) -> dict[s
                 "properties": {
                     "ready": {"type": "boolean"},
                     "model": {"type": ["object", "null"]},
+                    "release": {"type": "object", "description": "on the champion alias: what serves "
+                                "(champion, canary share, shadow), whether the fallback rules do and why"},
                     "online_features": {"type": ["object", "null"]},
                 },
                 "required": ["ready", "model", "online_features"],

@@ -13,6 +13,14 @@ included, is allowed, and its size limit is `serving.max_body_bytes` (413), not 
 Response per transaction: the score message the stream scorer produces (`score_event`, same
 fields and values) plus `contributions` (the top features by absolute XGBoost contribution, in
 log-odds) and `bias` (the contributions' baseline), so an analyst sees why.
+
+The release applies as in the stream and batch scorers (`cardscore.model.release.ServingPlan`
+through `cardscore.model.served_release.score_batch`): each row's arm by its card, the canary's
+score on canary cards, the shadow's score recorded (`shadow_score`, never acted on), and the
+flagged rule-based fallback when frozen. A row's contributions come from the booster that
+produced its score (a canary row's from the canary's); a fallback row has none
+(`contributions: []`, `bias: null`): the rules are not a tree model, and the score names the
+rules' version (`model_version: rules-1`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cardscore.model.explain import top_contributions
+from cardscore.model.release import ARM_FALLBACK
+from cardscore.model.served_release import booster_of, score_batch
 from cardscore.schemas.contracts import TRANSACTION_EVENT
 from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.timestamps import format_timestamp_us
@@ -32,6 +42,7 @@ from cardscore.schemas.validation import Rejection, parse_json, validate_object
 
 if TYPE_CHECKING:
     from cardscore.features.online_reader import OnlineFeatureReader
+    from cardscore.model.served_release import ServedRelease
     from cardscore.model.watcher import LoadedModel
 
 STAGES = ("validate", "lookup", "predict", "explain", "respond")
@@ -114,16 +125,18 @@ class ScoredBatch:
     unknown_customers: int
     unknown_terminals: int
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    arms: dict[str, int] = field(default_factory=dict)  # rows per release arm
 
 
 def score_records(
     records: Sequence[dict[str, Any]],
     reader: OnlineFeatureReader,
-    model: LoadedModel,
+    model: LoadedModel | ServedRelease,
     top_k: int,
     clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
 ) -> ScoredBatch:
-    """Score validated transactions with one feature read, one predict and one explain call."""
+    """Score validated transactions with one feature read, one plan call (a predict per model
+    the release serves) and one explain call per arm."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     n = len(records)
@@ -135,12 +148,26 @@ def score_records(
     rows = reader.read(customer_id, terminal_id, amount, event_time_us)
     seconds["lookup"] = _lap(started)
     started = time.perf_counter()
-    scores = model.predict(rows.matrix)
+    scored = score_batch(model, rows.matrix, customer_id)  # the release's arms, by card
+    scores = scored.score
     if not np.isfinite(scores).all():
         raise ValueError("the model produced a NaN or infinite score")
     seconds["predict"] = _lap(started)
     started = time.perf_counter()
-    top, bias = top_contributions(model.booster, rows.matrix, top_k) if top_k else ([[]] * n, np.zeros(n))
+    top: list[list[Any]] = [[] for _ in range(n)]
+    bias: list[float | None] = [None] * n
+    for arm in dict.fromkeys(scored.arm.tolist()):  # each arm's rows by its own booster
+        booster = booster_of(model, arm)
+        if arm == ARM_FALLBACK or booster is None:
+            continue  # the rules: no contributions, no bias
+        rows_of = np.flatnonzero(scored.arm == arm)
+        if top_k:
+            matrix = rows.matrix if len(rows_of) == n else rows.matrix[rows_of]  # no copy on one arm
+            arm_top, arm_bias = top_contributions(booster, matrix, top_k)
+        else:
+            arm_top, arm_bias = [[] for _ in rows_of], np.zeros(len(rows_of))
+        for j, i in enumerate(rows_of):
+            top[i], bias[i] = arm_top[j], float(arm_bias[j])
     seconds["explain"] = _lap(started)
     started = time.perf_counter()
     dates = rows.snapshot_dates(event_time_us)
@@ -154,26 +181,25 @@ def score_records(
             "terminal_id": int(terminal_id[i]),
             "event_time": format_timestamp_us(int(event_time_us[i])),
             "score": float(scores[i]),
-            "model_name": model.name,
-            "model_version": model.version,
+            "model_name": scored.model_name[i],
+            "model_version": scored.model_version[i],
             "feature_snapshot_date": None if dates[i] is None else dates[i].isoformat(),
             "unknown_customer": not bool(rows.customer_known[i]),
             "unknown_terminal": not bool(rows.terminal_known[i]),
             "scored_at": scored_at,
-            # score_event v2's release fields: the API serves the champion alone (it does not
-            # apply the release's canary, shadow or freeze yet: issue 20 follow-up).
-            "arm": "champion",
-            "fallback": False,
-            "shadow_model_version": None,
-            "shadow_score": None,
+            # score_event v2's release fields, per row as the stream writes them
+            "arm": scored.arm[i],
+            "fallback": bool(scored.fallback[i]),
+            "shadow_model_version": scored.shadow_model_version[i],
+            "shadow_score": None if np.isnan(scored.shadow_score[i]) else float(scored.shadow_score[i]),
             "contributions": [
                 {"feature": c.feature, "value": c.value, "contribution": c.contribution} for c in top[i]
             ],
-            "bias": float(bias[i]),
+            "bias": bias[i],
         })
     seconds["respond"] = _lap(started)
     return ScoredBatch(results, model.version, int((~rows.customer_known).sum()),
-                       int((~rows.terminal_known).sum()), seconds)
+                       int((~rows.terminal_known).sum()), seconds, scored.arm_counts())
 
 
 def _lap(started: float) -> float:

@@ -2,9 +2,16 @@
 
 Both are loaded in a background thread (a request never waits for Feast's imports, the
 registry or the online store): at start, then again with backoff while one is missing; once
-loaded, the model alias is polled every `serving.model_poll_seconds` and a moved alias swaps
-the model (a request reads the current model once, so it is scored by one version). The
-process is ready when both are loaded. After the first time it is ready, the garbage
+loaded, the model is polled every `serving.model_poll_seconds` and a change swaps it (a
+request reads the current model once, so it is scored by one plan). The process is ready
+when both are loaded.
+
+On the champion alias (the default) the model is the release
+(`cardscore.model.served_release.ReleaseWatcher`, the stream scorer's watcher): champion,
+canary share, shadow and freeze, read from the registry each poll; frozen, or a champion that
+cannot be loaded, serves the flagged rule-based fallback and the process stays ready (it
+answers, with `fallback: true` on every score). Another alias serves that version alone
+(`ModelWatcher`). After the first time it is ready, the garbage
 collector's start-up objects are frozen (`core.gc_tuning`), so collections scan only what
 requests allocate.
 """
@@ -18,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
+from cardscore.core.registry import CHAMPION
+from cardscore.model.served_release import ReleaseWatcher, ServedRelease
 from cardscore.model.watcher import ModelUnavailable, ModelWatcher, publish_model
 
 if TYPE_CHECKING:
@@ -34,14 +43,18 @@ class ServingState:
         settings: Settings,
         metrics: ServeMetrics,
         open_reader: Callable[[Settings], OnlineFeatureReader] | None = None,
-        watcher: ModelWatcher | None = None,
+        watcher: ModelWatcher | ReleaseWatcher | None = None,
     ) -> None:
         cfg = settings.serving
         self.settings = settings
         self.metrics = metrics
         self._open_reader = open_reader or _default_reader
-        self.watcher = watcher or ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds,
-                                               threads=cfg.model_threads, log_prefix="serve")
+        self.watcher = watcher or (
+            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads, metrics=metrics.release,
+                           log_prefix="serve", scorer="scoring API")
+            if cfg.model_alias == CHAMPION
+            else ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds, threads=cfg.model_threads,
+                              log_prefix="serve"))
         self.reader: OnlineFeatureReader | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,7 +143,10 @@ class ServingState:
             self._model_changed()
 
     def _model_changed(self) -> None:
-        publish_model(self.metrics, self.watcher.current)
+        current = self.watcher.current
+        publish_model(self.metrics, current)
+        fallback = isinstance(current, ServedRelease) and current.plan.serves_fallback
+        self.metrics.fallback.set(1 if fallback else 0)
 
     def _publish(self) -> None:
         self.metrics.ready.set(1 if self.ready else 0)
@@ -146,9 +162,19 @@ class ServingState:
             "ready": self.ready,
             "model": None if model is None else {"name": model.name, "version": model.version,
                                                  "alias": self.watcher.alias},
+            **({"release": _release(model)} if isinstance(model, ServedRelease) else {}),
             "online_features": None if self.reader is None else self.reader.status(),
             **({"errors": dict(self.last_error)} if self.last_error and not self.ready else {}),
         }
+
+
+def _release(served: ServedRelease) -> dict[str, Any]:
+    """What /readyz says of the release: what serves, whether the fallback does and why."""
+    plan = served.plan
+    return {"serving": plan.describe(), "fallback": plan.serves_fallback,
+            "fallback_reason": plan.fallback_reason if plan.serves_fallback else None,
+            "frozen": plan.frozen, "generation": plan.generation, "versions": plan.versions(),
+            "canary_share": plan.share, **({"errors": dict(plan.errors)} if plan.errors else {})}
 
 
 def _default_reader(settings: Settings) -> OnlineFeatureReader:

@@ -1,10 +1,11 @@
 """The Grafana dashboard and the Prometheus rules name only metrics the code exports.
 
 A real stream scorer (a subprocess, `python -m cardscore.streaming` as in tests/streaming) scores messages
-from the embedded broker and serves /metrics; a real nightly (tests/deploy/conftest.py) wrote its
-metrics file. Every metric name selected by every panel query and every rule expression (parsed
-by the real PromQL parser) must be in that scrape, in that file, be a recording rule of ours, or
-be Prometheus's own `up`. `cardscore_stream_consumer_lag` is being added to the scorer by another
+from the embedded broker and serves /metrics; the real scoring API (under uvicorn, as in
+tests/serving) scores requests and serves its /metrics; a real nightly (tests/deploy/conftest.py)
+wrote its metrics file. Every metric name selected by every panel query and every rule
+expression (parsed by the real PromQL parser) must be in those scrapes, in that file, be a
+recording rule of ours, or be Prometheus's own `up`. `cardscore_stream_consumer_lag` is being added to the scorer by another
 change: until a scrape has it, that one name is reported as a skip (every other name is checked).
 """
 
@@ -91,6 +92,21 @@ def scrape(stream_settings, spawn, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
+def api_scrape(stream_world) -> str:
+    """/metrics of the real scoring API (the stream world's online store and champion) after it
+    scored a batch of transactions."""
+    from cardscore.core.config import load_settings
+    from tests.serving.conftest import SERVING_TEST_SETTINGS, RunningApi, wire
+
+    settings = load_settings(overrides={"home": str(stream_world.home), "serving": dict(SERVING_TEST_SETTINGS)})
+    with RunningApi(settings) as api:
+        api.wait_ready()
+        response = api.post([wire(r) for r in world.transactions(20, seed=6)])
+        assert response.status_code == 200, response.text
+        return api.get("/metrics").text
+
+
+@pytest.fixture(scope="module")
 def stream_settings(stream_world, broker):  # module scope: one scorer for the module
     import uuid
 
@@ -128,11 +144,12 @@ def spawn():
 
 @pytest.mark.engine
 @pytest.mark.kafka
-def test_every_queried_metric_is_exported(scrape: str, nightly_twins) -> None:
+def test_every_queried_metric_is_exported(scrape: str, api_scrape: str, nightly_twins) -> None:
     nightly_file = metrics_path(nightly_twins.by_nightly.settings, "nightly")
     assert nightly_file.is_file(), "the nightly runner wrote no metrics file"
-    exported = sample_names(scrape) | sample_names(nightly_file.read_text())
+    exported = sample_names(scrape) | sample_names(api_scrape) | sample_names(nightly_file.read_text())
     assert "cardscore_stream_end_to_end_latency_seconds_bucket" in exported, "the scorer scored nothing"
+    assert "cardscore_serve_release_predict_seconds_bucket" in exported, "the scoring API scored nothing"
     assert "cardscore_pipeline_stage_figure" in exported and "cardscore_monitoring_alerts" in exported
 
     rules, recorded = rule_queries()

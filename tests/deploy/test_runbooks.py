@@ -15,7 +15,8 @@ from tests.deploy import cli
 from tests.deploy.tools import DEPLOY, REPO
 
 RUNBOOKS = REPO / "docs" / "runbooks"
-PAGES = ("nightly-failed", "stream-lag", "dlq-spike", "drift-alert", "model-rollback", "outage", "backfill")
+PAGES = ("nightly-failed", "stream-lag", "dlq-spike", "drift-alert", "model-rollback", "outage", "backfill",
+         "release-freeze")
 ALERTS = {rule["alert"] for path in (DEPLOY / "prometheus" / "rules").glob("*.yml")
           for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
 PANELS = {p["title"] for p in json.loads((DEPLOY / "grafana" / "cardscore.json").read_text())["panels"]}

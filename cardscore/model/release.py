@@ -110,6 +110,8 @@ class ReleaseScores:
         return len(self.score)
 
     def arm_counts(self) -> dict[str, int]:
+        if len(self.arm) and (self.arm == self.arm[0]).all():  # the usual batch: one arm
+            return {str(self.arm[0]): len(self.arm)}
         names, counts = np.unique(self.arm.astype(str), return_counts=True)
         return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 

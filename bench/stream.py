@@ -202,6 +202,7 @@ def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int
         wait = 0.0 if delivery.batches or carry else cfg.batch_max_wait_ms / 1000
         room = cfg.batch_max_messages - len(carry)
         taken = take_batch(consumer, room, wait) if room > 0 else []
+        commits.mark_served()
         batch, carry = carry + [m for m in taken if m.error() is None], []
         if not assigned and consumer.assignment():
             assigned, idle_since = True, time.monotonic()

@@ -16,8 +16,10 @@ that callback on the consumer queue ahead of fetched messages (high priority), s
   a newer commit of a partition supersedes an older one (one later success covers both);
 * a failed commit stays pending and is sent again after a backoff, at once when the broker
   answers again (`broker_answered`);
-* commits unconfirmed for `COMMIT_WAIT_SECONDS`, or failing, are `stalled()`: the broker is
-  reported down (`dependency_up{dependency="broker"}` 0) until a commit is confirmed again;
+* commits failing, or still unconfirmed by a consume()/poll() that ran `COMMIT_WAIT_SECONDS`
+  after they were sent, are `stalled()`: the broker is reported down
+  (`dependency_up{dependency="broker"}` 0) until a commit is confirmed again (a slow batch
+  that kept the loop from consuming is not a stall: the confirmation may be queued unserved);
 * a revoked or lost partition is forgotten: a confirmation that comes for it later is ignored.
 
 The consumer must be created with `consumer_conf()` merged into its configuration (the
@@ -74,6 +76,7 @@ class OffsetCommits:
         self.retry_at = 0.0  # monotonic time before which a failed commit is not sent again
         self.backoff = 0.0
         self._reported = False  # stream.commit_waiting was logged for the current stall
+        self.served_at = 0.0  # when the consumer's queue was last served (confirmations come first)
 
     def consumer_conf(self) -> dict[str, Any]:
         """What the consumer's configuration needs for the confirmations to arrive here."""
@@ -102,14 +105,19 @@ class OffsetCommits:
             self.sent.pop(key, None)
             self.confirmed.pop(key, None)
 
-    def stalled(self, now: float | None = None) -> bool:
-        """Commits are failing, or one has waited `COMMIT_WAIT_SECONDS` for its confirmation."""
+    def mark_served(self) -> None:
+        """The consumer's queue was just served (a consume() or poll() of the caller's)."""
+        self.served_at = time.monotonic()
+
+    def stalled(self) -> bool:
+        """Commits are failing, or one was still unconfirmed when the consumer's queue was served
+        `COMMIT_WAIT_SECONDS` after it was sent (a coordinator that answers confirms within
+        milliseconds, and librdkafka queues the confirmation ahead of fetched messages)."""
         if not self.pending:
             return False
         if self.failing:
             return True
-        now = time.monotonic() if now is None else now
-        return any(now - at > COMMIT_WAIT_SECONDS for _, at in self.sent.values())
+        return any(self.served_at - at > COMMIT_WAIT_SECONDS for _, at in self.sent.values())
 
     def watch(self) -> bool:
         """`stalled()`, reporting the broker down (once per stall) when it is."""
@@ -205,7 +213,9 @@ class OffsetCommits:
         keeping them is cheaper)."""
         if self.consumer is None:
             return
-        for message in self.consumer.consume(1, timeout):
+        messages = self.consumer.consume(1, timeout)
+        self.mark_served()
+        for message in messages:
             if message.error() is not None:
                 continue  # an event (the scorer's consume() reports those)
             if keep is not None and len(keep) < limit:

@@ -304,6 +304,8 @@ class StreamScorer:
             messages = carry + (take_batch(self.consumer, room, wait,
                                            self.metrics.stage_latency.labels("consume").observe)
                                 if room > 0 else [])
+            if room > 0:
+                self.commits.mark_served()  # commit confirmations were served first
         except KafkaException as exc:
             self.metrics.errors.labels("consume").inc()
             log.warning("stream.consume_failed", error=str(exc))

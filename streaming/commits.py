@@ -104,6 +104,9 @@ class OffsetCommits:
             self.pending.pop(key, None)
             self.sent.pop(key, None)
             self.confirmed.pop(key, None)
+        if not self.pending:  # a failure of theirs says nothing about the next commits
+            self.failing = False
+            self._reported = False
 
     def mark_served(self) -> None:
         """The consumer's queue was just served (a consume() or poll() of the caller's)."""

@@ -167,11 +167,13 @@ def transaction_lines(n: int, seed: int, first_id: int) -> list[bytes]:
 def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int:
     """The body of a baseline processor subprocess (`--role`), with the scorer's delivery
     discipline: the pass-through hands each batch to the same pipelined at-least-once
-    delivery (`streaming.pipelined`: produce, go on, commit after the acknowledgements); the
-    naive scorer waits for each batch's acknowledgements before the next."""
+    delivery (`streaming.pipelined`: produce, go on, commit asynchronously after the
+    acknowledgements, confirmed through on_commit); the naive scorer waits for each batch's
+    acknowledgements before the next."""
     from confluent_kafka import Consumer
 
     from cardscore.core.config import load_settings
+    from cardscore.streaming.commits import OffsetCommits
     from cardscore.streaming.delivery import OutRecord
     from cardscore.streaming.messages import first_offsets, next_offsets
     from cardscore.streaming.metrics import StreamMetrics
@@ -181,19 +183,27 @@ def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int
 
     settings = load_settings(config)
     cfg = settings.streaming
-    consumer = Consumer(consumer_conf(settings, group, f"{role}-{os.getpid()}"))
-    delivery = PipelinedAtLeastOnce(settings.kafka_conf("producer"), consumer, StreamMetrics(),
-                                    cfg.delivery_timeout_seconds, max_uncommitted=cfg.batch_max_messages)
+    commits = OffsetCommits(StreamMetrics())
+    consumer = Consumer({**consumer_conf(settings, group, f"{role}-{os.getpid()}"), **commits.consumer_conf()})
+    delivery = PipelinedAtLeastOnce(settings.kafka_conf("producer"), consumer, commits.metrics,
+                                    cfg.delivery_timeout_seconds, max_uncommitted=cfg.batch_max_messages,
+                                    commits=commits)
     consumer.subscribe([settings.kafka.topics.transactions])
     score_one = _naive_scorer(settings) if role == "naive" else None
     topic = settings.kafka.topics.scores
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     idle_since, assigned = time.monotonic(), False
+    carry: list = []  # taken while waiting for room (with the commit confirmations): next batch
     while not stop["now"]:
         delivery.collect()
-        wait = 0.0 if delivery.batches else cfg.batch_max_wait_ms / 1000
-        batch = [m for m in take_batch(consumer, cfg.batch_max_messages, wait) if m.error() is None]
+        if delivery.pending:
+            delivery.commit_pending()
+        wait = 0.0 if delivery.batches or carry else cfg.batch_max_wait_ms / 1000
+        room = cfg.batch_max_messages - len(carry)
+        taken = take_batch(consumer, room, wait) if room > 0 else []
+        commits.mark_served()
+        batch, carry = carry + [m for m in taken if m.error() is None], []
         if not assigned and consumer.assignment():
             assigned, idle_since = True, time.monotonic()
             print("stream.assigned", flush=True)
@@ -210,9 +220,10 @@ def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int
                 delivery.drain()
             continue
         out = [OutRecord(topic, m.key(), m.value(), []) for m in batch]
-        delivery.wait_for_room(len(out))
+        delivery.wait_for_room(len(out), carry)
         delivery.send(out, next_offsets(batch), first_offsets(batch))
     delivery.drain()
+    delivery.flush(10.0)
     consumer.close()
     delivery.close()
     return 0

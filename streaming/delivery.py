@@ -1,9 +1,10 @@
 """Getting a batch's output to the broker and its input offsets committed: two guarantees.
 
 * `AtLeastOnce` (default): an idempotent producer (acks=all) sends the batch's scores and DLQ
-  records; the batch's offsets are committed synchronously only after the broker acknowledged
-  every one of them. A crash before the commit re-delivers the batch: duplicates are possible
-  only within that uncommitted window, and are identifiable by key (the transaction id).
+  records; the batch's offsets are committed only after the broker acknowledged every one of
+  them, asynchronously, and count as committed once `on_commit` confirms them
+  (`streaming.commits`). A crash before the confirmation re-delivers the batch: duplicates are
+  possible only within that uncommitted window, and are identifiable by key (the transaction id).
 * `ExactlyOnce`: a transactional producer writes the records and the consumer offsets in one
   Kafka transaction (`send_offsets_to_transaction`). Readers of the scores topic must use
   `isolation.level=read_committed`. Needs a real Kafka cluster: the embedded broker (Tansu)
@@ -28,24 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from cardscore.core.logs import get_logger
+from cardscore.streaming.commits import OffsetCommits, Offsets, topic_partitions
 from cardscore.streaming.metrics import StreamMetrics
 
 log = get_logger("streaming.delivery")
-
-Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
-
-# Commit errors meaning "these partitions are no longer ours": the next owner re-reads them.
-_LOST_MEMBERSHIP = {
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError._ASSIGNMENT_LOST,
-    KafkaError.FENCED_INSTANCE_ID,
-}
-
 
 # Errors meaning "this record is too large": permanent for the record, not for the batch.
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
@@ -123,10 +113,6 @@ def _on_delivery(failures: list[tuple[KafkaError, OutRecord]], record: OutRecord
         failures.append((err, record))
 
 
-def topic_partitions(offsets: Offsets) -> list[TopicPartition]:
-    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(offsets.items())]
-
-
 class _Sender:
     """Produces records and collects their delivery reports."""
 
@@ -195,7 +181,8 @@ class _Sender:
 
 
 class AtLeastOnce:
-    """Idempotent producer; synchronous commit of exactly the processed offsets after the acks."""
+    """Idempotent producer; after the acks, an asynchronous commit of exactly the processed
+    offsets, counted as committed once `on_commit` confirms it (`streaming.commits`)."""
 
     mode = "at_least_once"
 
@@ -205,16 +192,24 @@ class AtLeastOnce:
         consumer: Consumer,
         metrics: StreamMetrics,
         timeout_seconds: float,
+        *,
+        commits: OffsetCommits,
     ) -> None:
+        """`commits`: the `OffsetCommits` whose `consumer_conf()` `consumer` was created with
+        (its `on_commit` is the only way a commit is confirmed)."""
         self.consumer = consumer
         self.metrics = metrics
         self.timeout = timeout_seconds
         self._conf = producer_conf(producer_base, timeout_seconds)
         self._sender = _Sender(self._conf, metrics)
-        self.pending: Offsets = {}  # processed and acknowledged, not yet committed
-        self.retry_commit_at = 0.0  # monotonic time before which a failed commit is not retried
-        self.commit_backoff = 0.0
+        self.commits = commits
+        commits.attach(consumer)
         self.refused_at: dict[str, int] = {}  # topic -> smallest record size refused as too large
+
+    @property
+    def pending(self) -> Offsets:
+        """Acknowledged offsets not yet confirmed committed."""
+        return self.commits.pending
 
     def deliver(self, records: Sequence[OutRecord], offsets: Offsets) -> None:
         """Send, wait for every acknowledgement, then commit `offsets`. `DeliveryFailed` if
@@ -241,54 +236,31 @@ class AtLeastOnce:
                 raise DeliveryFailed(f"{len(failures)} of {len(records)} records failed; first: {err.str()}")
             log.warning("stream.record_too_large", topic=sending[0].topic, records=len(sending), sent="fallback")
         self.metrics.delivery_latency.observe(time.perf_counter() - started)
-        self.metrics.dependency_up.labels("broker").set(1)
-        for key, offset in offsets.items():
-            self.pending[key] = max(offset, self.pending.get(key, -1))
-        self.commit_pending(force=True)
+        self.commits.broker_answered()
+        self.commits.add(offsets)
+        self.commits.commit(force=True)
 
-    def commit_pending(self, only: set[tuple[str, int]] | None = None, force: bool = False) -> bool:
-        """Commit the acknowledged offsets synchronously; True when nothing is left pending.
-        A failed commit stays pending and is retried after a backoff, or with the next batch
-        (its offsets are higher, so one later success covers both). `force` ignores the
-        backoff (after a batch, on revocation, at shutdown)."""
-        keys = [k for k in self.pending if only is None or k in only]
-        if not keys:
-            return True
-        if not force and time.monotonic() < self.retry_commit_at:
-            return False
-        offsets = {k: self.pending[k] for k in keys}
-        try:
-            self.consumer.commit(offsets=topic_partitions(offsets), asynchronous=False)
-        except KafkaException as exc:
-            err = exc.args[0]
-            code = err.code() if isinstance(err, KafkaError) else None
-            self.metrics.errors.labels("commit").inc()
-            if code == KafkaError._NO_OFFSET:
-                for k in keys:
-                    self.pending.pop(k, None)
-                return True
-            if code in _LOST_MEMBERSHIP:
-                # Not ours any more: the new owner starts from the last committed offset and
-                # re-scores the rest (at-least-once; duplicates carry the same key).
-                for k in keys:
-                    self.pending.pop(k, None)
-                log.warning("stream.commit_lost_partitions", error=str(err), partitions=len(keys))
-                return True
-            self.commit_backoff = min(max(2 * self.commit_backoff, 0.5), 30.0)
-            self.retry_commit_at = time.monotonic() + self.commit_backoff
-            log.warning("stream.commit_failed", error=str(err), partitions=len(keys),
-                        retry_in=self.commit_backoff)
-            return False
-        self.commit_backoff = 0.0
-        for k in keys:
-            if self.pending.get(k) == offsets[k]:
-                del self.pending[k]
-        self.metrics.commits.inc()
-        return True
+    def commit_pending(self, force: bool = False) -> bool:
+        """Send an asynchronous commit of the acknowledged offsets (never blocks); True when
+        nothing is pending. A failed commit stays pending and is sent again after a backoff,
+        or with the next batch (its offsets are higher, so one later success covers both).
+        `force` ignores the backoff."""
+        return self.commits.commit(force)
+
+    def commit_sync(self, only: set[tuple[str, int]]) -> bool:
+        """On revocation: commit `only`'s pending offsets and wait for the result (see
+        `OffsetCommits.commit_sync` for its bounds and when it is skipped)."""
+        return self.commits.commit_sync(only)
+
+    def flush(self, timeout: float) -> bool:
+        """At shutdown: commit what is pending, waiting at most `timeout` for confirmations."""
+        return self.commits.flush(timeout)
+
+    def broker_answered(self) -> None:
+        self.commits.broker_answered()
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:
-        for k in partitions:
-            self.pending.pop(k, None)
+        self.commits.forget(partitions)
 
     def _renew_if_fatal(self) -> None:
         if self._sender.fatal is not None:
@@ -364,8 +336,17 @@ class ExactlyOnce:
         self.metrics.dependency_up.labels("broker").set(1)
         self.metrics.commits.inc()
 
-    def commit_pending(self, only: set[tuple[str, int]] | None = None, force: bool = False) -> bool:
+    def commit_pending(self, force: bool = False) -> bool:
+        return True  # offsets commit inside each transaction
+
+    def commit_sync(self, only: set[tuple[str, int]]) -> bool:
         return True
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def broker_answered(self) -> None:
+        self.metrics.dependency_up.labels("broker").set(1)
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:
         return None

@@ -6,15 +6,20 @@ behind it) is most of a batch's latency. `PipelinedAtLeastOnce.send` produces a 
 returns; the scorer consumes and scores the next batch while the broker acknowledges, and
 `collect()` (called every loop iteration) serves the acknowledgements, and commits a batch's
 offsets only once every record of that batch, and of every batch before it, was
-acknowledged. The guarantee is the one of `AtLeastOnce`:
+acknowledged. Commits are asynchronous: an offset counts as committed when the consumer's
+`on_commit` confirms it (`streaming.commits`), served by the scorer's next consume(). The
+guarantee is the one of `AtLeastOnce`:
 
 * offsets are committed only after the acknowledgements of everything produced up to them;
 * a failed or overdue record fails its batch and every batch after it (their offsets are
   higher): none of them is committed, the consumer is rewound to the first of them
   (`DeliveryFailed.rewind`) and they are scored again (duplicates carry the same key);
-* at most `max_uncommitted` produced messages are not yet committed (the scorer waits for the
-  oldest batch before producing more), so a crash re-delivers at most that many: the
-  scorer sets it to `batch_max_messages`, the bound of the synchronous mode;
+* at most `max_uncommitted` produced messages are not yet confirmed committed (unacknowledged,
+  or acknowledged with their commit unconfirmed: the scorer waits for the oldest batch's
+  acknowledgements and commit confirmation before producing more), so a crash re-delivers at
+  most that many: the scorer sets it to `batch_max_messages`, the bound of the synchronous
+  mode. `wait_for_room` serves the confirmations without taking messages; while commits
+  stall (the coordinator away) it raises `CommitsStalled` instead of waiting;
 * a record the broker refuses for its size fails its batch like any failure, and the retry
   sends its fallback (a DLQ record's cut copy, `dlq.fit_dlq_record`) as `AtLeastOnce` does;
 * rebalances and shutdown call `drain()` first: nothing is given up with work in flight.
@@ -29,9 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 from cardscore.core.logs import get_logger
+from cardscore.streaming.commits import CommitsStalled, OffsetCommits
 from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, Offsets, OutRecord, too_large
 from cardscore.streaming.metrics import StreamMetrics
 
@@ -86,19 +92,23 @@ class PipelinedAtLeastOnce(AtLeastOnce):
         metrics: StreamMetrics,
         timeout_seconds: float,
         max_uncommitted: int,
+        *,
+        commits: OffsetCommits,
     ) -> None:
-        super().__init__(producer_base, consumer, metrics, timeout_seconds)
+        super().__init__(producer_base, consumer, metrics, timeout_seconds, commits=commits)
         self.max_uncommitted = max_uncommitted
-        self.batches: deque[InFlight] = deque()
+        self.batches: deque[InFlight] = deque()  # produced, not yet (entirely) acknowledged
+        self.acked: deque[InFlight] = deque()  # acknowledged, commit not yet confirmed
 
     @property
     def in_flight(self) -> int:
-        return sum(b.records for b in self.batches)
+        """Produced messages not yet confirmed committed (what a crash would re-deliver)."""
+        return sum(b.records for b in self.batches) + sum(b.records for b in self.acked)
 
     def room_for(self, records: int) -> bool:
         """Whether `records` more may be produced without passing `max_uncommitted` (an empty
         pipeline takes any batch)."""
-        return not self.batches or self.in_flight + records <= self.max_uncommitted
+        return not (self.batches or self.acked) or self.in_flight + records <= self.max_uncommitted
 
     def send(self, records: Sequence[OutRecord], offsets: Offsets, first: Offsets,
              on_acked: Callable[[InFlight], None] | None = None) -> InFlight:
@@ -138,10 +148,18 @@ class PipelinedAtLeastOnce(AtLeastOnce):
 
     def collect(self, timeout: float = 0.0) -> int:
         """Serve acknowledgements (waiting up to `timeout` for one when a batch is in flight),
-        commit the offsets of the leading acknowledged batches; returns how many completed.
-        `PipelineFailed` when a batch failed or is overdue (nothing from it on is committed)."""
-        if not self.batches:
-            return 0
+        send the commit of the leading acknowledged batches' offsets (asynchronous); returns
+        how many batches were acknowledged. `PipelineFailed` when a batch failed or is overdue
+        (nothing from it on is committed)."""
+        done = 0
+        if self.batches:
+            done = self._serve_acks(timeout)
+        if done:
+            self.commits.commit(force=True)
+        self._release_confirmed()
+        return done
+
+    def _serve_acks(self, timeout: float) -> int:
         self._sender.producer.poll(timeout)
         done = 0
         while self.batches and self.batches[0].outstanding <= 0:
@@ -165,15 +183,40 @@ class PipelinedAtLeastOnce(AtLeastOnce):
                 self.metrics.dependency_up.labels("broker").set(0)
                 self._renew("delivery reports overdue")
                 self._fail(f"{head.outstanding} of {head.records} records unacknowledged")
-        if done:
-            self.commit_pending(force=True)
-        self.metrics.in_flight.set(self.in_flight)
         return done
 
-    def wait_for_room(self, records: int) -> None:
-        """Serve acknowledgements until `records` more fit (see `room_for`)."""
+    def _release_confirmed(self) -> None:
+        """Acknowledged batches whose every offset the coordinator confirmed leave the window."""
+        if self.acked:
+            committed = self.commits.is_committed
+            self.acked = deque(b for b in self.acked
+                               if not all(committed(k, o) for k, o in b.offsets.items()))
+        self.metrics.in_flight.set(self.in_flight)
+
+    def wait_for_room(self, records: int, carry: list[Message] | None = None) -> None:
+        """Serve acknowledgements and commit confirmations until `records` more fit (see
+        `room_for`). A confirmation is served by the consumer, ahead of fetched messages; a
+        message that comes with it goes to `carry` (the caller's next batch starts with it:
+        nothing is sought back in steady state), or is sought back to without `carry`.
+        Rebalance callbacks may run meanwhile: the caller must check for them.
+        `CommitsStalled` when only unconfirmed commits are in the way and they stall: the
+        caller must not produce, and should take no new batch while `commits_stalled()`."""
         while not self.room_for(records):
-            self.collect(timeout=0.05)
+            if self.batches:
+                self.collect(timeout=0.05)
+                continue
+            if self.commits.watch():
+                raise CommitsStalled(f"{self.in_flight} messages acknowledged, their commit unconfirmed")
+            self.commits.commit()
+            # Let the commit's round trip pass (serving acknowledgements, nothing else to do),
+            # then serve what the consumer has queued: one message at most per millisecond.
+            self._sender.producer.poll(0.001)
+            self.commits.serve(0, carry, self.max_uncommitted)
+            self._release_confirmed()
+
+    def commits_stalled(self) -> bool:
+        """Acknowledged output whose commit is failing or overdue (the coordinator is away)."""
+        return bool(self.acked) and self.commits.watch()
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait until nothing is in flight (rebalance, shutdown); commits what was acknowledged."""
@@ -196,9 +239,9 @@ class PipelinedAtLeastOnce(AtLeastOnce):
         seconds = time.perf_counter() - batch.sent_at
         self.metrics.delivery_latency.observe(seconds)
         self.metrics.stage_latency.labels("ack").observe(seconds)
-        self.metrics.dependency_up.labels("broker").set(1)
-        for key, offset in batch.offsets.items():
-            self.pending[key] = max(offset, self.pending.get(key, -1))
+        self.commits.broker_answered()
+        self.commits.add(batch.offsets)
+        self.acked.append(batch)
         if batch.on_acked is not None:
             batch.on_acked(batch)
 
@@ -210,7 +253,7 @@ class PipelinedAtLeastOnce(AtLeastOnce):
                 rewind[key] = min(offset, rewind.get(key, offset))
         count = len(self.batches)
         self.batches.clear()
-        self.metrics.in_flight.set(0)
+        self.metrics.in_flight.set(self.in_flight)
         log.warning("stream.pipeline_failed", reason=why, batches=count)
         raise PipelineFailed(why, rewind)
 
@@ -218,16 +261,8 @@ class PipelinedAtLeastOnce(AtLeastOnce):
         """Partitions lost to another member: neither their acknowledged nor their in-flight
         offsets may be committed by this one."""
         super().forget(partitions)
-        for batch in self.batches:
+        for batch in (*self.batches, *self.acked):
             for key in partitions:
                 batch.offsets.pop(key, None)
                 batch.first.pop(key, None)
-
-    def commit_pending(self, only: set[tuple[str, int]] | None = None, force: bool = False) -> bool:
-        if not self.pending:
-            return True
-        started = time.perf_counter()
-        try:
-            return super().commit_pending(only, force)
-        finally:
-            self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
+        self._release_confirmed()

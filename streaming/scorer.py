@@ -10,8 +10,13 @@ One loop iteration is one micro-batch:
 4. one read of the online features (`features.online_reader`: by default the store's rows in
    memory) for the batch's valid transactions, one `inplace_predict`;
 5. produce scores and DLQ records and go on with the next batch; once the broker acknowledged
-   a batch and every batch before it, commit their offsets (`streaming.pipelined`; with
-   `exactly_once`, one transaction per batch, `streaming.delivery`).
+   a batch and every batch before it, commit their offsets asynchronously (`streaming.pipelined`;
+   with `exactly_once`, one transaction per batch, `streaming.delivery`). An offset counts as
+   committed when the consumer's `on_commit` callback, served by the next consume(), confirms
+   it (`streaming.commits`); a failed commit stays pending and is sent again, a newer one of
+   the same partition supersedes it. The loop never waits for a commit: while commits fail or
+   go unconfirmed (the group coordinator is away) the broker is reported down, acknowledgements
+   are still served, and no new batch is taken once the uncommitted window is full.
 
 A failed lookup or delivery rewinds the consumer to the batch's first offsets and retries
 with backoff: no message is skipped, and nothing is committed that was not acknowledged.
@@ -21,10 +26,14 @@ the model raise is isolated from its batch (`streaming.isolation`) and dead-lett
 content is handled by the duplicate policy (`streaming.duplicates`).
 
 Rebalances (cooperative-sticky): librdkafka runs the callbacks inside `consume()`; the
-revocation callback first waits for every batch in flight to be acknowledged and commits it,
-so partitions are never given up with work in flight. Messages of a partition revoked during that very
+revocation callback first waits for every batch in flight to be acknowledged and commits it
+synchronously (the only synchronous commit: the next owner starts from the committed offset
+once the callback returns; bounded by librdkafka's `session.timeout.ms` / `socket.timeout.ms`,
+and skipped while commits stall, leaving the partitions to be re-read), so partitions are
+never given up with work in flight. Messages of a partition revoked during that very
 `consume()` call are dropped unprocessed (and uncommitted): the partition's next owner reads
-them. SIGTERM/SIGINT finish the batch in hand, commit, leave the group, and exit 0.
+them. SIGTERM/SIGINT finish the batch in hand, commit (waiting a bounded time for the
+confirmations), leave the group, and exit 0.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from cardscore.core.registry import CHAMPION
 from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher, publish_model
 from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
 from cardscore.schemas.reasons import RejectReason
+from cardscore.streaming.commits import CommitsStalled, OffsetCommits
 from cardscore.streaming.delivery import (
     AtLeastOnce,
     DeliveryFailed,
@@ -209,6 +219,9 @@ class StreamScorer:
         self._store_checked_at = 0.0
         self._rewind_after_consume: dict[tuple[str, int], int] = {}
         self._frozen = False  # the garbage collector's start-up heap (after the first batch)
+        self._rebalances = 0  # rebalance callbacks run so far (a batch held across one is re-read)
+        self._carry: list[Message] = []  # taken while waiting for room: the next batch starts with them
+        self.commits = OffsetCommits(self.metrics)  # its on_commit is the consumer's
         self.consumer: Consumer | None = None
         self.delivery: AtLeastOnce | ExactlyOnce | None = None
         self.dlq_max_bytes = 0  # the largest DLQ record the producer and topic take (at start)
@@ -232,7 +245,7 @@ class StreamScorer:
         if not self._wait_for_model():
             return 0  # stopped before any model existed: nothing was consumed
         conf = consumer_conf(self.settings, self.group_id, self.instance_id, self.static_member)
-        self.consumer = Consumer({**conf, "error_cb": self._consumer_error})
+        self.consumer = Consumer({**conf, **self.commits.consumer_conf(), "error_cb": self._consumer_error})
         # Join the group now: librdkafka joins in the background while the feature store opens
         # (seconds of imports); the assignment waits in the queue for the first consume().
         self.consumer.subscribe(
@@ -275,16 +288,31 @@ class StreamScorer:
         queued behind it (no waiting while a batch's acknowledgements are due)."""
         assert self.consumer is not None
         self._revoked_in_call.clear()
-        wait = 0.0 if self._in_flight() else self.cfg.batch_max_wait_ms / 1000
+        carry, self._carry = self._carry, []
+        if isinstance(self.delivery, PipelinedAtLeastOnce) and self.delivery.commits_stalled():
+            # Acknowledged output waits for its commit and the coordinator does not confirm:
+            # take no new batch (the uncommitted window stays bounded), only serve callbacks
+            # (the confirmation, or the failure that gets the commit sent again).
+            self._rewind(carry, only_assigned=True)
+            self.delivery.commits.serve(0.05)
+            if self._fatal is not None:
+                raise KafkaException(self._fatal)
+            return self._drop_rewound([])
+        wait = 0.0 if self._in_flight() or carry else self.cfg.batch_max_wait_ms / 1000
         try:
-            messages = take_batch(self.consumer, self.cfg.batch_max_messages, wait,
-                                  self.metrics.stage_latency.labels("consume").observe)
+            room = self.cfg.batch_max_messages - len(carry)
+            messages = carry + (take_batch(self.consumer, room, wait,
+                                           self.metrics.stage_latency.labels("consume").observe)
+                                if room > 0 else [])
+            if room > 0:
+                self.commits.mark_served()  # commit confirmations were served first
         except KafkaException as exc:
             self.metrics.errors.labels("consume").inc()
             log.warning("stream.consume_failed", error=str(exc))
+            self._rewind(carry, only_assigned=True)
             return []
         if messages:
-            self.metrics.dependency_up.labels("broker").set(1)
+            self._broker_answered()
         good: list[Message] = []
         for message in messages:
             err = message.error()
@@ -342,9 +370,14 @@ class StreamScorer:
                 except PipelineFailed as exc:  # not committed: read again after a restart
                     log.warning("stream.drain_failed", error=str(exc))
             if self.delivery is not None:
-                self.delivery.commit_pending(force=True)
+                # Not a synchronous commit: that one has no timeout of its own and, with the
+                # coordinator gone, waits for librdkafka's (up to socket.timeout.ms, 60 s).
+                # What stays unconfirmed is read again after the restart.
+                self.delivery.flush(min(10.0, self.cfg.delivery_timeout_seconds))
             if self.consumer is not None:
-                self.consumer.close()  # revokes (committing what is pending) and leaves the group
+                # Revokes (the revocation commits what is pending, unless commits stall) and
+                # leaves the group; librdkafka serves the outstanding commits' callbacks here.
+                self.consumer.close()
         except KafkaException as exc:
             log.warning("stream.close_failed", error=str(exc))
         finally:
@@ -366,7 +399,7 @@ class StreamScorer:
         # Pipelined: a batch is scored while the previous one's acknowledgements come in;
         # at most one batch's worth of messages is produced and not yet committed.
         return PipelinedAtLeastOnce(base, self.consumer, self.metrics, timeout,
-                                    max_uncommitted=self.cfg.batch_max_messages)
+                                    max_uncommitted=self.cfg.batch_max_messages, commits=self.commits)
 
     def _in_flight(self) -> bool:
         return isinstance(self.delivery, PipelinedAtLeastOnce) and bool(self.delivery.batches)
@@ -429,6 +462,14 @@ class StreamScorer:
             self.metrics.model_swaps.inc()
             self._publish_model()
 
+    def _broker_answered(self) -> None:
+        """The broker answered a fetch or an offset fetch: up, unless commits still stall (then
+        they are sent again at once)."""
+        if self.delivery is not None:
+            self.delivery.broker_answered()
+        else:
+            self.metrics.dependency_up.labels("broker").set(1)
+
     def _publish_model(self) -> None:
         assert self.watcher.current is not None
         publish_model(self.metrics, self.watcher.current)
@@ -461,7 +502,7 @@ class StreamScorer:
             # set the gauge back to up.
             self.metrics.dependency_up.labels("broker").set(0)
             return
-        self.metrics.dependency_up.labels("broker").set(1)  # the group coordinator answered
+        self._broker_answered()  # the group coordinator answered (up unless commits stall)
         for tp in committed:
             if tp.error is not None:
                 continue
@@ -626,14 +667,26 @@ class StreamScorer:
         """Hand the batch's output to the producer and return; it is accounted for (metrics,
         totals, on_batch) when the broker acknowledged all of it (`PipelinedAtLeastOnce`)."""
         assert isinstance(self.delivery, PipelinedAtLeastOnce)
+        rebalances = self._rebalances
+        carry: list[Message] = []  # taken with the confirmations: they follow this batch
         try:
-            self.delivery.wait_for_room(len(out))
+            self.delivery.wait_for_room(len(out), carry)
         except PipelineFailed as exc:
             # Earlier batches failed: this one (not produced yet) is read again after them.
             rewind = dict(exc.rewind)
-            for key, offset in first_offsets(messages).items():
+            for key, offset in first_offsets([*messages, *carry]).items():
                 rewind[key] = min(offset, rewind.get(key, offset))
             return self._retry_pipeline(rewind, exc, report)
+        except CommitsStalled as exc:
+            # Earlier output's commit is not confirmed: producing more would widen what a
+            # crash re-delivers. Read this batch again once commits recover (`_consume` takes
+            # nothing new meanwhile), without a backoff: the loop goes on serving.
+            return self._put_back([*messages, *carry], report, "commit", str(exc))
+        if self._rebalances != rebalances:
+            # Confirmations were served through the consumer and a rebalance ran meanwhile:
+            # some of this batch's partitions may be gone, or rewound. Read it again.
+            return self._put_back([*messages, *carry], report, "rebalance", "rebalance while waiting for room")
+        self._carry = carry
 
         def acknowledged(_batch: InFlight) -> None:
             self._account(report, reasons, scored_batch, scored, flagged, started)
@@ -711,6 +764,18 @@ class StreamScorer:
         self._wait(delay)
         return report
 
+    def _put_back(self, messages: Sequence[Message], report: BatchReport, stage: str, why: str) -> BatchReport:
+        """A scored batch that must not be produced now: rewind it (partitions still ours) so
+        the next consume reads it again; nothing of it was produced or committed."""
+        self.metrics.retries.labels(stage).inc()
+        log.warning("stream.batch_put_back", stage=stage, reason=why, messages=len(messages))
+        self._rewind(messages, only_assigned=True)
+        report.retried = stage
+        self.totals.update(retries=1)
+        if self.on_batch is not None:
+            self.on_batch(report)
+        return report
+
     def _retry_pipeline(self, rewind: dict[tuple[str, int], int], exc: Exception,
                         report: BatchReport | None = None) -> BatchReport:
         """Batches in flight failed: rewind the partitions still ours to their first offsets
@@ -759,6 +824,7 @@ class StreamScorer:
         consumer.incremental_assign(partitions)  # cooperative-sticky is enforced
         if not keys:
             return  # a rebalance that moved nothing to this member
+        self._rebalances += 1
         self._assigned |= keys
         # Idle time counts from the assignment: the first consume() that assigns returns no
         # messages yet (a real Kafka's first fetch takes a round trip or two).
@@ -770,6 +836,7 @@ class StreamScorer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}
+        self._rebalances += 1
         self.recent.forget(keys)  # their next owner starts its own window
         # Batches in flight are acknowledged first (see the module docstring); then the
         # acknowledged offsets, and any whose commit failed earlier, are committed before the
@@ -783,12 +850,15 @@ class StreamScorer:
                         self._rewind_after_consume[key] = min(offset, self._rewind_after_consume.get(key, offset))
                 log.warning("stream.drain_failed", error=str(exc))
         if self.delivery is not None:
-            self.delivery.commit_pending(only=keys, force=True)
+            # Synchronous, unlike every other commit: see OffsetCommits.commit_sync (why, its
+            # bounds, and why it is skipped while commits stall).
+            self.delivery.commit_sync(keys)
             self.delivery.forget(keys)
         self._give_up(consumer, partitions, keys, "revoked")
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}
+        self._rebalances += 1
         self.recent.forget(keys)
         # The group coordinator was unreachable for a session timeout: the broker is away.
         self.metrics.dependency_up.labels("broker").set(0)

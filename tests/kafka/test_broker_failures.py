@@ -4,12 +4,18 @@ scorer recovers by itself; nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from cardscore.core.config import Settings
 from cardscore.services.kafka_cluster import KafkaCluster
-from tests.kafka.conftest import stream_settings_on
+from cardscore.streaming.commits import OffsetCommits
+from cardscore.streaming.metrics import StreamMetrics
+from cardscore.streaming.scorer import consumer_conf
+from tests.kafka.conftest import group_offsets, stream_settings_on
 from tests.streaming import world
 from tests.streaming.test_delivery import Replay, partition_ends
 
@@ -31,11 +37,6 @@ def assert_every_event_scored(settings: Settings, records: list[dict], max_dupli
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug: when the broker stops right after a batch was acknowledged, the scorer's "
-    "synchronous offset commit (confluent-kafka's commit(asynchronous=False) has no timeout) "
-    "waits for the coordinator until the broker is back, so broker_up is not set to 0 meanwhile; "
-    "seen under load in CI, to be fixed by asynchronous commits confirmed through on_commit"))
 def test_scorer_recovers_from_a_broker_restart(stream_settings: Settings, kafka1: KafkaCluster) -> None:
     """The one-node cluster stops (SIGTERM) mid-replay and starts again on the same data:
     topics, scores and the group's offsets survive, and the scorer carries on by itself."""
@@ -61,6 +62,63 @@ def test_scorer_recovers_from_a_broker_restart(stream_settings: Settings, kafka1
         assert scored_while_down < len(records)
         running.wait_for(lambda: running.metric(*BROKER_UP) == 1, 30, "the broker marked up again")
     assert_every_event_scored(settings, records, max_duplicates=2 * settings.streaming.batch_max_messages)
+
+
+@pytest.mark.slow
+def test_a_commit_sent_while_the_broker_is_down_blocks_nothing_and_lands_after_its_restart(
+    stream_settings: Settings, kafka1: KafkaCluster
+) -> None:
+    """The moment of the old blocking-commit bug, made deterministic: offsets acknowledged,
+    the one-node cluster stopped, then the scorer's commit path runs. The commit is sent
+    without waiting, the broker is reported down within seconds while the consumer keeps
+    being served, the revocation's synchronous commit is skipped instead of blocking; after the
+    restart the same offsets are committed (confirmed through on_commit), as the broker says."""
+    settings = stream_settings
+    topic = settings.kafka.topics.transactions
+    producer = Producer(settings.kafka_conf("producer"))
+    for partition in (0, 1):
+        for _ in range(3):
+            producer.produce(topic, value=b"{}", partition=partition)
+    assert producer.flush(30) == 0
+    commits = OffsetCommits(StreamMetrics())
+    up = ("cardscore_stream_dependency_up", {"dependency": "broker"})
+    group = settings.streaming.group_id
+    consumer = Consumer({**consumer_conf(settings, group, "probe"), **commits.consumer_conf()})
+    commits.attach(consumer)
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 60
+        while len(consumer.assignment()) < 2:
+            assert time.monotonic() < deadline, "no assignment"
+            commits.serve(0.1)
+        commits.metrics.dependency_up.labels("broker").set(1)
+        acknowledged = {(topic, 0): 3, (topic, 1): 3}
+        assert kafka1.stop()
+        try:
+            commits.add(acknowledged)
+            started = time.monotonic()
+            commits.commit(force=True)
+            assert time.monotonic() - started < 0.5
+            deadline = time.monotonic() + 15
+            while commits.metrics.value(*up) != 0:  # the loop goes on: nothing waits on the commit
+                assert time.monotonic() < deadline, "the broker was not reported down"
+                commits.serve(0.05)
+                commits.commit()
+            assert commits.pending == acknowledged
+            started = time.monotonic()
+            assert commits.commit_sync({(topic, 0), (topic, 1)}) is False
+            assert time.monotonic() - started < 0.5
+        finally:  # the session's cluster comes back whatever happened: later tests use it
+            kafka1.start(timeout=120)
+        deadline = time.monotonic() + 120
+        while commits.pending:  # sent again after a failure, or confirmed once the coordinator is back
+            assert time.monotonic() < deadline, f"still pending after the restart: {commits.pending}"
+            commits.serve(0.1)
+            commits.commit()
+        assert commits.confirmed == acknowledged and commits.metrics.value(*up) == 1
+        assert group_offsets(kafka1.conf, group, topic, 2) == {0: 3, 1: 3}
+    finally:
+        consumer.close()
 
 
 @pytest.mark.slow

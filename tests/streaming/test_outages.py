@@ -149,12 +149,14 @@ def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settin
     delivery timeout the batch fails as a whole, and no offset is committed."""
     from confluent_kafka import Consumer
 
+    from cardscore.streaming.commits import OffsetCommits
     from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
     from cardscore.streaming.metrics import StreamMetrics
 
     nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
-    consumer = Consumer({**nowhere, "group.id": "nowhere"})
-    delivery = AtLeastOnce(nowhere, consumer, StreamMetrics(), timeout_seconds=1.0)
+    commits = OffsetCommits(StreamMetrics())
+    consumer = Consumer({**nowhere, **commits.consumer_conf(), "group.id": "nowhere"})
+    delivery = AtLeastOnce(nowhere, consumer, commits.metrics, timeout_seconds=1.0, commits=commits)
     records = [OutRecord("scores", b"1", b"{}", [])] * 3
     try:
         delivery.deliver(records, {("tx", 0): 10})

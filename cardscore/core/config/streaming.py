@@ -59,7 +59,8 @@ class StreamingSettings(Section):
         "is rewound and retried (also librdkafka's message.timeout.ms)",
     )
     retry_initial_seconds: float = Field(
-        0.5, gt=0, description="first wait after a failed lookup, delivery or commit"
+        0.5, gt=0, description="first wait after a failed lookup or delivery (a failed offset "
+        "commit has its own backoff, 0.5 s doubling to 5 s)"
     )
     retry_max_seconds: float = Field(30.0, gt=0, description="longest wait between retries")
     dlq_detail_max_chars: int = Field(

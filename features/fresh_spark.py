@@ -111,17 +111,18 @@ def _finish(f: FreshFeature, frame: Window, n: Column, total: Column) -> Column:
 
 
 def _valid_frauds(base: DataFrame, labels: DataFrame) -> DataFrame:
-    """transaction_id, customer_id, terminal_id, e (event us), r (earliest fraud report us) of
-    every transaction with a fraud report not before its own event time."""
-    reports = (
-        labels.filter(F.col("is_fraud"))
-        .groupBy(TRANSACTION_ID)
-        .agg(F.min(F.unix_micros(F.col("reported_time"))).alias("r"))
+    """transaction_id, customer_id, terminal_id, e (event us), r (report us) of every
+    transaction with a valid fraud report: r is its earliest fraud report not before e (a
+    report before its own transaction is invalid and ignored)."""
+    reports = labels.filter(F.col("is_fraud")).select(
+        TRANSACTION_ID, F.unix_micros(F.col("reported_time")).alias("r")
     )
     return (
         base.select(TRANSACTION_ID, "customer_id", "terminal_id", F.col(_US).alias("e"))
         .join(reports, on=TRANSACTION_ID, how="inner")
         .filter(F.col("r") >= F.col("e"))
+        .groupBy(TRANSACTION_ID, "customer_id", "terminal_id", "e")
+        .agg(F.min("r").alias("r"))
     )
 
 

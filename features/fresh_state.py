@@ -79,7 +79,8 @@ class FreshState:
         self._keep_us = {e: longest_window_us(e, features) + allowed_lateness_us for e in self._entities}
         self._transactions: dict[int, tuple[int, int, int]] = {}  # id -> (card, terminal, us)
         self._fraud_reported: dict[int, int] = {}  # id -> earliest valid fraud report time
-        self._pending: dict[int, int] = {}  # id -> earliest fraud report, transaction not seen yet
+        # id -> its fraud reports while the transaction is not seen (validity needs its time)
+        self._pending: dict[int, list[int]] = {}
         self._holders: dict[int, int] = {}  # id -> number of histories still holding it
 
     # ------------------------------------------------------------------ events
@@ -96,8 +97,7 @@ class FreshState:
                 history = self._histories[entity].setdefault(key, _History())
                 history.add(tx)
                 self._evict(entity, key, history)
-        reported = self._pending.pop(transaction_id, None)
-        if reported is not None:
+        for reported in self._pending.pop(transaction_id, ()):
             self._record_fraud(transaction_id, reported)
         return True
 
@@ -108,8 +108,7 @@ class FreshState:
         if transaction_id in self._transactions:
             self._record_fraud(transaction_id, reported_us)
         else:
-            earlier = self._pending.get(transaction_id)
-            self._pending[transaction_id] = reported_us if earlier is None else min(earlier, reported_us)
+            self._pending.setdefault(transaction_id, []).append(reported_us)
 
     def _record_fraud(self, transaction_id: int, reported_us: int) -> None:
         if reported_us < self._transactions[transaction_id][2]:

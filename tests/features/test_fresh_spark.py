@@ -4,6 +4,8 @@ doubles by the same two IEEE operations, so no tolerance is needed or allowed.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from cardscore.features.fresh_spark import fresh_features
 from cardscore.features.fresh_state import FreshState
 from tests.features.fresh_histories import random_history
 from tests.features.fresh_oracle import oracle
+from tests.support.classic import run_on_classic
 
 # Several histories in one Spark run: disjoint cards, terminals and ids (key offsets).
 SEEDS = range(8)
@@ -91,3 +94,26 @@ def test_the_transform_keeps_the_input_columns_and_rows(spark) -> None:
     row = rows[0].asDict()
     assert row["extra"] == "x" and row["card_nb_tx_24h"] == 0 and row["card_amount_over_mean_30d"] == -1.0
     assert row["card_nb_frauds_reported_30d"] == 0  # its own fraud, reported at its own time: not before t
+
+
+@pytest.mark.classic
+def test_classic_spark_gives_the_oracle_values_too(histories: list, tmp_path: Path) -> None:
+    """The same transform on classic local Spark (JVM, no Spark Connect): the API it uses is the
+    common one, and its values are the oracle's, exactly."""
+    tx = pd.concat([h.transactions for h in histories[:4]], ignore_index=True)
+    labels = pd.concat([h.labels for h in histories[:4]], ignore_index=True)
+    inputs = {"transactions": tmp_path / "tx.parquet", "labels": tmp_path / "labels.parquet"}
+    tx.assign(event_time=pd.to_datetime(tx["us"], unit="us", utc=True)).drop(columns="us").to_parquet(
+        inputs["transactions"], coerce_timestamps="us", index=False
+    )
+    labels.assign(reported_time=pd.to_datetime(labels["reported_us"], unit="us", utc=True)).drop(
+        columns="reported_us"
+    ).to_parquet(inputs["labels"], coerce_timestamps="us", index=False)
+    classic = run_on_classic("tests.features.parity:fresh", inputs, tmp_path / "classic.parquet").set_index(
+        "transaction_id"
+    )
+    for h in histories[:4]:
+        expected = oracle(h.transactions, h.labels).set_index("transaction_id")
+        got = classic.loc[expected.index]
+        for name in FRESH_FEATURE_NAMES:
+            assert np.array_equal(got[name].to_numpy(), expected[name].to_numpy()), f"seed {h.seed}, {name}"

@@ -132,10 +132,14 @@ class FreshState:
         """The declared features of a transaction of `card` at `terminal`, time t, `amount`:
         from the events strictly before t that have arrived (unknown entities: empty windows)."""
         keys = {Entity.CARD: card, Entity.TERMINAL: terminal}
+        windows: dict[tuple[Entity, int], list[_Tx]] = {}  # features sharing a window share its slice
         values: dict[str, int | float] = {}
         for f in self.features:
-            history = self._histories[f.entity].get(keys[f.entity])
-            window = history.window(t, f.window_us) if history is not None else []
+            window = windows.get((f.entity, f.window_us))
+            if window is None:
+                history = self._histories[f.entity].get(keys[f.entity])
+                window = history.window(t, f.window_us) if history is not None else []
+                windows[(f.entity, f.window_us)] = window
             values[f.name] = self._value(f, window, t, amount)
         return values
 

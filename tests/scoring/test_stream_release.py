@@ -52,7 +52,8 @@ def test_stream_and_batch_serve_the_same_release(spark, broker, scoring_world) -
             "client": {"bootstrap.servers": broker.bootstrap},
             "consumer": stream.TEST_CONSUMER,
             "partitions": 2,
-            "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}"},
+            "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}",
+                       "labels": f"labels-{suffix}"},
         },
         "streaming": {**STREAMING_TEST_SETTINGS, "group_id": f"release-{suffix}"},
     })

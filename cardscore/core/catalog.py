@@ -4,6 +4,7 @@ BRONZE_TRANSACTIONS = "bronze.transactions"
 BRONZE_LABELS = "bronze.labels"
 SILVER_TRANSACTIONS = "silver.transactions"
 SILVER_LABELS = "silver.labels"
+SILVER_LABEL_REPORTS = "silver.label_reports"  # every report (silver.labels: the latest per id)
 QUARANTINE = "quarantine.records"
 INGEST_LOADS = "ops.ingest_loads"  # which landing files were loaded, by which load id
 LANDING_CORRECTIONS = "ops.landing_corrections"  # landing files superseded or retracted: who, why, when

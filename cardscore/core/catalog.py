@@ -12,6 +12,7 @@ LANDING_CORRECTIONS = "ops.landing_corrections"  # landing files superseded or r
 CUSTOMER_FEATURES = "gold.customer_features"
 TERMINAL_FEATURES = "gold.terminal_features"
 PREDICTIONS = "gold.predictions"
+FRESH_FEATURES = "gold.fresh_features"  # point-in-time fresh features per transaction (tx_date)
 
 PIPELINE_RUNS = "ops.pipeline_runs"  # the nightly run ledger
 MONITORING = "ops.monitoring"

@@ -238,8 +238,10 @@ def replay_messages(
 
     Transactions in event-time order and (with `labels`) the day's label reports at their
     report times, merged; ties: transactions first, then reports, each in file order.
-    Raises ValueError on a line that is not a valid event (the replay sends what batch
-    ingest would accept; bad lines are ingest's to quarantine).
+    Raises ValueError, before anything is sent, on a transaction line without an integer
+    customer_id or an event_time, or a label line that is not a valid `label_event`: the key
+    and the place in the sequence come from them. (Other invalid transaction lines are sent
+    as they are, as before: the scorer dead-letters them.)
     """
     landing = settings.landing_root
     tx_lines = read_landing_day(landing, day, "transactions")

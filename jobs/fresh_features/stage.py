@@ -5,22 +5,29 @@
 
 Each transaction of day D gets the exact point-in-time values of `features.fresh.FRESH_FEATURES`
 at its own event time (features/README.md, "Fresh features"), from silver transactions and
-every label report (`silver.label_reports`) of [D-30, D]. The day is published by replaceWhere
-on `tx_date = D`: re-running a day gives the same rows and never duplicates them.
+every label report (`silver.label_reports`) of [D-30, D]. Write-audit-publish: the day's rows
+are staged as Parquet, gated by the `gold_fresh_features` suite (one row per silver
+transaction of D, every column non-null, counts >= 0) and only then published by replaceWhere
+on `tx_date = D`: re-running a day gives the same rows and never duplicates them; a failed gate
+publishes nothing (`GateFailed`, exit code 1).
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import date
 
 from cardscore.core import catalog
+from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput
+from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
 from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.jobs.fresh_features.transforms import LOOKBACK_DAYS, day_fresh_features, lookback
 
 STAGE = "fresh_features"
+SUITE = "gold_fresh_features"
 log = get_logger("jobs.fresh_features")
 
 
@@ -52,8 +59,21 @@ def fresh_features_day(ctx: JobContext, day: date) -> FreshReport:
         reports = ctx.spark.createDataFrame(
             [], "transaction_id long, is_fraud boolean, reported_time timestamp")
     rows = day_fresh_features(transactions, reports, day)
-    lake.replace_where(rows, catalog.FRESH_FEATURES, f"tx_date = DATE'{day.isoformat()}'",
-                       partition_by=["tx_date"])
+    expected = transactions.where(F.col("tx_date") == between[1]).count()
+    staging = join_uri(ctx.settings.lake_root, f"_staging/{STAGE}/{day:%Y%m%d}-{uuid.uuid4().hex[:8]}")
+    try:
+        rows.write.mode("overwrite").parquet(staging)
+        # Engines write no file for an empty frame: a day without transactions publishes the
+        # computed (empty) frame, which carries the schema.
+        staged = ctx.spark.read.parquet(staging) if expected else rows
+        from cardscore.expectations.gate import gate
+
+        gate(staged, SUITE, ctx.settings, stage=STAGE, run_name=f"{STAGE}-{day.isoformat()}",
+             parameters={"expected_rows": expected})
+        lake.replace_where(staged, catalog.FRESH_FEATURES, f"tx_date = DATE'{day.isoformat()}'",
+                           partition_by=["tx_date"])
+    finally:
+        discard_staging(staging, STAGE)
     count = lake.read(catalog.FRESH_FEATURES).where(F.col("tx_date") == between[1]).count()
     report = FreshReport(day=day, rows=count, version=lake.version(catalog.FRESH_FEATURES))
     log.info("fresh_features.published", **report.to_dict())

@@ -31,7 +31,7 @@ def lookback(day: date) -> tuple[date, date]:
 def day_fresh_features(transactions: DataFrame, reports: DataFrame, day: date) -> DataFrame:
     """One row per transaction of `day` (its `tx_date`): ids, event time, every fresh feature.
 
-    transactions: silver transactions of at least `lookback(day)`; reports: every label report
+    transactions: silver transactions (with `tx_date`) of at least `lookback(day)`; reports: every label report
     (`silver.label_reports`) of the same days, any number per transaction id.
     """
     from pyspark.sql import functions as F
@@ -39,11 +39,7 @@ def day_fresh_features(transactions: DataFrame, reports: DataFrame, day: date) -
     from cardscore.features.fresh_spark import fresh_features
 
     valued = fresh_features(
-        transactions.select(*TX_COLUMNS),
+        transactions.select(*TX_COLUMNS, "tx_date"),  # silver's UTC day, whatever the session zone
         reports.select("transaction_id", "is_fraud", "reported_time"),
     )
-    return (
-        valued.withColumn("tx_date", F.to_date(F.col("event_time")))
-        .where(F.col("tx_date") == F.lit(day.isoformat()).cast("date"))
-        .select(*OUTPUT_COLUMNS)
-    )
+    return valued.where(F.col("tx_date") == F.lit(day.isoformat()).cast("date")).select(*OUTPUT_COLUMNS)

@@ -8,13 +8,15 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 from pyspark.sql import functions as F
 
 from cardscore.core import catalog
 from cardscore.core.config import Settings
 from cardscore.core.stage import job_context
+from cardscore.expectations.gate import GateFailed, load_suite_json
 from cardscore.features.fresh import FRESH_FEATURE_NAMES
-from cardscore.jobs.fresh_features.stage import fresh_features_day
+from cardscore.jobs.fresh_features.stage import SUITE, fresh_features_day
 from cardscore.jobs.fresh_features.transforms import OUTPUT_COLUMNS
 from cardscore.schemas.contracts import SILVER_LABEL_REPORT, SILVER_TRANSACTION
 from tests.features.fresh_oracle import oracle
@@ -59,6 +61,11 @@ def test_the_days_rows_equal_the_oracle_and_a_rerun_replaces_only_the_day(spark,
     expected = oracle(history, label_frame).set_index("transaction_id").loc[got.index]
     for name in FRESH_FEATURE_NAMES:
         assert got[name].tolist() == expected[name].tolist(), name  # exact, no tolerance
+    # The published day passed its gate: the suite's column list is the table's.
+    suite = load_suite_json(SUITE)
+    listed = next(e["kwargs"]["column_list"] for e in suite["expectations"]
+                  if e["type"] == "expect_table_columns_to_match_ordered_list")
+    assert listed == list(OUTPUT_COLUMNS)
     # The day is not a trivial one: frauds were reported on its cards and terminals.
     assert (got["card_nb_frauds_reported_30d"] > 0).any()
     assert (got["terminal_nb_frauds_reported_28d"] > 0).any()
@@ -71,3 +78,18 @@ def test_the_days_rows_equal_the_oracle_and_a_rerun_replaces_only_the_day(spark,
     assert set(days) == {DAY, DAY + timedelta(days=1)} and days[DAY] == report.rows
     after = lake.read(catalog.FRESH_FEATURES).where(F.col("tx_date") == F.lit(DAY.isoformat()).cast("date"))
     pd.testing.assert_frame_equal(after.toPandas().sort_values("transaction_id").reset_index(drop=True), before)
+
+
+def test_a_day_whose_rows_fail_the_gate_is_not_published(spark, settings: Settings) -> None:
+    """A silver transaction id twice (silver's key broken): the rows are not one per id, the
+    gate fails, and nothing of the day is published."""
+    world = small_world(seed=6, n_days=3, late_labels=False)
+    tx = world.transactions[["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]]
+    day = pd.to_datetime(tx["event_time"], utc=True).dt.date.iloc[-1]
+    doubled = pd.concat([tx, tx.iloc[-1:]], ignore_index=True)
+    ctx = job_context(settings, spark)
+    ctx.lake.overwrite(spark.createDataFrame(silver_transactions(doubled), SILVER_TRANSACTION.spark_schema()),
+                       catalog.SILVER_TRANSACTIONS, partition_by=SILVER_TRANSACTION.partition_by)
+    with pytest.raises(GateFailed, match="transaction_id"):
+        fresh_features_day(ctx, day)
+    assert not ctx.lake.exists(catalog.FRESH_FEATURES)

@@ -367,12 +367,13 @@ def stream_day(settings: Settings, day: date, rate: float | None, progress: Prog
 
     from cardscore.services.broker import create_topics, project_topics
     from cardscore.simulator import read_landing_day
-    from cardscore.simulator.kafka import replay_day
+    from cardscore.simulator.kafka import read_label_day, replay_day
     from cardscore.streaming.scorer import StreamScorer
 
     started = time.perf_counter()
     create_topics(settings.kafka_conf(), project_topics(settings))
     expected = len(read_landing_day(settings.landing_root, day)) + len(BAD_MESSAGES)
+    to_replay = expected - len(BAD_MESSAGES) + len(read_label_day(settings.landing_root, day))
     scorer = StreamScorer(settings)
     failure: list[BaseException] = []
 
@@ -404,9 +405,10 @@ def stream_day(settings: Settings, day: date, rate: float | None, progress: Prog
 
         def on_delivered(n: int) -> None:  # replay reports increments
             produced[0] += n
-            progress("replay", produced[0], expected - len(BAD_MESSAGES))
+            progress("replay", produced[0], to_replay)
 
-        replayed = replay_day(settings, day, rate=rate, progress=on_delivered)
+        # The replay also publishes the day's label reports (the scorer does not read them).
+        replayed = replay_day(settings, day, rate=rate, progress=on_delivered).transactions
         deadline = time.monotonic() + timeout
         while scorer.totals.get("messages", 0) < expected:
             if failure:

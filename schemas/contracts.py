@@ -111,6 +111,20 @@ SILVER_LABEL = Contract(
     ),
 )
 
+SILVER_LABEL_REPORT = Contract(
+    name="silver_label_report",
+    version=1,
+    description="Every validated label report (silver_label keeps only the latest per transaction): "
+    "the fresh features count a fraud from its earliest report.",
+    key=("transaction_id", "reported_time"),
+    partition_by=("reported_date",),
+    fields=(
+        *LABEL_EVENT.fields,
+        *_LINEAGE,
+        Field("reported_date", FieldType.DATE, "UTC date of reported_time (partition)"),
+    ),
+)
+
 QUARANTINE_RECORD = Contract(
     name="quarantine_record",
     version=1,
@@ -189,6 +203,7 @@ ALL_CONTRACTS: dict[str, Contract] = {
         BRONZE_RECORD,
         SILVER_TRANSACTION,
         SILVER_LABEL,
+        SILVER_LABEL_REPORT,
         QUARANTINE_RECORD,
         SCORE_EVENT,
         PREDICTION_RECORD,

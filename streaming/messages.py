@@ -3,7 +3,8 @@
 Pure functions over confluent-kafka `Message` objects (or anything with the same accessor
 methods). Every message is checked with the shared validator, `schemas.validation.validate_bytes`,
 against `TRANSACTION_EVENT`: the stream and the batch ingest accept and reject exactly the same
-records, with the same reason codes.
+records, with the same reason codes. Label reports from the labels topic are checked the same
+way against `LABEL_EVENT` (`split_label_messages`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cardscore.schemas.contracts import TRANSACTION_EVENT
+from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
 from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.validation import Rejection, validate_bytes
 
@@ -106,6 +107,30 @@ def split_messages(messages: Sequence[KafkaMessage], max_bytes: int) -> SplitBat
         # scored, but a producer keying wrongly loses per-card ordering: count it.
         mismatches += _key_mismatch(message, result)
     return SplitBatch(valid=_columns(rows, stamps, mismatches, kept), rejected=rejected)
+
+
+@dataclass
+class LabelBatch:
+    """The valid label reports of a batch of labels-topic messages, and the rejected ones."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)  # reported_time: epoch micros
+    messages: list[KafkaMessage] = field(default_factory=list)  # records[i] came from messages[i]
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def split_label_messages(messages: Sequence[KafkaMessage], max_bytes: int) -> LabelBatch:
+    """Validate each labels-topic message against `LABEL_EVENT` with the shared validator (the
+    batch ingest of the labels landing files accepts and rejects the same records)."""
+    batch = LabelBatch()
+    for message in messages:
+        raw = message.value()
+        result = validate_bytes(raw if raw is not None else b"", LABEL_EVENT, max_bytes)
+        if isinstance(result, Rejection):
+            batch.rejected.append(Rejected(message, result.reason, result.detail))
+        else:
+            batch.records.append(result)
+            batch.messages.append(message)
+    return batch
 
 
 def batch_of(records: Sequence[dict[str, Any]]) -> TransactionBatch:

@@ -70,6 +70,7 @@ def kafka_settings(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
                     "transactions": f"tx-{suffix}",
                     "scores": f"scores-{suffix}",
                     "dlq": f"dlq-{suffix}",
+                    "labels": f"labels-{suffix}",
                 },
             },
         }

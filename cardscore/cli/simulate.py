@@ -139,20 +139,22 @@ def replay(
         None, "--rate", min=0.001, help="events per second (default: as fast as possible)"
     ),
 ) -> None:
-    """Produce one landing day of transactions to the transactions topic, in event-time order.
+    """Produce one landing day to Kafka in time order: its transactions to the transactions topic
+    and the fraud label reports that arrived that day to the labels topic, interleaved by time.
 
-    Each message's value is the landing line byte for byte, its key the customer id; the producer is idempotent (acks=all).
+    Each message's value is the landing line byte for byte, its key the card (a label's: the card of
+    its transaction); the producer is idempotent (acks=all). A rerun appends the day again.
 
     With the embedded broker (kafka.mode: embedded), start it first with `cardscore broker start`.
     """
     from cardscore.services.broker import broker_ready
     from cardscore.simulator import landing_file, read_landing_day
-    from cardscore.simulator.kafka import DeliveryError, replay_day
+    from cardscore.simulator.kafka import DeliveryError, read_label_day, replay_day
 
     settings = settings_of(ctx)
     the_day = parse_day(day)
     try:
-        total = len(read_landing_day(settings.landing_root, the_day))
+        n_transactions = len(read_landing_day(settings.landing_root, the_day))
     except FileNotFoundError:
         console.print(
             f"[red]no landing file for {the_day}[/red] ({landing_file('transactions', the_day)} under "
@@ -173,9 +175,12 @@ def replay(
             )
         raise typer.Exit(EXIT_FAILED)
 
-    topic = settings.kafka.topics.transactions
+    n_labels = len(read_label_day(settings.landing_root, the_day))
+    total = n_transactions + n_labels
+    topic, label_topic = settings.kafka.topics.transactions, settings.kafka.topics.labels
     console.print(
-        f"replaying {total:,} events of {the_day} to {topic}" + (f" at {rate:g}/s" if rate else "")
+        f"replaying {n_transactions:,} transactions to {topic} and {n_labels:,} label reports to "
+        f"{label_topic} of {the_day}" + (f" at {rate:g}/s" if rate else "")
     )
     started = time.perf_counter()
     with Progress(
@@ -187,13 +192,20 @@ def replay(
     ) as bars:
         task = bars.add_task("delivered", total=total)
         try:
-            count = replay_day(
+            report = replay_day(
                 settings, the_day, rate=rate, progress=lambda n: bars.advance(task, n)
             )
         except DeliveryError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_FAILED) from None
     seconds = time.perf_counter() - started
+    count = report.total
+    unkeyed = (
+        f" ({report.unkeyed_labels:,} without a key: their transaction is not in the landing "
+        "files of the last 30 days)" if report.unkeyed_labels else ""
+    )
     console.print(
-        f"{count:,} events to {topic} in {seconds:.2f}s ({count / seconds if seconds else 0:,.0f} events/s)"
+        f"{report.transactions:,} events to {topic} and {report.labels:,} label reports to "
+        f"{label_topic}{unkeyed} in {seconds:.2f}s "
+        f"({count / seconds if seconds else 0:,.0f} events/s)"
     )

@@ -1,6 +1,6 @@
 """The stages on the command line, all through the one runner (`cardscore.core.runner.main`).
 
-    cardscore run ingest|features|materialize|score|monitor|retrain|train [OPTIONS]
+    cardscore run ingest|features|fresh_features|materialize|score|monitor|retrain|train [OPTIONS]
     cardscore nightly ...          the nightly composition
     cardscore train ...            = cardscore run train
     cardscore materialize ...      = cardscore run materialize
@@ -21,6 +21,7 @@ from cardscore.cli.monitoring import monitor_app
 from cardscore.core.pipeline import Composition
 from cardscore.core.stage import StageSpec
 from cardscore.jobs.build_features.stage import SPEC as FEATURES
+from cardscore.jobs.fresh_features.stage import SPEC as FRESH_FEATURES
 from cardscore.jobs.ingest.stage import SPEC as INGEST
 from cardscore.jobs.materialize.stage import SPEC as MATERIALIZE
 from cardscore.jobs.monitor.stage import SPEC as MONITOR
@@ -29,7 +30,7 @@ from cardscore.jobs.retrain.stage import SPEC as RETRAIN
 from cardscore.jobs.score_batch.stage import SPEC as SCORE
 from cardscore.jobs.train.stage import SPEC as TRAIN
 
-STAGES: tuple[StageSpec, ...] = (INGEST, FEATURES, MATERIALIZE, SCORE, TRAIN, MONITOR, RETRAIN)
+STAGES: tuple[StageSpec, ...] = (INGEST, FEATURES, FRESH_FEATURES, MATERIALIZE, SCORE, TRAIN, MONITOR, RETRAIN)
 # Command path -> what it runs (the runner's parser takes the command's arguments).
 FORWARDED: dict[tuple[str, ...], StageSpec | Composition] = {}
 # Forwarded arguments are the stage parser's business (its own --help included).

@@ -141,7 +141,8 @@ class EmbeddedBroker:
 def project_topics(settings: Settings) -> dict[str, int]:
     """The project's topics and their partition counts."""
     topics = settings.kafka.topics
-    return {name: settings.kafka.partitions for name in (topics.transactions, topics.scores, topics.dlq)}
+    names = (topics.transactions, topics.scores, topics.dlq, topics.labels)
+    return {name: settings.kafka.partitions for name in names}
 
 
 def create_topics(

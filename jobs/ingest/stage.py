@@ -42,6 +42,9 @@ All three run `SPEC` through `cardscore.core.runner`, which calls `ingest_day(ct
    wins; an older report, e.g. from re-running an earlier day, never replaces a newer one).
    A label row that came from a withdrawn file gives way to the day's surviving report, or
    else to the latest report of an earlier day (re-read from bronze), or else leaves silver.
+   Every report of the day (accepted and superseded, `label_report_rows`) also replaces the
+   day's `reported_date` partition of `silver.label_reports` (the fresh features count a
+   fraud from its earliest report; features/README.md).
    A write whose result would equal the table's current content is skipped, so a re-run
    adds no table versions at all. Transactions and labels are two commits: a crash between
    them leaves the day half-published until the re-run, which completes it.
@@ -90,6 +93,7 @@ from cardscore.jobs.ingest.transforms import (
     Feed,
     bronze_records,
     classify,
+    label_report_rows,
     latest_reports,
     outcome_counts,
     quarantine_records,
@@ -119,6 +123,7 @@ TABLES = (
     catalog.QUARANTINE,
     catalog.SILVER_TRANSACTIONS,
     catalog.SILVER_LABELS,
+    catalog.SILVER_LABEL_REPORTS,
 )
 
 class IngestGateFailed(GateFailed):
@@ -279,11 +284,20 @@ def _ingest_read_day(
         gone = [uri for uri, w in withdrawn.items() if w.feed == feed.name]
         if feed.name in results or gone:
             feed_report.silver_changed = _publish(ctx, feed, day, lake.read(staging[feed.name]), gone, feed_report)
+            if feed.latest_wins:
+                # Every report of the day, by the day's partition: a correction of D's files
+                # rebuilds exactly this partition from the surviving ones (features/README.md).
+                reports = label_report_rows(lake.read(staging[feed.name]))
+                feed_report.silver_changed |= _replace_if_changed(
+                    lake, reports, catalog.SILVER_LABEL_REPORTS, feed.partition, day, (feed.partition,))
         elif listed[feed.name] is not None and not lake.exists(feed.silver_table):
             # The feed arrived empty (the world's first day has no labels yet): create its silver
             # table anyway, so downstream stages read "no rows yet" rather than "no table".
             empty = silver_rows(lake.read(staging[feed.name]), feed)
             lake.append(empty, feed.silver_table, partition_by=list(feed.silver.partition_by))
+            if feed.latest_wins and not lake.exists(catalog.SILVER_LABEL_REPORTS):
+                no_reports = label_report_rows(lake.read(staging[feed.name]))
+                lake.append(no_reports, catalog.SILVER_LABEL_REPORTS, partition_by=[feed.partition])
             feed_report.silver_changed = True
     for table in staging.values():
         delete_folder(ctx.lake.uri(table))
@@ -299,7 +313,8 @@ def run(call: StageCall) -> StageOutcome:
     """The stage: `ingest_day` for the call's day, as the runner's outcome."""
     report = ingest_day(call.ctx, call.day, call.progress)
     inputs = (catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.INGEST_LOADS)
-    outputs = (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE)
+    outputs = (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.SILVER_LABEL_REPORTS,
+               catalog.QUARANTINE)
     lines = sum(f.lines for f in report.feeds.values())
     quarantined = sum(f.quarantined for f in report.feeds.values())
     return StageOutcome(

@@ -41,6 +41,7 @@ from cardscore.schemas.contracts import (
     LABEL_EVENT,
     QUARANTINE_RECORD,
     SILVER_LABEL,
+    SILVER_LABEL_REPORT,
     SILVER_TRANSACTION,
     TRANSACTION_EVENT,
 )
@@ -274,6 +275,31 @@ def silver_rows(classified: DataFrame, feed: Feed) -> DataFrame:
         .select(*columns)
         .transform(shaped_like, feed.silver.spark_schema())
     )
+
+
+def label_report_rows(classified: DataFrame) -> DataFrame:
+    """The day's label reports for `silver.label_reports` (`SILVER_LABEL_REPORT`): the accepted
+    rows **and** the superseded ones (a report that a later one of the same day replaces in
+    silver.labels, but which may be the earliest report of its transaction), one row per
+    (transaction_id, reported_time): identical copies once (the first by `LINE_ORDER`), and an
+    earlier time with two different contents left out, as a conflict is at the latest time
+    (which one is right cannot be known)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    feed = LABELS
+    at = Window.partitionBy(*SILVER_LABEL_REPORT.key)
+    content = F.to_json(F.struct(*[F.col(f.name) for f in feed.event.fields]))
+    kept = (
+        classified.where(F.col("status").isin(ACCEPTED, SUPERSEDED))
+        .withColumn("__content", content)
+        .withColumn("__same", F.min("__content").over(at) == F.max("__content").over(at))
+        .withColumn("__first", F.row_number().over(at.orderBy(*LINE_ORDER)) == 1)
+        .where(F.col("__same") & F.col("__first"))
+    )
+    columns: list[Column | str] = [F.col(f.name) for f in feed.event.fields]
+    columns += ["source_file", "load_id", "ingested_at", F.to_date(F.col(feed.time_field)).alias(feed.partition)]
+    return kept.select(*columns).transform(shaped_like, SILVER_LABEL_REPORT.spark_schema())
 
 
 def quarantine_records(classified: DataFrame, feed: Feed, raw_max_chars: int) -> DataFrame:

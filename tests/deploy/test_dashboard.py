@@ -124,7 +124,8 @@ def stream_settings(stream_world, broker):  # module scope: one scorer for the m
         "home": str(stream_world.home),
         "kafka": {"mode": "external", "client": {"bootstrap.servers": broker.bootstrap},
                   "consumer": world.TEST_CONSUMER, "partitions": 2,
-                  "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}"}},
+                  "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}",
+                             "labels": f"labels-{suffix}"}},
         "streaming": {**STREAMING_TEST_SETTINGS, "group_id": f"scorer-{suffix}"},
     })
     create_topics(settings.kafka_conf(), project_topics(settings))

@@ -184,7 +184,8 @@ def _schema_of(name: str, suite: dict):
     # The gold snapshots (features/README.md): keys and counts are longs, the rest doubles.
     columns = next(e["kwargs"]["column_list"] for e in suite["expectations"]
                    if e["type"] == "expect_table_columns_to_match_ordered_list")
-    kinds = {"event_timestamp": T.TimestampType(), "created_at": T.TimestampType(), "snapshot_date": T.DateType()}
+    kinds = {"event_timestamp": T.TimestampType(), "created_at": T.TimestampType(), "snapshot_date": T.DateType(),
+             "event_time": T.TimestampType(), "tx_date": T.DateType()}  # the last two: gold.fresh_features
     return T.StructType([
         T.StructField(c, kinds.get(c, T.LongType() if c.endswith("_id") or "_nb_tx_" in c else T.DoubleType()))
         for c in columns

@@ -30,3 +30,10 @@ def all_features(spark: SparkSession, transactions: DataFrame, labels: DataFrame
     return customers.unionByName(terminals, allowMissingColumns=True).unionByName(
         flags, allowMissingColumns=True
     )
+
+
+def fresh(spark: SparkSession, transactions: DataFrame, labels: DataFrame) -> DataFrame:
+    """The fresh (event-time) features of every transaction (features/fresh_spark.py)."""
+    from cardscore.features.fresh_spark import fresh_features
+
+    return fresh_features(transactions, labels)

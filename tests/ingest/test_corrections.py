@@ -21,7 +21,7 @@ from cardscore.jobs.ingest.corrections import (
 )
 from cardscore.jobs.ingest.landing import landing_file_uri
 from cardscore.jobs.ingest.stage import IngestGateFailed, ingest_day
-from tests.ingest.test_ingest import label, rows, tx_at, write_lines
+from tests.ingest.test_ingest import label, label_reports, rows, tx_at, write_lines
 
 DAY1, DAY2 = date(2018, 4, 1), date(2018, 4, 2)
 
@@ -103,11 +103,15 @@ def test_withdrawn_label_reports_give_way_to_the_report_silver_held_before(job: 
     silver = {r.transaction_id: r for r in lake.read(catalog.SILVER_LABELS).collect()}
     assert sorted(silver) == [1, 2]
     assert (silver[1].is_fraud, silver[1].fraud_scenario, silver[1].reported_date) == (True, 3, DAY2)
+    # Every report: DAY2's partition rebuilt from the surviving file only, DAY1's untouched.
+    assert label_reports(lake) == [(1, "07:00", True, 3, DAY2), (1, "09:00", True, 1, DAY1),
+                              (2, "10:00", True, 1, DAY1)]
 
     # Retracting the correction too: transaction 1 is back to its first report, exactly.
     retract(job, DAY2, "l2-v2.jsonl", reason="sent by mistake", actor="ops")
     ingest_day(job, DAY2)
     assert {r[0]: r for r in rows(lake, catalog.SILVER_LABELS)} == before
+    assert label_reports(lake) == [(1, "09:00", True, 1, DAY1), (2, "10:00", True, 1, DAY1)]
     version = lake.version(catalog.SILVER_LABELS)
     ingest_day(job, DAY2)
     ingest_day(job, DAY1)  # the earlier day's own rerun does not bring anything back either

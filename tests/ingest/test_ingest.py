@@ -165,7 +165,8 @@ def test_rerun_and_backfill_add_nothing_twice(job: JobContext) -> None:
     lake = job.lake
     first = [ingest_day(job, day) for day in (DAY1, DAY2)]
     tables = [catalog.BRONZE_TRANSACTIONS, catalog.BRONZE_LABELS, catalog.INGEST_LOADS,
-              catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.QUARANTINE]
+              catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.SILVER_LABEL_REPORTS,
+              catalog.QUARANTINE]
     versions = {t: lake.version(t) for t in tables}
     contents = {t: rows(lake, t) for t in tables}
 
@@ -213,6 +214,10 @@ def test_labels_latest_report_wins_across_days(spark, settings: Settings) -> Non
     silver = {r.transaction_id: r for r in lake.read(catalog.SILVER_LABELS).collect()}
     assert sorted(silver) == [1, 2, 3]
     assert silver[2].fraud_scenario == 3
+    # silver.label_reports keeps every report: also 2's superseded earlier one (the earliest
+    # report, which the fresh features count from); the copy once; 4's conflict left out.
+    assert label_reports(lake) == [(1, "09:00", True, 1, DAY1), (2, "09:00", True, 2, DAY1),
+                              (2, "18:00", True, 3, DAY1), (3, "10:00", True, 1, DAY1)]
 
     ingest_day(job, DAY2)
     version = lake.version(catalog.SILVER_LABELS)
@@ -221,10 +226,25 @@ def test_labels_latest_report_wins_across_days(spark, settings: Settings) -> Non
     assert (silver[1].is_fraud, silver[1].fraud_scenario, silver[1].reported_date) == (False, None, DAY2)
     assert lake.read(catalog.SILVER_LABELS).where(F.col("transaction_id") == 1).count() == 1
 
+    reports_version = lake.version(catalog.SILVER_LABEL_REPORTS)
+    assert label_reports(lake) == [(1, "08:00", False, None, DAY2), (1, "09:00", True, 1, DAY1),
+                              (2, "09:00", True, 2, DAY1), (2, "18:00", True, 3, DAY1),
+                              (3, "10:00", True, 1, DAY1), (6, "08:00", True, 1, DAY2)]
+
     again = ingest_day(job, DAY1)  # the older report must not come back
     assert not again.feeds["labels"].silver_changed
     assert lake.version(catalog.SILVER_LABELS) == version
     assert lake.read(catalog.SILVER_LABELS).where(F.col("transaction_id") == 1).first().is_fraud is False
+    assert lake.version(catalog.SILVER_LABEL_REPORTS) == reports_version  # a re-run writes nothing
+
+
+def label_reports(lake: Lake) -> list[tuple]:
+    """silver.label_reports as (id, HH:MM of the report, is_fraud, scenario, reported_date)."""
+    return sorted(
+        (r.transaction_id, r.reported_time.astimezone(UTC).strftime("%H:%M"), r.is_fraud,
+         r.fraud_scenario, r.reported_date)
+        for r in lake.read(catalog.SILVER_LABEL_REPORTS).collect()
+    )
 
 
 def test_an_id_already_published_on_another_day_is_a_conflict(spark, settings: Settings) -> None:
@@ -366,6 +386,7 @@ def test_the_stage_reports_versions_and_counts(spark, settings: Settings) -> Non
     write_lines(settings, "transactions", DAY1, "t.jsonl", [tx_at(1, "2018-04-01T10:00:00Z"), b"oops"])
     outcome = SPEC.run(StageCall(job_context(settings, spark), (DAY1,)))
     assert isinstance(outcome, StageOutcome) and outcome.status == "succeeded"
-    assert outcome.outputs == {catalog.SILVER_TRANSACTIONS: 0, catalog.SILVER_LABELS: None, catalog.QUARANTINE: 0}
+    assert outcome.outputs == {catalog.SILVER_TRANSACTIONS: 0, catalog.SILVER_LABELS: None,
+                               catalog.SILVER_LABEL_REPORTS: None, catalog.QUARANTINE: 0}
     assert outcome.details["feeds"]["transactions"]["reasons"] == {"malformed_json": 1}
     assert outcome.message == "2 lines, 1 quarantined"

@@ -73,7 +73,8 @@ def stream_settings_on(cluster: KafkaCluster, world_: StreamWorld, **streaming: 
             "consumer": world.TEST_CONSUMER,
             "partitions": 2,
             "replication_factor": cluster.layout.replication_factor,
-            "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}"},
+            "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}",
+                       "labels": f"labels-{suffix}"},
         },
         "streaming": {**STREAMING_TEST_SETTINGS, "group_id": f"scorer-{suffix}", **streaming},
     })

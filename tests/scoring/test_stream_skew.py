@@ -32,7 +32,8 @@ def test_batch_and_stream_give_each_transaction_the_same_score(spark, broker, sc
                 "client": {"bootstrap.servers": broker.bootstrap},
                 "consumer": stream.TEST_CONSUMER,
                 "partitions": 2,
-                "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}"},
+                "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}",
+                           "labels": f"labels-{suffix}"},
             },
             "streaming": {**STREAMING_TEST_SETTINGS, "group_id": f"skew-{suffix}"},
         }

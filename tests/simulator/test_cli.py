@@ -121,7 +121,7 @@ def test_replay_needs_the_embedded_broker_running(runner: CliRunner, tmp_path: P
 def test_replay_a_day_to_the_topic(
     runner: CliRunner, tmp_path: Path, broker: EmbeddedBroker
 ) -> None:
-    topic = f"tx-{uuid.uuid4().hex[:8]}"
+    topic, label_topic = f"tx-{uuid.uuid4().hex[:8]}", f"labels-{uuid.uuid4().hex[:8]}"
     config = str(
         _config(
             tmp_path,
@@ -129,24 +129,31 @@ def test_replay_a_day_to_the_topic(
                 "mode": "external",
                 "client": {"bootstrap.servers": broker.bootstrap},
                 "partitions": 2,
-                "topics": {"transactions": topic},
+                "topics": {"transactions": topic, "labels": label_topic},
             },
         )
     )
     assert runner.invoke(app, ["--config", config, "simulate", *SMALL_FLAGS]).exit_code == 0
+    landing = tmp_path / "home/lake/landing"
     lines = (
-        (tmp_path / "home/lake/landing/transactions/date=2018-04-03/transactions-2018-04-03.jsonl")
+        (landing / "transactions/date=2018-04-10/transactions-2018-04-10.jsonl")
         .read_bytes()
         .splitlines()
     )
+    labels = (landing / "labels/date=2018-04-10/labels-2018-04-10.jsonl").read_bytes().splitlines()
+    assert labels  # the day has reports, else the labels topic is not tested
     result = runner.invoke(
-        app, ["--config", config, "replay", "--date", "2018-04-03", "--rate", "5000"]
+        app, ["--config", config, "replay", "--date", "2018-04-10", "--rate", "5000"]
     )
     assert result.exit_code == 0, result.output
-    assert f"{len(lines):,} events to {topic}" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert f"{len(lines):,} events to {topic} and {len(labels):,} label reports to {label_topic}" in said
     assert sorted(
         m.value() for m in consume(broker.conf, topic, len(lines), group=False)
     ) == sorted(lines)
+    assert sorted(
+        m.value() for m in consume(broker.conf, label_topic, len(labels), group=False)
+    ) == sorted(labels)
 
     missing = runner.invoke(app, ["--config", config, "replay", "--date", "2017-01-01"])
     assert missing.exit_code == 1 and "cardscore simulate" in " ".join(missing.output.split())

@@ -63,7 +63,8 @@ def stream_settings(stream_world: StreamWorld, broker: EmbeddedBroker) -> Settin
                 "client": {"bootstrap.servers": broker.bootstrap},
                 "consumer": world.TEST_CONSUMER,
                 "partitions": 2,
-                "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}"},
+                "topics": {"transactions": f"tx-{suffix}", "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}",
+                           "labels": f"labels-{suffix}"},
             },
             "streaming": {**STREAMING_TEST_SETTINGS, "group_id": f"scorer-{suffix}"},
         }

@@ -55,6 +55,11 @@ class KafkaTopics(Section):
     transactions: str = "cardscore.transactions"
     scores: str = "cardscore.scores"
     dlq: str = "cardscore.transactions.dlq"
+    labels: str = Field(
+        "cardscore.labels",
+        description="fraud label reports (label_event), keyed by card like the transactions; "
+        "`cardscore replay` publishes a day's reports interleaved with its transactions",
+    )
 
 
 class KafkaSettings(Section):

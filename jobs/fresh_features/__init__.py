@@ -1,0 +1,1 @@
+"""The fresh_features stage (see stage.py; entry main.py)."""

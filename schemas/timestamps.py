@@ -27,8 +27,12 @@ def parse_timestamp_us(text: str) -> int:
     """Microseconds since the epoch; ValueError unless `text` is RFC 3339 UTC with Z."""
     if not isinstance(text, str) or not _PATTERN.match(text):
         raise ValueError("expected RFC 3339 UTC timestamp like 2018-04-01T00:07:56Z")
-    head, _, frac = text[:-1].partition(".")
-    moment = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    # The pattern fixed every field's place: the fields are read by position, and datetime()
+    # rejects what strptime rejected (month 13, 31 April, hour 24, second 60, year 0); strptime
+    # was a third of the stream scorer's validation time.
+    moment = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                      int(text[17:19]), tzinfo=UTC)
+    frac = text[20:-1]
     micros = int(frac.ljust(6, "0")) if frac else 0
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + micros

@@ -28,11 +28,12 @@ Reported per world and stage: seconds, rows, rows/s and the peak RSS of the proc
 (`bench/memory.py`: on the embedded engine that is engine + driver; with `--remote`, the driver
 only); across worlds, the fitted growth per stage: the exponent b of seconds ~ rows^b (1 =
 linear) and the time per row at each factor relative to the smallest world (flat = 1). Results:
-bench/results/scale.json and the plot bench/results/scale.png (`.smoke.` for --smoke).
+bench/results/scale.json and the plot bench/results/scale.png (`.smoke.` for --smoke; with
+--remote: scale_connect.json and scale_connect.png).
 
-Engine: the embedded Sail engine by default. The local standalone Spark cluster (classic JVM
-Spark behind a Connect server) is another helper's branch (`spark`) that had not landed on
-main when this was written: when it has, start it and pass its Connect URL with `--remote`.
+Engine: the embedded Sail engine by default. For the local standalone Spark cluster (classic
+JVM Spark, a master and two workers, behind a Connect server with the Delta jars):
+`cardscore engine start --classic`, then `--remote sc://127.0.0.1:15003`.
 """
 
 from __future__ import annotations
@@ -350,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     growth = fit_growth(worlds)
-    name = "scale.smoke" if args.smoke else "scale"
+    # A remote engine's results go beside the embedded engine's, not over them.
+    result = "scale_connect" if args.remote else "scale"
+    name = f"{result}.smoke" if args.smoke else result
     png = RESULTS_DIR / f"{name}.png"
     engine = f"Spark Connect at {args.remote}" if args.remote else "embedded Sail (in-process)"
     plot(worlds, growth, png, f"cost vs world size on {engine} ({'smoke: ' if args.smoke else ''}"
@@ -365,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plot": str(png.relative_to(REPO_DIR)),
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    path = write_result("scale", payload, packages=PACKAGES, smoke=args.smoke)
+    path = write_result(result, payload, packages=PACKAGES, smoke=args.smoke)
     print(f"wrote {path} and {png}")
     for stage, fit in growth.items():
         print(f"  {stage:9s} exponent {fit['exponent']:.2f}; time per row vs smallest world "

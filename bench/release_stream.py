@@ -15,6 +15,7 @@ bench/results/release_stream.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -82,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import yaml
 
-    from bench.stream import _settings, build_world, one_run, running_broker, transaction_lines
+    from bench.stream import (
+        _settings,
+        build_world,
+        one_run,
+        running_broker,
+        transaction_lines,
+        warmed_load,
+    )
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-release-stream-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -101,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     next_id = 1_000_000
-    with running_broker("embedded", work) as bootstrap:
+    with running_broker("embedded", work) as bootstrap, contextlib.ExitStack() as stack:
+        # One load producer, created and warmed once (as `bench stream` does): no measured
+        # message waits behind a producer's cold start.
+        load = warmed_load(home, bootstrap)
+        stack.callback(load.close)
 
         def settings_for(topics: dict[str, str], group: str):
             return _settings(home, bootstrap, topics, group)
@@ -111,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 set_mode(offline, mode, candidate)
                 lines = transaction_lines(int(args.rate * args.rate_seconds), seed=100 + run, first_id=next_id)
                 next_id += len(lines) + 1000
-                measured = one_run("scorer", settings_for, config_for, work, lines, rate=args.rate)
+                measured = one_run("scorer", settings_for, config_for, work, lines, rate=args.rate, load=load)
                 runs[mode].append(measured)
                 print(f"run {run + 1} {mode} @ {args.rate:g}/s: {measured}", flush=True)
     set_mode(offline, "champion", candidate)

@@ -455,6 +455,15 @@ def _bucket_quantile(bounds: list[float], cumulative: list[float], q: float) -> 
     return None
 
 
+def warmed_load(home: Path, bootstrap: str) -> LoadProducer:
+    """The benchmark's one load producer for a broker, created and warmed on a topic of its
+    own, so no measured message waits behind a producer's cold start."""
+    from cardscore.services.broker import create_topics
+
+    create_topics(_settings(home, bootstrap).kafka_conf(), {"bench-load-warmup": 1})
+    return LoadProducer(_settings(home, bootstrap).kafka_conf("producer"), "bench-load-warmup")
+
+
 def one_run(role: str, settings_for, config_for, work: Path, lines: list[bytes], rate: float | None,
             load: LoadProducer, idle_exit: float = 3.0) -> dict[str, Any]:
     """Produce `lines` (all first when `rate` is None, else paced after the processor joined
@@ -660,11 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap = {b: stack.enter_context(running_broker(b, work)) for b in brokers}
         loads = {}
         for name in brokers:  # one load producer per broker, created and warmed once
-            from cardscore.services.broker import create_topics
-
-            conf = _settings(home, bootstrap[name]).kafka_conf()
-            create_topics(conf, {"bench-load-warmup": 1})
-            loads[name] = LoadProducer(_settings(home, bootstrap[name]).kafka_conf("producer"), "bench-load-warmup")
+            loads[name] = warmed_load(home, bootstrap[name])
             stack.callback(loads[name].close)
         for run in range(args.runs):
             for name in brokers:  # interleaved: a change of load on the machine hits both

@@ -158,7 +158,7 @@ def score_in_engine(features: DataFrame, model: bytes, threads: int = 0) -> Data
                 booster = load_booster_bytes(model, threads)
             score = predict_matrix(booster, feature_matrix(batch))
             yield pa.RecordBatch.from_arrays([*(batch.column(name) for name in kept), pa.array(score)],
-                                             names=[*kept, SCORE])
+                                             names=schema.fieldNames())
 
     # plain_strings: see cardscore.core.spark_types (Spark Connect collated strings)
     return staged.mapInArrow(score_batches, schema).transform(plain_strings)
@@ -211,8 +211,7 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
         T.StructField(codes[SHADOW_VERSION], T.IntegerType(), False),
     ])
 
-    names = [*kept, SCORE, codes[ARM], codes[MODEL_NAME], codes[MODEL_VERSION], FALLBACK, SHADOW_SCORE,
-             codes[SHADOW_VERSION]]
+    names = schema.fieldNames()  # the arrays below, in this order
 
     def encode(values: np.ndarray, index: dict[str, int]) -> pa.Array:
         """1-based vocabulary codes of a column of texts (None -> 0), per distinct value."""

@@ -299,6 +299,9 @@ def plot(worlds: list[dict[str, Any]], growth: dict[str, Any], path: Path, title
 def run_world_in_child(factor: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """`one_world` in a fresh interpreter: its own engine and memory; the JSON comes back."""
     out = work / f"world-{factor}.json"
+    if args.resume and out.exists():
+        print(f"[{factor}x] measured before: {out}", flush=True)
+        return json.loads(out.read_text())
     command = [sys.executable, "-m", "bench", "scale", "--child", str(factor), "--child-out", str(out),
                "--history-days", str(args.history_days), "--runs", str(args.runs),
                "--workdir", str(work / f"world-{factor}")]
@@ -319,12 +322,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--remote", help="a Spark Connect URL (sc://host:port) instead of the embedded engine")
     parser.add_argument("--workdir", type=Path, help="where the worlds go (default: a temp dir, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --workdir: a world measured there before (world-<factor>.json) is read, "
+                             "not run again (a long run continued, or its worlds run one at a time)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny worlds (100 customers x 1, 2), 1 run, 30 history days: proves it works "
                              "(scale.smoke.json, scale.smoke.png)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.resume and args.workdir is None:
+        parser.error("--resume needs --workdir (the folder of the earlier run)")
     if args.smoke:
         args.runs, args.history_days = 1, min(args.history_days, 30)
     base = (SMOKE_CUSTOMERS, SMOKE_TERMINALS) if args.smoke else (HANDBOOK_CUSTOMERS, HANDBOOK_TERMINALS)

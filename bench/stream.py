@@ -77,14 +77,15 @@ LOW_LATENCY_PRODUCER = {"linger.ms": "1"}
 # ------------------------------------------------------------------------------ the world
 
 
-def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, group: str = "bench"):
+def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, group: str = "bench",
+              max_uncommitted: int | None = None):
     from cardscore.core.config import load_settings
 
     overrides: dict[str, Any] = {
         "home": str(home),
         "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap}, "partitions": 4,
                   "consumer": dict(LOW_LATENCY_CONSUMER), "producer": dict(LOW_LATENCY_PRODUCER)},
-        "streaming": {"metrics_port": 0, "group_id": group},
+        "streaming": {"metrics_port": 0, "group_id": group, "max_uncommitted_messages": max_uncommitted},
         "logging": {"format": "json", "level": "INFO"},
     }
     if topics:
@@ -186,7 +187,7 @@ def _run_processor(role: str, config: Path, group: str, idle_exit: float) -> int
     commits = OffsetCommits(StreamMetrics())
     consumer = Consumer({**consumer_conf(settings, group, f"{role}-{os.getpid()}"), **commits.consumer_conf()})
     delivery = PipelinedAtLeastOnce(settings.kafka_conf("producer"), consumer, commits.metrics,
-                                    cfg.delivery_timeout_seconds, max_uncommitted=cfg.batch_max_messages,
+                                    cfg.delivery_timeout_seconds, max_uncommitted=cfg.max_uncommitted,
                                     commits=commits)
     consumer.subscribe([settings.kafka.topics.transactions])
     score_one = _naive_scorer(settings) if role == "naive" else None
@@ -631,6 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "embedded (Tansu), kafka (a one-node Apache Kafka from `make jars`)")
     parser.add_argument("--quick", "--smoke", action="store_true", help="10k events, 1 run: a smoke run (results: <name>.smoke.json)")
     parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
+    parser.add_argument("--max-uncommitted", type=int, default=None,
+                        help="streaming.max_uncommitted_messages of the scorer and the pass-through "
+                             "(default: the product's, one batch)")
     parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
@@ -675,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in brokers:  # interleaved: a change of load on the machine hits both
 
                 def settings_for(topics: dict[str, str], group: str, _b: str = bootstrap[name]):
-                    return _settings(home, _b, topics, group)
+                    return _settings(home, _b, topics, group, args.max_uncommitted)
 
                 for role in PROCESSORS:
                     n = args.naive_events if role == "naive" else args.events
@@ -707,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
                        "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
                        "batch_max_messages": base.streaming.batch_max_messages,
+                       "max_uncommitted_messages": args.max_uncommitted or base.streaming.max_uncommitted,
                        "batch_max_wait_ms": base.streaming.batch_max_wait_ms, "delivery": "at_least_once",
                        "online_reader": base.features.online_reader,
                        "consumer": LOW_LATENCY_CONSUMER, "producer": LOW_LATENCY_PRODUCER,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,10 @@ def validate_text(text: str, contract: Contract) -> dict[str, Any] | Rejection:
 def parse_json(text: str) -> Any | Rejection:
     """A JSON document, with NaN/Infinity kept so `validate_object` names them NOT_FINITE
     (for callers that take several records in one document, e.g. an HTTP batch)."""
+    if text.startswith("\ufeff"):  # what json.loads says (the decoder alone does not check)
+        return Rejection(RejectReason.MALFORMED_JSON, "invalid JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)")
     try:
-        return json.loads(text, parse_constant=_keep_constant, parse_int=_parse_int)
+        return _DECODER.decode(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         return Rejection(RejectReason.MALFORMED_JSON, f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
 
@@ -84,17 +87,74 @@ def validate_object(obj: Any, contract: Contract) -> dict[str, Any] | Rejection:
     if not isinstance(obj, dict):
         return Rejection(RejectReason.NOT_AN_OBJECT, f"top level is {type(obj).__name__}, not an object")
     record: dict[str, Any] = {}
-    for field in contract.fields:
-        if field.name not in obj:
+    for field, accept in _accepting_checks(contract):
+        name = field.name
+        if name not in obj:
             if field.nullable:
-                record[field.name] = None
+                record[name] = None
                 continue
-            return Rejection(RejectReason.MISSING_FIELD, f"required field '{field.name}' is missing")
-        result = _check_field(field, obj[field.name])
-        if isinstance(result, Rejection):
-            return result
-        record[field.name] = result
+            return Rejection(RejectReason.MISSING_FIELD, f"required field '{name}' is missing")
+        value = obj[name]
+        result = accept(value) if accept is not None else _UNDECIDED
+        if result is _UNDECIDED:  # anything unusual: the full check decides, with its reason
+            result = _check_field(field, value)
+            if isinstance(result, Rejection):
+                return result
+        record[name] = result
     return record
+
+
+# The stream validates every message: the common valid value is accepted by a check compiled
+# once per field (bounds precomputed, exact types); whatever it does not accept (wrong types,
+# bounds, NaN, nulls, huge integers) goes to `_check_field`, which decides and names the reason.
+# An accepting check returns exactly what `_check_field` returns for the values it accepts.
+_UNDECIDED = object()
+_ACCEPTING: dict[int, tuple[Contract, tuple[tuple[Field, Callable[[Any], Any] | None], ...]]] = {}
+
+
+def _accepting_checks(contract: Contract) -> tuple[tuple[Field, Callable[[Any], Any] | None], ...]:
+    cached = _ACCEPTING.get(id(contract))
+    if cached is None or cached[0] is not contract:
+        cached = (contract, tuple((field, _accepting_check(field)) for field in contract.fields))
+        _ACCEPTING[id(contract)] = cached
+    return cached[1]
+
+
+def _accepting_check(field: Field) -> Callable[[Any], Any] | None:
+    kind = field.type
+    if kind in (FieldType.LONG, FieldType.INT):
+        lo, hi = integer_bounds(field)
+
+        def accept_integer(value: Any) -> Any:
+            return value if type(value) is int and lo <= value <= hi else _UNDECIDED
+
+        return accept_integer
+    if kind == FieldType.DOUBLE:
+        d_lo = -math.inf if field.minimum is None else field.minimum
+        d_hi = math.inf if field.maximum is None else field.maximum
+
+        def accept_double(value: Any) -> Any:
+            # NaN fails every comparison; the JSON constants are a float subclass: undecided
+            if type(value) is float and -math.inf < value < math.inf and d_lo <= value <= d_hi:
+                return value
+            return _UNDECIDED
+
+        return accept_double
+    if kind == FieldType.TIMESTAMP:
+        t_lo = -math.inf if field.minimum is None else field.minimum
+        t_hi = math.inf if field.maximum is None else field.maximum
+
+        def accept_timestamp(value: Any) -> Any:
+            if type(value) is not str:
+                return _UNDECIDED
+            try:
+                micros = parse_timestamp_us(value)
+            except ValueError:
+                return _UNDECIDED
+            return micros if t_lo <= micros <= t_hi else _UNDECIDED
+
+        return accept_timestamp
+    return None
 
 
 class _Constant(float):
@@ -123,6 +183,10 @@ def _parse_int(token: str) -> int | float:
     huge = _HugeInteger(token)  # float(str) has no digit limit and never raises: inf at worst
     huge.digits = len(token.lstrip("-"))
     return huge
+
+
+# One decoder for every document (json.loads with options builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_keep_constant, parse_int=_parse_int)
 
 
 def _check_field(field: Field, value: Any) -> Any:

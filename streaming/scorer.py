@@ -52,7 +52,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
-from cardscore.core.registry import CHAMPION
+from cardscore.model.served_release import serving_watcher
 from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher, publish_model
 from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
 from cardscore.schemas.reasons import RejectReason
@@ -88,7 +88,7 @@ from cardscore.streaming.output import (
 )
 from cardscore.streaming.pipelined import InFlight, PipelinedAtLeastOnce, PipelineFailed
 from cardscore.streaming.polling import take_batch
-from cardscore.streaming.release import ReleaseWatcher, release_columns, score_batch
+from cardscore.streaming.release import ReleaseMetrics, ReleaseWatcher, release_columns, score_batch
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -203,11 +203,9 @@ class StreamScorer:
         self._lookup = lookup
         # The champion alias serves the release (canary, shadow, kill switch); another alias
         # (a side scorer) serves that alias's version alone.
-        self.watcher = watcher or (
-            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads, metrics=self.metrics)
-            if cfg.model_alias == CHAMPION
-            else ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds, threads=cfg.model_threads)
-        )
+        self.watcher = watcher or serving_watcher(
+            settings, cfg.model_alias, cfg.model_poll_seconds, cfg.model_threads,
+            metrics=ReleaseMetrics(self.metrics.registry), log_prefix="stream", scorer="stream scorer")
         self.backoff = Backoff(cfg.retry_initial_seconds, cfg.retry_max_seconds)
         self._stop = threading.Event()
         self._assigned: set[tuple[str, int]] = set()
@@ -396,10 +394,10 @@ class StreamScorer:
         if self.cfg.delivery == "exactly_once":
             txn_id = f"{self.cfg.transactional_id_prefix}-{self.instance_id}"
             return ExactlyOnce(base, self.consumer, self.metrics, timeout, txn_id)
-        # Pipelined: a batch is scored while the previous one's acknowledgements come in;
-        # at most one batch's worth of messages is produced and not yet committed.
+        # Pipelined: batches are scored while earlier ones' acknowledgements come in; at most
+        # `max_uncommitted` messages (one batch unless configured) are produced and not yet committed.
         return PipelinedAtLeastOnce(base, self.consumer, self.metrics, timeout,
-                                    max_uncommitted=self.cfg.batch_max_messages, commits=self.commits)
+                                    max_uncommitted=self.cfg.max_uncommitted, commits=self.commits)
 
     def _in_flight(self) -> bool:
         return isinstance(self.delivery, PipelinedAtLeastOnce) and bool(self.delivery.batches)

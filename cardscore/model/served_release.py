@@ -42,7 +42,7 @@ from cardscore.model.release import (
     ServingPlan,
     build_plan,
 )
-from cardscore.model.watcher import ModelUnavailable, RegistryPollFailed
+from cardscore.model.watcher import ModelUnavailable, ModelWatcher, RegistryPollFailed
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -318,3 +318,22 @@ def release_columns(scores: ReleaseScores) -> dict[str, object]:
         "shadow_model_version": one_or_all(scores.shadow_model_version),
         "shadow_score": None if np.isnan(shadow).all() else shadow,
     }
+
+
+def serving_watcher(
+    settings: Settings,
+    alias: str,
+    poll_seconds: float,
+    threads: int,
+    *,
+    metrics: ReleaseMetrics | None,
+    log_prefix: str,
+    scorer: str,
+) -> ModelWatcher | ReleaseWatcher:
+    """What a scorer serves for `alias`: the champion alias serves the release (canary, shadow,
+    freeze), any other alias (a side scorer) that alias's version alone. One rule for the stream
+    scorer and the scoring API."""
+    if alias == CHAMPION:
+        return ReleaseWatcher(settings, poll_seconds, threads=threads, metrics=metrics,
+                              log_prefix=log_prefix, scorer=scorer)
+    return ModelWatcher(settings, alias, poll_seconds, threads=threads, log_prefix=log_prefix)

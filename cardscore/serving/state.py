@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
-from cardscore.core.registry import CHAMPION
-from cardscore.model.served_release import ReleaseWatcher, ServedRelease
+from cardscore.model.served_release import ReleaseWatcher, ServedRelease, serving_watcher
 from cardscore.model.watcher import ModelUnavailable, ModelWatcher, publish_model
 
 if TYPE_CHECKING:
@@ -49,12 +48,9 @@ class ServingState:
         self.settings = settings
         self.metrics = metrics
         self._open_reader = open_reader or _default_reader
-        self.watcher = watcher or (
-            ReleaseWatcher(settings, cfg.model_poll_seconds, threads=cfg.model_threads, metrics=metrics.release,
-                           log_prefix="serve", scorer="scoring API")
-            if cfg.model_alias == CHAMPION
-            else ModelWatcher(settings, cfg.model_alias, cfg.model_poll_seconds, threads=cfg.model_threads,
-                              log_prefix="serve"))
+        self.watcher = watcher or serving_watcher(
+            settings, cfg.model_alias, cfg.model_poll_seconds, cfg.model_threads,
+            metrics=metrics.release, log_prefix="serve", scorer="scoring API")
         self.reader: OnlineFeatureReader | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

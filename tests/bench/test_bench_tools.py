@@ -77,3 +77,26 @@ def test_bench_commands_parse(argv: list[str]) -> None:
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert ("scale" in done.stdout) if argv == ["--list"] else ("usage" in done.stdout)
+
+
+def test_scale_resume_reads_the_measured_worlds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench scale --resume`: a world whose JSON is in the work folder is read, not run again."""
+    import argparse
+
+    from bench import scale
+
+    (tmp_path / "world-4.json").write_text('{"factor": 4, "marker": "earlier"}')
+    args = argparse.Namespace(resume=True, smoke=False, remote=None, history_days=37, runs=1)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(scale.subprocess, "run", lambda command, **_: ran.append(command))
+    assert scale.run_world_in_child(4, args, tmp_path) == {"factor": 4, "marker": "earlier"}
+    assert ran == []
+    with pytest.raises(FileNotFoundError):  # not measured before: the child runs (here: a no-op)
+        scale.run_world_in_child(1, args, tmp_path)
+    assert ran and ran[0][ran[0].index("--child") + 1] == "1"
+
+
+def test_scale_resume_needs_the_earlier_folder() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "scale", "--resume"], cwd=REPO_DIR,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--resume needs --workdir" in done.stderr

@@ -103,3 +103,18 @@ def test_a_canary_the_stream_cannot_load_is_aborted(tmp_path) -> None:
     assert watcher.refresh(force=True) and watcher.current.version == v1
     state = release.read_state(settings)
     assert state.canary is None and state.aborted.version == broken and "cannot be loaded" in state.aborted.reason
+
+
+def test_one_rule_picks_what_a_scorer_serves_for_its_alias(tmp_path) -> None:
+    """The stream scorer and the scoring API both ask `serving_watcher`: the champion alias serves
+    the release, another alias (a side scorer) that alias's version alone."""
+    from cardscore.model.served_release import ReleaseWatcher as SharedReleaseWatcher
+    from cardscore.model.served_release import serving_watcher
+    from cardscore.model.watcher import ModelWatcher
+
+    settings = load_settings(overrides={"home": str(tmp_path / "home")})
+    champion = serving_watcher(settings, registry.CHAMPION, 5.0, 1, metrics=None, log_prefix="serve",
+                               scorer="scoring API")
+    side = serving_watcher(settings, "challenger", 5.0, 1, metrics=None, log_prefix="serve", scorer="scoring API")
+    assert isinstance(champion, SharedReleaseWatcher) and champion.alias == registry.CHAMPION
+    assert isinstance(side, ModelWatcher) and side.alias == "challenger"

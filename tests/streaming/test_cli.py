@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Message
 from typer.testing import CliRunner
 
@@ -45,6 +46,17 @@ def test_bad_configuration_exits_with_usage_code(tmp_path: Path) -> None:
     module = subprocess.run([sys.executable, "-m", "cardscore.streaming", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert module.returncode == 2 and "batch_max_messages" in module.stderr
+
+
+def test_the_uncommitted_window_holds_at_least_one_batch() -> None:
+    from cardscore.core.config import ConfigError, load_settings
+
+    assert load_settings(environ={}).streaming.max_uncommitted == load_settings(environ={}).streaming.batch_max_messages
+    wide = load_settings(environ={}, overrides={"streaming": {"batch_max_messages": 500,
+                                                              "max_uncommitted_messages": 2000}})
+    assert wide.streaming.max_uncommitted == 2000
+    with pytest.raises(ConfigError, match="max_uncommitted_messages must be >= batch_max_messages"):
+        load_settings(environ={}, overrides={"streaming": {"batch_max_messages": 500, "max_uncommitted_messages": 100}})
 
 
 def dlq_records(settings, items: list[tuple[bytes, bytes, str]]) -> None:

@@ -24,6 +24,16 @@ class StreamingSettings(Section):
     batch_max_messages: int = Field(
         500, ge=1, le=100_000, description="a micro-batch is at most this many messages"
     )
+    max_uncommitted_messages: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="at_least_once: scores and DLQ records produced and not yet confirmed "
+        "committed, at most (unset: batch_max_messages, one batch). It is what a crash re-delivers "
+        "at most; a larger window lets a full-speed scorer score the next batches while the broker "
+        "acknowledges and commits earlier ones (throughput), at the price of more duplicates "
+        "after a crash",
+    )
     batch_max_wait_ms: int = Field(
         100, ge=1, le=60_000, description="... or what arrived within this many milliseconds"
     )
@@ -96,8 +106,15 @@ class StreamingSettings(Section):
         description="refresh the consumer_lag metric (high watermark - committed offset per "
         "assigned partition; one offset fetch from the group coordinator) at most this often",
     )
+    @property
+    def max_uncommitted(self) -> int:
+        """The uncommitted window in messages (what a crash re-delivers at most)."""
+        return self.max_uncommitted_messages or self.batch_max_messages
+
     @model_validator(mode="after")
     def _retry_bounds(self) -> StreamingSettings:
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("retry_max_seconds must be >= retry_initial_seconds")
+        if self.max_uncommitted_messages is not None and self.max_uncommitted_messages < self.batch_max_messages:
+            raise ValueError("max_uncommitted_messages must be >= batch_max_messages (a whole batch must fit)")
         return self

@@ -74,6 +74,9 @@ def engine_start(
     webui_port: int = typer.Option(8080, envvar="CARDSCORE_CLASSIC_WEBUI_PORT", help="--classic: master web UI port (0: a free one)"),
     connect_port: int = typer.Option(15003, envvar="CARDSCORE_CLASSIC_CONNECT_PORT", help="--classic: Spark Connect port (0: a free one)"),
     connect: bool = typer.Option(True, help="--classic: also start the Spark Connect server"),
+    connect_driver_memory: str = typer.Option(
+        "1g", help="--classic: heap of the Spark Connect server (the driver of every Connect job: "
+        "plans, broadcasts, collected results)"),
     jvm_options: str = typer.Option(QUICK_JVM_OPTIONS, help="--classic: JVM flags of every "
                                     "daemon, driver and executor (default: quick JIT for short jobs)"),
 ) -> None:
@@ -84,7 +87,7 @@ def engine_start(
         from cardscore.services.spark_cluster import ClusterOptions
 
         options = ClusterOptions(workers, worker_cores, worker_memory, executor_memory, master_port,
-                                 webui_port, connect_port, connect, jvm_options)
+                                 webui_port, connect_port, connect, jvm_options, connect_driver_memory)
         classic_engine.start(ctx, options, timeout or 300.0)
         return
     _start(ctx, "engine", timeout or 30.0)

@@ -72,6 +72,7 @@ class ClusterOptions:
     connect_port: int = 15003  # 15002 is `cardscore engine start` (Sail)
     connect: bool = True
     jvm_options: str = QUICK_JVM_OPTIONS
+    connect_driver_memory: str = "1g"  # the Connect server is the driver of every Connect job
 
 
 @dataclass
@@ -382,8 +383,12 @@ class ClassicCluster:
             "--conf", "spark.executor.cores=1",
             "--conf", f"spark.sql.warehouse.dir={self.folder / 'connect' / 'warehouse'}",
         ]
+        # Spark's launcher sizes the Connect server like a daemon (as the Thrift server): its heap
+        # is SPARK_DAEMON_MEMORY, and --driver-memory / spark.driver.memory are ignored. It is the
+        # driver of every Connect job, so it gets its own size, not the daemons' 512m.
+        env = {**self._env(), "SPARK_DAEMON_MEMORY": self.options.connect_driver_memory}
         return JvmProcess("connect", argv, self.folder, state.connect_url, lambda: True, CONNECT_CLASS,
-                          env=self._env(), cwd=self.folder / "connect")
+                          env=env, cwd=self.folder / "connect")
 
     def submit_args(self, state: ClusterState | None = None, cores: int | None = None) -> list[str]:
         """spark-submit options for a job on this cluster (the README's command): the master, the

@@ -111,3 +111,20 @@ def test_a_port_in_use_is_a_clear_error_not_another_port(tmp_path: Path) -> None
             cluster.start(timeout=120, die_with_parent=True)
     assert cluster.status() == [] and cluster.state() is None
     assert "Address already in use" in (tmp_path / "home" / "run" / "classic" / "master.log").read_text()
+
+
+def test_the_connect_server_heap_is_its_own_setting_not_the_daemons(classic_cluster) -> None:
+    """Spark's launcher sizes the Connect server like a daemon (SPARK_DAEMON_MEMORY, 512m for
+    master and workers here) and ignores spark.driver.memory: at 16x the handbook world the
+    Connect driver ran out of heap. The server gets `connect_driver_memory` (1g by default)."""
+    import psutil
+
+    from cardscore.services.spark_cluster import CONNECT_CLASS, ClusterOptions
+
+    connect = [s for s in classic_cluster.cluster.status() if s.name == "connect"]
+    assert connect and connect[0].pid, "the Connect server runs"
+    server = psutil.Process(connect[0].pid)
+    javas = [server, *server.children(recursive=True)]
+    heaps = [arg for p in javas if CONNECT_CLASS in " ".join(p.cmdline()) for arg in p.cmdline()
+             if arg.startswith("-Xmx")]
+    assert heaps and heaps[-1] == f"-Xmx{ClusterOptions().connect_driver_memory}", heaps

@@ -100,3 +100,14 @@ def test_scale_resume_needs_the_earlier_folder() -> None:
     done = subprocess.run([sys.executable, "-m", "bench", "scale", "--resume"], cwd=REPO_DIR,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--resume needs --workdir" in done.stderr
+
+
+def test_validation_bench_smoke_run_writes_its_result() -> None:
+    """`bench validation --smoke`: its baseline decides what the validator decides (it checks)."""
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "bench", "validation", "--smoke"], cwd=REPO_DIR,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((REPO_DIR / "bench" / "results" / "validation.smoke.json").read_text())
+    assert result["summary"]["split_messages_us"] > 0 and "machine" in json.dumps(result)

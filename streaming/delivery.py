@@ -82,6 +82,9 @@ def message_limit(conf: Mapping[str, str], topic: str, timeout: float = 5.0) -> 
 _ADMIN_KEYS = {"bootstrap.servers", "security.protocol", "client.id", "socket.timeout.ms"}
 
 
+_TIMEOUT_GROWTH = 8  # the longest delivery timeout, in multiples of the configured one
+
+
 class DeliveryFailed(RuntimeError):
     """The batch's output was not (entirely) acknowledged; rewind and retry the batch."""
 
@@ -199,9 +202,11 @@ class AtLeastOnce:
         (its `on_commit` is the only way a commit is confirmed)."""
         self.consumer = consumer
         self.metrics = metrics
-        self.timeout = timeout_seconds
-        self._conf = producer_conf(producer_base, timeout_seconds)
-        self._sender = _Sender(self._conf, metrics)
+        self.base_timeout = timeout_seconds
+        self.timeout = timeout_seconds  # the current producer's message.timeout.ms
+        self._producer_base = dict(producer_base)
+        self._overdue_in_a_row = 0  # renewals for overdue reports with no acknowledgement between
+        self._sender = _Sender(producer_conf(producer_base, timeout_seconds), metrics)
         self.commits = commits
         commits.attach(consumer)
         self.refused_at: dict[str, int] = {}  # topic -> smallest record size refused as too large
@@ -223,7 +228,7 @@ class AtLeastOnce:
             # Past message.timeout.ms every record has a report; the margin covers in-flight requests.
             outstanding = self._sender.wait(self.timeout + min(5.0, self.timeout))
             if outstanding:
-                self._renew("delivery reports overdue")  # purges the old producer's queue
+                self._renew("delivery reports overdue", overdue=True)  # purges the old queue
                 raise DeliveryFailed(f"{outstanding} of {len(records)} records unacknowledged")
             if not failures:
                 break
@@ -236,6 +241,7 @@ class AtLeastOnce:
                 raise DeliveryFailed(f"{len(failures)} of {len(records)} records failed; first: {err.str()}")
             log.warning("stream.record_too_large", topic=sending[0].topic, records=len(sending), sent="fallback")
         self.metrics.delivery_latency.observe(time.perf_counter() - started)
+        self._overdue_in_a_row = 0
         self.commits.broker_answered()
         self.commits.add(offsets)
         self.commits.commit(force=True)
@@ -266,11 +272,19 @@ class AtLeastOnce:
         if self._sender.fatal is not None:
             self._renew(f"fatal producer error {self._sender.fatal.name()}")
 
-    def _renew(self, why: str) -> None:
-        # An idempotent producer in a fatal state refuses new messages: start a fresh one.
-        log.warning("stream.producer_renewed", reason=why)
+    def _renew(self, why: str, overdue: bool = False) -> None:
+        """Start a fresh producer (an idempotent producer in a fatal state refuses new
+        messages; an overdue one's queue is purged). Renewals for overdue reports in a row
+        double the timeout (at most `_TIMEOUT_GROWTH` times the configured one): a broker that
+        needs longer than the timeout to take a new producer (a restart on a loaded machine)
+        would otherwise time every retry out before it completes, and the scorer would
+        never catch up. The first acknowledgement resets the count."""
+        self._overdue_in_a_row += overdue
+        growth = min(2 ** self._overdue_in_a_row, _TIMEOUT_GROWTH)
+        self.timeout = self.base_timeout * growth
+        log.warning("stream.producer_renewed", reason=why, timeout_seconds=self.timeout)
         old = self._sender
-        self._sender = _Sender(self._conf, self.metrics)
+        self._sender = _Sender(producer_conf(self._producer_base, self.timeout), self.metrics)
         try:
             old.producer.purge()
             old.close(0)

@@ -181,7 +181,7 @@ class PipelinedAtLeastOnce(AtLeastOnce):
             if waited > self.timeout + min(5.0, self.timeout):
                 # Past message.timeout.ms every record has a report; this one never came.
                 self.metrics.dependency_up.labels("broker").set(0)
-                self._renew("delivery reports overdue")
+                self._renew("delivery reports overdue", overdue=True)
                 self._fail(f"{head.outstanding} of {head.records} records unacknowledged")
         return done
 
@@ -223,7 +223,7 @@ class PipelinedAtLeastOnce(AtLeastOnce):
         deadline = time.monotonic() + (self.timeout + min(5.0, self.timeout) if timeout is None else timeout)
         while self.batches:
             if time.monotonic() > deadline:
-                self._renew("delivery reports overdue")
+                self._renew("delivery reports overdue", overdue=True)
                 self._fail(f"{self.in_flight} records unacknowledged at drain")
             self.collect(timeout=0.05)
 
@@ -236,6 +236,7 @@ class PipelinedAtLeastOnce(AtLeastOnce):
             raise DeliveryFailed(str(exc)) from exc
 
     def _acknowledged(self, batch: InFlight) -> None:
+        self._overdue_in_a_row = 0
         seconds = time.perf_counter() - batch.sent_at
         self.metrics.delivery_latency.observe(seconds)
         self.metrics.stage_latency.labels("ack").observe(seconds)

@@ -167,3 +167,31 @@ def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settin
     assert delivery.metrics.value("cardscore_stream_dependency_up", {"dependency": "broker"}) == 0
     delivery.close()
     consumer.close()
+
+
+def test_overdue_retries_in_a_row_lengthen_the_delivery_timeout_up_to_a_bound() -> None:
+    """A broker slower than the timeout to take a fresh producer (a restart on a loaded
+    machine) would time every retry out: each overdue renewal in a row doubles the producer's
+    message.timeout.ms, up to 8x the configured one (real librdkafka, a closed port)."""
+    from confluent_kafka import Consumer
+
+    from cardscore.streaming.commits import OffsetCommits
+    from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
+    from cardscore.streaming.metrics import StreamMetrics
+
+    nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
+    commits = OffsetCommits(StreamMetrics())
+    consumer = Consumer({**nowhere, **commits.consumer_conf(), "group.id": "nowhere"})
+    delivery = AtLeastOnce(nowhere, consumer, commits.metrics, timeout_seconds=0.1, commits=commits)
+    timeouts = []
+    try:
+        for _ in range(5):
+            with pytest.raises(DeliveryFailed):
+                delivery.deliver([OutRecord("scores", b"1", b"{}", [])], {("tx", 0): 1})
+            timeouts.append(delivery.timeout)
+            assert delivery._sender.conf["message.timeout.ms"] == str(int(delivery.timeout * 1000))
+    finally:
+        delivery.close()
+        consumer.close()
+    assert timeouts == pytest.approx([0.2, 0.4, 0.8, 0.8, 0.8])
+    assert delivery.pending == {}

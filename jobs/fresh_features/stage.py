@@ -10,13 +10,20 @@ are staged as Parquet, gated by the `gold_fresh_features` suite (one row per sil
 transaction of D, every column non-null, counts >= 0) and only then published by replaceWhere
 on `tx_date = D`: re-running a day gives the same rows and never duplicates them; a failed gate
 publishes nothing (`GateFailed`, exit code 1).
+
+A range (`--from/--to`, a backfill) is computed `features.backfill_chunk_days` days per pass:
+one read of the pass's look-back [first-30, last], one window pass, one gate and one
+replaceWhere of the pass's days, which give exactly the rows of the day-by-day runs (a
+transaction's values depend on its own event time only; tested).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from cardscore.core import catalog
 from cardscore.core.config.settings import join_uri
@@ -24,11 +31,12 @@ from cardscore.core.errors import MissingInput
 from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
 from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, StageSpec
-from cardscore.jobs.fresh_features.transforms import LOOKBACK_DAYS, day_fresh_features, lookback
+from cardscore.jobs.fresh_features.transforms import LOOKBACK_DAYS, lookback, range_fresh_features
 
 STAGE = "fresh_features"
 SUITE = "gold_fresh_features"
 log = get_logger("jobs.fresh_features")
+ProgressFn = Callable[[int, int], None]  # (days done, days in all)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class FreshReport:
     day: date
     rows: int  # = the day's silver transactions
     version: int | None  # gold.fresh_features after the write
+    pass_days: int = 1  # days computed in the same pass (one read, one gate, one commit)
+    pass_seconds: float | None = None  # that pass's time
 
     def to_dict(self) -> dict:
         return {**asdict(self), "day": self.day.isoformat()}
@@ -45,54 +55,99 @@ class FreshReport:
 
 def fresh_features_day(ctx: JobContext, day: date) -> FreshReport:
     """Compute and publish day `day`; MissingInput when silver has no transactions table."""
+    return fresh_features_range(ctx, day, day)[0]
+
+
+def fresh_features_range(
+    ctx: JobContext, first: date, last: date, progress: ProgressFn | None = None
+) -> list[FreshReport]:
+    """Compute and publish every day of [first, last], `features.backfill_chunk_days` days per
+    pass (each pass reads its look-back once: a backfill does not re-read 31 days per day)."""
+    if last < first:
+        raise ValueError(f"last day {last} is before first day {first}")
+    chunk = ctx.settings.features.backfill_chunk_days
+    total = (last - first).days + 1
+    reports: list[FreshReport] = []
+    start = first
+    while start <= last:
+        end = min(last, start + timedelta(days=chunk - 1))
+        reports.extend(_fresh_pass(ctx, start, end))
+        if progress:
+            progress(len(reports), total)
+        start = end + timedelta(days=1)
+    return reports
+
+
+def _fresh_pass(ctx: JobContext, first: date, last: date) -> list[FreshReport]:
     from pyspark.sql import functions as F
 
+    from cardscore.expectations.gate import gate
+
+    started = time.perf_counter()
     lake = ctx.lake
     if not lake.exists(catalog.SILVER_TRANSACTIONS):
         raise MissingInput(f"{catalog.SILVER_TRANSACTIONS} does not exist: run ingest first")
-    first, last = lookback(day)
-    between = (F.lit(first.isoformat()).cast("date"), F.lit(last.isoformat()).cast("date"))
+    read_from, read_to = lookback(first, last)
+    between = (F.lit(read_from.isoformat()).cast("date"), F.lit(read_to.isoformat()).cast("date"))
     transactions = lake.read(catalog.SILVER_TRANSACTIONS).where(F.col("tx_date").between(*between))
     if lake.exists(catalog.SILVER_LABEL_REPORTS):
         reports = lake.read(catalog.SILVER_LABEL_REPORTS).where(F.col("reported_date").between(*between))
     else:  # no label has been ingested yet: no fraud is reported
         reports = ctx.spark.createDataFrame(
             [], "transaction_id long, is_fraud boolean, reported_time timestamp")
-    rows = day_fresh_features(transactions, reports, day)
-    expected = transactions.where(F.col("tx_date") == between[1]).count()
-    staging = join_uri(ctx.settings.lake_root, f"_staging/{STAGE}/{day:%Y%m%d}-{uuid.uuid4().hex[:8]}")
+    rows = range_fresh_features(transactions, reports, first, last)
+    in_range = F.col("tx_date").between(F.lit(first.isoformat()).cast("date"), F.lit(last.isoformat()).cast("date"))
+    expected = transactions.where(in_range).count()
+    staging = join_uri(ctx.settings.lake_root, f"_staging/{STAGE}/{first:%Y%m%d}-{last:%Y%m%d}-{uuid.uuid4().hex[:8]}")
     try:
         rows.write.mode("overwrite").parquet(staging)
-        # Engines write no file for an empty frame: a day without transactions publishes the
+        # Engines write no file for an empty frame: a range without transactions publishes the
         # computed (empty) frame, which carries the schema.
         staged = ctx.spark.read.parquet(staging) if expected else rows
-        from cardscore.expectations.gate import gate
-
-        gate(staged, SUITE, ctx.settings, stage=STAGE, run_name=f"{STAGE}-{day.isoformat()}",
+        gate(staged, SUITE, ctx.settings, stage=STAGE, run_name=f"{STAGE}-{first.isoformat()}-{last.isoformat()}",
              parameters={"expected_rows": expected})
-        lake.replace_where(staged, catalog.FRESH_FEATURES, f"tx_date = DATE'{day.isoformat()}'",
+        lake.replace_where(staged, catalog.FRESH_FEATURES,
+                           f"tx_date >= DATE'{first.isoformat()}' AND tx_date <= DATE'{last.isoformat()}'",
                            partition_by=["tx_date"])
     finally:
         discard_staging(staging, STAGE)
-    count = lake.read(catalog.FRESH_FEATURES).where(F.col("tx_date") == between[1]).count()
-    report = FreshReport(day=day, rows=count, version=lake.version(catalog.FRESH_FEATURES))
-    log.info("fresh_features.published", **report.to_dict())
-    return report
+    per_day = {row["tx_date"]: int(row["count"]) for row in
+               lake.read(catalog.FRESH_FEATURES).where(in_range).groupBy("tx_date").count().collect()}
+    version = lake.version(catalog.FRESH_FEATURES)
+    seconds = round(time.perf_counter() - started, 3)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    reports = [FreshReport(day=d, rows=per_day.get(d, 0), version=version, pass_days=len(days),
+                           pass_seconds=seconds) for d in days]
+    log.info("fresh_features.published", first=first.isoformat(), last=last.isoformat(),
+             rows=sum(per_day.values()), version=version, seconds=seconds)
+    return reports
 
 
 def run(call: StageCall) -> list[StageOutcome]:
-    """The stage: each day of the call, in order."""
+    """The stage: the call's days in passes of `features.backfill_chunk_days` (the runner hands
+    a range over in one call: `one_pass`); consecutive days share a pass."""
     outcomes = []
-    for day in call.days:
-        report = fresh_features_day(call.ctx, day)
-        outcomes.append(StageOutcome(
-            inputs={t: call.ctx.lake.version(t) for t in (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABEL_REPORTS)},
-            outputs={catalog.FRESH_FEATURES: report.version},
-            details=report.to_dict(),
-            message=f"{report.rows} transactions of {day}",
-            report=report,
-        ))
+    for first, last in _consecutive(call.days):
+        for report in fresh_features_range(call.ctx, first, last):
+            outcomes.append(StageOutcome(
+                inputs={t: call.ctx.lake.version(t) for t in (catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABEL_REPORTS)},
+                outputs={catalog.FRESH_FEATURES: report.version},
+                details=report.to_dict(),
+                message=f"{report.rows} transactions of {report.day}",
+                report=report,
+            ))
     return outcomes
+
+
+def _consecutive(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Runs of consecutive days, in order: [(first, last), ...]."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 SPEC = StageSpec(

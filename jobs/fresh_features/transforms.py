@@ -23,16 +23,19 @@ OUTPUT_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "event_time",
                   *FRESH_FEATURE_NAMES, "tx_date")
 
 
-def lookback(day: date) -> tuple[date, date]:
-    """The first and last silver day that day `day` reads (both partitions included)."""
-    return day - timedelta(days=LOOKBACK_DAYS), day
+def lookback(first: date, last: date | None = None) -> tuple[date, date]:
+    """The first and last silver day that the days [first, last] read (both partitions
+    included); `last` defaults to `first` (one day)."""
+    return first - timedelta(days=LOOKBACK_DAYS), first if last is None else last
 
 
-def day_fresh_features(transactions: DataFrame, reports: DataFrame, day: date) -> DataFrame:
-    """One row per transaction of `day` (its `tx_date`): ids, event time, every fresh feature.
+def range_fresh_features(transactions: DataFrame, reports: DataFrame, first: date, last: date) -> DataFrame:
+    """One row per transaction of the days [first, last] (its `tx_date`): ids, event time,
+    every fresh feature. One window pass serves the whole range: each transaction of the
+    look-back is read once, however many days the range has.
 
-    transactions: silver transactions (with `tx_date`) of at least `lookback(day)`; reports: every label report
-    (`silver.label_reports`) of the same days, any number per transaction id.
+    transactions: silver transactions (with `tx_date`) of at least `lookback(first, last)`;
+    reports: every label report (`silver.label_reports`) of the same days, any number per id.
     """
     from pyspark.sql import functions as F
 
@@ -42,4 +45,10 @@ def day_fresh_features(transactions: DataFrame, reports: DataFrame, day: date) -
         transactions.select(*TX_COLUMNS, "tx_date"),  # silver's UTC day, whatever the session zone
         reports.select("transaction_id", "is_fraud", "reported_time"),
     )
-    return valued.where(F.col("tx_date") == F.lit(day.isoformat()).cast("date")).select(*OUTPUT_COLUMNS)
+    between = (F.lit(first.isoformat()).cast("date"), F.lit(last.isoformat()).cast("date"))
+    return valued.where(F.col("tx_date").between(*between)).select(*OUTPUT_COLUMNS)
+
+
+def day_fresh_features(transactions: DataFrame, reports: DataFrame, day: date) -> DataFrame:
+    """`range_fresh_features` of the one day `day`."""
+    return range_fresh_features(transactions, reports, day, day)

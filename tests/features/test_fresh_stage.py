@@ -16,7 +16,7 @@ from cardscore.core.config import Settings
 from cardscore.core.stage import job_context
 from cardscore.expectations.gate import GateFailed, load_suite_json
 from cardscore.features.fresh import FRESH_FEATURE_NAMES
-from cardscore.jobs.fresh_features.stage import SUITE, fresh_features_day
+from cardscore.jobs.fresh_features.stage import SUITE, fresh_features_day, fresh_features_range
 from cardscore.jobs.fresh_features.transforms import OUTPUT_COLUMNS
 from cardscore.schemas.contracts import SILVER_LABEL_REPORT, SILVER_TRANSACTION
 from tests.features.fresh_oracle import oracle
@@ -78,6 +78,20 @@ def test_the_days_rows_equal_the_oracle_and_a_rerun_replaces_only_the_day(spark,
     assert set(days) == {DAY, DAY + timedelta(days=1)} and days[DAY] == report.rows
     after = lake.read(catalog.FRESH_FEATURES).where(F.col("tx_date") == F.lit(DAY.isoformat()).cast("date"))
     pd.testing.assert_frame_equal(after.toPandas().sort_values("transaction_id").reset_index(drop=True), before)
+
+    # A backfill computes several days per pass (here 2): the same rows as the day-by-day runs.
+    day_by_day = lake.read(catalog.FRESH_FEATURES).toPandas()
+    chunked = settings.model_copy(update={"features": settings.features.model_copy(update={"backfill_chunk_days": 2})})
+    days_done: list[tuple[int, int]] = []
+    backfill = fresh_features_range(job_context(chunked, spark), DAY - timedelta(days=1), DAY + timedelta(days=1),
+                                    progress=lambda done, total: days_done.append((done, total)))
+    assert [r.day for r in backfill] == [DAY - timedelta(days=1), DAY, DAY + timedelta(days=1)]
+    assert [r.pass_days for r in backfill] == [2, 2, 1] and days_done == [(2, 3), (3, 3)]
+    assert all(r.rows > 0 for r in backfill)
+    table = lake.read(catalog.FRESH_FEATURES).toPandas()
+    assert len(table) == sum(r.rows for r in backfill) == table["transaction_id"].nunique()
+    again = table[table["tx_date"] != DAY - timedelta(days=1)].sort_values("transaction_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, day_by_day.sort_values("transaction_id").reset_index(drop=True))
 
 
 def test_a_day_whose_rows_fail_the_gate_is_not_published(spark, settings: Settings) -> None:

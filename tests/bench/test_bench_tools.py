@@ -111,3 +111,18 @@ def test_validation_bench_smoke_run_writes_its_result() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads((REPO_DIR / "bench" / "results" / "validation.smoke.json").read_text())
     assert result["summary"]["split_messages_us"] > 0 and "machine" in json.dumps(result)
+
+
+def test_fresh_bench_smoke_run_agrees_with_the_online_state_and_the_oracle() -> None:
+    """`bench fresh --smoke`: the engine's backfill equals the online state on every
+    transaction and the naive oracle on its sample (the bench exits 1 otherwise)."""
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "bench", "fresh", "--smoke"], cwd=REPO_DIR,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((REPO_DIR / "bench" / "results" / "fresh.smoke.json").read_text())
+    summary = result["summary"]
+    assert summary["engine_equals_online_state"] and summary["engine_equals_oracle_on_sample"]
+    assert result["engine"]["stage_backfill"]["published_rows"] == summary["transactions"] > 10_000
+    assert summary["fraud_features_nonzero_share"]["terminal_nb_frauds_reported_28d"] > 0

@@ -14,8 +14,8 @@ Eviction keeps each entity's longest window plus the allowed lateness behind its
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 
 from cardscore.features.fresh import (
     ALLOWED_LATENESS_US,
@@ -32,7 +32,7 @@ from cardscore.features.fresh import (
 )
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, slots=True)
 class _Tx:
     us: int
     transaction_id: int
@@ -40,28 +40,56 @@ class _Tx:
     terminal_id: int
 
 
-@dataclass
 class _History:
-    """One card's or terminal's transactions, sorted by (event time, id)."""
+    """One card's or terminal's transactions, sorted by (event time, id).
 
-    txs: list[_Tx] = field(default_factory=list)
-    newest_us: int | None = None
+    Kept beside them, so that a query costs two bisections instead of a pass over its window:
+    `times`, their event times; `cumulative`, running sums of their amounts in micro-units
+    (the window [lo, hi) sums to cumulative[hi] - cumulative[lo], exact integers; an in-order
+    event appends, a late one adds its amount to the sums after it); `frauds`, those of them
+    with a valid fraud report (few: a reported-frauds count looks at these only)."""
+
+    __slots__ = ("cumulative", "frauds", "newest_us", "times", "txs")
+
+    def __init__(self) -> None:
+        self.txs: list[_Tx] = []
+        self.times: list[int] = []
+        self.cumulative: list[int] = [0]
+        self.frauds: list[_Tx] = []
+        self.newest_us: int | None = None
 
     def add(self, tx: _Tx) -> None:
-        insort(self.txs, tx)
+        times, txs, cumulative = self.times, self.txs, self.cumulative
+        i = bisect_right(times, tx.us)
+        while i > 0 and times[i - 1] == tx.us and txs[i - 1].transaction_id > tx.transaction_id:
+            i -= 1  # equal times: ordered by id
+        times.insert(i, tx.us)
+        txs.insert(i, tx)
+        cumulative.insert(i + 1, cumulative[i] + tx.amount_us)
+        for j in range(i + 2, len(cumulative)):  # a late event: the sums after it grow
+            cumulative[j] += tx.amount_us
         self.newest_us = tx.us if self.newest_us is None else max(self.newest_us, tx.us)
 
-    def window(self, t: int, window_us: int) -> list[_Tx]:
-        """The transactions with event time in [t - W, t)."""
-        lo = bisect_left(self.txs, t - window_us, key=lambda tx: tx.us)
-        hi = bisect_left(self.txs, t, key=lambda tx: tx.us)
-        return self.txs[lo:hi]
+    def bounds(self, t: int, window_us: int) -> tuple[int, int]:
+        """The slice [lo, hi) of the transactions with event time in [t - W, t)."""
+        return bisect_left(self.times, t - window_us), bisect_left(self.times, t)
 
     def evict(self, horizon_us: int) -> list[_Tx]:
         """Drop (and return) the transactions older than `horizon_us`."""
-        cut = bisect_left(self.txs, horizon_us, key=lambda tx: tx.us)
-        dropped, self.txs = self.txs[:cut], self.txs[cut:]
+        cut = bisect_left(self.times, horizon_us)
+        if not cut:
+            return []
+        dropped = self.txs[:cut]
+        del self.txs[:cut]
+        del self.times[:cut]
+        del self.cumulative[:cut]  # differences of the rest are unchanged
+        if self.frauds:
+            self.frauds = [f for f in self.frauds if f.us >= horizon_us]
         return dropped
+
+
+# What a window's features need besides its count (computed once per window and query).
+_NEEDS_SUM = frozenset({Aggregate.SUM, Aggregate.MEAN, Aggregate.OVER_MEAN})
 
 
 class FreshState:
@@ -77,7 +105,15 @@ class FreshState:
         self._entities = tuple(e for e in Entity if features_of(e, features))
         self._histories: dict[Entity, dict[int, _History]] = {e: {} for e in self._entities}
         self._keep_us = {e: longest_window_us(e, features) + allowed_lateness_us for e in self._entities}
-        self._transactions: dict[int, tuple[int, int, int]] = {}  # id -> (card, terminal, us)
+        # Features sharing an (entity, window) share one look at it: the windows, what each
+        # needs, and per feature (declaration order) its window's index and aggregate.
+        self._needs: dict[tuple[Entity, int], frozenset[Aggregate]] = {}
+        for f in features:
+            group = (f.entity, f.window_us)
+            self._needs[group] = self._needs.get(group, frozenset()) | {f.aggregate}
+        self._groups = list(self._needs)
+        self._plan = [(f.name, self._groups.index((f.entity, f.window_us)), f.aggregate) for f in features]
+        self._transactions: dict[int, tuple[int, int, _Tx]] = {}  # id -> (card, terminal, itself)
         self._fraud_reported: dict[int, int] = {}  # id -> earliest valid fraud report time
         # id -> its fraud reports while the transaction is not seen (validity needs its time)
         self._pending: dict[int, list[int]] = {}
@@ -89,12 +125,14 @@ class FreshState:
         """Count a transaction (at its event time, whenever it arrives). False for a duplicate id."""
         if transaction_id in self._transactions:
             return False
-        self._transactions[transaction_id] = (card, terminal, us)
         tx = _Tx(us, transaction_id, amount_micros(amount), terminal)
+        self._transactions[transaction_id] = (card, terminal, tx)
         self._holders[transaction_id] = len(self._entities)
         for entity, key in ((Entity.CARD, card), (Entity.TERMINAL, terminal)):
             if entity in self._histories:
-                history = self._histories[entity].setdefault(key, _History())
+                history = self._histories[entity].get(key)
+                if history is None:
+                    history = self._histories[entity][key] = _History()
                 history.add(tx)
                 self._evict(entity, key, history)
         for reported in self._pending.pop(transaction_id, ()):
@@ -111,10 +149,17 @@ class FreshState:
             self._pending.setdefault(transaction_id, []).append(reported_us)
 
     def _record_fraud(self, transaction_id: int, reported_us: int) -> None:
-        if reported_us < self._transactions[transaction_id][2]:
+        card, terminal, tx = self._transactions[transaction_id]
+        if reported_us < tx.us:
             return  # reported before its own transaction happened: invalid, never counts
         earlier = self._fraud_reported.get(transaction_id)
         self._fraud_reported[transaction_id] = reported_us if earlier is None else min(earlier, reported_us)
+        if earlier is None:
+            # An entry of a history that evicted it already is older than any window it serves.
+            for entity, key in ((Entity.CARD, card), (Entity.TERMINAL, terminal)):
+                history = self._histories.get(entity, {}).get(key)
+                if history is not None:
+                    history.frauds.append(tx)
 
     def _evict(self, entity: Entity, key: int, history: _History) -> None:
         assert history.newest_us is not None
@@ -130,40 +175,54 @@ class FreshState:
 
     def features_at(self, card: int, terminal: int, t: int, amount: float) -> dict[str, int | float]:
         """The declared features of a transaction of `card` at `terminal`, time t, `amount`:
-        from the events strictly before t that have arrived (unknown entities: empty windows)."""
+        from the events strictly before t that have arrived (unknown entities: empty windows).
+        Features sharing an (entity, window) share one pass over it."""
         keys = {Entity.CARD: card, Entity.TERMINAL: terminal}
-        windows: dict[tuple[Entity, int], list[_Tx]] = {}  # features sharing a window share its slice
-        values: dict[str, int | float] = {}
-        for f in self.features:
-            window = windows.get((f.entity, f.window_us))
-            if window is None:
-                history = self._histories[f.entity].get(keys[f.entity])
-                window = history.window(t, f.window_us) if history is not None else []
-                windows[(f.entity, f.window_us)] = window
-            values[f.name] = self._value(f, window, t, amount)
-        return values
+        stats = [self._window_stats(entity, keys[entity], window_us, t) for entity, window_us in self._groups]
+        value = self._value
+        return {name: value(aggregate, stats[group], t, amount) for name, group, aggregate in self._plan}
 
-    def _value(self, f: FreshFeature, window: list[_Tx], t: int, amount: float) -> int | float:
-        n = len(window)
-        sum_us = sum(tx.amount_us for tx in window)
-        mean = micros_to_amount(sum_us) / n if n else 0.0
-        match f.aggregate:
+    def _window_stats(self, entity: Entity, key: int, window_us: int, t: int) -> tuple[int, int, int, int, int]:
+        """(count, amount sum in micro-units, distinct terminals, frauds reported before t) of
+        the window [t - W, t); the parts no feature of the window needs are 0, the latest
+        event time is the last element."""
+        history = self._histories[entity].get(key)
+        if history is None:
+            return 0, 0, 0, 0, 0
+        lo, hi = history.bounds(t, window_us)
+        n = hi - lo
+        if not n:
+            return 0, 0, 0, 0, 0
+        needs = self._needs[(entity, window_us)]
+        sum_us = history.cumulative[hi] - history.cumulative[lo] if needs & _NEEDS_SUM else 0
+        distinct = (len({tx.terminal_id for tx in history.txs[lo:hi]})
+                    if Aggregate.DISTINCT_TERMINALS in needs else 0)
+        frauds = 0
+        if Aggregate.FRAUDS_REPORTED in needs and history.frauds:
+            reported, start = self._fraud_reported, t - window_us
+            frauds = sum(1 for f in history.frauds
+                         if start <= f.us < t and reported.get(f.transaction_id, t) < t)
+        return n, sum_us, distinct, frauds, history.times[hi - 1]
+
+    @staticmethod
+    def _value(aggregate: Aggregate, window: tuple, t: int, amount: float) -> int | float:
+        n, sum_us, distinct, frauds, last_us = window
+        match aggregate:
             case Aggregate.COUNT:
                 return n
             case Aggregate.SUM:
                 return micros_to_amount(sum_us)
             case Aggregate.MEAN:
-                return mean
+                return micros_to_amount(sum_us) / n if n else 0.0
             case Aggregate.SINCE_PREVIOUS:
-                return float(t - window[-1].us) / float(MICROS_PER_SECOND) if n else NO_VALUE
+                return float(t - last_us) / float(MICROS_PER_SECOND) if n else NO_VALUE
             case Aggregate.DISTINCT_TERMINALS:
-                return len({tx.terminal_id for tx in window})
+                return distinct
             case Aggregate.OVER_MEAN:
-                return float(amount) / mean if sum_us > 0 else NO_VALUE
+                return float(amount) / (micros_to_amount(sum_us) / n) if sum_us > 0 else NO_VALUE
             case Aggregate.FRAUDS_REPORTED:
-                reported = self._fraud_reported
-                return sum(1 for tx in window if reported.get(tx.transaction_id, t) < t)
-        raise ValueError(f"unknown aggregate {f.aggregate}")
+                return frauds
+        raise ValueError(f"unknown aggregate {aggregate}")
 
     # ------------------------------------------------------------------ introspection
 

@@ -14,6 +14,7 @@ Eviction keeps each entity's longest window plus the allowed lateness behind its
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
@@ -117,6 +118,9 @@ class FreshState:
         self._fraud_reported: dict[int, int] = {}  # id -> earliest valid fraud report time
         # id -> its fraud reports while the transaction is not seen (validity needs its time)
         self._pending: dict[int, list[int]] = {}
+        self._pending_times: list[tuple[int, int]] = []  # heap of (report time, id) of _pending
+        self._clock_us: int | None = None  # the newest event time seen (transaction or report)
+        self._pending_keep_us = max(self._keep_us.values(), default=0)
         self._holders: dict[int, int] = {}  # id -> number of histories still holding it
 
     # ------------------------------------------------------------------ events
@@ -137,6 +141,7 @@ class FreshState:
                 self._evict(entity, key, history)
         for reported in self._pending.pop(transaction_id, ()):
             self._record_fraud(transaction_id, reported)
+        self._advance_clock(us)
         return True
 
     def add_label(self, transaction_id: int, is_fraud: bool, reported_us: int) -> None:
@@ -147,6 +152,28 @@ class FreshState:
             self._record_fraud(transaction_id, reported_us)
         else:
             self._pending.setdefault(transaction_id, []).append(reported_us)
+            heapq.heappush(self._pending_times, (reported_us, transaction_id))
+        self._advance_clock(reported_us)
+
+    def _advance_clock(self, us: int) -> None:
+        """Expire the fraud reports of transactions still unseen once the newest event time is
+        past their report time by the longest window plus the allowed lateness: their
+        transaction (at or before the report, or the report is invalid) would arrive later than
+        that behind the stream and count for no window the state still serves. Without this, a
+        long-running consumer would hold every report of a transaction it never sees (older
+        than its history, or unknown) forever."""
+        if self._clock_us is not None and us <= self._clock_us:
+            return
+        self._clock_us = us
+        horizon = us - self._pending_keep_us
+        heap = self._pending_times
+        while heap and heap[0][0] < horizon:
+            reported, transaction_id = heapq.heappop(heap)
+            reports = self._pending.get(transaction_id)
+            if reports is not None and reported in reports:
+                reports.remove(reported)
+                if not reports:
+                    del self._pending[transaction_id]
 
     def _record_fraud(self, transaction_id: int, reported_us: int) -> None:
         card, terminal, tx = self._transactions[transaction_id]
@@ -229,3 +256,7 @@ class FreshState:
     def size(self) -> int:
         """Transactions held over all entities (eviction keeps it bounded)."""
         return sum(len(h.txs) for histories in self._histories.values() for h in histories.values())
+
+    def pending_reports(self) -> int:
+        """Fraud reports held for transactions not seen yet (expiry keeps it bounded)."""
+        return sum(len(r) for r in self._pending.values())

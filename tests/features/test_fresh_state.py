@@ -139,3 +139,23 @@ def test_unknown_entities_get_the_empty_window_values() -> None:
     assert known["card_amount_over_mean_30d"] == 0.5 and known["terminal_nb_frauds_reported_7d"] == 1
     # At the transaction's own time nothing is seen: strictly before t.
     assert state.features_at(card=7, terminal=8, t=BASE_US, amount=5.0) == expected
+
+
+def test_reports_of_transactions_never_seen_expire_behind_the_stream() -> None:
+    """A consumer that never sees a report's transaction (older than its history, or unknown)
+    does not hold the report forever: once the newest event is past the report by the longest
+    window plus the allowed lateness, it is gone; a report still within that is kept, and
+    counts when its (very late) transaction arrives."""
+    state = FreshState()
+    keep = 30 * 24 * HOUR + ALLOWED_LATENESS_US  # the longest window (the card's 30 days) + lateness
+    for i in range(100):
+        state.add_label(10_000 + i, True, BASE_US + i)
+    state.add_label(20_000, False, BASE_US)  # a genuine verdict is not held at all
+    assert state.pending_reports() == 100
+    state.add_transaction(1, card=1, terminal=1, us=BASE_US + keep + 50, amount=1.0)
+    assert state.pending_reports() == 50  # reported before BASE_US + 50: expired
+    state.add_transaction(10_099, card=7, terminal=8, us=BASE_US + 90, amount=2.0)
+    state.add_transaction(10_000, card=5, terminal=6, us=BASE_US, amount=2.0)
+    assert state.pending_reports() == 49
+    assert state.features_at(card=7, terminal=8, t=BASE_US + 100, amount=1.0)["card_nb_frauds_reported_30d"] == 1
+    assert state.features_at(card=5, terminal=6, t=BASE_US + 100, amount=1.0)["card_nb_frauds_reported_30d"] == 0

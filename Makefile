@@ -74,7 +74,7 @@ demo: $(STAMP)
 # deployment checkers (Airflow, hadolint, kubectl, promtool, actionlint).
 test: $(STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
-	PATH="$(BIN):$$PATH" $(BIN)/pytest
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -n 2 --dist loadgroup
 
 # The fast tier: tests that need no Spark engine, broker or started service.
 test-fast: $(STAMP)

@@ -102,3 +102,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("classic"):
             item.add_marker(pytest.mark.engine)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs on two workers with `--dist loadgroup`, grouped by test folder
+    (tests/support/xdist_groups.py); other --dist modes are xdist's own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.support.xdist_groups import folder_scheduling
+
+    return folder_scheduling(config, log)

@@ -238,6 +238,7 @@ class AtLeastOnce:
             sending = [record.fallback for err, record in failures if too_large(err) and record.fallback is not None]
             if round_ == 2 or len(sending) < len(failures):
                 err = next((e for e, r in failures if not (too_large(e) and r.fallback is not None)), failures[0][0])
+                self._renew_after_failures([e for e, _ in failures])
                 raise DeliveryFailed(f"{len(failures)} of {len(records)} records failed; first: {err.str()}")
             log.warning("stream.record_too_large", topic=sending[0].topic, records=len(sending), sent="fallback")
         self.metrics.delivery_latency.observe(time.perf_counter() - started)
@@ -271,6 +272,14 @@ class AtLeastOnce:
     def _renew_if_fatal(self) -> None:
         if self._sender.fatal is not None:
             self._renew(f"fatal producer error {self._sender.fatal.name()}")
+
+    def _renew_after_failures(self, errors: Sequence[KafkaError]) -> None:
+        """Records the broker did not take: the retry gets a fresh producer. After an outage an
+        idempotent producer's own state (its sequence numbers and epoch) can fail every record
+        it sends next, and retrying on it would never end; a timed-out record counts as an
+        overdue report (the timeout grows)."""
+        timed_out = any(e.code() == KafkaError._MSG_TIMED_OUT for e in errors)
+        self._renew(f"delivery failed: {errors[0].name()}", overdue=timed_out)
 
     def _renew(self, why: str, overdue: bool = False) -> None:
         """Start a fresh producer (an idempotent producer in a fatal state refuses new

@@ -165,6 +165,7 @@ class PipelinedAtLeastOnce(AtLeastOnce):
         while self.batches and self.batches[0].outstanding <= 0:
             batch = self.batches[0]
             if batch.failures:
+                self._renew_after_failures(batch.failures)
                 self._fail(f"{len(batch.failures)} of {batch.records} records failed; "
                            f"first: {batch.failures[0].str()}")
             self.batches.popleft()

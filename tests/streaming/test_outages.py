@@ -195,3 +195,32 @@ def test_overdue_retries_in_a_row_lengthen_the_delivery_timeout_up_to_a_bound() 
         consumer.close()
     assert timeouts == pytest.approx([0.2, 0.4, 0.8, 0.8, 0.8])
     assert delivery.pending == {}
+
+
+def test_failed_records_get_a_fresh_producer_and_timed_out_ones_a_longer_timeout() -> None:
+    """A batch whose records failed is retried on a fresh producer (after an outage an
+    idempotent producer can fail everything it sends next); a timed-out record also grows the
+    timeout like an overdue report, another error does not (real librdkafka, a closed port)."""
+    from confluent_kafka import Consumer, KafkaError
+
+    from cardscore.streaming.commits import OffsetCommits
+    from cardscore.streaming.metrics import StreamMetrics
+    from cardscore.streaming.pipelined import PipelinedAtLeastOnce
+
+    nowhere = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": "0"}
+    commits = OffsetCommits(StreamMetrics())
+    consumer = Consumer({**nowhere, **commits.consumer_conf(), "group.id": "nowhere"})
+    delivery = PipelinedAtLeastOnce(nowhere, consumer, commits.metrics, 1.0, 500, commits=commits)
+    try:
+        senders = [delivery._sender]
+        delivery._renew_after_failures([KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER)])
+        senders.append(delivery._sender)
+        assert delivery.timeout == 1.0
+        delivery._renew_after_failures([KafkaError(KafkaError.NOT_ENOUGH_REPLICAS),
+                                        KafkaError(KafkaError._MSG_TIMED_OUT)])
+        senders.append(delivery._sender)
+        assert delivery.timeout == 2.0
+        assert len({id(s) for s in senders}) == 3
+    finally:
+        delivery.close()
+        consumer.close()

@@ -126,3 +126,23 @@ def test_fresh_bench_smoke_run_agrees_with_the_online_state_and_the_oracle() -> 
     assert summary["engine_equals_online_state"] and summary["engine_equals_oracle_on_sample"]
     assert result["engine"]["stage_backfill"]["published_rows"] == summary["transactions"] > 10_000
     assert summary["fraud_features_nonzero_share"]["terminal_nb_frauds_reported_28d"] > 0
+
+
+def test_fresh_quality_bench_smoke_run_fits_every_feature_set_on_the_same_rows() -> None:
+    """`bench fresh_quality --smoke`: the baseline, snapshot + fresh and every one-change
+    ablation fitted and evaluated on the same test rows, with the fresh columns present."""
+    import json
+
+    from bench.fresh_quality import FRESH_GROUPS
+    from cardscore.features.fresh import FRESH_FEATURE_NAMES
+
+    done = subprocess.run([sys.executable, "-m", "bench", "fresh_quality", "--smoke"], cwd=REPO_DIR,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((REPO_DIR / "bench" / "results" / "fresh_quality.smoke.json").read_text())
+    models = result["models"]
+    assert len(models) == 2 + len(FRESH_GROUPS) + 1
+    assert models["snapshot + fresh"]["features"] == models["snapshot (today's model)"]["features"] + len(FRESH_FEATURE_NAMES)
+    assert all(0.5 <= m["auc_roc"] <= 1 for m in models.values()), {n: m["auc_roc"] for n, m in models.items()}
+    assert result["stages"]["sizes"]["test_frauds"] > 0
+    assert set(result["summary"]["ablation_cost_in_average_precision"]) == set(FRESH_GROUPS)

@@ -79,7 +79,7 @@ test: $(STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(TOOLS_STAMP)
 # The fast tier: tests that need no Spark engine, broker or started service.
 test-fast: $(STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/ruff check .
-	PATH="$(BIN):$$PATH" $(BIN)/pytest -m "not engine" -q
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -m "not engine" -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

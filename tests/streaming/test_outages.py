@@ -224,3 +224,49 @@ def test_failed_records_get_a_fresh_producer_and_timed_out_ones_a_longer_timeout
     finally:
         delivery.close()
         consumer.close()
+
+
+def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resumes(tmp_path: Path) -> None:
+    """The stall behind the broker-freeze and broker-restart failures: messages time out while
+    the broker is frozen, the idempotent producer bumps its epoch, and Tansu then answers
+    PRODUCER_FENCED to every record it sends (not a fatal error for librdkafka). Retrying on
+    that producer never ends; the delivery renews it after failed records and delivers."""
+    from confluent_kafka import Consumer
+
+    from cardscore.streaming.commits import OffsetCommits
+    from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
+    from cardscore.streaming.metrics import StreamMetrics
+
+    port = free_port()
+    proc = subprocess.Popen(tansu_argv("127.0.0.1", port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    conf = {"bootstrap.servers": f"127.0.0.1:{port}", "log_level": "0"}
+    try:
+        wait_until(lambda: broker_ready(conf, 0.5), 20, what="own broker")
+        create_topics(conf, {"scores": 1, "tx": 1})
+        commits = OffsetCommits(StreamMetrics())
+        consumer = Consumer({**conf, **commits.consumer_conf(), "group.id": "fenced"})
+        delivery = AtLeastOnce(conf, consumer, commits.metrics, timeout_seconds=1.0, commits=commits)
+        records = [OutRecord("scores", str(i).encode(), b"{}", []) for i in range(20)]
+        try:
+            delivery.deliver(records, {("tx", 0): 20})
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(DeliveryFailed):
+                    delivery.deliver(records, {("tx", 0): 40})
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            failures = 0
+            while True:  # a retry may still meet the old session's end; then it must get through
+                try:
+                    delivery.deliver(records, {("tx", 0): 40})
+                    break
+                except DeliveryFailed as exc:
+                    failures += 1
+                    assert failures < 3, f"still failing after {failures} retries: {exc}"
+        finally:
+            delivery.close()
+            consumer.close()
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -92,6 +92,11 @@ class EmbeddedBroker:
     def conf(self) -> dict[str, str]:
         return {"bootstrap.servers": self.bootstrap}
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (outage tests freeze it with SIGSTOP)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(

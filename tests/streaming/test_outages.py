@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,11 @@ from cardscore.core import registry
 from cardscore.core.config import Settings, load_settings
 from cardscore.model.scoring import predict_matrix
 from cardscore.services.broker import (
-    broker_ready,
+    EmbeddedBroker,
     create_topics,
     free_port,
     project_topics,
-    tansu_argv,
 )
-from cardscore.services.process import wait_until
 from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 from tests.streaming.test_delivery import Replay
@@ -102,12 +99,8 @@ def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) ->
     """A broker of the test's own, frozen with SIGSTOP mid-stream (unreachable: requests
     time out) and resumed with SIGCONT. The embedded broker keeps topics in memory, so it is
     frozen rather than restarted."""
-    port = free_port()
-    proc = subprocess.Popen(tansu_argv("127.0.0.1", port), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
-    try:
-        bootstrap = f"127.0.0.1:{port}"
-        wait_until(lambda: broker_ready({"bootstrap.servers": bootstrap}, 0.5), 20, what="own broker")
+    with EmbeddedBroker(log_file=tmp_path / "broker.log") as broker:
+        bootstrap = broker.bootstrap
         settings = load_settings(overrides={
             "home": str(stream_world.home),
             "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap},
@@ -120,7 +113,7 @@ def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) ->
             running.wait_for(lambda: running.metric("cardscore_stream_assigned_partitions") == 2, 60, "assignment")
             with Replay(settings, records, rate=300):
                 running.wait_for(lambda: running.totals.get("scored", 0) >= 300, 60, "300 scores")
-                proc.send_signal(signal.SIGSTOP)
+                os.kill(broker.pid, signal.SIGSTOP)
                 try:
                     running.wait_for(
                         lambda: running.metric("cardscore_stream_dependency_up", {"dependency": "broker"}) == 0,
@@ -128,7 +121,7 @@ def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) ->
                     )
                     frozen_at = running.totals.get("scored", 0)
                 finally:
-                    proc.send_signal(signal.SIGCONT)
+                    os.kill(broker.pid, signal.SIGCONT)
             world.read_until(settings, settings.kafka.topics.scores,
                              lambda ms: len({m.key() for m in ms}) >= len(records), timeout=120)
             assert frozen_at < len(records)
@@ -138,10 +131,6 @@ def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) ->
         duplicates = sum(len(v) - 1 for v in scores.values())
         # a batch whose acknowledgements timed out is retried whole: its records may repeat
         assert duplicates <= 2 * settings.streaming.batch_max_messages
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_unacknowledged_output_fails_the_batch_and_commits_nothing(stream_settings: Settings) -> None:
@@ -237,12 +226,8 @@ def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resume
     from cardscore.streaming.delivery import AtLeastOnce, DeliveryFailed, OutRecord
     from cardscore.streaming.metrics import StreamMetrics
 
-    port = free_port()
-    proc = subprocess.Popen(tansu_argv("127.0.0.1", port), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
-    conf = {"bootstrap.servers": f"127.0.0.1:{port}", "log_level": "0"}
-    try:
-        wait_until(lambda: broker_ready(conf, 0.5), 20, what="own broker")
+    with EmbeddedBroker(log_file=tmp_path / "broker.log") as broker:
+        conf = {**broker.conf, "log_level": "0"}
         create_topics(conf, {"scores": 1, "tx": 1})
         commits = OffsetCommits(StreamMetrics())
         consumer = Consumer({**conf, **commits.consumer_conf(), "group.id": "fenced"})
@@ -250,12 +235,12 @@ def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resume
         records = [OutRecord("scores", str(i).encode(), b"{}", []) for i in range(20)]
         try:
             delivery.deliver(records, {("tx", 0): 20})
-            proc.send_signal(signal.SIGSTOP)
+            os.kill(broker.pid, signal.SIGSTOP)
             try:
                 with pytest.raises(DeliveryFailed):
                     delivery.deliver(records, {("tx", 0): 40})
             finally:
-                proc.send_signal(signal.SIGCONT)
+                os.kill(broker.pid, signal.SIGCONT)
             failures = 0
             while True:  # a retry may still meet the old session's end; then it must get through
                 try:
@@ -267,6 +252,3 @@ def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resume
         finally:
             delivery.close()
             consumer.close()
-    finally:
-        proc.kill()
-        proc.wait(10)

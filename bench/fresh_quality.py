@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # `python bench/fresh_quality.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import timed, write_result
+from bench.fresh import write_silver
 
 METRICS = ("auc_roc", "average_precision", "card_precision_at_k")
 REQUEST_TIME = ("tx_amount", "tx_during_weekend", "tx_during_night")
@@ -75,27 +76,6 @@ def feature_sets(snapshot: Sequence[str], fresh: Sequence[str]) -> dict[str, lis
         sets[f"snapshot + fresh, without {group}"] = [n for n in both if n not in names]
     sets["fresh + request-time only (no snapshot features)"] = [*REQUEST_TIME, *fresh]
     return sets
-
-
-def write_silver(world: Any, lake: Any, workdir: Path) -> None:
-    """The world as the three silver tables ingest would leave (reports: every one; labels: the
-    latest per transaction)."""
-    from cardscore.core import catalog
-    from cardscore.schemas.contracts import SILVER_LABEL, SILVER_LABEL_REPORT, SILVER_TRANSACTION
-    from tests.features.worlds import silver_labels, silver_transactions
-
-    reports = silver_labels(world.labels)
-    latest = (reports.sort_values(["transaction_id", "reported_time"], kind="stable")
-              .drop_duplicates("transaction_id", keep="last"))
-    for frame, contract, table in (
-        (silver_transactions(world.transactions), SILVER_TRANSACTION, catalog.SILVER_TRANSACTIONS),
-        (reports, SILVER_LABEL_REPORT, catalog.SILVER_LABEL_REPORTS),
-        (latest, SILVER_LABEL, catalog.SILVER_LABELS),
-    ):
-        path = workdir / f"{table}.parquet"
-        frame[contract.field_names].to_parquet(path, coerce_timestamps="us", index=False)
-        lake.overwrite(lake.spark.read.schema(contract.spark_schema()).parquet(str(path)), table,
-                       partition_by=contract.partition_by)
 
 
 def with_fresh(frame: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
@@ -162,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"world: {len(world.transactions)} transactions; protocol days {first}..{last}", flush=True)
         spark = get_spark(settings)
         ctx = job_context(settings, spark)
-        _, stages["write_silver_s"] = timed(lambda: write_silver(world, ctx.lake, workdir))
+        _, stages["write_silver_s"] = timed(lambda: write_silver(world, ctx.lake, workdir, latest_labels=True))
         _, stages["snapshot_features_s"] = timed(lambda: build_features_range(ctx, first, last))
         _, stages["fresh_features_s"] = timed(lambda: fresh_features_range(ctx, first, last))
         print("features built; training sets", flush=True)

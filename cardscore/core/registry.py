@@ -42,6 +42,7 @@ PREVIOUS_CHAMPION = "previous-champion"
 # Version tags written by training and read by the scorers and monitoring.
 TAG_FEATURE_NAMES = "feature_names"  # JSON list, in the model's input order
 TAG_FEATURE_SERVICE = "feature_service"
+TAG_FEATURE_SET = "feature_set"  # features/feature_sets.py
 TAG_GATE = "gate"  # passed | failed
 TAG_GATE_SUMMARY = "gate.summary"
 TAG_PREDECESSOR = "previous_champion_version"  # the champion this version replaced

@@ -20,13 +20,15 @@ scores a block of transactions (`ServingPlan.score`), whatever the scorer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cardscore.core.logs import get_logger
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.feature_sets import SERVED_COLUMNS, SNAPSHOT_V1, FeatureSet, column_indexes
 from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION, fallback_scores
 from cardscore.model.scoring import (
     booster_bytes,
@@ -82,14 +84,21 @@ def in_canary(card_ids: Any, salt: str, share: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ServingModel:
-    """A registered version's booster, as one scorer holds it."""
+    """A registered version's booster, as one scorer holds it. `columns` picks the booster's
+    features out of the plan's layout (None: the layout is exactly its features)."""
 
     name: str
     version: str
     booster: xgb.Booster
+    columns: tuple[int, ...] | None = None
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return predict_matrix(self.booster, matrix)
+        return predict_matrix(self.booster, matrix if self.columns is None else matrix[:, self.columns])
+
+    def in_layout(self, layout: Sequence[str]) -> ServingModel:
+        """The same booster reading its features from `layout`."""
+        names = self.booster.feature_names
+        return replace(self, columns=column_indexes(names, layout) if names else None)
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,9 @@ class ServingPlan:
     """What a scorer serves now: the champion, the canary and its share, the shadow, frozen.
 
     `fallback_reason` is set when the rules serve (frozen, or no champion could be loaded);
-    `errors` names the versions that could not be loaded and were left out."""
+    `errors` names the versions that could not be loaded and were left out. `layout` names the
+    columns of the matrices `score` takes (`MODEL_FEATURES` first: the fallback rules read
+    them; each model picks its own features out of it)."""
 
     champion: ServingModel | None
     canary: ServingModel | None = None
@@ -133,10 +144,31 @@ class ServingPlan:
     rules: FallbackRules | None = None
     fallback_reason: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    layout: tuple[str, ...] = MODEL_FEATURES
 
     @property
     def serves_fallback(self) -> bool:
         return self.frozen or self.champion is None
+
+    def models(self) -> list[ServingModel]:
+        return [m for m in (self.champion, self.canary, self.shadow) if m is not None]
+
+    def feature_names(self) -> set[str]:
+        """Every feature some model of the plan reads (the fallback's when it serves)."""
+        names = {n for m in self.models() for n in (m.booster.feature_names or ())}
+        return names | set(MODEL_FEATURES) if self.serves_fallback or not names else names
+
+    def with_layout(self, layout: Sequence[str]) -> ServingPlan:
+        """The plan scoring matrices of `layout` (which must start with MODEL_FEATURES)."""
+        layout = tuple(layout)
+        if layout[:len(MODEL_FEATURES)] != MODEL_FEATURES:
+            raise ValueError("a plan's layout starts with MODEL_FEATURES (the fallback rules read them)")
+
+        def moved(m: ServingModel | None) -> ServingModel | None:
+            return None if m is None else m.in_layout(layout)
+
+        return replace(self, champion=moved(self.champion), canary=moved(self.canary), shadow=moved(self.shadow),
+                       layout=layout)
 
     def versions(self) -> dict[str, str | None]:
         """Role -> version, for logs and metrics."""
@@ -158,7 +190,7 @@ class ServingPlan:
         return ", ".join(parts)
 
     def score(self, matrix: np.ndarray, card_ids: Any, clock: Callable[[], float] | None = None) -> ReleaseScores:
-        """Scores of a (rows x MODEL_FEATURES) float64 matrix whose rows belong to `card_ids`."""
+        """Scores of a (rows x `layout`) float64 matrix whose rows belong to `card_ids`."""
         import time
 
         clock = clock or time.perf_counter
@@ -253,7 +285,7 @@ class ServingPlan:
         return PortablePlan(raw(self.champion), raw(self.canary), self.share, self.salt, raw(self.shadow),
                             self.frozen, self.generation,
                             self.rules.model_dump() if self.rules is not None else None,
-                            self.fallback_reason, dict(self.errors))
+                            self.fallback_reason, dict(self.errors), self.layout)
 
 
 @dataclass(frozen=True)
@@ -270,6 +302,7 @@ class PortablePlan:
     rules: dict[str, Any] | None
     fallback_reason: str | None
     errors: dict[str, str]
+    layout: tuple[str, ...] = MODEL_FEATURES
 
     def plan(self, threads: int = 0) -> ServingPlan:
         from cardscore.core.config.release import FallbackRules
@@ -280,22 +313,23 @@ class PortablePlan:
         return ServingPlan(model(self.champion), model(self.canary), self.share, self.salt, model(self.shadow),
                            self.frozen, self.generation,
                            FallbackRules(**self.rules) if self.rules is not None else None,
-                           self.fallback_reason, dict(self.errors))
+                           self.fallback_reason, dict(self.errors)).with_layout(self.layout)
 
 
 # ---------------------------------------------------------------------------- loading
 
 
 def load_model(settings: Settings, ref: ModelRef, load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
-               threads: int | None = None) -> ServingModel:
-    """A version's booster (cached by version in the registry module), checked to read
-    MODEL_FEATURES; a private copy when `threads` is given (the cached one stays as loaded)."""
+               threads: int | None = None, served: Sequence[FeatureSet] = (SNAPSHOT_V1,)) -> ServingModel:
+    """A version's booster (cached by version in the registry module), checked to read one of
+    the `served` feature sets; a private copy when `threads` is given (the cached one stays as
+    loaded). It reads MODEL_FEATURES matrices until the plan's `with_layout` says otherwise."""
     from cardscore.core import registry
 
     booster = (load or registry.load_booster)(settings, ref)
     names = tuple(booster.feature_names or ref.feature_names or ())
     if names:
-        check_model_features(names, f"{ref.name} v{ref.version}")
+        check_model_features(names, f"{ref.name} v{ref.version}", served)
     if threads is not None:
         booster = booster.copy()
         booster.set_param({"nthread": threads})
@@ -310,9 +344,11 @@ def build_plan(
     threads: int | None = None,
     load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
     get_version: Callable[[Settings, str], ModelRef] | None = None,
+    served: Sequence[FeatureSet] = (SNAPSHOT_V1,),
 ) -> ServingPlan:
     """The plan for a release view: each version loaded (or reused from `previous`); a version
-    that cannot be loaded is left out and named in `errors`; no champion -> the fallback."""
+    that cannot be loaded, or that reads a feature set not in `served`, is left out and named
+    in `errors`; no champion -> the fallback. Its layout is MODEL_FEATURES (`with_layout`)."""
     from cardscore.core import registry
 
     get_version = get_version or registry.get_version
@@ -333,13 +369,13 @@ def build_plan(
             loaded[version] = reuse[version]
             return reuse[version]
         try:
-            served = load_model(settings, get_version(settings, version), load, threads)
+            model_ = load_model(settings, get_version(settings, version), load, threads, served)
         except Exception as exc:  # incompatible, missing, unreadable: left out, the rest serves
-            errors[role] = f"v{version}: {type(exc).__name__}: {str(exc)[:300]}"
+            errors[role] = f"v{version}: {type(exc).__name__}: {str(exc)[:400]}"
             log.error("release.model_unavailable", role=role, version=version, error=errors[role])
             return None
-        loaded[version] = served
-        return served
+        loaded[version] = model_
+        return model_
 
     state = view.state
     champion = model(view.champion, ARM_CHAMPION)
@@ -351,8 +387,10 @@ def build_plan(
     elif champion is None:
         reason = (f"champion unavailable ({errors[ARM_CHAMPION]})" if ARM_CHAMPION in errors
                   else f"model {view.model_name!r} has no champion")
-    return ServingPlan(champion, canary, state.share if canary else 0.0, state.salt or (state.canary or ""),
+    plan = ServingPlan(champion, canary, state.share if canary else 0.0, state.salt or (state.canary or ""),
                        shadow, state.frozen, state.generation, settings.release.fallback, reason, errors)
+    # The narrowest layout its models read: a scorer builds fresh columns only when needed.
+    return plan.with_layout(MODEL_FEATURES if plan.feature_names() <= set(MODEL_FEATURES) else SERVED_COLUMNS)
 
 
 def fallback_plan(settings: Settings, reason: str, generation: int = -1) -> ServingPlan:

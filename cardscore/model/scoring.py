@@ -13,23 +13,37 @@ import numpy as np
 import pandas as pd
 
 from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.feature_sets import SNAPSHOT_V1, FeatureSet, feature_set_of
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
 
 class IncompatibleModel(ValueError):
-    """The model's inputs are not `features.definitions.MODEL_FEATURES` in that order."""
+    """The model's inputs are not a feature set this scorer serves (`features.feature_sets`)."""
 
 
-def check_model_features(feature_names: Sequence[str] | None, what: str) -> None:
-    """Raise `IncompatibleModel` unless the model reads MODEL_FEATURES in order."""
+def check_model_features(
+    feature_names: Sequence[str] | None, what: str, served: Sequence[FeatureSet] = (SNAPSHOT_V1,)
+) -> FeatureSet:
+    """The model's feature set; `IncompatibleModel` unless its names are exactly one of the
+    `served` sets, in order (every scorer serves `snapshot_v1`; the batch scorer also
+    `snapshot_fresh_v1`)."""
     names = tuple(feature_names or ())
-    if names != MODEL_FEATURES:
+    found = feature_set_of(names)
+    if found is not None and found in served:
+        return found
+    offered = ", ".join(s.name for s in served)
+    if found is not None:
         raise IncompatibleModel(
-            f"{what} expects features {list(names) or '(none recorded)'}; the scorers build "
-            f"{list(MODEL_FEATURES)} (features.definitions.MODEL_FEATURES)"
+            f"{what} reads feature set {found.name} ({found.description}), which this scorer does "
+            f"not serve (it serves {offered}); the batch scorer serves every declared set "
+            "(features/feature_sets.py)"
         )
+    raise IncompatibleModel(
+        f"{what} expects features {list(names) or '(none recorded)'}, no declared feature set; "
+        f"this scorer serves {offered}: {[list(s.features) for s in served]} (features/feature_sets.py)"
+    )
 
 
 def predict_matrix(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:

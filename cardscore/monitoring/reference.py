@@ -111,12 +111,19 @@ def features_of_days(
     (rows without one are dropped), so only the sample reaches the driver."""
     from pyspark.sql import functions as F
 
+    from cardscore.features.fresh import FRESH_FEATURE_NAMES
+    from cardscore.features.fresh_serving import fresh_rows, require_fresh_rows, with_fresh_features
     from cardscore.features.retrieval import historical_features_spark
 
     entities = _entity_rows(ctx, first, last)
     if fraction is not None and fraction < 1.0:
         entities = entities.sample(fraction=fraction, seed=17)
-    joined = historical_features_spark(ctx.settings, ctx.spark, entities).select("transaction_id", *features)
+    served = historical_features_spark(ctx.settings, ctx.spark, entities)
+    if any(name in FRESH_FEATURE_NAMES for name in features):  # the model reads gold.fresh_features
+        rows = fresh_rows(ctx.lake, first, last, stage="monitor")
+        require_fresh_rows(entities, rows, first, last, "monitor")
+        served = with_fresh_features(served, rows)
+    joined = served.select("transaction_id", *features)
     if scores_of is not None:
         scores = (
             ctx.lake.read(scores_of)

@@ -19,19 +19,24 @@ transaction's values depend on its own event time only; tested).
 
 from __future__ import annotations
 
+import argparse
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from cardscore.core import catalog
 from cardscore.core.config.settings import join_uri
 from cardscore.core.errors import MissingInput
 from cardscore.core.lake import discard_staging
 from cardscore.core.logs import get_logger
-from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, StageSpec
+from cardscore.core.stage import SKIPPED, Input, JobContext, StageCall, StageOutcome, StageSpec
 from cardscore.jobs.fresh_features.transforms import LOOKBACK_DAYS, lookback, range_fresh_features
+
+if TYPE_CHECKING:
+    from cardscore.core.config import Settings
 
 STAGE = "fresh_features"
 SUITE = "gold_fresh_features"
@@ -123,9 +128,25 @@ def _fresh_pass(ctx: JobContext, first: date, last: date) -> list[FreshReport]:
     return reports
 
 
+def needed(settings: Settings) -> bool:
+    """Whether the configured model input reads fresh features (`training.feature_set`)."""
+    from cardscore.features.feature_sets import FEATURE_SETS
+
+    chosen = FEATURE_SETS.get(settings.training.feature_set)
+    return chosen is None or chosen.uses_fresh  # an unknown set: build them, training says why
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--if-needed", action="store_true",
+                        help="skip unless training.feature_set reads fresh features (the nightly's choice)")
+
+
 def run(call: StageCall) -> list[StageOutcome]:
     """The stage: the call's days in passes of `features.backfill_chunk_days` (the runner hands
     a range over in one call: `one_pass`); consecutive days share a pass."""
+    if call.options.get("if_needed") and not needed(call.ctx.settings):
+        message = f"training.feature_set {call.ctx.settings.training.feature_set} reads no fresh features"
+        return [StageOutcome(status=SKIPPED, message=message, details={"reason": "not_needed"}) for _ in call.days]
     outcomes = []
     for first, last in _consecutive(call.days):
         for report in fresh_features_range(call.ctx, first, last):
@@ -158,4 +179,6 @@ SPEC = StageSpec(
     inputs=(Input(catalog.SILVER_TRANSACTIONS, "tx_date", -LOOKBACK_DAYS, 0),
             Input(catalog.SILVER_LABEL_REPORTS, "reported_date", -LOOKBACK_DAYS, 0)),
     outputs=(catalog.FRESH_FEATURES,),
+    gates=(SUITE,),
+    add_options=add_options,
 )

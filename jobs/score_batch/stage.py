@@ -43,6 +43,7 @@ from cardscore.core.stage import Input, JobContext, StageCall, StageOutcome, Sta
 from cardscore.core.timing import PhaseTimer, Progress
 from cardscore.expectations.gate import GateFailed, GateResult
 from cardscore.features.definitions import CUSTOMER_KEY, SNAPSHOT_DATE, TERMINAL_KEY
+from cardscore.features.feature_sets import FEATURE_SETS
 from cardscore.jobs.score_batch.report import summary_table
 
 if TYPE_CHECKING:
@@ -70,6 +71,13 @@ class ScoringModel:
     versions: dict[str, str | None] = field(default_factory=dict)  # role -> version
     fallback_reason: str | None = None
     errors: dict[str, str] = field(default_factory=dict)  # role -> why it was left out
+
+    @property
+    def uses_fresh(self) -> bool:
+        """Whether a model of the plan reads fresh features (gold.fresh_features)."""
+        from cardscore.features.definitions import MODEL_FEATURES
+
+        return self.plan.layout != MODEL_FEATURES
 
     @property
     def name(self) -> str:
@@ -214,7 +222,8 @@ def resolve_model(ctx: JobContext, hooks: ScoreHooks | None = None) -> ScoringMo
             booster = None
         if booster is not None:
             _check_features(booster, ref)
-    plan = build_plan(settings, view)  # by version: a moved alias changes nothing
+    # By version: a moved alias changes nothing. Every declared feature set is served here.
+    plan = build_plan(settings, view, served=tuple(FEATURE_SETS.values()))
     if plan.serves_fallback:
         log.warning("score.fallback", reason=plan.fallback_reason)
     return ScoringModel(ref, plan.portable(), plan.versions(), plan.fallback_reason if plan.serves_fallback else None,
@@ -227,7 +236,8 @@ def _check_features(booster: Any, ref: ModelRef | None) -> None:
     if ref is None:
         return
     try:
-        check_model_features(booster.feature_names or ref.feature_names, f"{ref.name} v{ref.version}")
+        check_model_features(booster.feature_names or ref.feature_names, f"{ref.name} v{ref.version}",
+                             tuple(FEATURE_SETS.values()))
     except IncompatibleModel as exc:
         raise StageFailed(STAGE, str(exc)) from None
 
@@ -268,9 +278,10 @@ def score_day(
     model = model or resolve_model(ctx, hooks)
     transactions, silver_rows, inputs = _silver_day(ctx, day)
     customer_rows, terminal_rows = _snapshot_rows(ctx, day, inputs)
+    fresh_rows = _fresh_rows(ctx, day, transactions, inputs) if model.uses_fresh else None
 
     phase("score")
-    features = served_features(transactions, customer_rows, terminal_rows)
+    features = served_features(transactions, customer_rows, terminal_rows, fresh_rows)
     scored = score_release_in_engine(features, model.plan, cfg.predict_threads)
     predictions = prediction_records(scored, model.name, model.version, day, run_id, datetime.now(UTC))
     if hooks and hooks.before_stage:
@@ -423,6 +434,18 @@ def _snapshot_rows(
     return customer_rows, terminal_rows
 
 
+def _fresh_rows(ctx: JobContext, day: date, transactions: DataFrame, inputs: dict[str, int | None]) -> DataFrame:
+    """Day `day`'s rows of gold.fresh_features at a pinned version; `MissingInput` unless every
+    transaction scored has one (a model must never see a fresh feature that was not computed)."""
+    from cardscore.features.fresh_serving import fresh_rows, require_fresh_rows
+
+    version = ctx.lake.version(catalog.FRESH_FEATURES)
+    rows = fresh_rows(ctx.lake, day, day, version, STAGE)
+    require_fresh_rows(transactions, rows, day, day, STAGE)
+    inputs[catalog.FRESH_FEATURES] = version
+    return rows
+
+
 def _staging_uri(ctx: JobContext, run_id: str, day: date) -> str:
     base = ctx.settings.scoring.staging or join_uri(ctx.settings.lake_root, "_staging")
     return join_uri(base, "predictions", run_id, day.isoformat())
@@ -473,7 +496,7 @@ SPEC = StageSpec(
     description="batch predictions of the day by the champion, gated",
     run=run,
     inputs=(Input(catalog.SILVER_TRANSACTIONS, PARTITION, 0, 0), Input(catalog.CUSTOMER_FEATURES, SNAPSHOT_DATE, 0, 0),
-            Input(catalog.TERMINAL_FEATURES, SNAPSHOT_DATE, 0, 0)),
+            Input(catalog.TERMINAL_FEATURES, SNAPSHOT_DATE, 0, 0), Input(catalog.FRESH_FEATURES, PARTITION, 0, 0)),
     outputs=("gold.predictions",),
     gates=(SUITE,),
     add_options=add_options,

@@ -23,7 +23,7 @@ transaction (features/README.md, streaming/features.py):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -59,13 +59,17 @@ EVENT_TIME_US = "event_time_us"
 _KNOWN = "__cardscore_known"
 
 
-def served_features(transactions: DataFrame, customer_rows: DataFrame, terminal_rows: DataFrame) -> DataFrame:
+def served_features(
+    transactions: DataFrame, customer_rows: DataFrame, terminal_rows: DataFrame, fresh_rows: DataFrame | None = None
+) -> DataFrame:
     """Every silver transaction with its model features and unknown flags, ready for
-    `score_in_engine`: the PASSTHROUGH columns, event_timestamp and MODEL_FEATURES (double).
+    `score_in_engine`: the PASSTHROUGH columns, event_timestamp and MODEL_FEATURES (double),
+    then the fresh features when `fresh_rows` (gold.fresh_features rows) are given.
 
     `customer_rows` / `terminal_rows` are gold snapshot rows (the scored day's: each
     transaction is matched with the rows of its own UTC day); an entity without a row is
-    unknown and gets the definitions' defaults.
+    unknown and gets the definitions' defaults. Fresh features are per transaction, joined on
+    its id (a transaction without a row gets nulls: the caller checks there is none).
     """
     from pyspark.sql import functions as F
 
@@ -79,6 +83,12 @@ def served_features(transactions: DataFrame, customer_rows: DataFrame, terminal_
         F.col("amount").cast("double").alias(TX_AMOUNT),
     )
     served = day_features(entities, customer_rows, terminal_rows)
+    fresh: list[str] = []
+    if fresh_rows is not None:
+        from cardscore.features.fresh import FRESH_FEATURE_NAMES
+
+        fresh = list(FRESH_FEATURE_NAMES)
+        served = served.join(fresh_rows.select(TRANSACTION_ID, *fresh), TRANSACTION_ID, "left")
     return served.select(
         TRANSACTION_ID,
         CUSTOMER_KEY,
@@ -87,6 +97,7 @@ def served_features(transactions: DataFrame, customer_rows: DataFrame, terminal_
         (~F.col(TERMINAL_IN_SNAPSHOT)).alias(UNKNOWN_TERMINAL),
         EVENT_TIMESTAMP,
         *MODEL_FEATURES,
+        *fresh,
     )
 
 
@@ -117,24 +128,24 @@ def entity_frame(transactions: DataFrame, customer_keys: DataFrame, terminal_key
     )
 
 
-def _staged(features: DataFrame) -> tuple[DataFrame, list[str]]:
-    """The scoring pass's input: the PASSTHROUGH columns, event_time_us and MODEL_FEATURES as
-    doubles (the order the boosters read); and the names of the columns the pass keeps."""
+def _staged(features: DataFrame, layout: Sequence[str] = MODEL_FEATURES) -> tuple[DataFrame, list[str]]:
+    """The scoring pass's input: the PASSTHROUGH columns, event_time_us and the `layout`
+    features as doubles (the plan's matrix columns); and the names of the columns the pass keeps."""
     from pyspark.sql import functions as F
 
     staged = features.select(
         *PASSTHROUGH,
         F.unix_micros(F.col(EVENT_TIMESTAMP)).alias(EVENT_TIME_US),
-        *[F.col(name).cast("double").alias(name) for name in MODEL_FEATURES],
+        *[F.col(name).cast("double").alias(name) for name in layout],
     )
     return staged, [*PASSTHROUGH, EVENT_TIME_US]
 
 
-def feature_matrix(batch: pa.RecordBatch) -> np.ndarray:
-    """A (rows x MODEL_FEATURES) float64 matrix from an Arrow batch of `_staged` columns; a
-    null feature is NaN (XGBoost's missing value), as pandas made it before."""
+def feature_matrix(batch: pa.RecordBatch, layout: Sequence[str] = MODEL_FEATURES) -> np.ndarray:
+    """A (rows x layout) float64 matrix from an Arrow batch of `_staged` columns; a null
+    feature is NaN (XGBoost's missing value), as pandas made it before."""
     return np.column_stack(
-        [batch.column(name).to_numpy(zero_copy_only=False) for name in MODEL_FEATURES]
+        [batch.column(name).to_numpy(zero_copy_only=False) for name in layout]
     ).astype(np.float64, copy=False)
 
 
@@ -191,7 +202,7 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
     from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION
     from cardscore.model.release import ARMS
 
-    staged, kept = _staged(features)
+    staged, kept = _staged(features, plan.layout)
     models = [m for m in (plan.champion, plan.canary, plan.shadow) if m is not None]
     vocabulary = {
         ARM: list(ARMS),
@@ -225,7 +236,7 @@ def score_release_in_engine(features: DataFrame, plan: PortablePlan, threads: in
         for batch in batches:
             if serving is None:
                 serving = plan.plan(threads)
-            scores = serving.score(feature_matrix(batch),
+            scores = serving.score(feature_matrix(batch, plan.layout),
                                    batch.column(CUSTOMER_KEY).to_numpy(zero_copy_only=False).astype(np.int64))
             shadow = scores.shadow_score
             yield pa.RecordBatch.from_arrays(

@@ -16,7 +16,7 @@ import argparse
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from cardscore.core.config import Settings
     from cardscore.core.config.training import ModelParams
+    from cardscore.features.feature_sets import FeatureSet
 
 STAGE = "train"
 log = get_logger("jobs.train")
@@ -162,15 +163,44 @@ def read_inputs(
     return TrainingInputs(tx, labels, tables)
 
 
-def _feature_api() -> tuple[list[str], str, Callable[..., pd.DataFrame]]:
+def _feature_api() -> tuple[str, Callable[..., pd.DataFrame]]:
     try:
-        from cardscore.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURES
+        from cardscore.features.definitions import FEATURE_SERVICE_NAME
         from cardscore.features.retrieval import historical_features
     except ImportError as exc:
         raise MissingInput(
             STAGE, f"the feature store API is not available ({exc}); build features first"
         ) from None
-    return list(MODEL_FEATURES), str(FEATURE_SERVICE_NAME), historical_features
+    return str(FEATURE_SERVICE_NAME), historical_features
+
+
+def configured_feature_set(settings: Settings) -> FeatureSet:
+    """`training.feature_set`, a set declared in features/feature_sets.py (StageFailed if not)."""
+    from cardscore.features.feature_sets import feature_set_named
+
+    try:
+        return feature_set_named(settings.training.feature_set)
+    except ValueError as exc:
+        raise StageFailed(STAGE, f"training.feature_set: {exc}") from None
+
+
+def with_fresh_columns(
+    features_for: Callable[[pd.DataFrame], pd.DataFrame], fresh: pd.DataFrame, first: date, last: date
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """`features_for` whose rows also carry the fresh features of `fresh` (transaction_id and
+    the fresh columns), refusing any transaction without its row."""
+    from cardscore.features.fresh_serving import FreshRowsMissing, build_command
+
+    def joined(entities: pd.DataFrame) -> pd.DataFrame:
+        served = features_for(entities)
+        out = served.merge(fresh, on="transaction_id", how="left", validate="one_to_one", indicator=True)
+        absent = int((out["_merge"] != "both").sum())
+        if absent:
+            raise FreshRowsMissing(STAGE, f"{absent} of {len(served)} transactions of {first}..{last} have no row "
+                                          f"in {catalog.FRESH_FEATURES}; run {build_command(first, last)} first")
+        return out.drop(columns="_merge")
+
+    return joined
 
 
 def _check_split(split: Split, what: str) -> None:
@@ -198,6 +228,7 @@ class TrainingSets:
     feature_service: str
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # Delta inputs: uri, version
     folds: list[tuple[Protocol, pd.DataFrame, pd.DataFrame]] = field(default_factory=list)
+    feature_set: str = "snapshot_v1"  # features/feature_sets.py
     sizes: dict[str, int] = field(default_factory=dict)
     last_label_reported: datetime | None = None  # the newest label in the table version read
 
@@ -220,16 +251,36 @@ def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
     search_on = cfg.search.enabled if params.search is None else params.search
     folds = validation_folds(protocol, cfg.search.n_folds, cfg.search.fold_shift_days) if search_on else []
 
+    feature_set = configured_feature_set(ctx.settings)
     note("read silver", 0, 1)
     first, end = days_needed([protocol, *folds])
     inputs = read_inputs(ctx, first, end, params.data_versions)
     note("read silver", 1, 1)
-    feature_names, feature_service, historical_features = _feature_api()
-    return assemble_sets(
-        inputs, protocol, folds,
-        lambda entities: historical_features(ctx.settings, ctx.spark, entities),
-        feature_names, feature_service, params.test_labels_as_of, note,
-    )
+    feature_service, historical_features = _feature_api()
+
+    def features_for(entities: pd.DataFrame) -> pd.DataFrame:
+        return historical_features(ctx.settings, ctx.spark, entities)
+
+    if feature_set.uses_fresh:
+        features_for = with_fresh_columns(features_for, _read_fresh(ctx, inputs, first, end, params.data_versions),
+                                          first, end - timedelta(days=1))
+    sets = assemble_sets(inputs, protocol, folds, features_for, feature_set.features, feature_service,
+                         params.test_labels_as_of, note)
+    return replace(sets, feature_set=feature_set.name)
+
+
+def _read_fresh(ctx: JobContext, inputs: TrainingInputs, first: date, end: date,
+                versions: dict[str, int] | None) -> pd.DataFrame:
+    """gold.fresh_features rows of [first, end) at a pinned (or the current) version, recorded
+    with the other inputs."""
+    from cardscore.features.fresh_serving import fresh_rows
+
+    table = catalog.FRESH_FEATURES
+    version = (versions or {}).get(table, ctx.lake.version(table))
+    frame = fresh_rows(ctx.lake, first, end - timedelta(days=1), version, STAGE).toPandas()
+    inputs.tables[table] = {"uri": ctx.lake.uri(table), "version": int(version)}
+    log.info("train.fresh_inputs", rows=len(frame), version=version)
+    return frame
 
 
 def assemble_sets(
@@ -413,6 +464,7 @@ def _publish(
         "last_label_reported": sets.last_label_reported.isoformat() if sets.last_label_reported else None,
         "test_labels_complete": test_labels_complete,
         "feature_service": feature_service,
+        "feature_set": sets.feature_set,
         "code_version": version_of_code,
     }
     search_info = _search_summary(search, folds) if search else None
@@ -428,6 +480,7 @@ def _publish(
             "cardscore.stage": STAGE,
             "code_version": version_of_code,
             "feature_service": feature_service,
+            "feature_set": sets.feature_set,
             "mlflow.source.git.commit": version_of_code.removesuffix("-dirty"),
         })
         mlflow.log_params({
@@ -438,6 +491,7 @@ def _publish(
             "search.select_by": search.select_by if search else "",
             "features": len(feature_names),
             "feature_service": feature_service,
+            "feature_set": sets.feature_set,
             **{f"data.{t}.version": m["version"] for t, m in tables.items()},
         })
         for prefix, ev in (("train", train_eval), ("test", test_eval)):
@@ -463,7 +517,8 @@ def _publish(
         plots.card_precision_plot(test_eval.days, test_eval.card_precision_per_day, k,
                                   out / "plots" / "card_precision_per_day.png")
         mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
-        mlflow.log_dict({"feature_names": feature_names, "feature_service": feature_service}, "features.json")
+        mlflow.log_dict({"feature_names": feature_names, "feature_service": feature_service,
+                         "feature_set": sets.feature_set}, "features.json")
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.log_dict({"train": train_eval.to_dict(), "test": test_eval.to_dict()}, "evaluation.json")
 
@@ -486,6 +541,7 @@ def _publish(
                 tags={
                     registry.TAG_FEATURE_NAMES: json.dumps(feature_names),
                     registry.TAG_FEATURE_SERVICE: feature_service,
+                    registry.TAG_FEATURE_SET: sets.feature_set,
                     registry.TAG_GATE: "passed" if decision.passed else "failed",
                     registry.TAG_GATE_SUMMARY: decision.summary(),
                     "code_version": version_of_code,
@@ -586,7 +642,8 @@ SPEC = StageSpec(
     description="train, evaluate, register and gate the fraud model",
     run=run,
     dated=False,
-    inputs=(catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES),
+    inputs=(catalog.SILVER_TRANSACTIONS, catalog.SILVER_LABELS, catalog.CUSTOMER_FEATURES, catalog.TERMINAL_FEATURES,
+            catalog.FRESH_FEATURES),
     outputs=("MLflow registry",),
     gates=("promotion gate",),
     add_options=add_options,

@@ -240,7 +240,7 @@ def test_a_model_with_other_inputs_is_refused(spark, scoring_world) -> None:
     booster = xgb.train({"objective": "binary:logistic", "nthread": 1}, data, num_boost_round=2)
     world.register(settings, booster)
 
-    with pytest.raises(StageFailed, match=r"expects features .*MODEL_FEATURES") as refused:
+    with pytest.raises(StageFailed, match=r"expects features .*no declared feature set") as refused:
         score_day(_job(spark, settings), world.DAY)
     assert not isinstance(refused.value, MissingInput)
     assert not _job(spark, settings).lake.exists(settings.scoring.output_table)

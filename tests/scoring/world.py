@@ -108,7 +108,7 @@ def register(settings: Settings, booster: xgb.Booster, promote: bool = True) -> 
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         info = mlflow.xgboost.log_model(
-            booster, name="model", signature=model_signature(list(MODEL_FEATURES)),
+            booster, name="model", signature=model_signature(list(booster.feature_names or MODEL_FEATURES)),
             pip_requirements=pip_requirements(), model_format="json",
         )
     ref = registry.register_version(

@@ -124,6 +124,13 @@ class GateSettings(Section):
 class TrainingSettings(Section):
     """Settings of training, evaluation and the promotion gate."""
 
+    feature_set: str = Field(
+        "snapshot_v1", min_length=1,
+        description="the model's input, a set declared in features/feature_sets.py: snapshot_v1 "
+        "(request-time and daily snapshot features; every scorer serves it) or snapshot_fresh_v1 "
+        "(also the fresh event-time features of gold.fresh_features: batch scorer only for now; "
+        "the nightly then builds them)",
+    )
     protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
     model: ModelParams = Field(default_factory=ModelParams)
     search: SearchSettings = Field(default_factory=SearchSettings)

@@ -1,0 +1,75 @@
+"""The model input sets, declared once: which features a model reads, in which order.
+
+A registered model records its feature names (`registry.TAG_FEATURE_NAMES`); every scorer
+checks them against these sets before it serves the model (`cardscore.model.scoring.
+check_model_features`). Training picks one with `training.feature_set`.
+
+* `snapshot_v1`: the request-time features and the daily snapshots (`MODEL_FEATURES`), what
+  every scorer serves.
+* `snapshot_fresh_v1`: those, then the fresh (event-time) features of `gold.fresh_features`
+  (`features.fresh.FRESH_FEATURE_NAMES`). The batch scorer, training and monitoring serve
+  them from that table; the stream scorer and the API do not compute them yet (issue 19), so
+  they refuse such a model (their release falls back to the champion arm / rules, as for any
+  version they cannot load), with a message naming the set.
+
+`SERVED_COLUMNS` is the widest layout a scorer builds, the union of the sets with
+`MODEL_FEATURES` first: the fallback rules and every snapshot model read its leading columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.fresh import FRESH_FEATURE_NAMES
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A model input: a name and the ordered feature names."""
+
+    name: str
+    features: tuple[str, ...]
+    description: str
+
+    @property
+    def uses_fresh(self) -> bool:
+        """Whether its rows need `gold.fresh_features` (computed per transaction)."""
+        return any(name in FRESH_FEATURE_NAMES for name in self.features)
+
+
+SNAPSHOT_V1 = FeatureSet("snapshot_v1", MODEL_FEATURES, "request-time and daily snapshot features")
+SNAPSHOT_FRESH_V1 = FeatureSet(
+    "snapshot_fresh_v1", (*MODEL_FEATURES, *FRESH_FEATURE_NAMES),
+    "request-time, daily snapshot and fresh (event-time) features",
+)
+FEATURE_SETS: dict[str, FeatureSet] = {s.name: s for s in (SNAPSHOT_V1, SNAPSHOT_FRESH_V1)}
+DEFAULT_FEATURE_SET = SNAPSHOT_V1.name
+SERVED_COLUMNS: tuple[str, ...] = SNAPSHOT_FRESH_V1.features
+
+
+def feature_set_named(name: str) -> FeatureSet:
+    try:
+        return FEATURE_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown feature set {name!r}; declared: {sorted(FEATURE_SETS)}") from None
+
+
+def feature_set_of(names: Sequence[str]) -> FeatureSet | None:
+    """The declared set whose features are exactly `names`, in order; None otherwise."""
+    wanted = tuple(names)
+    return next((s for s in FEATURE_SETS.values() if s.features == wanted), None)
+
+
+def column_indexes(names: Sequence[str], layout: Sequence[str]) -> tuple[int, ...] | None:
+    """Where each of `names` sits in `layout`; None when `names` is the layout itself (no
+    selection needed). Raises KeyError naming what the layout lacks."""
+    names, layout = tuple(names), tuple(layout)
+    if names == layout:
+        return None
+    position = {name: i for i, name in enumerate(layout)}
+    missing = [n for n in names if n not in position]
+    if missing:
+        raise KeyError(f"the served columns lack {missing}")
+    return tuple(position[n] for n in names)

@@ -54,7 +54,7 @@ def test_the_declared_sets_start_with_the_snapshot_features_and_are_found_by_the
 
 def test_a_scorer_refuses_a_set_it_does_not_serve_and_says_which() -> None:
     assert check_model_features(MODEL_FEATURES, "m v1") is SNAPSHOT_V1
-    with pytest.raises(IncompatibleModel, match="feature set snapshot_fresh_v1.*serves snapshot_v1"):
+    with pytest.raises(IncompatibleModel, match=r"feature set snapshot_fresh_v1.*serves snapshot_v1"):
         check_model_features(SNAPSHOT_FRESH_V1.features, "m v2")
     assert check_model_features(SNAPSHOT_FRESH_V1.features, "m v2", tuple(FEATURE_SETS.values())) is SNAPSHOT_FRESH_V1
     with pytest.raises(IncompatibleModel, match="no declared feature set"):

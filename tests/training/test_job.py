@@ -162,3 +162,43 @@ def test_the_model_card_warns_when_test_labels_may_be_incomplete() -> None:
 
     assert "Test labels may be incomplete" in card(False) and "2018-04-24T10:00" in card(False)
     assert "incomplete" not in card(True)
+
+
+def test_training_on_the_fresh_feature_set(trained_world) -> None:
+    """`training.feature_set: snapshot_fresh_v1`: the training sets carry the fresh features of
+    gold.fresh_features (refused, with the command to run, while that table lacks the days);
+    the version records its set, its input order and the table version read."""
+    import json
+
+    from cardscore.core.errors import StageFailed
+    from cardscore.features.feature_sets import SNAPSHOT_FRESH_V1
+    from cardscore.features.fresh_serving import FreshRowsMissing
+    from cardscore.jobs.fresh_features.stage import fresh_features_range
+
+    ctx, _world, _report = trained_world
+
+    def context(feature_set: str):
+        settings = load_settings(overrides={
+            "home": str(ctx.settings.home_path),
+            "mlflow": {"model_name": f"fresh-{feature_set}"},
+            "training": {"protocol": PROTOCOL, "gate": GATE, "feature_set": feature_set},
+        })
+        return job_context(settings, ctx.spark)
+
+    with pytest.raises(StageFailed, match=r"training.feature_set: unknown feature set 'nope'.*snapshot_fresh_v1"):
+        train(context("nope"), TrainingParams(register=False))
+    fresh_ctx = context(SNAPSHOT_FRESH_V1.name)
+    with pytest.raises(FreshRowsMissing, match=r"cardscore run fresh_features --from 2018-04-10 --to 2018-04-20"):
+        train(fresh_ctx, TrainingParams(register=False))
+
+    fresh_features_range(fresh_ctx, date(2018, 4, 10), date(2018, 4, 20))
+    report = train(fresh_ctx, TrainingParams(actor="tester", reason="fresh feature set"))
+    assert report.feature_names == list(SNAPSHOT_FRESH_V1.features)
+    assert report.data_versions[catalog.FRESH_FEATURES] == ctx.lake.version(catalog.FRESH_FEATURES)
+    ref = registry.get_version(fresh_ctx.settings, report.version)
+    assert ref.feature_names == SNAPSHOT_FRESH_V1.features
+    assert ref.tags[registry.TAG_FEATURE_SET] == SNAPSHOT_FRESH_V1.name
+    assert json.loads(ref.tags[registry.TAG_FEATURE_NAMES]) == list(SNAPSHOT_FRESH_V1.features)
+    booster = registry.load_booster(fresh_ctx.settings, ref)
+    assert tuple(booster.feature_names) == SNAPSHOT_FRESH_V1.features
+    assert mlflow_dict(fresh_ctx.settings, report.run_id, "lineage.json")["feature_set"] == SNAPSHOT_FRESH_V1.name

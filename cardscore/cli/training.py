@@ -47,8 +47,22 @@ def promote_cmd(
     """Move the `champion` alias to the challenger; the old champion becomes `previous-champion`."""
     from cardscore.core import registry
 
-    _transition(registry.promote, settings=settings_of(ctx), actor=actor, reason=reason,
-                version=version, force=force)
+    settings = settings_of(ctx)
+    _transition(registry.promote, settings=settings, actor=actor, reason=reason, version=version, force=force)
+    _warn_if_not_streamed(settings, registry.resolve_alias(settings, registry.CHAMPION))
+
+
+def _warn_if_not_streamed(settings: Any, ref: Any) -> None:
+    """Say so when the new champion reads a feature set the online scorers do not serve."""
+    from cardscore.features.feature_sets import SNAPSHOT_V1, feature_set_of
+
+    found = feature_set_of(ref.feature_names)
+    if found is not None and found != SNAPSHOT_V1:
+        console.print(
+            f"[yellow]warning: v{ref.version} reads feature set {found.name}; the batch scorer serves it, but "
+            "the stream scorer and the scoring API serve snapshot_v1 only: while it is the champion they "
+            "serve the flagged fallback rules (`cardscore rollback` restores the previous champion)[/yellow]"
+        )
 
 
 @app.command("rollback")

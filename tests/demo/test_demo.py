@@ -39,4 +39,4 @@ def test_demo_runs_end_to_end_and_resets_its_workspace(demo_run: DemoRun) -> Non
     )
     assert runs.returncode == 0, runs.stderr[-2000:]
     stages = [yaml.safe_load(line)["stage"] for line in runs.stdout.splitlines() if line.startswith("{")]
-    assert stages[:4] == ["ingest", "features", "materialize", "score"]
+    assert stages[:5] == ["ingest", "features", "materialize", "fresh_features", "score"]

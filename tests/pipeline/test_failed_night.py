@@ -167,9 +167,9 @@ def test_the_readme_steps_heal_a_failed_night(homes, monkeypatch: pytest.MonkeyP
         outputs.append(result.output)
     assert "superseded by transactions-2018-04-03-v2.jsonl" in outputs[3]
     night = [line for line in outputs[4].splitlines() if line.startswith("2018-04-03 ")]
-    assert [line.split()[1:3] for line in night][:5] == [
+    assert [line.split()[1:3] for line in night][:6] == [
         ["ingest", "succeeded:"], ["features", "succeeded:"], ["materialize", "succeeded:"],
-        ["score", "succeeded:"], ["monitor", "succeeded:"]]
+        ["fresh_features", "skipped:"], ["score", "succeeded:"], ["monitor", "succeeded:"]]
 
     assert_same_tables(healed, clean, D3)
     assert_same_online_store(healed, clean, D4)
@@ -195,7 +195,8 @@ def test_a_published_day_corrected_later_heals_everything_downstream(homes) -> N
     supersede(healed, D4, "transactions-2018-04-04-v2.jsonl", reason="amounts in the wrong currency", actor="ops")
     result = execute(NIGHTLY, healed, [D4])[0]
     assert statuses(result) == {"ingest": SUCCEEDED, "features": SUCCEEDED, "materialize": SUCCEEDED,
-                                "score": SUCCEEDED, "monitor": SUCCEEDED, "retrain": SKIPPED}
+                                "fresh_features": SKIPPED, "score": SUCCEEDED, "monitor": SUCCEEDED,
+                                "retrain": SKIPPED}
     reasons = {r.stage: r.reason for r in result.records}
     assert "ops.landing_corrections" in reasons["ingest"] and "landing 2018-04-04 changed" in reasons["ingest"]
     assert "silver.transactions" in reasons["features"] and "(tx_date 2018-04-04)" in reasons["features"]

@@ -76,7 +76,8 @@ def rare_fraud_booster():
 
 
 def test_stage_order() -> None:
-    assert [s.name for s in NIGHTLY.steps] == ["ingest", "features", "materialize", "score", "monitor", "retrain"]
+    assert [s.name for s in NIGHTLY.steps] == ["ingest", "features", "materialize", "fresh_features", "score", "monitor",
+                                                 "retrain"]
 
 
 def test_nights_without_a_champion_publish_features_and_skip_scoring(spark, world_home) -> None:
@@ -91,7 +92,10 @@ def test_nights_without_a_champion_publish_features_and_skip_scoring(spark, worl
     silver_days = {r.tx_date for r in ctx.lake.read(catalog.SILVER_TRANSACTIONS).select("tx_date").distinct().collect()}
     assert silver_days == {D1, D2}
     ledger = results[1].records
-    assert [r.stage for r in ledger][:4] == ["ingest", "features", "materialize", "score"]
+    assert [r.stage for r in ledger][:5] == ["ingest", "features", "materialize", "fresh_features", "score"]
+    # The default model input reads no fresh features: the night does not build them.
+    assert [statuses(r)["fresh_features"] for r in results] == [SKIPPED, SKIPPED]
+    assert not ctx.lake.exists(catalog.FRESH_FEATURES)
 
 
 def test_with_a_champion_the_night_scores_and_a_rerun_is_identical(spark, world_home) -> None:
@@ -103,7 +107,7 @@ def test_with_a_champion_the_night_scores_and_a_rerun_is_identical(spark, world_
     first = run_nightly(ctx, [D2], from_stage="score")[0]  # earlier stages are done
     assert statuses(first)["ingest"] == "done-before"
     assert statuses(first)["score"] == SUCCEEDED
-    assert first.records[3].outcome.model_version == version
+    assert next(r for r in first.records if r.stage == "score").outcome.model_version == version
     before = predictions(ctx, D2)
     silver = ctx.lake.read(catalog.SILVER_TRANSACTIONS).where("tx_date = DATE'2018-04-02'").count()
     assert len(before) == silver > 0
@@ -147,7 +151,8 @@ def test_a_failed_predictions_gate_publishes_no_predictions_and_resumes_at_score
     failed = run_nightly(strict, [D4])[0]
 
     assert [(r.stage, r.status) for r in failed.records] == [
-        ("ingest", SUCCEEDED), ("features", SUCCEEDED), ("materialize", SUCCEEDED), ("score", FAILED)
+        ("ingest", SUCCEEDED), ("features", SUCCEEDED), ("materialize", SUCCEEDED), ("fresh_features", SKIPPED),
+        ("score", FAILED)
     ], "monitoring never ran after the failed gate"
     assert "predictions" in failed.failed.error
     ctx = job(spark, world_home)
@@ -158,6 +163,16 @@ def test_a_failed_predictions_gate_publishes_no_predictions_and_resumes_at_score
     assert statuses(fixed)["score"] == SUCCEEDED
     assert len(predictions(ctx, D4)) == ctx.lake.read(catalog.SILVER_TRANSACTIONS).where(
         "tx_date = DATE'2018-04-04'").count()
+
+
+def test_a_fresh_feature_set_makes_the_night_build_the_days_fresh_features(spark, world_home) -> None:
+    ctx = job(spark, world_home, training={"feature_set": "snapshot_fresh_v1"})
+    night = run_nightly(ctx, [D4], from_stage="fresh_features")[0]
+
+    assert statuses(night)["fresh_features"] == SUCCEEDED
+    silver = ctx.lake.read(catalog.SILVER_TRANSACTIONS).where("tx_date = DATE'2018-04-04'").count()
+    assert ctx.lake.read(catalog.FRESH_FEATURES).where("tx_date = DATE'2018-04-04'").count() == silver > 0
+    assert statuses(night)["score"] in (SUCCEEDED, "done-before")
 
 
 def test_alert_exit_code_is_distinct_from_failure() -> None:

@@ -64,3 +64,23 @@ def test_a_fresh_champion_is_served_the_offline_fresh_rows_and_refused_without_t
     with pytest.raises(MissingInput, match=rf"run `cardscore run fresh_features --date {world.NEXT_DAY}` first"):
         score_day(job, world.NEXT_DAY)
     assert job.lake.read(settings.scoring.output_table).where(f"tx_date = DATE'{world.NEXT_DAY}'").count() == 0
+
+
+def test_monitoring_profiles_the_fresh_columns_of_a_fresh_model(spark, scoring_world) -> None:
+    """Monitoring's feature rows (reference and drift) carry the fresh features exactly as the
+    table holds them, and refuse days without rows like the scorer."""
+    from cardscore.core.stage import job_context
+    from cardscore.features.fresh import FRESH_FEATURE_NAMES
+    from cardscore.features.fresh_serving import FreshRowsMissing
+    from cardscore.monitoring.reference import features_of_days
+
+    job = job_context(settings_for_test(scoring_world.settings), spark)
+    fresh_features_day(job, world.DAY)
+    rows = features_of_days(job, world.DAY, world.DAY, list(SNAPSHOT_FRESH_V1.features))
+    table = (job.lake.read(catalog.FRESH_FEATURES).where(f"tx_date = DATE'{world.DAY}'")
+             .select("transaction_id", *FRESH_FEATURE_NAMES).toPandas()
+             .sort_values("transaction_id").reset_index(drop=True))
+    assert len(rows) == len(world.silver_day(scoring_world.transactions, world.DAY))
+    pd.testing.assert_frame_equal(rows[["transaction_id", *FRESH_FEATURE_NAMES]], table, check_dtype=False)
+    with pytest.raises(FreshRowsMissing, match="fresh_features --date 2018-04-16"):
+        features_of_days(job, world.NEXT_DAY, world.NEXT_DAY, list(SNAPSHOT_FRESH_V1.features))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
 
 from cardscore.cli import app
 from cardscore.core.logs import configure_logging
+from cardscore.features.feature_sets import SNAPSHOT_FRESH_V1
 from cardscore.jobs.train.stage import TrainingParams, train_on_sets
-from tests.training.synthetic import training_sets
+from tests.training.synthetic import FEATURES, training_sets
 
 pytestmark = pytest.mark.engine  # a real MLflow registry
 
@@ -54,3 +56,20 @@ def test_promote_rollback_and_models_commands(training_settings) -> None:
     assert info["aliases"] == [] and info["gate"] == "passed"
     champion = json.loads(invoke(["models", "show"]).stdout)
     assert champion["version"] == "1" and "champion" in champion["aliases"]
+
+    # A champion the online scorers cannot serve (fresh features): promoted, and said so.
+    sets = training_sets(seed=0)
+    names = list(SNAPSHOT_FRESH_V1.features)
+
+    def widen(frame):
+        values = {n: frame[FEATURES[i]] if i < len(FEATURES) else 0.0 for i, n in enumerate(names)}
+        return frame.assign(**values)
+
+    fresh = replace(sets, train=widen(sets.train), test=widen(sets.test), feature_names=names,
+                    feature_set=SNAPSHOT_FRESH_V1.name)
+    report = train_on_sets(settings, fresh, TrainingParams(actor="alice"))
+    result = invoke(["promote", "--reason", "fresh features", "--version", report.version, "--force"])
+    assert result.exit_code == 0 and f"champion is now v{report.version}" in result.output
+    assert "feature set snapshot_fresh_v1" in result.output and "fallback rules" in result.output
+    result = invoke(["rollback", "--reason", "batch only for now"])
+    assert result.exit_code == 0 and "feature set" not in result.output

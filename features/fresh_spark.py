@@ -6,10 +6,14 @@ DataFrame in, DataFrame out; only the DataFrame API common to classic Spark and 
 
 * Window features: `Window.partitionBy(key).orderBy(us).rangeBetween(-W, -1)` over the event
   time in microseconds is exactly the half-open [t-W, t), ties at t excluded.
-* Reported frauds: a fraud of transaction time e reported at r counts at t when
-  e >= t-W and r < t, i.e. for t in (r, e+W]. Each fraud becomes two events, +1 at r and -1 at
-  e+W (none when r >= e+W), and the count at t is the running sum of the events strictly
-  before t (`rangeBetween(unboundedPreceding, -1)`): integers, exact.
+* Reported frauds: a transaction of time e is a reported fraud at t when its latest valid
+  report before t says fraud, so its fraud *spells* are the intervals (s, end] from a report
+  that turns it fraud (s) to the next that turns it genuine (end; none: forever). A spell
+  counts at t when e >= t-W too, i.e. for t in (s, min(e+W, end)]. Each spell becomes two
+  events, +1 at s and -1 at min(e+W, end) (none when s is not before that), and the count at
+  t is the running sum of the events strictly before t (`rangeBetween(unboundedPreceding,
+  -1)`): integers, exact. Without retractions a transaction has one spell from its earliest
+  fraud report.
 
 Amounts are summed as integer micro-units (`features.fresh.amount_micros`), so the sums do not
 depend on the order Spark adds them in.
@@ -46,7 +50,8 @@ def fresh_features(
 
     transactions: transaction_id, customer_id, terminal_id, amount (double), event_time
     (timestamp); one row per transaction id (the silver key). labels: transaction_id, is_fraud,
-    reported_time (timestamp); any number of reports per id (the earliest fraud report counts).
+    reported_time (timestamp); any number of reports per id (the latest valid report before t
+    decides; at equal report times a fraud report wins).
     """
     base = transactions.withColumn(_US, F.unix_micros(F.col("event_time"))).withColumn(
         _AMOUNT_US, F.round(F.col("amount") * F.lit(float(AMOUNT_SCALE))).cast("long")
@@ -56,7 +61,7 @@ def fresh_features(
         windowed = [f for f in features_of(entity, features) if f.aggregate != Aggregate.FRAUDS_REPORTED]
         if windowed:
             out = out.select("*", *_window_columns(windowed))
-    frauds = _valid_frauds(base, labels)
+    frauds = _fraud_spells(base, labels)
     for entity in Entity:
         counted = [f for f in features_of(entity, features) if f.aggregate == Aggregate.FRAUDS_REPORTED]
         if counted:
@@ -110,27 +115,40 @@ def _finish(f: FreshFeature, frame: Window, n: Column, total: Column) -> Column:
 # ------------------------------------------------------------------------------ reported frauds
 
 
-def _valid_frauds(base: DataFrame, labels: DataFrame) -> DataFrame:
-    """transaction_id, customer_id, terminal_id, e (event us), r (report us) of every
-    transaction with a valid fraud report: r is its earliest fraud report not before e (a
-    report before its own transaction is invalid and ignored)."""
-    reports = labels.filter(F.col("is_fraud")).select(
-        TRANSACTION_ID, F.unix_micros(F.col("reported_time")).alias("r")
+def _fraud_spells(base: DataFrame, labels: DataFrame) -> DataFrame:
+    """transaction_id, customer_id, terminal_id, e (event us), r (us: a report that made it a
+    fraud), end (us: the next report that made it genuine; null: none) of every fraud spell of
+    the transactions. Only valid reports count (not before e); reports at one time are one
+    verdict, fraud if any of them says fraud."""
+    reports = labels.select(
+        TRANSACTION_ID, F.unix_micros(F.col("reported_time")).alias("r"), F.col("is_fraud").cast("int").alias("f")
     )
-    return (
+    verdicts = (
         base.select(TRANSACTION_ID, "customer_id", "terminal_id", F.col(_US).alias("e"))
         .join(reports, on=TRANSACTION_ID, how="inner")
         .filter(F.col("r") >= F.col("e"))
-        .groupBy(TRANSACTION_ID, "customer_id", "terminal_id", "e")
-        .agg(F.min("r").alias("r"))
+        .groupBy(TRANSACTION_ID, "customer_id", "terminal_id", "e", "r")
+        .agg(F.max("f").alias("f"))
+    )
+    by_time = Window.partitionBy(TRANSACTION_ID).orderBy("r")
+    # The verdicts that change the status (which starts genuine): fraud, genuine, fraud, ...
+    changes = verdicts.withColumn("_before", F.lag("f").over(by_time)).filter(
+        F.col("f") != F.coalesce(F.col("_before"), F.lit(0))
+    )
+    return (
+        changes.withColumn("end", F.lead("r").over(by_time))
+        .filter(F.col("f") == 1)
+        .select(TRANSACTION_ID, "customer_id", "terminal_id", "e", "r", "end")
     )
 
 
 def _fraud_counts(base: DataFrame, frauds: DataFrame, features: list[FreshFeature]) -> DataFrame:
     """transaction_id and one count column per feature: the entity's transactions of
-    [t-W, t) with a fraud report before t, as a running sum of +1 / -1 events before t."""
+    [t-W, t) reported fraud at t, as a running sum of the spells' +1 / -1 events before t."""
     key = features[0].key
-    counts = {f.name: F.col("r") < F.col("e") + F.lit(f.window_us) for f in features}
+    stops = {f.name: F.least(F.col("e") + F.lit(f.window_us), F.coalesce(F.col("end"), F.col("e") + F.lit(f.window_us)))
+             for f in features}
+    counts = {f.name: F.col("r") < stops[f.name] for f in features}
 
     def rows(time: Column, deltas: dict[str, Column], query: bool, source: DataFrame) -> DataFrame:
         ids = F.col(TRANSACTION_ID) if query else F.lit(None).cast("long").alias(TRANSACTION_ID)
@@ -139,14 +157,14 @@ def _fraud_counts(base: DataFrame, frauds: DataFrame, features: list[FreshFeatur
             *[deltas.get(f.name, F.lit(0)).cast("long").alias(f.name) for f in features],
         )
 
-    def signed(name: str, sign: int) -> Column:  # a window where r >= e+W never counts: 0
+    def signed(name: str, sign: int) -> Column:  # a spell that starts at or after its stop never counts: 0
         return F.when(counts[name], F.lit(sign)).otherwise(F.lit(0))
 
     union = rows(F.col(_US), {}, True, base).unionByName(
         rows(F.col("r"), {f.name: signed(f.name, 1) for f in features}, False, frauds)
     )
-    for f in features:  # the fraud still counts at t = e+W (e >= t-W), not after
-        union = union.unionByName(rows(F.col("e") + F.lit(f.window_us), {f.name: signed(f.name, -1)}, False, frauds))
+    for f in features:  # the fraud still counts at t = its stop (e >= t-W, the latest verdict before t), not after
+        union = union.unionByName(rows(stops[f.name], {f.name: signed(f.name, -1)}, False, frauds))
     before = Window.partitionBy(key).orderBy(_TIME).rangeBetween(Window.unboundedPreceding, -1)
     running = [F.coalesce(F.sum(f.name).over(before), F.lit(0)).cast("long").alias(f.name) for f in features]
     return union.select(TRANSACTION_ID, _QUERY, *running).filter(F.col(_QUERY)).drop(_QUERY)

@@ -8,7 +8,9 @@ online"); `features=` restricts a state to the features its component serves.
 Per entity the transactions are kept sorted by (event time, transaction id): a late or
 out-of-order event is inserted at its event time, so a query at t sees exactly the events
 strictly before t that have arrived, whatever their arrival order. Duplicate transaction ids
-are ignored (first arrival wins); a fraud's report time is the earliest report of its id.
+are ignored (first arrival wins); every valid label report of an id is kept, and the latest
+one before t says whether it is a reported fraud at t (a repeated report changes nothing, a
+genuine verdict after a fraud report retracts it from then on).
 Eviction keeps each entity's longest window plus the allowed lateness behind its newest event.
 """
 
@@ -48,7 +50,8 @@ class _History:
     `times`, their event times; `cumulative`, running sums of their amounts in micro-units
     (the window [lo, hi) sums to cumulative[hi] - cumulative[lo], exact integers; an in-order
     event appends, a late one adds its amount to the sums after it); `frauds`, those of them
-    with a valid fraud report (few: a reported-frauds count looks at these only)."""
+    with a valid fraud report at some time (few: a reported-frauds count looks at these only,
+    asking each whether it is a fraud at t)."""
 
     __slots__ = ("cumulative", "frauds", "newest_us", "times", "txs")
 
@@ -115,9 +118,10 @@ class FreshState:
         self._groups = list(self._needs)
         self._plan = [(f.name, self._groups.index((f.entity, f.window_us)), f.aggregate) for f in features]
         self._transactions: dict[int, tuple[int, int, _Tx]] = {}  # id -> (card, terminal, itself)
-        self._fraud_reported: dict[int, int] = {}  # id -> earliest valid fraud report time
-        # id -> its fraud reports while the transaction is not seen (validity needs its time)
-        self._pending: dict[int, list[int]] = {}
+        # id -> its valid verdicts: report times (sorted, distinct) and whether each says fraud
+        self._verdicts: dict[int, tuple[list[int], list[bool]]] = {}
+        # id -> its reports (time, is fraud) while the transaction is not seen (validity needs its time)
+        self._pending: dict[int, list[tuple[int, bool]]] = {}
         self._pending_times: list[tuple[int, int]] = []  # heap of (report time, id) of _pending
         self._clock_us: int | None = None  # the newest event time seen (transaction or report)
         self._pending_keep_us = max(self._keep_us.values(), default=0)
@@ -139,19 +143,18 @@ class FreshState:
                     history = self._histories[entity][key] = _History()
                 history.add(tx)
                 self._evict(entity, key, history)
-        for reported in self._pending.pop(transaction_id, ()):
-            self._record_fraud(transaction_id, reported)
+        for reported, is_fraud in self._pending.pop(transaction_id, ()):
+            self._record_verdict(transaction_id, is_fraud, reported)
         self._advance_clock(us)
         return True
 
     def add_label(self, transaction_id: int, is_fraud: bool, reported_us: int) -> None:
-        """Record a label report. Only fraud reports count; the earliest report of an id wins."""
-        if not is_fraud:
-            return
+        """Record a label report: from its time on, the id's latest report says whether it is
+        a reported fraud (a genuine verdict after a fraud report retracts it)."""
         if transaction_id in self._transactions:
-            self._record_fraud(transaction_id, reported_us)
+            self._record_verdict(transaction_id, bool(is_fraud), reported_us)
         else:
-            self._pending.setdefault(transaction_id, []).append(reported_us)
+            self._pending.setdefault(transaction_id, []).append((reported_us, bool(is_fraud)))
             heapq.heappush(self._pending_times, (reported_us, transaction_id))
         self._advance_clock(reported_us)
 
@@ -170,23 +173,39 @@ class FreshState:
         while heap and heap[0][0] < horizon:
             reported, transaction_id = heapq.heappop(heap)
             reports = self._pending.get(transaction_id)
-            if reports is not None and reported in reports:
-                reports.remove(reported)
+            if reports is not None:
+                reports[:] = [r for r in reports if r[0] != reported]
                 if not reports:
                     del self._pending[transaction_id]
 
-    def _record_fraud(self, transaction_id: int, reported_us: int) -> None:
+    def _record_verdict(self, transaction_id: int, is_fraud: bool, reported_us: int) -> None:
         card, terminal, tx = self._transactions[transaction_id]
         if reported_us < tx.us:
             return  # reported before its own transaction happened: invalid, never counts
-        earlier = self._fraud_reported.get(transaction_id)
-        self._fraud_reported[transaction_id] = reported_us if earlier is None else min(earlier, reported_us)
-        if earlier is None:
+        # A genuine verdict is kept too: a fraud report of an earlier time may arrive after it.
+        times, frauds = self._verdicts.setdefault(transaction_id, ([], []))
+        was_fraud_ever = any(frauds)
+        i = bisect_left(times, reported_us)
+        if i < len(times) and times[i] == reported_us:
+            frauds[i] = frauds[i] or is_fraud  # reports at one time: fraud if any says fraud
+        else:
+            times.insert(i, reported_us)
+            frauds.insert(i, is_fraud)
+        if is_fraud and not was_fraud_ever:
             # An entry of a history that evicted it already is older than any window it serves.
             for entity, key in ((Entity.CARD, card), (Entity.TERMINAL, terminal)):
                 history = self._histories.get(entity, {}).get(key)
                 if history is not None:
                     history.frauds.append(tx)
+
+    def _fraud_at(self, transaction_id: int, t: int) -> bool:
+        """Whether the id's latest verdict reported before t says fraud."""
+        verdicts = self._verdicts.get(transaction_id)
+        if verdicts is None:
+            return False
+        times, frauds = verdicts
+        i = bisect_left(times, t)
+        return i > 0 and frauds[i - 1]
 
     def _evict(self, entity: Entity, key: int, history: _History) -> None:
         assert history.newest_us is not None
@@ -196,7 +215,7 @@ class FreshState:
             if self._holders[tx.transaction_id] == 0:
                 del self._holders[tx.transaction_id]
                 self._transactions.pop(tx.transaction_id, None)
-                self._fraud_reported.pop(tx.transaction_id, None)
+                self._verdicts.pop(tx.transaction_id, None)
 
     # ------------------------------------------------------------------ queries
 
@@ -226,9 +245,8 @@ class FreshState:
                     if Aggregate.DISTINCT_TERMINALS in needs else 0)
         frauds = 0
         if Aggregate.FRAUDS_REPORTED in needs and history.frauds:
-            reported, start = self._fraud_reported, t - window_us
-            frauds = sum(1 for f in history.frauds
-                         if start <= f.us < t and reported.get(f.transaction_id, t) < t)
+            fraud_at, start = self._fraud_at, t - window_us
+            frauds = sum(1 for f in history.frauds if start <= f.us < t and fraud_at(f.transaction_id, t))
         return n, sum_us, distinct, frauds, history.times[hi - 1]
 
     @staticmethod
@@ -258,5 +276,5 @@ class FreshState:
         return sum(len(h.txs) for histories in self._histories.values() for h in histories.values())
 
     def pending_reports(self) -> int:
-        """Fraud reports held for transactions not seen yet (expiry keeps it bounded)."""
+        """Label reports held for transactions not seen yet (expiry keeps it bounded)."""
         return sum(len(r) for r in self._pending.values())

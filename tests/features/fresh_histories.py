@@ -6,7 +6,8 @@ busy windows), times on a coarse grid (many ties at equal microseconds, events e
 another), amounts with two decimals, unrounded, zero, 100,000 and halfway cases of the
 micro-unit rounding; fraud reports before (invalid), at, and after their transaction, exactly a
 window length later, at another transaction's exact time, repeated, genuine (is_fraud false),
-and for unknown transaction ids.
+and for unknown transaction ids; genuine verdicts on reported frauds (retractions) later, at
+the same time, before, exactly a window length later, and reported fraud again after them.
 """
 
 from __future__ import annotations
@@ -80,5 +81,24 @@ def _labels(rng: np.random.Generator, tx: pd.DataFrame, key_offset: int) -> pd.D
     genuine = tx.sample(frac=0.1, random_state=int(rng.integers(1 << 31)))
     genuine = pd.DataFrame({"transaction_id": genuine["transaction_id"].to_numpy(), "is_fraud": False, "reported_us": genuine["us"].to_numpy() - 1})
     unknown = pd.DataFrame({"transaction_id": np.arange(5) + 10**9 + key_offset, "is_fraud": True, "reported_us": BASE_US + np.arange(5) * HOUR})
-    labels = pd.concat([reports, again, genuine, unknown], ignore_index=True)
+    labels = pd.concat([reports, again, genuine, unknown, _retractions(rng, tx, reports)], ignore_index=True)
     return labels.sample(frac=1.0, random_state=int(rng.integers(1 << 31))).reset_index(drop=True)
+
+
+def _retractions(rng: np.random.Generator, tx: pd.DataFrame, reports: pd.DataFrame) -> pd.DataFrame:
+    """Genuine verdicts on reported frauds: later (a retraction; some exactly a window length
+    later, some at another transaction's time, some then reported fraud again), at the very
+    time of the fraud report (the fraud wins), and before it (changes nothing)."""
+    picked = reports.sample(frac=0.5, random_state=int(rng.integers(1 << 31)))
+    r = picked["reported_us"].to_numpy()
+    m = len(picked)
+    kind = rng.integers(0, 5, m)
+    when = np.select(
+        [kind == 0, kind == 1, kind == 2, kind == 3],
+        [r, r - rng.integers(1, DAY, m), r + rng.choice(WINDOW_LENGTHS, m), tx["us"].to_numpy()[rng.integers(0, len(tx), m)]],
+        r + rng.integers(1, 3 * DAY, m),
+    )
+    genuine = pd.DataFrame({"transaction_id": picked["transaction_id"].to_numpy(), "is_fraud": False, "reported_us": when})
+    again = genuine.sample(frac=0.3, random_state=int(rng.integers(1 << 31)))
+    again = again.assign(is_fraud=True, reported_us=again["reported_us"] + rng.integers(0, 2 * DAY, len(again)))
+    return pd.concat([genuine, again], ignore_index=True)

@@ -39,16 +39,23 @@ def micro_units(amount: float) -> int:
     return math.floor(amount * 1e6 + 0.5)
 
 
-def fraud_report_times(transactions: pd.DataFrame, labels: pd.DataFrame) -> dict[int, int]:
-    """transaction id -> its report time as a fraud: the earliest is_fraud report that is not
-    before the transaction's own event time (earlier ones are invalid); unknown ids count for
-    nobody."""
+def verdicts(transactions: pd.DataFrame, labels: pd.DataFrame) -> dict[int, dict[int, bool]]:
+    """transaction id -> {report time: says fraud} of its valid reports (not before the
+    transaction's own event time; earlier ones are invalid). Reports at one time are one
+    verdict, fraud if any of them says fraud. Unknown ids count for nobody."""
     event = dict(zip(transactions["transaction_id"], transactions["us"], strict=True))
-    reports: dict[int, int] = {}
+    out: dict[int, dict[int, bool]] = {}
     for tx_id, is_fraud, reported in labels[["transaction_id", "is_fraud", "reported_us"]].itertuples(index=False):
-        if is_fraud and tx_id in event and reported >= event[tx_id]:
-            reports[tx_id] = min(reports.get(tx_id, reported), reported)
-    return reports
+        if tx_id in event and reported >= event[tx_id]:
+            by_time = out.setdefault(tx_id, {})
+            by_time[reported] = by_time.get(reported, False) or bool(is_fraud)
+    return out
+
+
+def reported_fraud_at(by_time: dict[int, bool], t: int) -> bool:
+    """README: a reported fraud at t when its latest valid report before t says fraud."""
+    before = [r for r in by_time if r < t]
+    return bool(before) and by_time[max(before)]
 
 
 def oracle(transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -56,9 +63,8 @@ def oracle(transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     tx = transactions.reset_index(drop=True)
     us = tx["us"].to_numpy()
     micros = np.array([micro_units(a) for a in tx["amount"]], dtype=object)
-    reported = fraud_report_times(tx, labels)
-    report_us = np.array([reported.get(i, -1) for i in tx["transaction_id"]], dtype=np.int64)
-    has_report = np.array([i in reported for i in tx["transaction_id"]])
+    ids = tx["transaction_id"].to_numpy()
+    verdicts_of = verdicts(tx, labels)
     rows = []
     for i in range(len(tx)):
         t = int(us[i])
@@ -81,6 +87,6 @@ def oracle(transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
             elif what == "over_mean":
                 row[name] = float(tx.at[i, "amount"]) / mean if total > 0 else -1.0
             elif what == "frauds":
-                row[name] = int((sel & has_report & (report_us < t)).sum())
+                row[name] = sum(1 for j in np.flatnonzero(sel) if reported_fraud_at(verdicts_of.get(ids[j], {}), t))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -34,7 +34,7 @@ def test_the_days_rows_equal_the_oracle_and_a_rerun_replaces_only_the_day(spark,
     tx = world.transactions[["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]]
     labels = world.labels[["transaction_id", "is_fraud", "reported_time", "fraud_scenario"]]
     # Every report, as silver.label_reports keeps them: a later repeat of every other fraud
-    # (the earliest must count) and a genuine verdict after it (this slice: changes nothing).
+    # (the earliest must count) and a genuine verdict after it (a retraction from then on).
     again = labels.iloc[::2].assign(reported_time=lambda f: f["reported_time"] + pd.Timedelta(days=2))
     genuine = labels.iloc[1::4].assign(reported_time=lambda f: f["reported_time"] + pd.Timedelta(days=1),
                                        is_fraud=False)

@@ -150,8 +150,8 @@ def test_reports_of_transactions_never_seen_expire_behind_the_stream() -> None:
     keep = 30 * 24 * HOUR + ALLOWED_LATENESS_US  # the longest window (the card's 30 days) + lateness
     for i in range(100):
         state.add_label(10_000 + i, True, BASE_US + i)
-    state.add_label(20_000, False, BASE_US)  # a genuine verdict is not held at all
-    assert state.pending_reports() == 100
+    state.add_label(20_000, False, BASE_US)  # a genuine verdict is held too: it may retract a fraud report
+    assert state.pending_reports() == 101
     state.add_transaction(1, card=1, terminal=1, us=BASE_US + keep + 50, amount=1.0)
     assert state.pending_reports() == 50  # reported before BASE_US + 50: expired
     state.add_transaction(10_099, card=7, terminal=8, us=BASE_US + 90, amount=2.0)
@@ -159,3 +159,19 @@ def test_reports_of_transactions_never_seen_expire_behind_the_stream() -> None:
     assert state.pending_reports() == 49
     assert state.features_at(card=7, terminal=8, t=BASE_US + 100, amount=1.0)["card_nb_frauds_reported_30d"] == 1
     assert state.features_at(card=5, terminal=6, t=BASE_US + 100, amount=1.0)["card_nb_frauds_reported_30d"] == 0
+
+
+def test_a_genuine_verdict_retracts_a_fraud_report_from_its_time_on() -> None:
+    """The latest report before t decides: fraud at r1, genuine at r2, fraud again at r3 count
+    on (r1, r2] and after r3; a genuine verdict at the fraud report's own time loses to it; the
+    same whatever order the reports arrive in."""
+    r1, r2, r3 = BASE_US + HOUR, BASE_US + 3 * HOUR, BASE_US + 6 * HOUR
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        state = FreshState()
+        state.add_transaction(1, card=7, terminal=8, us=BASE_US, amount=10.0)
+        reports = [(True, r1), (False, r2), (True, r3), (False, r1)]  # the last: at r1, the fraud wins
+        for i in order:
+            state.add_label(1, *reports[i])
+        counted = [state.features_at(card=7, terminal=9, t=t, amount=1.0)["card_nb_frauds_reported_30d"]
+                   for t in (r1, r1 + 1, r2, r2 + 1, r3, r3 + 1)]
+        assert counted == [0, 1, 1, 0, 0, 1], order

@@ -70,8 +70,11 @@ WARMUP_EVENTS = 200
 # The client settings of every processor and of the load producer: low latency. A consumer
 # that waits up to 100 ms for a fetch to fill, or a producer that lingers, measures its
 # settings, not the processor.
-LOW_LATENCY_CONSUMER = {"fetch.wait.max.ms": "5", "fetch.min.bytes": "1"}
-LOW_LATENCY_PRODUCER = {"linger.ms": "1"}
+LOW_LATENCY_CONSUMER = {"fetch.wait.max.ms": "5", "fetch.min.bytes": "1", "socket.nagle.disable": "true"}
+LOW_LATENCY_PRODUCER = {"linger.ms": "1", "socket.nagle.disable": "true"}
+# --client-conf: librdkafka settings on top of those, for every client of the run (an A/B of
+# one setting, e.g. socket.nagle.disable=false: what Nagle's algorithm costs).
+CLIENT_EXTRA: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------ the world
@@ -84,7 +87,8 @@ def _settings(home: Path, bootstrap: str, topics: dict[str, str] | None = None, 
     overrides: dict[str, Any] = {
         "home": str(home),
         "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap}, "partitions": 4,
-                  "consumer": dict(LOW_LATENCY_CONSUMER), "producer": dict(LOW_LATENCY_PRODUCER)},
+                  "consumer": {**LOW_LATENCY_CONSUMER, **CLIENT_EXTRA},
+                  "producer": {**LOW_LATENCY_PRODUCER, **CLIENT_EXTRA}},
         "streaming": {"metrics_port": 0, "group_id": group, "max_uncommitted_messages": max_uncommitted},
         "logging": {"format": "json", "level": "INFO"},
     }
@@ -341,7 +345,8 @@ class LoadProducer:
     def __init__(self, conf: dict[str, str], warm_topic: str) -> None:
         from confluent_kafka import Producer
 
-        self.producer = Producer({**conf, **LOW_LATENCY_PRODUCER, "enable.idempotence": "true", "acks": "all"})
+        self.producer = Producer({**conf, **LOW_LATENCY_PRODUCER, **CLIENT_EXTRA, "enable.idempotence": "true",
+                                  "acks": "all"})
         self.failures: list[Any] = []
         self.send(warm_topic, transaction_lines(50, seed=998, first_id=1))
 
@@ -635,6 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-uncommitted", type=int, default=None,
                         help="streaming.max_uncommitted_messages of the scorer and the pass-through "
                              "(default: the product's, one batch)")
+    parser.add_argument("--client-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka setting for every client of the run, on top of the low-latency "
+                             "ones (repeatable; e.g. socket.nagle.disable=false); results go to "
+                             "stream.client-conf.json")
     parser.add_argument("--role", choices=["passthrough", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
@@ -644,6 +653,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_processor(args.role, Path(args.config), args.group, args.idle_exit)
     if args.quick:
         args.events, args.naive_events, args.runs, args.rate_seconds = 10_000, 1_000, 1, 4.0
+    for item in args.client_conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--client-conf takes KEY=VALUE (got {item!r})")
+        CLIENT_EXTRA[key.strip()] = value.strip()
     rates = [float(r) for r in args.rates.split(",") if r]
     brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
     unknown = sorted(set(brokers) - set(BROKERS))
@@ -707,14 +721,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["kafka_vs_embedded"] = broker_ratios(summary["kafka"], summary["embedded"])
     broker_names = {"embedded": "embedded Tansu (loopback)",
                     "kafka": "Apache Kafka 4.1.1, one KRaft node (loopback, -Xmx512m)"}
-    path = write_result("stream", {
+    path = write_result("stream.client-conf" if CLIENT_EXTRA else "stream", {
         "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
                        "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
                        "batch_max_messages": base.streaming.batch_max_messages,
                        "max_uncommitted_messages": args.max_uncommitted or base.streaming.max_uncommitted,
                        "batch_max_wait_ms": base.streaming.batch_max_wait_ms, "delivery": "at_least_once",
                        "online_reader": base.features.online_reader,
-                       "consumer": LOW_LATENCY_CONSUMER, "producer": LOW_LATENCY_PRODUCER,
+                       "consumer": {**LOW_LATENCY_CONSUMER, **CLIENT_EXTRA},
+                       "producer": {**LOW_LATENCY_PRODUCER, **CLIENT_EXTRA}, "client_conf": dict(CLIENT_EXTRA),
                        "customers": N_CUSTOMERS, "terminals": N_TERMINALS, "known_entity_share": KNOWN_SHARE,
                        "model": "XGBoost 100 trees depth 3 (native booster, inplace_predict)",
                        "online_store": "Feast SQLite", "brokers": {b: broker_names[b] for b in brokers}},

@@ -96,7 +96,9 @@ class FatalDeliveryError(RuntimeError):
 def producer_conf(base: Mapping[str, str], timeout_seconds: float) -> dict[str, str]:
     # linger.ms 1: a score waits at most 1 ms for batch-mates (the scorer hands a whole batch
     # over at once, so batches form anyway; 5 ms was a floor under every score's latency).
-    conf = {"linger.ms": "1", "compression.type": "lz4", **dict(base)}
+    # socket.nagle.disable: librdkafka leaves Nagle's algorithm on (the Java clients set
+    # TCP_NODELAY), so a small produce request can wait behind the broker's delayed ACK.
+    conf = {"linger.ms": "1", "compression.type": "lz4", "socket.nagle.disable": "true", **dict(base)}
     # The guarantees below hold whatever the configuration says.
     conf.update(
         {

@@ -107,6 +107,9 @@ _CONSUMER_DEFAULTS = {
     # under load: take_batch hands over whatever queued while the previous batch was scored).
     "fetch.wait.max.ms": "5",
     "fetch.min.bytes": "1",
+    # librdkafka leaves Nagle's algorithm on (the Java clients set TCP_NODELAY): a small fetch
+    # or commit request then waits behind the broker's delayed ACK.
+    "socket.nagle.disable": "true",
     "isolation.level": "read_committed",
     # Partitions added to the transactions topic are assigned at the next metadata refresh:
     # within 10 s instead of librdkafka's default 5 minutes (a metadata request per 10 s is

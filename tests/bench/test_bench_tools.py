@@ -79,6 +79,17 @@ def test_bench_commands_parse(argv: list[str]) -> None:
     assert ("scale" in done.stdout) if argv == ["--list"] else ("usage" in done.stdout)
 
 
+def test_stream_bench_client_conf_takes_key_value_pairs() -> None:
+    """`bench stream --client-conf` (an A/B of one librdkafka setting) refuses a malformed
+    pair before any broker starts; its help names where the results go."""
+    bad = subprocess.run([sys.executable, "-m", "bench", "stream", "--client-conf", "socket.nagle.disable"],
+                         cwd=REPO_DIR, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--client-conf takes KEY=VALUE" in bad.stderr
+    helped = subprocess.run([sys.executable, "-m", "bench", "stream", "--help"], cwd=REPO_DIR, capture_output=True,
+                            text=True, timeout=300)
+    assert helped.returncode == 0 and "stream.client-conf.json" in helped.stdout
+
+
 def test_scale_resume_reads_the_measured_worlds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`bench scale --resume`: a world whose JSON is in the work folder is read, not run again."""
     import argparse

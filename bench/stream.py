@@ -639,7 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep the world and logs here (default: a temp folder)")
     parser.add_argument("--max-uncommitted", type=int, default=None,
                         help="streaming.max_uncommitted_messages of the scorer and the pass-through "
-                             "(default: the product's, one batch)")
+                             "(default: the product's, one batch; results then go to "
+                             "stream.max-uncommitted-N.json)")
     parser.add_argument("--client-conf", action="append", default=[], metavar="KEY=VALUE",
                         help="a librdkafka setting for every client of the run, on top of the low-latency "
                              "ones (repeatable; e.g. socket.nagle.disable=false); results go to "
@@ -721,7 +722,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["kafka_vs_embedded"] = broker_ratios(summary["kafka"], summary["embedded"])
     broker_names = {"embedded": "embedded Tansu (loopback)",
                     "kafka": "Apache Kafka 4.1.1, one KRaft node (loopback, -Xmx512m)"}
-    path = write_result("stream.client-conf" if CLIENT_EXTRA else "stream", {
+    # A variant never replaces the product defaults' results: stream.<variant>.json.
+    variant = ".client-conf" if CLIENT_EXTRA else ""
+    variant += f".max-uncommitted-{args.max_uncommitted}" if args.max_uncommitted else ""
+    path = write_result("stream" + variant, {
         "parameters": {"events": args.events, "naive_events": args.naive_events, "rates": rates,
                        "rate_seconds": args.rate_seconds, "runs": args.runs, "partitions": 4,
                        "batch_max_messages": base.streaming.batch_max_messages,

@@ -78,15 +78,6 @@ def feature_sets(snapshot: Sequence[str], fresh: Sequence[str]) -> dict[str, lis
     return sets
 
 
-def with_fresh(frame: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the fresh columns joined on transaction_id; every row must have them."""
-    out = frame.merge(fresh, on="transaction_id", how="left", validate="one_to_one", indicator=True)
-    absent = int((out["_merge"] != "both").sum())
-    if absent:
-        raise RuntimeError(f"{absent} of {len(frame)} transactions have no fresh-feature row")
-    return out.drop(columns="_merge")
-
-
 def fit_and_evaluate(train: pd.DataFrame, test: pd.DataFrame, names: list[str], params: Any,
                      seeds: Sequence[int], k: int) -> dict[str, Any]:
     from cardscore.model.evaluation import evaluate
@@ -113,15 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a small world (400 customers, 50 days); results go to fresh_quality.smoke.json")
     args = parser.parse_args(argv)
 
-    from cardscore.core import catalog
     from cardscore.core.config import load_settings
     from cardscore.core.engine import get_spark, stop_spark
     from cardscore.core.stage import job_context
     from cardscore.features.definitions import MODEL_FEATURES
     from cardscore.features.fresh import FRESH_FEATURE_NAMES
+    from cardscore.features.fresh_serving import fresh_rows
     from cardscore.jobs.build_features.stage import build_features_range
     from cardscore.jobs.fresh_features.stage import fresh_features_range
-    from cardscore.jobs.train.stage import TrainingParams, build_sets
+    from cardscore.jobs.train.stage import TrainingParams, build_sets, join_fresh
     from cardscore.model.card import HANDBOOK_TEST_RESULTS
     from cardscore.model.protocol import Protocol, days_needed
     from cardscore.simulator import generate_world
@@ -147,9 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _, stages["fresh_features_s"] = timed(lambda: fresh_features_range(ctx, first, last))
         print("features built; training sets", flush=True)
         sets, stages["training_sets_s"] = timed(lambda: build_sets(ctx, TrainingParams(search=False)))
-        fresh = (ctx.lake.read(catalog.FRESH_FEATURES)
-                 .select("transaction_id", *FRESH_FEATURE_NAMES).toPandas())
-        train, test = with_fresh(sets.train, fresh), with_fresh(sets.test, fresh)
+        fresh = fresh_rows(ctx.lake, first, last).toPandas()
+        train, test = join_fresh(sets.train, fresh, first, last), join_fresh(sets.test, fresh, first, last)
         stages["sizes"] = sets.sizes
 
         k = settings.training.protocol.top_k

@@ -36,7 +36,12 @@ class FeatureSet:
     @property
     def uses_fresh(self) -> bool:
         """Whether its rows need `gold.fresh_features` (computed per transaction)."""
-        return any(name in FRESH_FEATURE_NAMES for name in self.features)
+        return reads_fresh(self.features)
+
+
+def reads_fresh(names: Sequence[str]) -> bool:
+    """Whether any of `names` is a fresh feature (served from `gold.fresh_features`)."""
+    return any(name in FRESH_FEATURE_NAMES for name in names)
 
 
 SNAPSHOT_V1 = FeatureSet("snapshot_v1", MODEL_FEATURES, "request-time and daily snapshot features")
@@ -45,7 +50,6 @@ SNAPSHOT_FRESH_V1 = FeatureSet(
     "request-time, daily snapshot and fresh (event-time) features",
 )
 FEATURE_SETS: dict[str, FeatureSet] = {s.name: s for s in (SNAPSHOT_V1, SNAPSHOT_FRESH_V1)}
-DEFAULT_FEATURE_SET = SNAPSHOT_V1.name
 SERVED_COLUMNS: tuple[str, ...] = SNAPSHOT_FRESH_V1.features
 
 

@@ -111,7 +111,7 @@ def features_of_days(
     (rows without one are dropped), so only the sample reaches the driver."""
     from pyspark.sql import functions as F
 
-    from cardscore.features.fresh import FRESH_FEATURE_NAMES
+    from cardscore.features.feature_sets import reads_fresh
     from cardscore.features.fresh_serving import fresh_rows, require_fresh_rows, with_fresh_features
     from cardscore.features.retrieval import historical_features_spark
 
@@ -119,7 +119,7 @@ def features_of_days(
     if fraction is not None and fraction < 1.0:
         entities = entities.sample(fraction=fraction, seed=17)
     served = historical_features_spark(ctx.settings, ctx.spark, entities)
-    if any(name in FRESH_FEATURE_NAMES for name in features):  # the model reads gold.fresh_features
+    if reads_fresh(features):  # the model reads gold.fresh_features
         rows = fresh_rows(ctx.lake, first, last, stage="monitor")
         require_fresh_rows(entities, rows, first, last, "monitor")
         served = with_fresh_features(served, rows)

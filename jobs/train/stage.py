@@ -16,7 +16,7 @@ import argparse
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,23 +184,18 @@ def configured_feature_set(settings: Settings) -> FeatureSet:
         raise StageFailed(STAGE, f"training.feature_set: {exc}") from None
 
 
-def with_fresh_columns(
-    features_for: Callable[[pd.DataFrame], pd.DataFrame], fresh: pd.DataFrame, first: date, last: date
-) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """`features_for` whose rows also carry the fresh features of `fresh` (transaction_id and
-    the fresh columns), refusing any transaction without its row."""
+def join_fresh(frame: pd.DataFrame, fresh: pd.DataFrame, first: date, last: date) -> pd.DataFrame:
+    """`frame` with the fresh feature columns of `fresh` (transaction_id and the fresh columns,
+    gold.fresh_features rows of [first, last]) joined on transaction_id; `FreshRowsMissing`,
+    naming the backfill command, when a transaction has no row."""
     from cardscore.features.fresh_serving import FreshRowsMissing, build_command
 
-    def joined(entities: pd.DataFrame) -> pd.DataFrame:
-        served = features_for(entities)
-        out = served.merge(fresh, on="transaction_id", how="left", validate="one_to_one", indicator=True)
-        absent = int((out["_merge"] != "both").sum())
-        if absent:
-            raise FreshRowsMissing(STAGE, f"{absent} of {len(served)} transactions of {first}..{last} have no row "
-                                          f"in {catalog.FRESH_FEATURES}; run {build_command(first, last)} first")
-        return out.drop(columns="_merge")
-
-    return joined
+    out = frame.merge(fresh, on="transaction_id", how="left", validate="one_to_one", indicator=True)
+    absent = int((out["_merge"] != "both").sum())
+    if absent:
+        raise FreshRowsMissing(STAGE, f"{absent} of {len(frame)} transactions of {first}..{last} have no row "
+                                      f"in {catalog.FRESH_FEATURES}; run {build_command(first, last)} first")
+    return out.drop(columns="_merge")
 
 
 def _check_split(split: Split, what: str) -> None:
@@ -228,9 +223,17 @@ class TrainingSets:
     feature_service: str
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # Delta inputs: uri, version
     folds: list[tuple[Protocol, pd.DataFrame, pd.DataFrame]] = field(default_factory=list)
-    feature_set: str = "snapshot_v1"  # features/feature_sets.py
     sizes: dict[str, int] = field(default_factory=dict)
     last_label_reported: datetime | None = None  # the newest label in the table version read
+
+    @property
+    def feature_set(self) -> str:
+        """The declared set (features/feature_sets.py) the features are; "undeclared" for
+        another list (a benchmark's own features)."""
+        from cardscore.features.feature_sets import feature_set_of
+
+        found = feature_set_of(self.feature_names)
+        return found.name if found is not None else "undeclared"
 
 
 def labels_cover_test_days(protocol: Protocol, last_label_reported: datetime | None, label_delay_days: int) -> bool:
@@ -258,15 +261,14 @@ def build_sets(ctx: JobContext, params: TrainingParams) -> TrainingSets:
     note("read silver", 1, 1)
     feature_service, historical_features = _feature_api()
 
-    def features_for(entities: pd.DataFrame) -> pd.DataFrame:
-        return historical_features(ctx.settings, ctx.spark, entities)
+    fresh = _read_fresh(ctx, inputs, first, end, params.data_versions) if feature_set.uses_fresh else None
 
-    if feature_set.uses_fresh:
-        features_for = with_fresh_columns(features_for, _read_fresh(ctx, inputs, first, end, params.data_versions),
-                                          first, end - timedelta(days=1))
-    sets = assemble_sets(inputs, protocol, folds, features_for, feature_set.features, feature_service,
+    def features_for(entities: pd.DataFrame) -> pd.DataFrame:
+        served = historical_features(ctx.settings, ctx.spark, entities)
+        return served if fresh is None else join_fresh(served, fresh, first, end - timedelta(days=1))
+
+    return assemble_sets(inputs, protocol, folds, features_for, feature_set.features, feature_service,
                          params.test_labels_as_of, note)
-    return replace(sets, feature_set=feature_set.name)
 
 
 def _read_fresh(ctx: JobContext, inputs: TrainingInputs, first: date, end: date,

@@ -65,8 +65,7 @@ def test_promote_rollback_and_models_commands(training_settings) -> None:
         values = {n: frame[FEATURES[i]] if i < len(FEATURES) else 0.0 for i, n in enumerate(names)}
         return frame.assign(**values)
 
-    fresh = replace(sets, train=widen(sets.train), test=widen(sets.test), feature_names=names,
-                    feature_set=SNAPSHOT_FRESH_V1.name)
+    fresh = replace(sets, train=widen(sets.train), test=widen(sets.test), feature_names=names)
     report = train_on_sets(settings, fresh, TrainingParams(actor="alice"))
     result = invoke(["promote", "--reason", "fresh features", "--version", report.version, "--force"])
     assert result.exit_code == 0 and f"champion is now v{report.version}" in result.output

@@ -62,5 +62,6 @@ def require_fresh_rows(transactions: DataFrame, rows: DataFrame, first: date, la
 
 
 def with_fresh_features(transactions: DataFrame, rows: DataFrame) -> DataFrame:
-    """`transactions` with the fresh feature columns of their rows (joined on transaction_id)."""
-    return transactions.join(rows, TRANSACTION_ID, "left")
+    """`transactions` with the fresh feature columns of their rows (gold.fresh_features rows,
+    joined on transaction_id; a transaction without one gets nulls: see `require_fresh_rows`)."""
+    return transactions.join(rows.select(TRANSACTION_ID, *FRESH_FEATURE_NAMES), TRANSACTION_ID, "left")

@@ -86,9 +86,10 @@ def served_features(
     fresh: list[str] = []
     if fresh_rows is not None:
         from cardscore.features.fresh import FRESH_FEATURE_NAMES
+        from cardscore.features.fresh_serving import with_fresh_features
 
         fresh = list(FRESH_FEATURE_NAMES)
-        served = served.join(fresh_rows.select(TRANSACTION_ID, *fresh), TRANSACTION_ID, "left")
+        served = with_fresh_features(served, fresh_rows)
     return served.select(
         TRANSACTION_ID,
         CUSTOMER_KEY,

@@ -5,6 +5,7 @@ that the README's "Run it on a real cluster: Spark" commands are these.
 
 An engine run: train (registers a version; the gate sets `challenger`), promote it to
 `champion` (the registry only, no engine), then the nightly of one day, which scores with it.
+The Connect run trains on the embedded engine (see `connect_steps`).
 The settings come from `$CARDSCORE_CONFIG`, as in the README.
 """
 
@@ -141,12 +142,15 @@ def connect_argv(entry: str, args: Sequence[str]) -> list[str]:
 
 
 def connect_steps(connect_url: str, config: Path, night: date, train_start: date) -> list[Step]:
-    """(c) the JVM Spark Connect server (itself an application of the standalone cluster)."""
-    env = job_env(config, {"SPARK_REMOTE": connect_url})
+    """(c) the JVM Spark Connect server (itself an application of the standalone cluster) runs
+    the README's nightly. Its model is trained on the embedded engine: training on JVM Spark is
+    leg (b)'s, and the point-in-time training sets through this server are
+    tests/cluster/test_feast_jvm.py's; a second JVM training run costs `make test` minutes on 2
+    cores and proves nothing those two do not."""
     return [
-        Step("train", connect_argv(TRAIN_ENTRY, train_args(train_start)), env),
-        promote_step(config),
-        Step("nightly", connect_argv(NIGHTLY_ENTRY, nightly_args(night)), env, NIGHTLY_OK),
+        *sail_steps(config, night, train_start)[:2],  # train, promote
+        Step("nightly", connect_argv(NIGHTLY_ENTRY, nightly_args(night)),
+             job_env(config, {"SPARK_REMOTE": connect_url}), NIGHTLY_OK),
     ]
 
 

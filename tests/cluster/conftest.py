@@ -7,7 +7,8 @@
   Sail session (`spark`), which it must not replace as pyspark's default session.
 * `engine_world` / `engine_runs`: the tiny world's base built once on Sail, then `train`,
   `promote` and the nightly of one day on (a) Sail, (b) the cluster through spark-submit and
-  (c) the JVM Connect server, each in its own copy of the base, the three at the same time,
+  (c) the JVM Connect server (its nightly; its model is trained on Sail), each in its own copy
+  of the base, the three at the same time,
   in the background: when the run includes a test that needs them, they start before the
   first test of this folder, and the quicker JVM tests run meanwhile.
 """

@@ -4,8 +4,8 @@ the Dockerfile's own build steps run here.
 The `wheel` and `install` stages are interpreted instruction by instruction (FROM, WORKDIR, COPY
 from the build context or an earlier stage, RUN), each stage in a folder of its own standing for
 its filesystem, absolute paths mapped into it; `python` is a clean Python 3.11 outside any venv.
-The changes to the commands only save time: pip's `--no-cache-dir` is dropped (the test reuses
-the machine's pip cache) and `--no-compile` added (no bytecode). The result must give a working `cardscore --help` and `cardscore stream
+The changes to the commands only save time: pip's `--no-cache-dir` and uv's `--no-cache` are
+dropped (the test reuses the machine's caches) and `--no-compile` added (no bytecode). The result must give a working `cardscore --help` and `cardscore stream
 --help`, and the image's HEALTHCHECK command must answer 0 / 1 the way the probes expect.
 """
 
@@ -98,11 +98,15 @@ def build(image: Dockerfile, sandbox: Sandbox, python_dir: Path) -> None:
     env = {**os.environ, "PATH": f"{python_dir}:{os.environ['PATH']}"}
     env.pop("VIRTUAL_ENV", None)
     workdir: dict[str, Path] = {}
+    stage_args: dict[str, str] = {}  # a stage's ARG defaults, for ${NAME} in its RUN lines
     for step in (i for i in image.instructions if i.stage in BUILD_STAGES):
         fs = sandbox.fs(step.stage)
         fs.mkdir(parents=True, exist_ok=True)
         cwd = workdir.get(step.stage, fs)
-        if step.keyword == "WORKDIR":
+        if step.keyword == "ARG":
+            name, _, default = step.args.partition("=")
+            stage_args[name] = default
+        elif step.keyword == "WORKDIR":
             workdir[step.stage] = Path(sandbox.map(step.stage, step.args))
             workdir[step.stage].mkdir(parents=True, exist_ok=True)
         elif step.keyword == "COPY":
@@ -122,8 +126,9 @@ def build(image: Dockerfile, sandbox: Sandbox, python_dir: Path) -> None:
                     final.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(origin, final)
         elif step.keyword == "RUN":
-            command = sandbox.map(step.stage, step.args).replace("--no-cache-dir ", "")
+            command = sandbox.map(step.stage, step.args).replace("--no-cache-dir ", "").replace("--no-cache ", "")
             command = command.replace("pip install ", "pip install --no-compile ")  # bytecode: time only
+            command = re.sub(r"\$\{(\w+)\}", lambda m: stage_args[m.group(1)], command)
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env,
                                   capture_output=True, text=True, timeout=1500)
             assert done.returncode == 0, f"RUN {step.args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cluster": jvm,
             "ratio_cluster_over_sail": ratios,
             "wall_s": round(time.perf_counter() - started, 1),
-        }, packages=PACKAGES)
+        }, packages=PACKAGES, smoke=args.smoke)
         print(f"ratios (cluster / Sail seconds): {ratios}")
         print(f"results: {path}")
     finally:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+
+# scikit-learn is imported where a metric is computed: it takes seconds to import, and every
+# command line process imports this module (the monitor stage is registered by the CLI).
 
 
 def auc_roc(y_true: np.ndarray | pd.Series, y_score: np.ndarray | pd.Series) -> float:
@@ -22,6 +24,8 @@ def auc_roc(y_true: np.ndarray | pd.Series, y_score: np.ndarray | pd.Series) -> 
     y = np.asarray(y_true)
     if np.unique(y).size < 2:
         return float("nan")
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, np.asarray(y_score)))
 
 
@@ -30,6 +34,8 @@ def average_precision(y_true: np.ndarray | pd.Series, y_score: np.ndarray | pd.S
     y = np.asarray(y_true)
     if not y.any():
         return float("nan")
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, np.asarray(y_score)))
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 from cardscore.core.config.training import ModelParams
 from cardscore.model.datasets import model_matrix
 from cardscore.model.evaluation import Evaluation, evaluate
 from cardscore.model.scoring import predict
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 Progress = Callable[[int, int, str], None]  # (done, total, description)
 
@@ -50,6 +52,8 @@ def fit_booster(
     """Fit a booster on `frame`'s features and 0/1 `label`."""
     if frame.empty:
         raise ValueError("cannot fit a model on an empty training set")
+    import xgboost as xgb  # here: the command line imports this module, most commands never fit
+
     matrix = xgb.DMatrix(
         model_matrix(frame, feature_names), label=frame[label].to_numpy(), feature_names=list(feature_names)
     )

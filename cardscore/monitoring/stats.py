@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 EPSILON = 1e-4
 
@@ -68,6 +67,8 @@ def ks(reference: np.ndarray, current: np.ndarray) -> KsResult:
     r, c = _finite(reference), _finite(current)
     if r.size == 0 or c.size == 0:
         return KsResult(float("nan"), float("nan"))
+    from scipy import stats  # here, not at import: scipy.stats takes seconds to import
+
     result = stats.ks_2samp(r, c, method="auto")
     return KsResult(float(result.statistic), float(result.pvalue))
 

@@ -106,7 +106,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`make test` runs on two workers with `--dist loadgroup`, grouped by test folder
+    """`make test` runs on three workers with `--dist loadgroup`, grouped by test folder
     (tests/support/xdist_groups.py); other --dist modes are xdist's own."""
     if config.getvalue("dist") != "loadgroup":
         return None

@@ -1,10 +1,10 @@
-"""How `make test` splits the suite over two pytest-xdist workers: by top-level test folder.
+"""How `make test` splits the suite over pytest-xdist workers: by top-level test folder.
 
 A folder's tests run on one worker, in order, so the folder's session fixtures (a demo run, an
 Airflow home, a scoring world) start once. The folders that start JVMs (`cluster`: the
 standalone Spark cluster and its Connect server; `kafka`: Apache Kafka brokers) and every file
 with `classic` (local JVM Spark) tests form one group, `jvm`: one JVM workload at a time on the
-2 cores.
+2 cores (the other workers take the other folders).
 
 `tests/conftest.py` installs this scheduler for `--dist loadgroup`: pytest-xdist's own reads
 `xdist_group` marks into node ids, which pytest 9 no longer lets a plugin rewrite (its items'

@@ -14,6 +14,12 @@ that callback on the consumer queue ahead of fetched messages (high priority), s
 
 * acknowledged offsets wait in `pending` (per partition, the highest one) until confirmed;
   a newer commit of a partition supersedes an older one (one later success covers both);
+* one commit request is in flight at a time: the offsets acknowledged meanwhile go in the
+  next one, sent when it is confirmed. A commit per micro-batch (hundreds per second) queued
+  up at an Apache Kafka coordinator that confirms each in ~7 ms, so confirmations fell behind,
+  the in-flight window filled with acknowledged output waiting for them, and the scorer
+  waited too. A request unconfirmed after `COMMIT_WAIT_SECONDS` (a coordinator gone) no
+  longer holds the next one back;
 * a failed commit stays pending and is sent again after a backoff, at once when the broker
   answers again (`broker_answered`);
 * commits failing, or still unconfirmed by a consume()/poll() that ran `COMMIT_WAIT_SECONDS`
@@ -148,8 +154,11 @@ class OffsetCommits:
         self.watch()
         if not self.pending:
             return True
-        if not force and time.monotonic() < self.retry_at:
+        now = time.monotonic()
+        if not force and now < self.retry_at:
             return False
+        if any(now - at < COMMIT_WAIT_SECONDS for _, at in self.sent.values()):
+            return False  # one in flight: its confirmation sends the next (see the module docstring)
         due = {k: o for k, o in self.pending.items() if self.sent.get(k, (-1, 0.0))[0] < o}
         if not due or self.consumer is None:
             return False
@@ -158,7 +167,6 @@ class OffsetCommits:
         except KafkaException as exc:  # refused locally (e.g. a fatal consumer error)
             self._failed(due, exc.args[0])
             return False
-        now = time.monotonic()
         for key, offset in due.items():
             self.sent[key] = (offset, now)
         return False

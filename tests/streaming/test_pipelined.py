@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cardscore.services.broker import EmbeddedBroker, free_port
-from cardscore.streaming.commits import OffsetCommits
+from cardscore.streaming.commits import COMMIT_WAIT_SECONDS, OffsetCommits
 from cardscore.streaming.delivery import OutRecord
 from cardscore.streaming.metrics import StreamMetrics
 from cardscore.streaming.pipelined import PipelinedAtLeastOnce, PipelineFailed
@@ -67,9 +67,10 @@ def test_offsets_are_committed_after_the_acknowledgements_in_batch_order(broker,
         # The commit went out asynchronously; until on_commit (served by the consumer) confirms
         # it, the offsets are pending and the messages still count as uncommitted.
         assert delivery.pending == {(SOURCE, 0): 35, (SOURCE, 1): 7} and delivery.in_flight == 50
-        while delivery.pending:
+        while delivery.pending:  # as the scorer's loop: serve confirmations, send what is due
             assert time.monotonic() < deadline, "no commit confirmation"
             commits.serve(0.05)
+            delivery.commit_pending()
         delivery.collect()
         assert delivery.in_flight == 0 and commits.confirmed == {(SOURCE, 0): 35, (SOURCE, 1): 7}
         assert committed(consumer) == {0: 35, 1: 7}
@@ -77,6 +78,50 @@ def test_offsets_are_committed_after_the_acknowledgements_in_batch_order(broker,
         assert delivery.metrics.value("cardscore_stream_commits_total") >= 1
     finally:
         delivery.close()
+
+
+def sent_offsets(commits: OffsetCommits) -> dict[tuple[str, int], int]:
+    return {key: offset for key, (offset, _) in commits.sent.items()}
+
+
+def serve_until(commits: OffsetCommits, done) -> None:
+    deadline = time.monotonic() + 30
+    while not done():
+        assert time.monotonic() < deadline, "no commit confirmation"
+        commits.serve(0.05)
+        commits.commit()
+
+
+def test_one_commit_request_is_in_flight_at_a_time(consumer, commits) -> None:
+    """Offsets acknowledged while a commit is unconfirmed go in the next request, sent once it
+    is confirmed (a commit per micro-batch queued up at Apache Kafka's coordinator); a request
+    unconfirmed for longer than a coordinator that answers takes holds nothing back."""
+    commits.attach(consumer)
+    commits.add({(SOURCE, 0): 10})
+    commits.commit()
+    assert sent_offsets(commits) == {(SOURCE, 0): 10}
+    commits.add({(SOURCE, 0): 20, (SOURCE, 1): 5})
+    commits.commit(force=True)  # force skips a failure's backoff, not the request in flight
+    assert sent_offsets(commits) == {(SOURCE, 0): 10}
+    deadline = time.monotonic() + 30
+    while (SOURCE, 0) not in commits.confirmed:  # served, nothing sent meanwhile
+        assert time.monotonic() < deadline, "no commit confirmation"
+        commits.serve(0.05)
+    assert commits.confirmed == {(SOURCE, 0): 10} and commits.pending == {(SOURCE, 0): 20, (SOURCE, 1): 5}
+    commits.commit()  # the confirmation frees the next request: every newer offset in one
+    assert sent_offsets(commits) == {(SOURCE, 0): 20, (SOURCE, 1): 5}
+    serve_until(commits, lambda: not commits.pending)
+    assert committed(consumer) == {0: 20, 1: 5}
+
+    commits.add({(SOURCE, 0): 30})
+    commits.commit()
+    offset, at = commits.sent[(SOURCE, 0)]
+    commits.sent[(SOURCE, 0)] = (offset, at - COMMIT_WAIT_SECONDS - 0.1)  # as if its coordinator went away
+    commits.add({(SOURCE, 1): 9})
+    commits.commit()
+    assert sent_offsets(commits)[(SOURCE, 1)] == 9
+    serve_until(commits, lambda: not commits.pending)
+    assert committed(consumer) == {0: 30, 1: 9}
 
 
 def test_uncommitted_output_is_bounded(broker, topic, consumer, commits) -> None:

@@ -92,14 +92,15 @@ def promote_step(config: Path) -> Step:
     return Step("promote", [CARDSCORE, "promote", "--reason", "engine parity"], job_env(config))
 
 
+def sail_training_steps(config: Path, train_start: date) -> list[Step]:
+    """`cardscore train` on the embedded engine, then promote."""
+    return [Step("train", [CARDSCORE, "train", *train_args(train_start)], job_env(config)), promote_step(config)]
+
+
 def sail_steps(config: Path, night: date, train_start: date) -> list[Step]:
     """(a) the embedded engine, through the `cardscore` commands."""
-    env = job_env(config)
-    return [
-        Step("train", [CARDSCORE, "train", *train_args(train_start)], env),
-        promote_step(config),
-        Step("nightly", [CARDSCORE, "nightly", *nightly_args(night)], env, NIGHTLY_OK),
-    ]
+    return [*sail_training_steps(config, train_start),
+            Step("nightly", [CARDSCORE, "nightly", *nightly_args(night)], job_env(config), NIGHTLY_OK)]
 
 
 def spark_submit_argv(submit_args: Sequence[str], entry: str, args: Sequence[str]) -> list[str]:
@@ -148,7 +149,7 @@ def connect_steps(connect_url: str, config: Path, night: date, train_start: date
     tests/cluster/test_feast_jvm.py's; a second JVM training run costs `make test` minutes on 2
     cores and proves nothing those two do not."""
     return [
-        *sail_steps(config, night, train_start)[:2],  # train, promote
+        *sail_training_steps(config, train_start),
         Step("nightly", connect_argv(NIGHTLY_ENTRY, nightly_args(night)),
              job_env(config, {"SPARK_REMOTE": connect_url}), NIGHTLY_OK),
     ]

@@ -67,10 +67,7 @@ def test_offsets_are_committed_after_the_acknowledgements_in_batch_order(broker,
         # The commit went out asynchronously; until on_commit (served by the consumer) confirms
         # it, the offsets are pending and the messages still count as uncommitted.
         assert delivery.pending == {(SOURCE, 0): 35, (SOURCE, 1): 7} and delivery.in_flight == 50
-        while delivery.pending:  # as the scorer's loop: serve confirmations, send what is due
-            assert time.monotonic() < deadline, "no commit confirmation"
-            commits.serve(0.05)
-            delivery.commit_pending()
+        serve_until(commits, lambda: not delivery.pending)
         delivery.collect()
         assert delivery.in_flight == 0 and commits.confirmed == {(SOURCE, 0): 35, (SOURCE, 1): 7}
         assert committed(consumer) == {0: 35, 1: 7}
@@ -84,12 +81,15 @@ def sent_offsets(commits: OffsetCommits) -> dict[tuple[str, int], int]:
     return {key: offset for key, (offset, _) in commits.sent.items()}
 
 
-def serve_until(commits: OffsetCommits, done) -> None:
+def serve_until(commits: OffsetCommits, done, send: bool = True) -> None:
+    """Serve commit confirmations until `done()`; `send`: and send what is due after each, as
+    the scorer's loop does."""
     deadline = time.monotonic() + 30
     while not done():
         assert time.monotonic() < deadline, "no commit confirmation"
         commits.serve(0.05)
-        commits.commit()
+        if send:
+            commits.commit()
 
 
 def test_one_commit_request_is_in_flight_at_a_time(consumer, commits) -> None:
@@ -103,10 +103,7 @@ def test_one_commit_request_is_in_flight_at_a_time(consumer, commits) -> None:
     commits.add({(SOURCE, 0): 20, (SOURCE, 1): 5})
     commits.commit(force=True)  # force skips a failure's backoff, not the request in flight
     assert sent_offsets(commits) == {(SOURCE, 0): 10}
-    deadline = time.monotonic() + 30
-    while (SOURCE, 0) not in commits.confirmed:  # served, nothing sent meanwhile
-        assert time.monotonic() < deadline, "no commit confirmation"
-        commits.serve(0.05)
+    serve_until(commits, lambda: (SOURCE, 0) in commits.confirmed, send=False)
     assert commits.confirmed == {(SOURCE, 0): 10} and commits.pending == {(SOURCE, 0): 20, (SOURCE, 1): 5}
     commits.commit()  # the confirmation frees the next request: every newer offset in one
     assert sent_offsets(commits) == {(SOURCE, 0): 20, (SOURCE, 1): 5}

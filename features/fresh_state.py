@@ -20,6 +20,7 @@ import heapq
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
+from cardscore.features.fresh_events import EntityEvents
 from cardscore.features.fresh import (
     ALLOWED_LATENESS_US,
     FRESH_FEATURES,
@@ -131,9 +132,12 @@ class FreshState:
 
     def add_transaction(self, transaction_id: int, card: int, terminal: int, us: int, amount: float) -> bool:
         """Count a transaction (at its event time, whenever it arrives). False for a duplicate id."""
+        return self._add_transaction(transaction_id, card, terminal, us, amount_micros(amount))
+
+    def _add_transaction(self, transaction_id: int, card: int, terminal: int, us: int, amount_us: int) -> bool:
         if transaction_id in self._transactions:
             return False
-        tx = _Tx(us, transaction_id, amount_micros(amount), terminal)
+        tx = _Tx(us, transaction_id, amount_us, terminal)
         self._transactions[transaction_id] = (card, terminal, tx)
         self._holders[transaction_id] = len(self._entities)
         for entity, key in ((Entity.CARD, card), (Entity.TERMINAL, terminal)):
@@ -268,6 +272,53 @@ class FreshState:
             case Aggregate.FRAUDS_REPORTED:
                 return frauds
         raise ValueError(f"unknown aggregate {aggregate}")
+
+    # ------------------------------------------------------------------ one entity's events
+
+    def entity_events(self, entity: Entity, key: int, as_of_us: int | None = None) -> EntityEvents | None:
+        """What a state needs of this entity to answer its features exactly at any t no earlier
+        than the entity's newest event time minus the allowed lateness (the queries the live
+        state itself answers exactly): the transactions of the longest window that counts
+        them plus the lateness, and the transactions with a fraud report (with every verdict).
+        None for an entity never seen. `as_of_us` is the writer's clock (default: its newest
+        event time), recorded so that a reader can tell how far the writer had got."""
+        history = self._histories[entity].get(key)
+        if history is None or history.newest_us is None:
+            return None
+        counted = [f.window_us for f in features_of(entity, self.features) if f.aggregate is not Aggregate.FRAUDS_REPORTED]
+        keep = {id(tx): tx for tx in history.frauds}
+        if counted:
+            start = bisect_left(history.times, history.newest_us - max(counted) - self.allowed_lateness_us)
+            keep.update((id(tx), tx) for tx in history.txs[start:])
+        txs = sorted(keep.values(), key=lambda tx: (tx.us, tx.transaction_id))
+        verdicts = {}
+        for tx in txs:
+            if tx.transaction_id in self._verdicts:
+                times, frauds = self._verdicts[tx.transaction_id]
+                verdicts[tx.transaction_id] = tuple(zip(times, frauds, strict=True))
+        return EntityEvents(
+            entity=entity,
+            key=key,
+            newest_us=history.newest_us,
+            as_of_us=history.newest_us if as_of_us is None else as_of_us,
+            transactions=tuple((tx.transaction_id, tx.us, tx.amount_us, tx.terminal_id) for tx in txs),
+            verdicts=verdicts,
+        )
+
+    @classmethod
+    def from_entity_events(cls, events: EntityEvents, features: tuple[FreshFeature, ...] = FRESH_FEATURES,
+                           allowed_lateness_us: int = ALLOWED_LATENESS_US) -> FreshState:
+        """A state holding one entity's exported events, answering that entity's features (of
+        `features`) exactly as the state that exported them would."""
+        state = cls(features_of(events.entity, features), allowed_lateness_us)
+        # A one-entity state keeps no history of the other entity, so its key is not needed.
+        card = events.key if events.entity is Entity.CARD else -1
+        for transaction_id, us, amount_us, terminal in events.transactions:
+            state._add_transaction(transaction_id, card, terminal, us, amount_us)
+        for transaction_id, verdicts in events.verdicts.items():
+            for reported_us, is_fraud in verdicts:
+                state.add_label(transaction_id, is_fraud, reported_us)
+        return state
 
     # ------------------------------------------------------------------ introspection
 

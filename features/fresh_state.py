@@ -20,7 +20,6 @@ import heapq
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from cardscore.features.fresh_events import EntityEvents
 from cardscore.features.fresh import (
     ALLOWED_LATENESS_US,
     FRESH_FEATURES,
@@ -34,6 +33,7 @@ from cardscore.features.fresh import (
     longest_window_us,
     micros_to_amount,
 )
+from cardscore.features.fresh_events import EntityEvents
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +132,10 @@ class FreshState:
 
     def add_transaction(self, transaction_id: int, card: int, terminal: int, us: int, amount: float) -> bool:
         """Count a transaction (at its event time, whenever it arrives). False for a duplicate id."""
-        return self._add_transaction(transaction_id, card, terminal, us, amount_micros(amount))
+        return self.add_transaction_micro_units(transaction_id, card, terminal, us, amount_micros(amount))
 
-    def _add_transaction(self, transaction_id: int, card: int, terminal: int, us: int, amount_us: int) -> bool:
+    def add_transaction_micro_units(self, transaction_id: int, card: int, terminal: int, us: int, amount_us: int) -> bool:
+        """`add_transaction` with the amount already in integer micro-units (`amount_micros`)."""
         if transaction_id in self._transactions:
             return False
         tx = _Tx(us, transaction_id, amount_us, terminal)
@@ -147,8 +148,10 @@ class FreshState:
                     history = self._histories[entity][key] = _History()
                 history.add(tx)
                 self._evict(entity, key, history)
-        for reported, is_fraud in self._pending.pop(transaction_id, ()):
-            self._record_verdict(transaction_id, is_fraud, reported)
+        reports = self._pending.pop(transaction_id, ())
+        if transaction_id in self._transactions:  # not when it came too late and was evicted at once
+            for reported, is_fraud in reports:
+                self._record_verdict(transaction_id, is_fraud, reported)
         self._advance_clock(us)
         return True
 
@@ -273,6 +276,19 @@ class FreshState:
                 return frauds
         raise ValueError(f"unknown aggregate {aggregate}")
 
+    def transaction(self, transaction_id: int) -> tuple[int, int, int, int] | None:
+        """(card, terminal, event time, amount in micro-units) of a transaction still held."""
+        held = self._transactions.get(transaction_id)
+        if held is None:
+            return None
+        card, terminal, tx = held
+        return card, terminal, tx.us, tx.amount_us
+
+    def verdicts(self, transaction_id: int) -> tuple[tuple[int, bool], ...]:
+        """The valid verdicts (report time, is fraud) recorded for a held transaction."""
+        times, frauds = self._verdicts.get(transaction_id, ((), ()))
+        return tuple(zip(times, frauds, strict=True))
+
     # ------------------------------------------------------------------ one entity's events
 
     def entity_events(self, entity: Entity, key: int, as_of_us: int | None = None) -> EntityEvents | None:
@@ -291,11 +307,8 @@ class FreshState:
             start = bisect_left(history.times, history.newest_us - max(counted) - self.allowed_lateness_us)
             keep.update((id(tx), tx) for tx in history.txs[start:])
         txs = sorted(keep.values(), key=lambda tx: (tx.us, tx.transaction_id))
-        verdicts = {}
-        for tx in txs:
-            if tx.transaction_id in self._verdicts:
-                times, frauds = self._verdicts[tx.transaction_id]
-                verdicts[tx.transaction_id] = tuple(zip(times, frauds, strict=True))
+        verdicts = {tx.transaction_id: self.verdicts(tx.transaction_id) for tx in txs
+                    if tx.transaction_id in self._verdicts}
         return EntityEvents(
             entity=entity,
             key=key,
@@ -314,7 +327,7 @@ class FreshState:
         # A one-entity state keeps no history of the other entity, so its key is not needed.
         card = events.key if events.entity is Entity.CARD else -1
         for transaction_id, us, amount_us, terminal in events.transactions:
-            state._add_transaction(transaction_id, card, terminal, us, amount_us)
+            state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
         for transaction_id, verdicts in events.verdicts.items():
             for reported_us, is_fraud in verdicts:
                 state.add_label(transaction_id, is_fraud, reported_us)
@@ -329,3 +342,19 @@ class FreshState:
     def pending_reports(self) -> int:
         """Label reports held for transactions not seen yet (expiry keeps it bounded)."""
         return sum(len(r) for r in self._pending.values())
+
+
+def features_from_events(events: dict[Entity, EntityEvents | None], card: int, terminal: int, t: int,
+                         amount: float, features: tuple[FreshFeature, ...] = FRESH_FEATURES) -> dict[str, int | float]:
+    """The features (of `features`, declaration order) of a transaction at t, finished from the
+    stored events of its card and terminal (None: the entity was never seen, so its windows are
+    empty). Exact when the events hold everything of the entity before t."""
+    values: dict[str, int | float] = {}
+    for entity in {f.entity for f in features}:
+        stored = events.get(entity)
+        if stored is None:
+            state = FreshState(features_of(entity, features))
+        else:
+            state = FreshState.from_entity_events(stored, features)
+        values |= state.features_at(card, terminal, t, amount)
+    return {f.name: values[f.name] for f in features}

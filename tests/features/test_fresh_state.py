@@ -175,3 +175,14 @@ def test_a_genuine_verdict_retracts_a_fraud_report_from_its_time_on() -> None:
         counted = [state.features_at(card=7, terminal=9, t=t, amount=1.0)["card_nb_frauds_reported_30d"]
                    for t in (r1, r1 + 1, r2, r2 + 1, r3, r3 + 1)]
         assert counted == [0, 1, 1, 0, 0, 1], order
+
+
+def test_a_transaction_older_than_every_window_with_a_waiting_report_is_dropped_quietly() -> None:
+    """A transaction arriving so late that its histories evict it at once, while a report of it
+    was waiting: counted for nothing, no error (it used to raise KeyError)."""
+    state = FreshState()
+    state.add_transaction(1, card=7, terminal=8, us=BASE_US + 40 * 24 * HOUR, amount=1.0)
+    state.add_label(2, True, BASE_US + 40 * 24 * HOUR - 1)
+    assert state.add_transaction(2, card=7, terminal=8, us=BASE_US, amount=1.0)
+    assert state.transaction(2) is None and state.pending_reports() == 0
+    assert state.features_at(7, 8, BASE_US + 40 * 24 * HOUR + 1, 1.0)["card_nb_tx_24h"] == 1

@@ -19,3 +19,7 @@ gold_customer_features, gold_terminal_features = _objects.sources
 customer_features, terminal_features = _objects.views
 request_time_features = _objects.request_view
 fraud_baseline_v1 = _objects.service
+card_fresh_events_offline, card_fresh_events_push, terminal_fresh_events_offline, terminal_fresh_events_push = (
+    _objects.fresh_sources
+)
+card_fresh_events, terminal_fresh_events = _objects.fresh_views

@@ -49,6 +49,9 @@ from cardscore.features.definitions import (
     snapshot_time,
 )
 from cardscore.features.feast_patches import apply_using_join_fix
+from cardscore.features.fresh import Entity as FreshEntity
+from cardscore.features.fresh_store import VIEWS as FRESH_VIEWS
+from cardscore.features.fresh_store import fresh_feast_objects
 
 if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
@@ -69,9 +72,12 @@ class FeastObjects:
     views: list[Any]  # customer, terminal
     request_view: Any
     service: Any
+    fresh_sources: list[Any]  # the fresh entity events: batch and push source per entity
+    fresh_views: list[Any]  # card_fresh_events, terminal_fresh_events (features.fresh_store)
 
     def all(self) -> list[Any]:
-        return [*self.entities, *self.sources, *self.views, self.request_view, self.service]
+        return [*self.entities, *self.sources, *self.views, self.request_view, self.service,
+                *self.fresh_sources, *self.fresh_views]
 
 
 def gold_uri(settings: Settings, table: str) -> str:
@@ -157,7 +163,8 @@ def feast_objects(settings: Settings) -> FeastObjects:
         description="the fraud model's features (features.definitions.MODEL_FEATURES; "
         "tx_amount is the request value itself)",
     )
-    return FeastObjects([customer, terminal], sources, views, request_view, service)
+    fresh_sources, fresh_views = fresh_feast_objects({FreshEntity.CARD: customer, FreshEntity.TERMINAL: terminal})
+    return FeastObjects([customer, terminal], sources, views, request_view, service, fresh_sources, fresh_views)
 
 
 def repo_config(settings: Settings) -> RepoConfig:
@@ -222,12 +229,15 @@ def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore
 
 
 def ensure_applied(settings: Settings, store: FeatureStore) -> FeatureStore:
-    """Apply the repo if the registry does not have the model's FeatureService yet."""
-    from feast.errors import FeatureServiceNotFoundException
+    """Apply the repo if the registry does not have the model's FeatureService or the fresh
+    entity-event views yet (a registry applied before they existed)."""
+    from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
 
     try:
         store.get_feature_service(FEATURE_SERVICE_NAME)
-    except FeatureServiceNotFoundException:
+        for view in FRESH_VIEWS.values():
+            store.get_feature_view(view)
+    except (FeatureServiceNotFoundException, FeatureViewNotFoundException):
         apply(settings, store)
     return store
 

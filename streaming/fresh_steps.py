@@ -75,6 +75,21 @@ class _Step:
         self.clock_us: int | None = None  # the newest event or report time processed
         self._changed: set[int] = set()
 
+    def load(self, kind: str, record: dict[str, Any]) -> None:
+        """A history event (the lake's, at start): into the state, forwarded nowhere.
+        `kind` "transaction" (a transaction_event record) or "label" (a label_event record)."""
+        if kind == "transaction":
+            self._tick(record["event_time"])
+            if self.state.add_transaction(record["transaction_id"], record["customer_id"], record["terminal_id"],
+                                          record["event_time"], record["amount"]):
+                self._changed.add(record["customer_id"] if self.entity is Entity.CARD else record["terminal_id"])
+        else:
+            self._tick(record["reported_time"])
+            self.state.add_label(record["transaction_id"], bool(record["is_fraud"]), record["reported_time"])
+            held = self.state.transaction(record["transaction_id"])
+            if held is not None:
+                self._changed.add(held[0] if self.entity is Entity.CARD else held[1])
+
     def _tick(self, us: int) -> None:
         self.clock_us = us if self.clock_us is None else max(self.clock_us, us)
 

@@ -71,6 +71,7 @@ def kafka_settings(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
                     "scores": f"scores-{suffix}",
                     "dlq": f"dlq-{suffix}",
                     "labels": f"labels-{suffix}",
+                    "fresh_forwards": f"fresh-{suffix}",
                 },
             },
         }

@@ -159,3 +159,32 @@ def dlq_replay(
     if report.truncated:
         console.print(f"not replayable (cut to fit the DLQ; the originals are at their dlq.source.* "
                       f"offsets): {sum(report.truncated.values()):,} {dict(report.truncated)}")
+
+
+@app.command("fresh-stream")
+def fresh_stream(
+    ctx: typer.Context,
+    step: str = typer.Argument(..., help="card (transactions + labels topics) or terminal (the repartition topic)"),
+    instance_id: str | None = typer.Option(None, "--instance-id", help="this process's name in logs (client.id)"),
+    idle_exit: float | None = typer.Option(None, "--idle-exit", min=0,
+                                           help="stop (exit 0) after this many seconds without messages"),
+) -> None:
+    """Keep the fresh features' online state current: one step of the streaming pipeline.
+
+    `card` consumes the transactions and labels topics (co-partitioned by card), keeps each
+    card's events, forwards transactions and their verdicts re-keyed by terminal; `terminal`
+    consumes those. Both write the events of the cards / terminals they changed to the Feast
+    online store (push sources), from which the scorers finish the features at each
+    transaction's time. On start each loads its partitions' last 30 days from the lake
+    (silver) and re-reads its partitions, so a restart (even after SIGKILL) rebuilds the same
+    state. Run several processes per step to share the partitions. SIGTERM or Ctrl-C
+    finishes the batch in hand and exits 0.
+    """
+    from cardscore.streaming.fresh_pipeline import run_fresh_step
+
+    if step not in ("card", "terminal"):
+        raise typer.BadParameter("STEP must be card or terminal")
+    settings = settings_of(ctx)
+    report = run_fresh_step(settings, step, instance_id=instance_id, idle_exit_seconds=idle_exit)  # type: ignore[arg-type]
+    console.print(f"{step} step: {report.messages} messages, {report.forwards} forwarded, "
+                  f"{report.rows_written} store rows written, {sum(report.rejected.values())} rejected")

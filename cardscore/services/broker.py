@@ -146,7 +146,7 @@ class EmbeddedBroker:
 def project_topics(settings: Settings) -> dict[str, int]:
     """The project's topics and their partition counts."""
     topics = settings.kafka.topics
-    names = (topics.transactions, topics.scores, topics.dlq, topics.labels)
+    names = (topics.transactions, topics.scores, topics.dlq, topics.labels, topics.fresh_forwards)
     return {name: settings.kafka.partitions for name in names}
 
 

@@ -60,6 +60,11 @@ class KafkaTopics(Section):
         description="fraud label reports (label_event), keyed by card like the transactions; "
         "`cardscore replay` publishes a day's reports interleaved with its transactions",
     )
+    fresh_forwards: str = Field(
+        "cardscore.fresh.by_terminal",
+        description="the streaming fresh-feature pipeline's repartition topic: transactions and "
+        "their verdicts re-keyed by terminal by the card step, read by the terminal step",
+    )
 
 
 class KafkaSettings(Section):

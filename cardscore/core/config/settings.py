@@ -27,7 +27,7 @@ from cardscore.core.config.scoring import ScoringSettings
 from cardscore.core.config.secrets import redact
 from cardscore.core.config.serving import ServingSettings
 from cardscore.core.config.simulator import SimulatorSettings
-from cardscore.core.config.streaming import StreamingSettings
+from cardscore.core.config.streaming import FreshStreamSettings, StreamingSettings
 from cardscore.core.config.training import HANDBOOK_TRAIN_OFFSET_DAYS, TrainingSettings
 
 
@@ -53,6 +53,7 @@ class Settings(Section):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    fresh_stream: FreshStreamSettings = Field(default_factory=FreshStreamSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)

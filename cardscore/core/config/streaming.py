@@ -118,3 +118,23 @@ class StreamingSettings(Section):
         if self.max_uncommitted_messages is not None and self.max_uncommitted_messages < self.batch_max_messages:
             raise ValueError("max_uncommitted_messages must be >= batch_max_messages (a whole batch must fit)")
         return self
+
+
+class FreshStreamSettings(Section):
+    """Settings of the streaming fresh-feature pipeline (`cardscore fresh-stream card|terminal`)."""
+
+    card_group_id: str = Field(
+        "cardscore-fresh-card",
+        description="consumer group of the card step (transactions and labels topics, co-partitioned "
+        "by card: the range assignor is enforced)",
+    )
+    terminal_group_id: str = Field(
+        "cardscore-fresh-terminal", description="consumer group of the terminal step (the repartition topic)"
+    )
+    batch_max_messages: int = Field(500, ge=1, le=100_000, description="a micro-batch is at most this many messages")
+    batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="... or what arrived within this many milliseconds")
+    bootstrap_from_lake: bool = Field(
+        True,
+        description="on start, load the last 30 days (plus the allowed lateness) of silver transactions "
+        "and label reports, so that a day streamed after the last ingested one sees its history",
+    )

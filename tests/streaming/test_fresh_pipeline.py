@@ -32,6 +32,9 @@ from cardscore.simulator.landing import write_landing
 from cardscore.streaming.fresh_pipeline import FreshStepRunner, StepReport, partition_of
 from tests.features.worlds import silver_labels, silver_transactions, small_world
 from tests.streaming.world import read_all, write_config
+from tests.support.readme import REPO, bash_block
+
+FEATURES_README = REPO / "features" / "README.md"
 
 START = date(2018, 4, 1)
 DAY = START + timedelta(days=36)  # streamed; the lake holds the days before it
@@ -145,16 +148,17 @@ def test_partition_of_is_the_producers_partitioner(kafka_settings: Settings) -> 
 
 
 def test_a_card_step_killed_mid_day_restarts_into_the_same_state(streamed_world, tmp_path) -> None:
-    """`cardscore fresh-stream card` as a process, SIGKILLed while the day is being replayed,
-    then started again: it rebuilds its state from the lake and its partitions, goes on, and
-    the store ends exactly as without the kill (no transaction or verdict lost or counted
-    twice, though the uncommitted batch's forwards were produced twice)."""
+    """`cardscore fresh-stream card` as a process (the command of features/README.md),
+    SIGKILLed while the day is being replayed, then started again: it rebuilds its state from
+    the lake and its partitions, goes on, and after `cardscore fresh-stream terminal` the store
+    ends exactly as without the kill (no transaction or verdict lost or counted twice, though
+    the uncommitted batch's forwards were produced twice)."""
     settings, world, lake = streamed_world
     config = write_config(settings, tmp_path / "fresh.yaml")
     group = settings.fresh_stream.card_group_id
     topics = (settings.kafka.topics.transactions, settings.kafka.topics.labels)
 
-    def committed_total() -> int:
+    def committed_total(group: str, topics: tuple[str, ...]) -> int:
         consumer = Consumer({**settings.kafka_conf("consumer"), "group.id": group})
         try:
             found = consumer.committed([TopicPartition(t, p) for t in topics for p in range(settings.kafka.partitions)],
@@ -164,37 +168,44 @@ def test_a_card_step_killed_mid_day_restarts_into_the_same_state(streamed_world,
             consumer.close()
 
     replay = threading.Thread(target=replay_day, args=(settings, DAY), kwargs={"rate": 20.0}, daemon=True)
-    first = start_step(config, tmp_path / "first.log")
+    first = start_step(config, tmp_path / "first.log", "card")
     wait_until(lambda: '"fresh_stream.bootstrapped"' in (tmp_path / "first.log").read_text(), first, 120,
                "the step has its partitions and its history")
     replay.start()  # ~8 s of messages: the kill comes in the middle
-    wait_until(lambda: committed_total() > 20, first, 120, "the first batches are committed")
+    wait_until(lambda: committed_total(group, topics) > 20, first, 120, "the first batches are committed")
     first.kill()
     first.wait(30)
     replay.join(60)
     assert not replay.is_alive()
     total = sum(len(read_all(settings, t)) for t in topics)
-    assert committed_total() < total  # killed mid-day: the rest was left to the restart
+    assert committed_total(group, topics) < total  # killed mid-day: the rest was left to the restart
 
-    second = start_step(config, tmp_path / "second.log")
-    wait_until(lambda: committed_total() == total, second, 120, "the whole day is committed")
+    second = start_step(config, tmp_path / "second.log", "card")
+    wait_until(lambda: committed_total(group, topics) == total, second, 120, "the whole day is committed")
     second.terminate()
     assert second.wait(60) == 0
     log = (tmp_path / "second.log").read_text()
     assert '"fresh_stream.bootstrapped"' in log and '"replayed": 0' not in log  # rebuilt: re-read what was committed
 
+    forwards = (settings.kafka.topics.fresh_forwards,)
+    produced = len(read_all(settings, forwards[0]))
+    terminal = start_step(config, tmp_path / "terminal.log", "terminal")
+    wait_until(lambda: committed_total(settings.fresh_stream.terminal_group_id, forwards) == produced, terminal, 120,
+               "the terminal step committed every forward")
+    terminal.terminate()
+    assert terminal.wait(60) == 0
     store = FreshEventsStore(feature_store(settings))
-    forwards = len(read_all(settings, settings.kafka.topics.fresh_forwards))
-    terminal = FreshStepRunner(settings, "terminal", store, history=lake_history(lake, Entity.TERMINAL))
-    run_until(terminal, lambda r: r.messages >= forwards)
     assert_store_holds_one_whole_state(store, world)
 
 
-def start_step(config, log) -> subprocess.Popen:
+def start_step(config: Path, log: Path, step: str) -> subprocess.Popen:
+    """The step's command as features/README.md writes it, configured by $CARDSCORE_CONFIG."""
+    [command] = [line.split("#")[0].strip() for line in bash_block("cardscore fresh-stream", FEATURES_README).splitlines()
+                 if line.startswith(f"cardscore fresh-stream {step}")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSCORE")}
+    env |= {"CARDSCORE_CONFIG": str(config), "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
     with open(log, "ab") as handle:
-        return subprocess.Popen([str(Path(sys.executable).with_name("cardscore")), "--config", str(config),
-                                 "fresh-stream", "card"], stdout=handle, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(["bash", "-c", f"exec {command}"], stdout=handle, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_until(condition, proc: subprocess.Popen, timeout: float, what: str) -> None:

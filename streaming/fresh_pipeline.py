@@ -33,13 +33,14 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from cardscore.core.logs import get_logger
 from cardscore.features.fresh_history import HistoryEvent
 from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
 from cardscore.schemas.validation import Rejection, validate_bytes
+from cardscore.streaming.fresh_metrics import FreshMetrics
 from cardscore.streaming.fresh_steps import FORWARD_SCHEMA, CardStep, Forward, TerminalStep
 
 if TYPE_CHECKING:
@@ -70,10 +71,9 @@ class StepReport:
     rows_written: int = 0
     bootstrapped: int = 0  # history events loaded from the lake
     rejected: Counter[str] = field(default_factory=Counter)
-    write_lag_ms: list[float] = field(default_factory=list)  # produce time -> store write, per message
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("rejected", "write_lag_ms")}
+        out = {k: v for k, v in self.__dict__.items() if k != "rejected"}
         out["rejected"] = dict(self.rejected)
         return out
 
@@ -83,7 +83,7 @@ class FreshStepRunner:
 
     def __init__(self, settings: Settings, kind: StepKind, store: FreshEventsStore,
                  history: HistoryLoader | None = None, instance_id: str | None = None,
-                 keep_write_lag: bool = False) -> None:
+                 metrics: FreshMetrics | None = None) -> None:
         self.settings = settings
         self.kind = kind
         self.store = store
@@ -95,7 +95,7 @@ class FreshStepRunner:
         self.instance_id = instance_id
         self.step: CardStep | TerminalStep = CardStep() if kind == "card" else TerminalStep()
         self.report = StepReport()
-        self.keep_write_lag = keep_write_lag
+        self.metrics = metrics or FreshMetrics(kind)
         self.max_bytes = settings.ingest.max_line_bytes
         self._stop = threading.Event()
         self._resume: dict[tuple[str, int], int] = {}  # (topic, partition) -> committed offset
@@ -188,9 +188,10 @@ class FreshStepRunner:
     # ------------------------------------------------------------------ one batch
 
     def _process(self, messages: list[Any]) -> None:
+        started = time.perf_counter()
         forwards: list[Forward] = []
         offsets: dict[tuple[str, int], int] = {}
-        stamps: list[int] = []
+        sent: list[int] = []  # source message timestamps (ms) of what this batch makes visible
         for message in messages:
             if message.error() is not None:
                 log.warning("fresh_stream.consume_error", step=self.kind, error=str(message.error()))
@@ -198,51 +199,60 @@ class FreshStepRunner:
             tp = (message.topic(), message.partition())
             offsets[tp] = message.offset() + 1
             self.report.messages += 1
+            self.metrics.messages.inc()
             replay = message.offset() < self._resume.get(tp, 0)
             self.report.replayed += replay
-            out = self._handle(message)
+            kind, stamp = message.timestamp()
+            out, source_ms = self._handle(message, stamp if kind else None)
             if not replay:
-                forwards += out
-                kind, stamp = message.timestamp()
-                if kind:
-                    stamps.append(stamp)
+                forwards += out if source_ms is None else [replace(f, sent_ms=source_ms) for f in out]
+                if source_ms is not None:
+                    sent.append(source_ms)
         if forwards:
             self._produce(forwards)
         written = self.store.write(self.step.exports())
         self.report.rows_written += written
-        if self.keep_write_lag and stamps:
-            now_ms = time.time() * 1000.0
-            self.report.write_lag_ms += [now_ms - s for s in stamps]
+        self.metrics.rows.inc(written)
+        now_ms = time.time() * 1000.0
+        for source_ms in sent:
+            self.metrics.visible.observe(max(now_ms - source_ms, 0.0) / 1000.0)
+        if self.step.clock_us is not None:
+            self.metrics.as_of.set(self.step.clock_us / 1e6)
         self._commit(offsets)
+        self.metrics.batch.observe(time.perf_counter() - started)
         log.info("fresh_stream.batch", step=self.kind, messages=len(messages), forwards=len(forwards),
                  rows_written=written, total_messages=self.report.messages)
 
-    def _handle(self, message: Any) -> list[Forward]:
+    def _handle(self, message: Any, stamp_ms: int | None) -> tuple[list[Forward], int | None]:
+        """Process one message: (its forwards, the source timestamp its freshness counts from:
+        its own, or for a forward the original message's); a rejected message gives neither."""
         raw = message.value() or b""
         if self.kind == "terminal":
             try:
                 forward = Forward.from_json(raw)
             except (ValueError, KeyError, TypeError):
-                self.report.rejected["malformed_forward"] += 1
-                log.warning("fresh_stream.rejected", step=self.kind, reason="malformed_forward",
-                            topic=message.topic(), partition=message.partition(), offset=message.offset())
-                return []
+                self._reject("malformed_forward", message)
+                return [], None
             assert isinstance(self.step, TerminalStep)
             self.step.forwards([forward])
-            return []
+            return [], forward.sent_ms if forward.sent_ms is not None else stamp_ms
         assert isinstance(self.step, CardStep)
         is_label = message.topic() == self.topics[1]
         record = validate_bytes(raw, LABEL_EVENT if is_label else TRANSACTION_EVENT, self.max_bytes)
         if isinstance(record, Rejection):
-            self.report.rejected[record.reason.value] += 1
-            log.warning("fresh_stream.rejected", step=self.kind, reason=record.reason.value,
-                        topic=message.topic(), partition=message.partition(), offset=message.offset())
-            return []
+            self._reject(record.reason.value, message)
+            return [], None
         if is_label:
             self.report.labels += 1
-            return self.step.label(record)
+            return self.step.label(record), stamp_ms
         self.report.transactions += 1
-        return self.step.transaction(record)
+        return self.step.transaction(record), stamp_ms
+
+    def _reject(self, reason: str, message: Any) -> None:
+        self.report.rejected[reason] += 1
+        self.metrics.rejected.labels(self.kind, reason).inc()
+        log.warning("fresh_stream.rejected", step=self.kind, reason=reason,
+                    topic=message.topic(), partition=message.partition(), offset=message.offset())
 
     def _produce(self, forwards: list[Forward]) -> None:
         """Produce the batch's forwards and wait for every acknowledgement (before the commit)."""
@@ -276,7 +286,7 @@ class FreshStepRunner:
 
 
 def run_fresh_step(settings: Settings, kind: StepKind, instance_id: str | None = None,
-                   idle_exit_seconds: float | None = None) -> StepReport:
+                   idle_exit_seconds: float | None = None, metrics_port: int | None = None) -> StepReport:
     """One process of a step, composed from settings: the Feast store (the repo applied if its
     registry lacks the fresh views), the lake's history through the engine when
     `fresh_stream.bootstrap_from_lake`, SIGTERM/SIGINT finishing the batch in hand."""
@@ -294,7 +304,11 @@ def run_fresh_step(settings: Settings, kind: StepKind, instance_id: str | None =
         from cardscore.features.fresh_history import lake_history
 
         history = lake_history(Lake(get_spark(settings), settings), Entity.CARD if kind == "card" else Entity.TERMINAL)
-    runner = FreshStepRunner(settings, kind, store, history=history, instance_id=instance_id)
+    metrics = FreshMetrics(kind)
+    port = settings.fresh_stream.metrics_port if metrics_port is None else metrics_port
+    if port:
+        log.info("fresh_stream.metrics", step=kind, port=metrics.serve(port, settings.streaming.metrics_host))
+    runner = FreshStepRunner(settings, kind, store, history=history, instance_id=instance_id, metrics=metrics)
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
     return runner.run(idle_exit_seconds=idle_exit_seconds)

@@ -43,6 +43,7 @@ class Forward:
     amount_us: int
     reported_us: int | None = None  # a verdict: its report time ...
     is_fraud: bool | None = None  # ... and what it says
+    sent_ms: int | None = None  # the source message's timestamp (freshness is measured from it)
 
     @property
     def is_verdict(self) -> bool:
@@ -56,15 +57,19 @@ class Forward:
                                 "us": self.us, "amount_us": self.amount_us}
         if self.is_verdict:
             data |= {"reported_us": self.reported_us, "is_fraud": bool(self.is_fraud)}
+        if self.sent_ms is not None:
+            data["sent_ms"] = self.sent_ms
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Forward:
         d = json.loads(raw)
         reported = d.get("reported_us")
+        sent = d.get("sent_ms")
         return cls(int(d["id"]), int(d["card"]), int(d["terminal"]), int(d["us"]), int(d["amount_us"]),
                    None if reported is None else int(reported),
-                   None if reported is None else bool(d["is_fraud"]))
+                   None if reported is None else bool(d["is_fraud"]),
+                   None if sent is None else int(sent))
 
 
 class _Step:

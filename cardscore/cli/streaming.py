@@ -168,6 +168,8 @@ def fresh_stream(
     instance_id: str | None = typer.Option(None, "--instance-id", help="this process's name in logs (client.id)"),
     idle_exit: float | None = typer.Option(None, "--idle-exit", min=0,
                                            help="stop (exit 0) after this many seconds without messages"),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=0,
+                                            help="Prometheus /metrics port (default fresh_stream.metrics_port; 0: off)"),
 ) -> None:
     """Keep the fresh features' online state current: one step of the streaming pipeline.
 
@@ -185,6 +187,7 @@ def fresh_stream(
     if step not in ("card", "terminal"):
         raise typer.BadParameter("STEP must be card or terminal")
     settings = settings_of(ctx)
-    report = run_fresh_step(settings, step, instance_id=instance_id, idle_exit_seconds=idle_exit)  # type: ignore[arg-type]
+    report = run_fresh_step(settings, step, instance_id=instance_id, idle_exit_seconds=idle_exit,  # type: ignore[arg-type]
+                            metrics_port=metrics_port)
     console.print(f"{step} step: {report.messages} messages, {report.forwards} forwarded, "
                   f"{report.rows_written} store rows written, {sum(report.rejected.values())} rejected")

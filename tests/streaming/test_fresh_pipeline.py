@@ -108,6 +108,10 @@ def test_a_streamed_day_leaves_the_events_of_one_whole_state_in_the_store(stream
     assert card.report.rejected == {} and terminal.report.rejected == {}
     assert card.report.bootstrapped > 0 and terminal.report.bootstrapped > 0
     assert card.report.forwards >= replayed.transactions  # every transaction, and the verdicts it can place
+    # Freshness is measured for every event made visible (the terminal's from the original message).
+    for runner, count in ((card, card.report.transactions + card.report.labels), (terminal, terminal.report.messages)):
+        visible = runner.metrics.registry.get_sample_value("cardscore_fresh_visible_seconds_count", {"step": runner.kind})
+        assert visible == count > 0
 
     assert_store_holds_one_whole_state(store, world)
 
@@ -153,7 +157,7 @@ def test_a_card_step_killed_mid_day_restarts_into_the_same_state(streamed_world,
     the lake and its partitions, goes on, and after `cardscore fresh-stream terminal` the store
     ends exactly as without the kill (no transaction or verdict lost or counted twice, though
     the uncommitted batch's forwards were produced twice)."""
-    settings, world, lake = streamed_world
+    settings, world, _lake = streamed_world
     config = write_config(settings, tmp_path / "fresh.yaml")
     group = settings.fresh_stream.card_group_id
     topics = (settings.kafka.topics.transactions, settings.kafka.topics.labels)

@@ -133,6 +133,8 @@ class FreshStreamSettings(Section):
     )
     batch_max_messages: int = Field(500, ge=1, le=100_000, description="a micro-batch is at most this many messages")
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="... or what arrived within this many milliseconds")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port of a step (0: off; "
+                              "the two steps of one host need two ports)")
     bootstrap_from_lake: bool = Field(
         True,
         description="on start, load the last 30 days (plus the allowed lateness) of silver transactions "

@@ -1,0 +1,350 @@
+"""Fresh-feature freshness benchmark: `python -m bench fresh_stream [--rate 2000] [--runs 3] [--smoke]`.
+
+Issue 19's online target: an event is visible to the next scoring request within p99 <= 1 s at
+2,000 events/s. On a broker of its own (--broker embedded: Tansu; kafka: a one-node Apache
+Kafka from `make jars`) and a simulated world at the handbook's density (5,000 cards, 10,000
+terminals; --days days, the last --streamed-days of them streamed, the ones before written as
+silver Delta tables), each run:
+
+1. starts `cardscore fresh-stream card` and `cardscore fresh-stream terminal` as processes
+   (the README's commands), each with its /metrics; each loads its partitions' 30 days from
+   the lake at start (not measured);
+2. sends the streamed days' transactions and label reports, in time order as `cardscore
+   replay` orders them, keyed by card, on an open-loop schedule at --rate messages/s (one
+   producer, created and warmed before the run);
+3. waits until both groups committed everything, then reads the steps' histograms:
+   `cardscore_fresh_visible_seconds{step="card"}` (a transaction or report's message
+   timestamp -> its card's events written to the online store) and `{step="terminal"}` (the
+   same original timestamp -> its terminal's events written: end to end through the
+   repartition topic). p50/p90/p99 are interpolated within the histogram's buckets, as
+   Prometheus' `histogram_quantile` does.
+
+Baseline, measured in the same run on the same messages: a plain consumer of the two input
+topics (no processing) recording when each message reaches it after its timestamp: the
+broker's own delivery, the floor every consumer pays. Medians of --runs runs; ratios to the
+baseline. Results: bench/results/fresh_stream.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bench.common import REPO_DIR, write_result
+from bench.stream import (
+    LOW_LATENCY_CONSUMER,
+    LOW_LATENCY_PRODUCER,
+    _bucket_quantile,
+    running_broker,
+)
+
+if str(REPO_DIR) not in sys.path:  # the silver helpers live with the tests (as bench.fresh uses them)
+    sys.path.insert(0, str(REPO_DIR))
+
+PARTITIONS = 4
+
+
+def _settings(home: Path, bootstrap: str, suffix: str):
+    from cardscore.core.config import load_settings
+
+    return load_settings(overrides={
+        "home": str(home),
+        "kafka": {"mode": "external", "client": {"bootstrap.servers": bootstrap}, "partitions": PARTITIONS,
+                  "consumer": dict(LOW_LATENCY_CONSUMER), "producer": dict(LOW_LATENCY_PRODUCER),
+                  "topics": {"transactions": f"tx-{suffix}", "labels": f"labels-{suffix}",
+                             "scores": f"scores-{suffix}", "dlq": f"dlq-{suffix}",
+                             "fresh_forwards": f"fresh-{suffix}"}},
+        "fresh_stream": {"card_group_id": f"card-{suffix}", "terminal_group_id": f"terminal-{suffix}"},
+        "logging": {"format": "json", "level": "INFO"},
+    })
+
+
+def _config(settings, path: Path) -> Path:
+    data = {
+        "home": str(settings.home_path),
+        "kafka": {"mode": "external", "client": dict(settings.kafka.client), "partitions": settings.kafka.partitions,
+                  "consumer": dict(settings.kafka.consumer), "producer": dict(settings.kafka.producer),
+                  "topics": settings.kafka.topics.model_dump()},
+        "fresh_stream": settings.fresh_stream.model_dump(),
+        "logging": {"format": "json", "level": "INFO"},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def streamed_messages(settings, world, days: list) -> list[Any]:
+    """The days' replay sequences (`simulator.kafka.replay_messages`), one after the other."""
+    from cardscore.simulator.kafka import replay_messages
+
+    out: list[Any] = []
+    for day in days:
+        messages, _report = replay_messages(settings, day)
+        out += messages
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_step(config: Path, step: str, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSCORE")}
+    env["CARDSCORE_CONFIG"] = str(config)
+    cardscore = Path(sys.executable).with_name("cardscore")
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(cardscore), "fresh-stream", step, "--metrics-port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_DIR, env=env)
+
+
+def wait_for(condition, what: str, procs: list[subprocess.Popen], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"a step exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)  # polling a condition, not synchronising on time
+
+
+def committed(settings, group: str, topics: list[str]) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka_conf("consumer"), "group.id": group})
+    try:
+        found = consumer.committed([TopicPartition(t, p) for t in topics for p in range(PARTITIONS)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in found)
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings, topics: list[str]) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka_conf("consumer"), "group.id": f"bench-ends-{uuid.uuid4().hex}"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                   for t in topics for p in range(PARTITIONS))
+    finally:
+        consumer.close()
+
+
+class DeliveryProbe:
+    """The baseline: a plain consumer of the input topics, recording each message's delay
+    from its timestamp to its arrival here."""
+
+    def __init__(self, settings, topics: list[str], expected: int) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.consumer = Consumer({**settings.kafka_conf("consumer"), "group.id": f"bench-probe-{uuid.uuid4().hex}",
+                                  "enable.auto.commit": "false"})
+        self.consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(PARTITIONS)])
+        self.expected = expected
+        self.delays_ms: list[float] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 600
+        while len(self.delays_ms) < self.expected and time.monotonic() < deadline:
+            for m in self.consumer.consume(500, 0.05):
+                if m.error() is None:
+                    _kind, stamp = m.timestamp()
+                    self.delays_ms.append(time.time() * 1000.0 - stamp)
+        self.consumer.close()
+
+
+def paced_send(producer, messages: list[Any], rate: float) -> None:
+    """Open loop: message i is produced at t0 + i/rate, whatever happened to the ones before."""
+    start = time.perf_counter()
+    sent, n = 0, len(messages)
+    while sent < n:
+        due = min(n, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            m = messages[sent]
+            while True:
+                try:
+                    producer.produce(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            sent += 1
+        producer.poll(0)
+        if sent < n:
+            wait = start + sent / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)  # until the next message is due (the schedule, not a sync)
+    if producer.flush(60):
+        raise RuntimeError("load producer: messages unacknowledged after 60 s")
+
+
+def histogram_quantiles(url: str, name: str, step: str) -> dict[str, float | None]:
+    from bench.stream import scrape_histograms
+
+    found = scrape_histograms(url).get((name, (("step", step),)), {})
+    bounds = sorted(found)
+    counts = [found[b] for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return {"count": 0}
+    return {"count": counts[-1], **{f"p{q}_ms": _bucket_quantile(bounds, counts, q / 100) for q in (50, 90, 99)}}
+
+
+def one_run(home: Path, bootstrap: str, world, days: list, rate: float, work: Path, producer) -> dict[str, Any]:
+    from cardscore.services.broker import create_topics, project_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    settings = _settings(home, bootstrap, suffix)
+    create_topics(settings.kafka_conf(), project_topics(settings))
+    config = _config(settings, work / f"config-{suffix}.yaml")
+    messages = streamed_messages(settings, world, days)
+    inputs = [settings.kafka.topics.transactions, settings.kafka.topics.labels]
+    ports = {"card": _free_port(), "terminal": _free_port()}
+    logs = {step: work / f"{step}-{suffix}.log" for step in ports}
+    procs = {step: start_step(config, step, ports[step], logs[step]) for step in ports}
+    try:
+        wait_for(lambda: all('"fresh_stream.bootstrapped"' in logs[s].read_text() for s in logs),
+                 "both steps loaded their history", list(procs.values()), 600)
+        # warm the producer's metadata for the run's topics (no measured message waits for it)
+        for topic in inputs:
+            producer.list_topics(topic, timeout=10)
+        probe = DeliveryProbe(settings, inputs, len(messages))
+        started = time.perf_counter()
+        paced_send(producer, messages, rate)
+        send_s = time.perf_counter() - started
+        wait_for(lambda: committed(settings, settings.fresh_stream.card_group_id, inputs) >= len(messages),
+                 "the card step committed every message", list(procs.values()), 600)
+        forwards = end_offsets(settings, [settings.kafka.topics.fresh_forwards])
+        wait_for(lambda: committed(settings, settings.fresh_stream.terminal_group_id,
+                                   [settings.kafka.topics.fresh_forwards]) >= forwards,
+                 "the terminal step committed every forward", list(procs.values()), 600)
+        probe.thread.join(60)
+        result = {
+            "messages": len(messages),
+            "forwards": forwards,
+            "offered_rate": rate,
+            "achieved_send_rate": round(len(messages) / send_s, 1),
+            "card": histogram_quantiles(f"http://127.0.0.1:{ports['card']}/metrics", "cardscore_fresh_visible_seconds", "card"),
+            "terminal": histogram_quantiles(f"http://127.0.0.1:{ports['terminal']}/metrics",
+                                            "cardscore_fresh_visible_seconds", "terminal"),
+        }
+        delays = np.asarray(probe.delays_ms)
+        result["baseline_delivery"] = {"count": int(delays.size), **{
+            f"p{q}_ms": round(float(np.percentile(delays, q)), 2) for q in (50, 90, 99)}} if delays.size else {}
+        return result
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(float(value))
+    return round(statistics.median(values), 2) if values else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench fresh_stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--rate", type=float, default=2000.0, help="messages per second, open loop")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--days", type=int, default=35, help="days of the world (the lake holds all but the streamed)")
+    parser.add_argument("--streamed-days", type=int, default=4, help="days streamed at --rate")
+    parser.add_argument("--smoke", "--quick", action="store_true",
+                        help="a small world (300 cards, 600 terminals), 1 run; results go to fresh_stream.smoke.json")
+    args = parser.parse_args(argv)
+
+    from bench.fresh import write_silver
+    from cardscore.core.config import load_settings
+    from cardscore.core.config.simulator import SimulatorSettings
+    from cardscore.core.engine import get_spark, stop_spark
+    from cardscore.core.lake import Lake
+    from cardscore.features.store import apply
+    from cardscore.simulator import generate_world
+    from cardscore.simulator.landing import write_landing
+
+    params = (SimulatorSettings(n_customers=300, n_terminals=600, n_days=args.days) if args.smoke
+              else SimulatorSettings(n_days=args.days))
+    runs = 1 if args.smoke else args.runs
+    work = Path(tempfile.mkdtemp(prefix="cardscore-bench-fresh-stream-"))
+    home = work / "home"
+    try:
+        world = generate_world(params)
+        first_streamed = params.start_date + timedelta(days=params.n_days - args.streamed_days)
+        days = [first_streamed + timedelta(days=i) for i in range(args.streamed_days)]
+        settings = load_settings(overrides={"home": str(home)})
+        write_landing(world, settings.landing_root)
+        tx, labels = world.transactions, world.labels
+        lake_world = type("LakeWorld", (), {})()
+        lake_world.transactions = tx[pd.to_datetime(tx["event_time"], utc=True).dt.date < first_streamed]
+        lake_world.labels = labels[pd.to_datetime(labels["reported_time"], utc=True).dt.date < first_streamed]
+        write_silver(lake_world, Lake(get_spark(settings), settings), work)
+        stop_spark()  # the steps open their own engines
+        apply(settings)
+        print(f"world: {len(tx)} transactions; lake before {first_streamed}; streaming {days[0]}..{days[-1]}",
+              flush=True)
+        results = []
+        with running_broker(args.broker, work) as bootstrap:
+            from confluent_kafka import Producer
+
+            producer = Producer({"bootstrap.servers": bootstrap, **LOW_LATENCY_PRODUCER,
+                                 "enable.idempotence": "true", "acks": "all"})
+            for i in range(runs):
+                result = one_run(home, bootstrap, world, days, args.rate, work, producer)
+                print(f"run {i + 1}/{runs}: {result}", flush=True)
+                results.append(result)
+            producer.flush(10)
+            del producer
+        summary = {
+            step: {f"p{q}_ms": _median(results, step, f"p{q}_ms") for q in (50, 90, 99)}
+            for step in ("card", "terminal", "baseline_delivery")
+        }
+        summary["terminal_p99_over_baseline_p99"] = (
+            round(summary["terminal"]["p99_ms"] / summary["baseline_delivery"]["p99_ms"], 2)
+            if summary["terminal"]["p99_ms"] and summary["baseline_delivery"]["p99_ms"] else None)
+        summary["target_p99_ms"] = 1000.0
+        summary["target_met"] = bool(summary["terminal"]["p99_ms"] is not None and summary["terminal"]["p99_ms"] <= 1000.0)
+        payload = {
+            "parameters": {"broker": args.broker, "rate": args.rate, "runs": runs, "partitions": PARTITIONS,
+                           "world": {"cards": params.n_customers, "terminals": params.n_terminals, "days": params.n_days,
+                                     "streamed_days": args.streamed_days, "transactions": len(tx)}},
+            "summary": summary,
+            "runs": results,
+        }
+        path = write_result("fresh_stream", payload, smoke=args.smoke)
+        print(f"wrote {path}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,21 +4,31 @@ The streaming feature pipeline cannot store finished feature values: a value dep
 time t of the transaction that asks, which the writer does not know. So it stores what a
 reader needs to finish the values at its own t (Chronon's "intermediate representation"):
 the card's or terminal's transactions of its windows and the verdicts of those reported as
-fraud. A reader turns them back into a one-entity `FreshState`
-(`FreshState.from_entity_events`) and asks it: the window arithmetic stays written once.
+fraud. A reader turns them back into a `FreshState` (`FreshState.from_entity_events`) and asks
+it: the window arithmetic stays written once.
 
-Encoded as compact JSON (integers only: microseconds, micro-units, ids), so a record is
-readable with any tool and the same in SQLite and Redis.
+Encoded as one little-endian int64 array (everything is an integer: microseconds, micro-units,
+ids), cheap to write and read at stream rates (JSON cost a card step more than its work):
+
+    [format, entity (0 card, 1 terminal), key, newest_us, as_of_us, n_tx, n_verdicts,
+     n_tx x (transaction id, event time, amount micro-units, terminal, card),
+     n_verdicts x (transaction id, report time, is fraud 0/1)]
+
+`numpy.frombuffer(value, "<i8")` reads it with any tool.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from cardscore.features.fresh import Entity
 
 FORMAT_VERSION = 1
+_ENTITY_CODES = {Entity.CARD: 0, Entity.TERMINAL: 1}
+_ENTITIES = {code: entity for entity, code in _ENTITY_CODES.items()}
+_HEADER = 7
 
 
 @dataclass(frozen=True)
@@ -27,35 +37,35 @@ class EntityEvents:
     key: int
     newest_us: int  # the entity's newest event time
     as_of_us: int  # the writer's clock when it wrote this (its newest event time of any entity)
-    # (transaction id, event time, amount in micro-units, terminal id), by (time, id)
-    transactions: tuple[tuple[int, int, int, int], ...]
+    # (transaction id, event time, amount in micro-units, terminal id, card id), by (time, id)
+    transactions: tuple[tuple[int, int, int, int, int], ...]
     # transaction id -> its verdicts (report time, is fraud), by report time
     verdicts: dict[int, tuple[tuple[int, bool], ...]] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "entity": self.entity.value,
-                "key": self.key,
-                "newest_us": self.newest_us,
-                "as_of_us": self.as_of_us,
-                "tx": [list(t) for t in self.transactions],
-                "verdicts": {str(k): [[r, int(f)] for r, f in v] for k, v in self.verdicts.items()},
-            },
-            separators=(",", ":"),
-        )
+    def encode(self) -> bytes:
+        flat_verdicts = [(i, r, int(f)) for i, vs in self.verdicts.items() for r, f in vs]
+        header = (FORMAT_VERSION, _ENTITY_CODES[self.entity], self.key, self.newest_us, self.as_of_us,
+                  len(self.transactions), len(flat_verdicts))
+        values = np.empty(_HEADER + 5 * len(self.transactions) + 3 * len(flat_verdicts), dtype="<i8")
+        values[:_HEADER] = header
+        if self.transactions:
+            values[_HEADER:_HEADER + 5 * len(self.transactions)] = np.asarray(self.transactions, dtype="<i8").ravel()
+        if flat_verdicts:
+            values[_HEADER + 5 * len(self.transactions):] = np.asarray(flat_verdicts, dtype="<i8").ravel()
+        return values.tobytes()
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> EntityEvents:
-        data = json.loads(text)
-        if data.get("v") != FORMAT_VERSION:
-            raise ValueError(f"fresh entity events of format {data.get('v')!r}, this reader knows {FORMAT_VERSION}")
-        return cls(
-            entity=Entity(data["entity"]),
-            key=int(data["key"]),
-            newest_us=int(data["newest_us"]),
-            as_of_us=int(data["as_of_us"]),
-            transactions=tuple((int(i), int(u), int(a), int(m)) for i, u, a, m in data["tx"]),
-            verdicts={int(k): tuple((int(r), bool(f)) for r, f in v) for k, v in data["verdicts"].items()},
-        )
+    def decode(cls, raw: bytes) -> EntityEvents:
+        values = np.frombuffer(raw, dtype="<i8")
+        if len(values) < _HEADER or values[0] != FORMAT_VERSION:
+            found = int(values[0]) if len(values) else None
+            raise ValueError(f"fresh entity events of format {found!r}, this reader knows {FORMAT_VERSION}")
+        _version, entity, key, newest, as_of, n_tx, n_verdicts = (int(v) for v in values[:_HEADER])
+        if len(values) != _HEADER + 5 * n_tx + 3 * n_verdicts:
+            raise ValueError(f"fresh entity events of {len(values)} values, the header says {n_tx} + {n_verdicts} rows")
+        tx = values[_HEADER:_HEADER + 5 * n_tx].reshape(n_tx, 5).tolist()
+        verdicts: dict[int, list[tuple[int, bool]]] = {}
+        for i, r, f in values[_HEADER + 5 * n_tx:].reshape(n_verdicts, 3).tolist():
+            verdicts.setdefault(i, []).append((r, bool(f)))
+        return cls(_ENTITIES[entity], key, newest, as_of, tuple(map(tuple, tx)),
+                   {i: tuple(v) for i, v in verdicts.items()})

@@ -110,6 +110,12 @@ class FreshState:
         self._entities = tuple(e for e in Entity if features_of(e, features))
         self._histories: dict[Entity, dict[int, _History]] = {e: {} for e in self._entities}
         self._keep_us = {e: longest_window_us(e, features) + allowed_lateness_us for e in self._entities}
+        # per entity, the longest window that counts transactions (not only reported frauds)
+        self._counted_window_us = {
+            e: max((f.window_us for f in features_of(e, features) if f.aggregate is not Aggregate.FRAUDS_REPORTED),
+                   default=0)
+            for e in self._entities
+        }
         # Features sharing an (entity, window) share one look at it: the windows, what each
         # needs, and per feature (declaration order) its window's index and aggregate.
         self._needs: dict[tuple[Entity, int], frozenset[Aggregate]] = {}
@@ -301,21 +307,30 @@ class FreshState:
         history = self._histories[entity].get(key)
         if history is None or history.newest_us is None:
             return None
-        counted = [f.window_us for f in features_of(entity, self.features) if f.aggregate is not Aggregate.FRAUDS_REPORTED]
-        keep = {id(tx): tx for tx in history.frauds}
-        if counted:
-            start = bisect_left(history.times, history.newest_us - max(counted) - self.allowed_lateness_us)
-            keep.update((id(tx), tx) for tx in history.txs[start:])
-        txs = sorted(keep.values(), key=lambda tx: (tx.us, tx.transaction_id))
-        verdicts = {tx.transaction_id: self.verdicts(tx.transaction_id) for tx in txs
-                    if tx.transaction_id in self._verdicts}
+        counted = self._counted_window_us[entity]
+        # The history is sorted by (time, id): the counted windows' part is a slice; the reported
+        # frauds before it (few) are added in front, in the same order.
+        start = (bisect_left(history.times, history.newest_us - counted - self.allowed_lateness_us)
+                 if counted else len(history.txs))
+        recent = history.txs[start:]
+        cut = recent[0].us if recent else None
+        older = sorted((f for f in history.frauds if cut is None or (f.us, f.transaction_id) < (cut, recent[0].transaction_id)),
+                       key=lambda tx: (tx.us, tx.transaction_id))
+        held = self._transactions
+        verdicts = self._verdicts
+        rows = []
+        exported_verdicts: dict[int, tuple[tuple[int, bool], ...]] = {}
+        for tx in (*older, *recent):
+            rows.append((tx.transaction_id, tx.us, tx.amount_us, tx.terminal_id, held[tx.transaction_id][0]))
+            if tx.transaction_id in verdicts:
+                exported_verdicts[tx.transaction_id] = self.verdicts(tx.transaction_id)
         return EntityEvents(
             entity=entity,
             key=key,
             newest_us=history.newest_us,
             as_of_us=history.newest_us if as_of_us is None else as_of_us,
-            transactions=tuple((tx.transaction_id, tx.us, tx.amount_us, tx.terminal_id) for tx in txs),
-            verdicts=verdicts,
+            transactions=tuple(rows),
+            verdicts=exported_verdicts,
         )
 
     @classmethod
@@ -324,9 +339,7 @@ class FreshState:
         """A state holding one entity's exported events, answering that entity's features (of
         `features`) exactly as the state that exported them would."""
         state = cls(features_of(events.entity, features), allowed_lateness_us)
-        # A one-entity state keeps no history of the other entity, so its key is not needed.
-        card = events.key if events.entity is Entity.CARD else -1
-        for transaction_id, us, amount_us, terminal in events.transactions:
+        for transaction_id, us, amount_us, terminal, card in events.transactions:
             state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
         for transaction_id, verdicts in events.verdicts.items():
             for reported_us, is_fraud in verdicts:

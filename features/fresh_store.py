@@ -2,10 +2,11 @@
 holding its `EntityEvents` (what a reader needs to finish the features at its own t).
 
 Written **through Feast**: each entity has a feature view (`card_fresh_events`,
-`terminal_fresh_events`) fed by a `PushSource`, and the streaming pipeline pushes to it
-(`FeatureStore.push(..., to=PushMode.ONLINE)`), so the rows are in Feast's own storage format
-in whichever online store is configured (SQLite, Redis). Read back in one `online_read` per
-micro-batch with Feast's provider, like `online_tables` reads the snapshot views.
+`terminal_fresh_events`, behind a `PushSource`), and the streaming pipeline writes its rows with
+the provider's `online_write_batch` (what `FeatureStore.push(..., to=ONLINE)` ends in), so the
+rows are in Feast's own storage format in whichever online store is configured (SQLite,
+Redis). Read back in one `online_read` per micro-batch with Feast's provider, like
+`online_tables` reads the snapshot views.
 
 Feast requires a batch source behind a push source; it is declared as an empty query of the
 view's columns (so `feast plan/apply` can validate it), never materialized: these views have no
@@ -28,9 +29,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 
-EVENTS_FIELD = "events"  # the EntityEvents JSON
-AS_OF_FIELD = "as_of_us"  # the writer's clock (UTC epoch microseconds) when it wrote the row
-PUSHED_AT = "event_timestamp"  # Feast's row time: the writer's clock as a timestamp
+EVENTS_FIELD = "events"  # the encoded EntityEvents (features.fresh_events)
+PUSHED_AT = "event_timestamp"  # Feast's row time: the writer's clock (as_of_us) as a timestamp
 VIEWS: dict[Entity, str] = {Entity.CARD: "card_fresh_events", Entity.TERMINAL: "terminal_fresh_events"}
 KEYS: dict[Entity, str] = {Entity.CARD: CUSTOMER_KEY, Entity.TERMINAL: TERMINAL_KEY}
 _WRITE_CHUNK = 5_000
@@ -45,7 +45,7 @@ def fresh_feast_objects(entities: dict[Entity, Any]) -> tuple[list[Any], list[An
     `entities` are the Feast Entity objects of the card (customer) and terminal."""
     from feast import FeatureView, Field, PushSource
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-    from feast.types import Int64, String
+    from feast.types import Bytes, Int64
 
     sources: list[Any] = []
     views: list[Any] = []
@@ -54,8 +54,8 @@ def fresh_feast_objects(entities: dict[Entity, Any]) -> tuple[list[Any], list[An
             name=f"{view}_offline",
             # An empty relation of the view's columns: these views have no offline history (the
             # offline values are gold.fresh_features), and `feast plan/apply` can still read it.
-            query=(f"SELECT CAST(NULL AS BIGINT) AS {KEYS[entity]}, CAST(NULL AS STRING) AS {EVENTS_FIELD}, "
-                   f"CAST(NULL AS BIGINT) AS {AS_OF_FIELD}, CAST(NULL AS TIMESTAMP) AS {PUSHED_AT} WHERE 1 = 0"),
+            query=(f"SELECT CAST(NULL AS BIGINT) AS {KEYS[entity]}, CAST(NULL AS BINARY) AS {EVENTS_FIELD}, "
+                   f"CAST(NULL AS TIMESTAMP) AS {PUSHED_AT} WHERE 1 = 0"),
             timestamp_field=PUSHED_AT,
             description="declared because Feast requires a batch source behind a push source: empty",
         )
@@ -67,8 +67,7 @@ def fresh_feast_objects(entities: dict[Entity, Any]) -> tuple[list[Any], list[An
                 name=view,
                 entities=[entities[entity]],
                 ttl=timedelta(0),  # no expiry: a quiet entity's events stay valid until it changes
-                schema=[Field(name=KEYS[entity], dtype=Int64), Field(name=EVENTS_FIELD, dtype=String),
-                        Field(name=AS_OF_FIELD, dtype=Int64)],
+                schema=[Field(name=KEYS[entity], dtype=Int64), Field(name=EVENTS_FIELD, dtype=Bytes)],
                 source=push,
                 online=True,
                 description=f"the {entity.value}'s fresh-feature events (features.fresh_events), finished at "
@@ -92,27 +91,30 @@ class FreshEventsStore:
         self._lock = threading.Lock()
 
     def write(self, events: Iterable[EntityEvents]) -> int:
-        """Push the events (the latest per entity wins); returns the number of rows written."""
-        import pandas as pd
-        from feast.data_source import PushMode
+        """Write the events (the latest per entity wins); returns the number of rows written.
+
+        Through the provider's `online_write_batch` with the rows built as Feast builds them
+        (entity keys and values as protos): what `FeatureStore.push(..., to=ONLINE)` ends in,
+        without its DataFrame -> Arrow -> proto conversion and registry listing per call,
+        which cost a card step more than its own work at stream rates."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
         by_entity: dict[Entity, dict[int, EntityEvents]] = {}
         for e in events:
             by_entity.setdefault(e.entity, {})[e.key] = e
         written = 0
-        for entity, rows in by_entity.items():
-            items = list(rows.values())
-            for start in range(0, len(items), _WRITE_CHUNK):
-                chunk = items[start:start + _WRITE_CHUNK]
-                frame = pd.DataFrame({
-                    KEYS[entity]: [e.key for e in chunk],
-                    EVENTS_FIELD: [e.to_json() for e in chunk],
-                    AS_OF_FIELD: [e.as_of_us for e in chunk],
-                    PUSHED_AT: [_timestamp(e.as_of_us) for e in chunk],
-                })
+        for entity, latest in by_entity.items():
+            rows = []
+            now = datetime.now(UTC)
+            for e in latest.values():
+                key = EntityKeyProto(join_keys=[KEYS[entity]], entity_values=[ValueProto(int64_val=e.key)])
+                rows.append((key, {EVENTS_FIELD: ValueProto(bytes_val=e.encode())}, _timestamp(e.as_of_us), now))
+            for start in range(0, len(rows), _WRITE_CHUNK):
                 with self._lock:
-                    self.store.push(push_source_name(entity), frame, to=PushMode.ONLINE)
-                written += len(chunk)
+                    self._provider.online_write_batch(self.config, self.views[entity], rows[start:start + _WRITE_CHUNK],
+                                                      None)
+            written += len(rows)
         return written
 
     def read(self, entity: Entity, keys: Sequence[int]) -> dict[int, EntityEvents]:
@@ -133,8 +135,8 @@ class FreshEventsStore:
                                                   entity_keys[start:start + _WRITE_CHUNK], [EVENTS_FIELD])
             for key, (_stamp, found) in zip(distinct[start:start + _WRITE_CHUNK], rows, strict=True):
                 value = None if found is None else found.get(EVENTS_FIELD)
-                if value is not None and value.HasField("string_val"):
-                    out[key] = EntityEvents.from_json(value.string_val)
+                if value is not None and value.HasField("bytes_val"):
+                    out[key] = EntityEvents.decode(value.bytes_val)
         return out
 
 

@@ -13,7 +13,7 @@ from tests.features.fresh_histories import BASE_US, DAY, HOUR, random_history
 
 
 def restored(events: EntityEvents) -> FreshState:
-    return FreshState.from_entity_events(EntityEvents.from_json(events.to_json()))
+    return FreshState.from_entity_events(EntityEvents.decode(events.encode()))
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -59,18 +59,21 @@ def test_an_export_holds_only_what_its_windows_need() -> None:
             live.add_label(i, True, BASE_US + i * DAY + HOUR)
     terminal = live.entity_events(Entity.TERMINAL, 2)
     assert [tx[0] for tx in terminal.transactions] == [20, 30, 38, 39]  # frauds of 28 d, then the last day + 1 h
+    assert all(tx[4] == 1 for tx in terminal.transactions)  # each with its card
     assert set(terminal.verdicts) == {20, 30}
     card = live.entity_events(Entity.CARD, 1)  # the card's 30-day mean needs all 30 days + 1 h
     assert [tx[0] for tx in card.transactions] == list(range(9, 40))
     assert live.entity_events(Entity.CARD, 99) is None
-    assert EntityEvents.from_json(card.to_json()) == card
+    assert EntityEvents.decode(card.encode()) == card
 
 
 def test_an_unknown_format_is_refused() -> None:
     text = FreshState().entity_events(Entity.CARD, 1)
     assert text is None
     with pytest.raises(ValueError, match="format 99"):
-        EntityEvents.from_json('{"v":99}')
+        EntityEvents.decode(np.array([99, 0, 0, 0, 0, 0, 0], dtype="<i8").tobytes())
+    with pytest.raises(ValueError, match="the header says"):
+        EntityEvents.decode(np.array([1, 0, 7, 0, 0, 2, 0, 1, 2, 3], dtype="<i8").tobytes())
 
 
 def test_every_declared_feature_belongs_to_an_exportable_entity() -> None:

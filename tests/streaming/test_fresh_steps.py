@@ -55,7 +55,7 @@ class Pipeline:
 
     def _save(self, step) -> None:
         for events in step.exports():
-            self.store[(events.entity, events.key)] = EntityEvents.from_json(events.to_json())
+            self.store[(events.entity, events.key)] = EntityEvents.decode(events.encode())
 
     def served(self, r) -> dict:
         events = {Entity.CARD: self.store.get((Entity.CARD, int(r.customer_id))),

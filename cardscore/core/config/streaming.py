@@ -131,7 +131,9 @@ class FreshStreamSettings(Section):
     terminal_group_id: str = Field(
         "cardscore-fresh-terminal", description="consumer group of the terminal step (the repartition topic)"
     )
-    batch_max_messages: int = Field(500, ge=1, le=100_000, description="a micro-batch is at most this many messages")
+    batch_max_messages: int = Field(
+        2000, ge=1, le=100_000,
+        description="a micro-batch is at most this many messages (a backlog is written in fewer, larger batches)")
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="... or what arrived within this many milliseconds")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port of a step (0: off; "
                               "the two steps of one host need two ports)")

@@ -1,0 +1,84 @@
+"""The fresh features of a batch of transactions at their own times, for a scorer.
+
+A scorer holds one `FreshOnlineFeatures`. Per batch it reads the stored events of the batch's
+cards and terminals (`features.fresh_store`, written by `cardscore fresh-stream`), merges them
+into a `FreshState` of its own, and answers each transaction, in order, from that state; then
+it adds the transaction itself. So the state is the union of two sets of true events: what the
+streaming pipeline had written and what this scorer saw. Both sets only ever hold real
+transactions and verdicts, duplicates are dropped by id and verdicts are a set, so the union
+never counts anything twice, and the values are exact as soon as every event before t is in it:
+
+* a card's own earlier transactions are: they came before this one on the scorer's partition
+  (the transactions topic is keyed by card), the same batch included, whatever the pipeline's
+  lag;
+* a terminal's transactions on other cards, and every verdict, come from the pipeline: exact
+  when its lag is below the gap to the previous event, else the row records how far the
+  pipeline had got (`card_as_of_us`, `terminal_as_of_us`: the writer's clock of the stored row)
+  so that an auditor can tell lag from skew.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cardscore.features.fresh import FRESH_FEATURES, Entity, FreshFeature
+from cardscore.features.fresh_events import EntityEvents
+from cardscore.features.fresh_state import FreshState
+from cardscore.features.fresh_store import FreshEventsStore
+
+NOT_STORED = -1  # as-of of an entity with no stored row (never seen by the pipeline)
+
+
+@dataclass(frozen=True)
+class FreshRows:
+    matrix: np.ndarray  # rows x features (declaration order), float64
+    card_as_of_us: np.ndarray  # int64: the stored card row's writer clock; NOT_STORED
+    terminal_as_of_us: np.ndarray  # int64
+
+
+class FreshOnlineFeatures:
+    def __init__(self, store: FreshEventsStore, features: tuple[FreshFeature, ...] = FRESH_FEATURES) -> None:
+        self.store = store
+        self.features = features
+        self.names = tuple(f.name for f in features)
+        self.state = FreshState(features)
+        self._merged: dict[tuple[Entity, int], tuple[int, int, int, int]] = {}
+
+    def read(self, transaction_id: np.ndarray, customer_id: np.ndarray, terminal_id: np.ndarray,
+             amount: np.ndarray, event_time_us: np.ndarray) -> FreshRows:
+        """The features of each row at its own event time (rows in order; each row's own
+        transaction is counted for the rows after it)."""
+        cards = self.store.read(Entity.CARD, np.unique(customer_id).tolist())
+        terminals = self.store.read(Entity.TERMINAL, np.unique(terminal_id).tolist())
+        for stored in (*cards.values(), *terminals.values()):
+            self.merge(stored)
+        n = len(transaction_id)
+        matrix = np.empty((n, len(self.names)), dtype=np.float64)
+        state = self.state
+        for i in range(n):
+            card, terminal, t = int(customer_id[i]), int(terminal_id[i]), int(event_time_us[i])
+            values = state.features_at(card, terminal, t, float(amount[i]))
+            matrix[i] = [values[name] for name in self.names]
+            state.add_transaction(int(transaction_id[i]), card, terminal, t, float(amount[i]))
+        return FreshRows(
+            matrix,
+            np.fromiter((cards[int(c)].as_of_us if int(c) in cards else NOT_STORED for c in customer_id),
+                        dtype=np.int64, count=n),
+            np.fromiter((terminals[int(m)].as_of_us if int(m) in terminals else NOT_STORED for m in terminal_id),
+                        dtype=np.int64, count=n),
+        )
+
+    def merge(self, events: EntityEvents) -> None:
+        """Add a stored row's events to the state (skipped when the same row was merged last)."""
+        mark = (events.newest_us, events.as_of_us, len(events.transactions), sum(map(len, events.verdicts.values())))
+        key = (events.entity, events.key)
+        if self._merged.get(key) == mark:
+            return
+        self._merged[key] = mark
+        for transaction_id, us, amount_us, terminal, card in events.transactions:
+            self.state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
+        for transaction_id, verdicts in events.verdicts.items():
+            for reported_us, is_fraud in verdicts:
+                self.state.add_label(transaction_id, is_fraud, reported_us)

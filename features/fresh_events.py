@@ -31,27 +31,38 @@ _ENTITIES = {code: entity for entity, code in _ENTITY_CODES.items()}
 _HEADER = 7
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EntityEvents:
     entity: Entity
     key: int
     newest_us: int  # the entity's newest event time
     as_of_us: int  # the writer's clock when it wrote this (its newest event time of any entity)
-    # (transaction id, event time, amount in micro-units, terminal id, card id), by (time, id)
-    transactions: tuple[tuple[int, int, int, int, int], ...]
+    # n x 5 int64: (transaction id, event time, amount in micro-units, terminal id, card id), by (time, id)
+    rows: np.ndarray
     # transaction id -> its verdicts (report time, is fraud), by report time
     verdicts: dict[int, tuple[tuple[int, bool], ...]] = field(default_factory=dict)
 
+    @property
+    def transactions(self) -> tuple[tuple[int, int, int, int, int], ...]:
+        return tuple(map(tuple, self.rows.tolist()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EntityEvents):
+            return NotImplemented
+        return ((self.entity, self.key, self.newest_us, self.as_of_us, self.verdicts)
+                == (other.entity, other.key, other.newest_us, other.as_of_us, other.verdicts)
+                and np.array_equal(self.rows, other.rows))
+
     def encode(self) -> bytes:
         flat_verdicts = [(i, r, int(f)) for i, vs in self.verdicts.items() for r, f in vs]
+        n = len(self.rows)
         header = (FORMAT_VERSION, _ENTITY_CODES[self.entity], self.key, self.newest_us, self.as_of_us,
-                  len(self.transactions), len(flat_verdicts))
-        values = np.empty(_HEADER + 5 * len(self.transactions) + 3 * len(flat_verdicts), dtype="<i8")
+                  n, len(flat_verdicts))
+        values = np.empty(_HEADER + 5 * n + 3 * len(flat_verdicts), dtype="<i8")
         values[:_HEADER] = header
-        if self.transactions:
-            values[_HEADER:_HEADER + 5 * len(self.transactions)] = np.asarray(self.transactions, dtype="<i8").ravel()
+        values[_HEADER:_HEADER + 5 * n] = self.rows.reshape(-1)
         if flat_verdicts:
-            values[_HEADER + 5 * len(self.transactions):] = np.asarray(flat_verdicts, dtype="<i8").ravel()
+            values[_HEADER + 5 * n:] = np.asarray(flat_verdicts, dtype="<i8").ravel()
         return values.tobytes()
 
     @classmethod
@@ -63,9 +74,8 @@ class EntityEvents:
         _version, entity, key, newest, as_of, n_tx, n_verdicts = (int(v) for v in values[:_HEADER])
         if len(values) != _HEADER + 5 * n_tx + 3 * n_verdicts:
             raise ValueError(f"fresh entity events of {len(values)} values, the header says {n_tx} + {n_verdicts} rows")
-        tx = values[_HEADER:_HEADER + 5 * n_tx].reshape(n_tx, 5).tolist()
+        rows = values[_HEADER:_HEADER + 5 * n_tx].reshape(n_tx, 5).astype(np.int64)
         verdicts: dict[int, list[tuple[int, bool]]] = {}
         for i, r, f in values[_HEADER + 5 * n_tx:].reshape(n_verdicts, 3).tolist():
             verdicts.setdefault(i, []).append((r, bool(f)))
-        return cls(_ENTITIES[entity], key, newest, as_of, tuple(map(tuple, tx)),
-                   {i: tuple(v) for i, v in verdicts.items()})
+        return cls(_ENTITIES[entity], key, newest, as_of, rows, {i: tuple(v) for i, v in verdicts.items()})

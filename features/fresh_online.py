@@ -72,12 +72,12 @@ class FreshOnlineFeatures:
 
     def merge(self, events: EntityEvents) -> None:
         """Add a stored row's events to the state (skipped when the same row was merged last)."""
-        mark = (events.newest_us, events.as_of_us, len(events.transactions), sum(map(len, events.verdicts.values())))
+        mark = (events.newest_us, events.as_of_us, len(events.rows), sum(map(len, events.verdicts.values())))
         key = (events.entity, events.key)
         if self._merged.get(key) == mark:
             return
         self._merged[key] = mark
-        for transaction_id, us, amount_us, terminal, card in events.transactions:
+        for transaction_id, us, amount_us, terminal, card in events.rows.tolist():
             self.state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
         for transaction_id, verdicts in events.verdicts.items():
             for reported_us, is_fraud in verdicts:

@@ -20,6 +20,8 @@ import heapq
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
+import numpy as np
+
 from cardscore.features.fresh import (
     ALLOWED_LATENESS_US,
     FRESH_FEATURES,
@@ -42,6 +44,10 @@ class _Tx:
     transaction_id: int
     amount_us: int
     terminal_id: int
+    card_id: int
+
+
+_ROW_COLUMNS = 5  # (transaction id, event time, amount micro-units, terminal, card): EntityEvents rows
 
 
 class _History:
@@ -52,9 +58,10 @@ class _History:
     (the window [lo, hi) sums to cumulative[hi] - cumulative[lo], exact integers; an in-order
     event appends, a late one adds its amount to the sums after it); `frauds`, those of them
     with a valid fraud report at some time (few: a reported-frauds count looks at these only,
-    asking each whether it is a fraud at t)."""
+    asking each whether it is a fraud at t); `rows`, the same transactions as int64 rows of
+    `EntityEvents` (the first len(txs) rows of a buffer), so an export is a slice, not a loop."""
 
-    __slots__ = ("cumulative", "frauds", "newest_us", "times", "txs")
+    __slots__ = ("cumulative", "frauds", "newest_us", "rows", "times", "txs")
 
     def __init__(self) -> None:
         self.txs: list[_Tx] = []
@@ -62,12 +69,19 @@ class _History:
         self.cumulative: list[int] = [0]
         self.frauds: list[_Tx] = []
         self.newest_us: int | None = None
+        self.rows = np.empty((4, _ROW_COLUMNS), dtype=np.int64)
 
     def add(self, tx: _Tx) -> None:
         times, txs, cumulative = self.times, self.txs, self.cumulative
         i = bisect_right(times, tx.us)
         while i > 0 and times[i - 1] == tx.us and txs[i - 1].transaction_id > tx.transaction_id:
             i -= 1  # equal times: ordered by id
+        n = len(txs)
+        if n == len(self.rows):
+            self.rows = np.concatenate([self.rows, np.empty_like(self.rows)])
+        if i < n:
+            self.rows[i + 1:n + 1] = self.rows[i:n].copy()
+        self.rows[i] = (tx.transaction_id, tx.us, tx.amount_us, tx.terminal_id, tx.card_id)
         times.insert(i, tx.us)
         txs.insert(i, tx)
         cumulative.insert(i + 1, cumulative[i] + tx.amount_us)
@@ -85,6 +99,8 @@ class _History:
         if not cut:
             return []
         dropped = self.txs[:cut]
+        n = len(self.txs)
+        self.rows[:n - cut] = self.rows[cut:n].copy()
         del self.txs[:cut]
         del self.times[:cut]
         del self.cumulative[:cut]  # differences of the rest are unchanged
@@ -144,7 +160,7 @@ class FreshState:
         """`add_transaction` with the amount already in integer micro-units (`amount_micros`)."""
         if transaction_id in self._transactions:
             return False
-        tx = _Tx(us, transaction_id, amount_us, terminal)
+        tx = _Tx(us, transaction_id, amount_us, terminal, card)
         self._transactions[transaction_id] = (card, terminal, tx)
         self._holders[transaction_id] = len(self._entities)
         for entity, key in ((Entity.CARD, card), (Entity.TERMINAL, terminal)):
@@ -308,29 +324,27 @@ class FreshState:
         if history is None or history.newest_us is None:
             return None
         counted = self._counted_window_us[entity]
-        # The history is sorted by (time, id): the counted windows' part is a slice; the reported
-        # frauds before it (few) are added in front, in the same order.
-        start = (bisect_left(history.times, history.newest_us - counted - self.allowed_lateness_us)
-                 if counted else len(history.txs))
-        recent = history.txs[start:]
-        cut = recent[0].us if recent else None
-        older = sorted((f for f in history.frauds if cut is None or (f.us, f.transaction_id) < (cut, recent[0].transaction_id)),
+        # The history is sorted by (time, id): the counted windows' part is a slice of its rows;
+        # the reported frauds before it (few) are added in front, in the same order.
+        n = len(history.txs)
+        start = bisect_left(history.times, history.newest_us - counted - self.allowed_lateness_us) if counted else n
+        first = history.txs[start] if start < n else None
+        older = sorted((f for f in history.frauds
+                        if first is None or (f.us, f.transaction_id) < (first.us, first.transaction_id)),
                        key=lambda tx: (tx.us, tx.transaction_id))
-        held = self._transactions
-        verdicts = self._verdicts
-        rows = []
-        exported_verdicts: dict[int, tuple[tuple[int, bool], ...]] = {}
-        for tx in (*older, *recent):
-            rows.append((tx.transaction_id, tx.us, tx.amount_us, tx.terminal_id, held[tx.transaction_id][0]))
-            if tx.transaction_id in verdicts:
-                exported_verdicts[tx.transaction_id] = self.verdicts(tx.transaction_id)
+        rows = history.rows[start:n]
+        if older:
+            rows = np.concatenate([np.array([(f.transaction_id, f.us, f.amount_us, f.terminal_id, f.card_id)
+                                             for f in older], dtype=np.int64).reshape(-1, 5), rows])
+        held = self._verdicts
+        verdicts = {i: self.verdicts(i) for i in rows[:, 0].tolist() if i in held} if held else {}
         return EntityEvents(
             entity=entity,
             key=key,
             newest_us=history.newest_us,
             as_of_us=history.newest_us if as_of_us is None else as_of_us,
-            transactions=tuple(rows),
-            verdicts=exported_verdicts,
+            rows=rows.copy(),
+            verdicts=verdicts,
         )
 
     @classmethod
@@ -339,7 +353,7 @@ class FreshState:
         """A state holding one entity's exported events, answering that entity's features (of
         `features`) exactly as the state that exported them would."""
         state = cls(features_of(events.entity, features), allowed_lateness_us)
-        for transaction_id, us, amount_us, terminal, card in events.transactions:
+        for transaction_id, us, amount_us, terminal, card in events.rows.tolist():
             state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
         for transaction_id, verdicts in events.verdicts.items():
             for reported_us, is_fraud in verdicts:

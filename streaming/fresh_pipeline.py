@@ -42,6 +42,7 @@ from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
 from cardscore.schemas.validation import Rejection, validate_bytes
 from cardscore.streaming.fresh_metrics import FreshMetrics
 from cardscore.streaming.fresh_steps import FORWARD_SCHEMA, CardStep, Forward, TerminalStep
+from cardscore.streaming.polling import CONSUMER_DEFAULTS
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -112,10 +113,10 @@ class FreshStepRunner:
     def run(self, idle_exit_seconds: float | None = None, on_batch: Callable[[StepReport], None] | None = None) -> StepReport:
         from confluent_kafka import Consumer, Producer
 
-        conf = {**self.settings.kafka_conf("consumer"), "group.id": self.group_id,
-                "enable.auto.commit": "false", "auto.offset.reset": "earliest",
+        conf = {**CONSUMER_DEFAULTS, **self.settings.kafka_conf("consumer"), "group.id": self.group_id,
+                "enable.auto.commit": "false",
                 # co-assignment of a card's transactions and labels partitions (eager protocol)
-                "partition.assignment.strategy": "range", "fetch.wait.max.ms": "5"}
+                "partition.assignment.strategy": "range"}
         if self.instance_id:
             conf["client.id"] = self.instance_id
         self.consumer = Consumer(conf)

@@ -15,6 +15,29 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+# Consumer settings of every long-running consumer of the project (the stream scorer, the
+# fresh-stream steps), under the `kafka.consumer` settings, which override them.
+CONSUMER_DEFAULTS = {
+    "auto.offset.reset": "earliest",
+    # Low latency: a fetch returns as soon as one message is there (a batch still fills up
+    # under load: take_batch hands over whatever queued while the previous batch was scored).
+    "fetch.wait.max.ms": "5",
+    "fetch.min.bytes": "1",
+    # librdkafka leaves Nagle's algorithm on (the Java clients set TCP_NODELAY): a small fetch
+    # or commit request then waits behind the broker's delayed ACK.
+    "socket.nagle.disable": "true",
+    "isolation.level": "read_committed",
+    # Partitions added to the transactions topic are assigned at the next metadata refresh:
+    # within 10 s instead of librdkafka's default 5 minutes (a metadata request per 10 s is
+    # nothing for a broker).
+    "topic.metadata.refresh.interval.ms": "10000",
+    # Failover: a member that stops heartbeating loses its partitions after this long (see
+    # streaming/README.md, "Restarts and failover", for the trade-off); Kafka's own default is
+    # 45 s. librdkafka heartbeats from a background thread, so a slow batch does not count.
+    "session.timeout.ms": "10000",
+    "heartbeat.interval.ms": "1000",
+}
+
 
 class BatchConsumer(Protocol):
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]: ...

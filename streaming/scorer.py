@@ -87,7 +87,7 @@ from cardscore.streaming.output import (
     score_values,
 )
 from cardscore.streaming.pipelined import InFlight, PipelinedAtLeastOnce, PipelineFailed
-from cardscore.streaming.polling import take_batch
+from cardscore.streaming.polling import CONSUMER_DEFAULTS, take_batch
 from cardscore.streaming.release import ReleaseMetrics, ReleaseWatcher, release_columns, score_batch
 
 if TYPE_CHECKING:
@@ -101,33 +101,13 @@ _CONSUMER_REQUIRED = {
     "enable.auto.offset.store": "false",
     "partition.assignment.strategy": "cooperative-sticky",
 }
-_CONSUMER_DEFAULTS = {
-    "auto.offset.reset": "earliest",
-    # Low latency: a fetch returns as soon as one message is there (a batch still fills up
-    # under load: take_batch hands over whatever queued while the previous batch was scored).
-    "fetch.wait.max.ms": "5",
-    "fetch.min.bytes": "1",
-    # librdkafka leaves Nagle's algorithm on (the Java clients set TCP_NODELAY): a small fetch
-    # or commit request then waits behind the broker's delayed ACK.
-    "socket.nagle.disable": "true",
-    "isolation.level": "read_committed",
-    # Partitions added to the transactions topic are assigned at the next metadata refresh:
-    # within 10 s instead of librdkafka's default 5 minutes (a metadata request per 10 s is
-    # nothing for a broker).
-    "topic.metadata.refresh.interval.ms": "10000",
-    # Failover: a member that stops heartbeating loses its partitions after this long (see
-    # streaming/README.md, "Restarts and failover", for the trade-off); Kafka's own default is
-    # 45 s. librdkafka heartbeats from a background thread, so a slow batch does not count.
-    "session.timeout.ms": "10000",
-    "heartbeat.interval.ms": "1000",
-}
 
 
 def consumer_conf(settings: Settings, group_id: str, instance_id: str, static: bool = False) -> dict[str, str]:
     """The scorer's consumer configuration; `static`: join as a static member named
     `instance_id` (`group.instance.id`), so a restart under the same name takes its partitions
     back at once instead of waiting for the old session to expire."""
-    conf = {**_CONSUMER_DEFAULTS, **settings.kafka_conf("consumer")}
+    conf = {**CONSUMER_DEFAULTS, **settings.kafka_conf("consumer")}
     conf.setdefault("client.id", f"cardscore-stream-{instance_id}")
     conf["group.id"] = group_id
     if static:

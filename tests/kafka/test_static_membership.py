@@ -25,7 +25,7 @@ from tests.streaming.test_restart import Events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-SESSION_TIMEOUT_S = 10.0  # the scorer's default (streaming/scorer.py _CONSUMER_DEFAULTS)
+SESSION_TIMEOUT_S = 10.0  # the scorer's default (streaming/polling.py CONSUMER_DEFAULTS)
 
 
 def scorer_defaults(settings: Settings, config: Path) -> tuple[Settings, Path]:

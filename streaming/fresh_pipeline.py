@@ -209,9 +209,12 @@ class FreshStepRunner:
                 forwards += out if source_ms is None else [replace(f, sent_ms=source_ms) for f in out]
                 if source_ms is not None:
                     sent.append(source_ms)
+        processed = time.perf_counter()
         if forwards:
             self._produce(forwards)
+        acknowledged = time.perf_counter()
         written = self.store.write(self.step.exports())
+        stored = time.perf_counter()
         self.report.rows_written += written
         self.metrics.rows.inc(written)
         now_ms = time.time() * 1000.0
@@ -220,9 +223,12 @@ class FreshStepRunner:
         if self.step.clock_us is not None:
             self.metrics.as_of.set(self.step.clock_us / 1e6)
         self._commit(offsets)
-        self.metrics.batch.observe(time.perf_counter() - started)
+        done = time.perf_counter()
+        self.metrics.batch.observe(done - started)
         log.info("fresh_stream.batch", step=self.kind, messages=len(messages), forwards=len(forwards),
-                 rows_written=written, total_messages=self.report.messages)
+                 rows_written=written, total_messages=self.report.messages,
+                 ms={"process": round((processed - started) * 1e3, 1), "forward": round((acknowledged - processed) * 1e3, 1),
+                     "store": round((stored - acknowledged) * 1e3, 1), "commit": round((done - stored) * 1e3, 1)})
 
     def _handle(self, message: Any, stamp_ms: int | None) -> tuple[list[Forward], int | None]:
         """Process one message: (its forwards, the source timestamp its freshness counts from:

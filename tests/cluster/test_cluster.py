@@ -126,6 +126,13 @@ def test_the_connect_server_heap_is_its_own_setting_not_the_daemons(classic_clus
     assert connect and connect[0].pid, "the Connect server runs"
     server = psutil.Process(connect[0].pid)
     javas = [server, *server.children(recursive=True)]
-    heaps = [arg for p in javas if CONNECT_CLASS in " ".join(p.cmdline()) for arg in p.cmdline()
+
+    def cmdline(p: psutil.Process) -> list[str]:
+        try:
+            return p.cmdline()
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a short-lived child that just ended
+            return []
+
+    heaps = [arg for p in javas if CONNECT_CLASS in " ".join(cmdline(p)) for arg in cmdline(p)
              if arg.startswith("-Xmx")]
     assert heaps and heaps[-1] == f"-Xmx{ClusterOptions().connect_driver_memory}", heaps

@@ -77,8 +77,4 @@ class FreshOnlineFeatures:
         if self._merged.get(key) == mark:
             return
         self._merged[key] = mark
-        for transaction_id, us, amount_us, terminal, card in events.rows.tolist():
-            self.state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
-        for transaction_id, verdicts in events.verdicts.items():
-            for reported_us, is_fraud in verdicts:
-                self.state.add_label(transaction_id, is_fraud, reported_us)
+        self.state.add_entity_events(events)

@@ -353,12 +353,17 @@ class FreshState:
         """A state holding one entity's exported events, answering that entity's features (of
         `features`) exactly as the state that exported them would."""
         state = cls(features_of(events.entity, features), allowed_lateness_us)
+        state.add_entity_events(events)
+        return state
+
+    def add_entity_events(self, events: EntityEvents) -> None:
+        """Add an entity's exported events (transactions, then their verdicts): what is held
+        already is a duplicate id or a repeated verdict, and changes nothing."""
         for transaction_id, us, amount_us, terminal, card in events.rows.tolist():
-            state.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
+            self.add_transaction_micro_units(transaction_id, card, terminal, us, amount_us)
         for transaction_id, verdicts in events.verdicts.items():
             for reported_us, is_fraud in verdicts:
-                state.add_label(transaction_id, is_fraud, reported_us)
-        return state
+                self.add_label(transaction_id, is_fraud, reported_us)
 
     # ------------------------------------------------------------------ introspection
 

@@ -97,7 +97,6 @@ class FreshEventsStore:
         (entity keys and values as protos): what `FeatureStore.push(..., to=ONLINE)` ends in,
         without its DataFrame -> Arrow -> proto conversion and registry listing per call,
         which cost a card step more than its own work at stream rates."""
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
         by_entity: dict[Entity, dict[int, EntityEvents]] = {}
@@ -105,11 +104,10 @@ class FreshEventsStore:
             by_entity.setdefault(e.entity, {})[e.key] = e
         written = 0
         for entity, latest in by_entity.items():
-            rows = []
             now = datetime.now(UTC)
-            for e in latest.values():
-                key = EntityKeyProto(join_keys=[KEYS[entity]], entity_values=[ValueProto(int64_val=e.key)])
-                rows.append((key, {EVENTS_FIELD: ValueProto(bytes_val=e.encode())}, _timestamp(e.as_of_us), now))
+            keys = _entity_keys(entity, list(latest))
+            rows = [(key, {EVENTS_FIELD: ValueProto(bytes_val=e.encode())}, _timestamp(e.as_of_us), now)
+                    for key, e in zip(keys, latest.values(), strict=True)]
             for start in range(0, len(rows), _WRITE_CHUNK):
                 with self._lock:
                     self._provider.online_write_batch(self.config, self.views[entity], rows[start:start + _WRITE_CHUNK],
@@ -119,15 +117,10 @@ class FreshEventsStore:
 
     def read(self, entity: Entity, keys: Sequence[int]) -> dict[int, EntityEvents]:
         """The stored events of `keys` (absent keys: never written)."""
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-        from feast.type_map import python_values_to_proto_values
-        from feast.value_type import ValueType
-
         distinct = sorted({int(k) for k in keys})
         if not distinct:
             return {}
-        protos = python_values_to_proto_values(distinct, ValueType.INT64)
-        entity_keys = [EntityKeyProto(join_keys=[KEYS[entity]], entity_values=[p]) for p in protos]
+        entity_keys = _entity_keys(entity, distinct)
         out: dict[int, EntityEvents] = {}
         for start in range(0, len(entity_keys), _WRITE_CHUNK):
             with self._lock:
@@ -138,6 +131,16 @@ class FreshEventsStore:
                 if value is not None and value.HasField("bytes_val"):
                     out[key] = EntityEvents.decode(value.bytes_val)
         return out
+
+
+def _entity_keys(entity: Entity, keys: Sequence[int]) -> list[Any]:
+    """Feast's entity keys of `keys`, built as `get_online_features` builds them."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    protos = python_values_to_proto_values(list(keys), ValueType.INT64)
+    return [EntityKeyProto(join_keys=[KEYS[entity]], entity_values=[p]) for p in protos]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

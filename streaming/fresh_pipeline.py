@@ -42,7 +42,7 @@ from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
 from cardscore.schemas.validation import Rejection, validate_bytes
 from cardscore.streaming.fresh_metrics import FreshMetrics
 from cardscore.streaming.fresh_steps import FORWARD_SCHEMA, CardStep, Forward, TerminalStep
-from cardscore.streaming.polling import CONSUMER_DEFAULTS
+from cardscore.streaming.polling import CONSUMER_DEFAULTS, take_batch
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
@@ -101,7 +101,6 @@ class FreshStepRunner:
         self._stop = threading.Event()
         self._resume: dict[tuple[str, int], int] = {}  # (topic, partition) -> committed offset
         self._to_bootstrap: list[tuple[str, int]] = []
-        self._partitions: dict[str, int] = {}
         self.consumer: Any = None
         self.producer: Any = None
 
@@ -129,7 +128,7 @@ class FreshStepRunner:
         wait = self.cfg.batch_max_wait_ms / 1000.0
         try:
             while not self._stop.is_set():
-                messages = self.consumer.consume(self.cfg.batch_max_messages, wait)
+                messages = take_batch(self.consumer, self.cfg.batch_max_messages, wait)
                 if self._to_bootstrap:
                     self._bootstrap()
                 if messages:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cardscore.features.fresh import ALLOWED_LATENESS_US, Entity, amount_micros, features_of
@@ -122,7 +122,7 @@ class CardStep(_Step):
             return []
         self._changed.add(card)
         forward = Forward(transaction_id, card, terminal, us, amount_us)
-        return [forward, *(self._verdict(forward, r, f) for r, f in self.state.verdicts(transaction_id))]
+        return [forward, *(replace(forward, reported_us=r, is_fraud=f) for r, f in self.state.verdicts(transaction_id))]
 
     def label(self, record: dict[str, Any]) -> list[Forward]:
         """A validated `label_event` record: recorded, and forwarded to its transaction's
@@ -137,11 +137,7 @@ class CardStep(_Step):
         if reported_us < us:
             return []  # reported before its transaction: invalid, counts nowhere
         self._changed.add(card)
-        return [self._verdict(Forward(transaction_id, card, terminal, us, amount_us), reported_us, is_fraud)]
-
-    @staticmethod
-    def _verdict(tx: Forward, reported_us: int, is_fraud: bool) -> Forward:
-        return Forward(tx.transaction_id, tx.card, tx.terminal, tx.us, tx.amount_us, reported_us, is_fraud)
+        return [Forward(transaction_id, card, terminal, us, amount_us, reported_us, is_fraud)]
 
 
 class TerminalStep(_Step):
@@ -149,14 +145,13 @@ class TerminalStep(_Step):
 
     def forwards(self, forwards: Iterable[Forward]) -> None:
         for f in forwards:
+            # A verdict carries its transaction: it counts even when a restart replays it
+            # without the transaction's own record (a transaction seen already is dropped).
+            self.state.add_transaction_micro_units(f.transaction_id, f.card, f.terminal, f.us, f.amount_us)
             if f.is_verdict:
                 assert f.reported_us is not None and f.is_fraud is not None
                 self._tick(f.reported_us)
-                # A verdict carries its transaction: it counts even when a restart replays it
-                # without the transaction's own record (a transaction seen already is dropped).
-                self.state.add_transaction_micro_units(f.transaction_id, f.card, f.terminal, f.us, f.amount_us)
                 self.state.add_label(f.transaction_id, f.is_fraud, f.reported_us)
             else:
                 self._tick(f.us)
-                self.state.add_transaction_micro_units(f.transaction_id, f.card, f.terminal, f.us, f.amount_us)
             self._changed.add(f.terminal)

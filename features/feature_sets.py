@@ -6,11 +6,12 @@ check_model_features`). Training picks one with `training.feature_set`.
 
 * `snapshot_v1`: the request-time features and the daily snapshots (`MODEL_FEATURES`), what
   every scorer serves.
-* `snapshot_fresh_v1`: those, then the fresh (event-time) features of `gold.fresh_features`
+* `snapshot_fresh_v1`: those, then the fresh (event-time) features
   (`features.fresh.FRESH_FEATURE_NAMES`). The batch scorer, training and monitoring serve
-  them from that table; the stream scorer and the API do not compute them yet (issue 19), so
-  they refuse such a model (their release falls back to the champion arm / rules, as for any
-  version they cannot load), with a message naming the set.
+  them from `gold.fresh_features`; the stream scorer computes them online when
+  `streaming.fresh_features` is on (`features.fresh_online`), and refuses such a model
+  otherwise, as the scoring API does (it does not compute them yet): the release falls back to
+  the champion arm / rules, as for any version they cannot load, with a message naming the set.
 
 `SERVED_COLUMNS` is the widest layout a scorer builds, the union of the sets with
 `MODEL_FEATURES` first: the fallback rules and every snapshot model read its leading columns.

@@ -33,6 +33,7 @@ NOT_STORED = -1  # as-of of an entity with no stored row (never seen by the pipe
 
 @dataclass(frozen=True)
 class FreshRows:
+    names: tuple[str, ...]  # the matrix's columns
     matrix: np.ndarray  # rows x features (declaration order), float64
     card_as_of_us: np.ndarray  # int64: the stored card row's writer clock; NOT_STORED
     terminal_as_of_us: np.ndarray  # int64
@@ -47,9 +48,10 @@ class FreshOnlineFeatures:
         self._merged: dict[tuple[Entity, int], tuple[int, int, int, int]] = {}
 
     def read(self, transaction_id: np.ndarray, customer_id: np.ndarray, terminal_id: np.ndarray,
-             amount: np.ndarray, event_time_us: np.ndarray) -> FreshRows:
+             amount: np.ndarray, event_time_us: np.ndarray, record: bool = True) -> FreshRows:
         """The features of each row at its own event time (rows in order; each row's own
-        transaction is counted for the rows after it)."""
+        transaction is counted for the rows after it). `record=False` answers without adding
+        the rows to the state (a health probe's made-up transaction)."""
         cards = self.store.read(Entity.CARD, np.unique(customer_id).tolist())
         terminals = self.store.read(Entity.TERMINAL, np.unique(terminal_id).tolist())
         for stored in (*cards.values(), *terminals.values()):
@@ -61,8 +63,10 @@ class FreshOnlineFeatures:
             card, terminal, t = int(customer_id[i]), int(terminal_id[i]), int(event_time_us[i])
             values = state.features_at(card, terminal, t, float(amount[i]))
             matrix[i] = [values[name] for name in self.names]
-            state.add_transaction(int(transaction_id[i]), card, terminal, t, float(amount[i]))
+            if record:
+                state.add_transaction(int(transaction_id[i]), card, terminal, t, float(amount[i]))
         return FreshRows(
+            self.names,
             matrix,
             np.fromiter((cards[int(c)].as_of_us if int(c) in cards else NOT_STORED for c in customer_id),
                         dtype=np.int64, count=n),

@@ -158,9 +158,24 @@ RELEASE_FIELDS = (
           "(recorded for comparison, never acted on)", nullable=True, minimum=0.0, maximum=1.0),
 )
 
+# What a score says about the fresh (event-time) features it read (score_event v3,
+# prediction_record v3): the served values, logged with the score so the skew audit against
+# gold.fresh_features needs no replay, and how far the online pipeline had got (its event-time
+# clock when it wrote the stored rows), so a difference can be told apart as lag.
+FRESH_SERVING_FIELDS = (
+    Field("fresh_features", FieldType.STRING, "the fresh (event-time) feature values the score read, "
+          "a JSON object feature name -> number (features/fresh.py); null when the scorer served none "
+          "(the batch scorer's are gold.fresh_features' rows of the transaction)", nullable=True),
+    Field("fresh_card_as_of", FieldType.TIMESTAMP, "the fresh-feature pipeline's event-time clock when it "
+          "wrote the card's stored events the score read; null: none stored, or no fresh features served",
+          nullable=True),
+    Field("fresh_terminal_as_of", FieldType.TIMESTAMP, "the same for the terminal's stored events",
+          nullable=True),
+)
+
 SCORE_EVENT = Contract(
     name="score_event",
-    version=2,
+    version=3,
     description="A fraud score for one transaction: the stream scorer's output message and the "
     "core of the batch predictions table, so both scorers publish the same shape.",
     key=("transaction_id",),
@@ -179,12 +194,14 @@ SCORE_EVENT = Contract(
         # v2, safe model releases (nullable: v1 producers and stored v1 rows stay valid; a
         # missing arm means the champion, as v1 scorers only ever served it).
         *RELEASE_FIELDS,
+        # v3, fresh features (nullable: v2 records served none).
+        *FRESH_SERVING_FIELDS,
     ),
 )
 
 PREDICTION_RECORD = Contract(
     name="prediction_record",
-    version=2,
+    version=3,
     description="A row of the nightly batch predictions table (one per transaction and day).",
     key=("transaction_id",),
     partition_by=("tx_date",),

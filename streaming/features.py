@@ -7,6 +7,11 @@ own day. By default it serves the online store's rows from memory (reloaded when
 materialized), so a batch's lookup is two `searchsorted` calls on the batch's columns: no
 I/O, no per-message dicts, no pandas. This module adds what the score message needs: the
 snapshot date.
+
+With `streaming.fresh_features` the lookup also computes every transaction's fresh
+(event-time) features (`features.fresh_online.FreshOnlineFeatures`: the events the fresh-stream
+pipeline stored, united with the transactions this scorer saw), and a model of the
+`snapshot_fresh_v1` set can be served: `BatchFeatures.in_layout` builds its columns.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.feature_sets import column_indexes
 from cardscore.features.online_reader import snapshot_dates
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
+    from cardscore.features.fresh_online import FreshOnlineFeatures, FreshRows
     from cardscore.features.online_reader import OnlineFeatureReader
     from cardscore.streaming.messages import TransactionBatch
 
@@ -34,21 +42,47 @@ class BatchFeatures:
     customer_known: np.ndarray  # bool
     terminal_known: np.ndarray  # bool
     snapshot_date: list[date | None]  # the day whose snapshot served the row; None: defaults only
+    fresh: FreshRows | None = None  # the fresh features, when the scorer computes them
+
+    def in_layout(self, layout: tuple[str, ...]) -> np.ndarray:
+        """The rows as a matrix of `layout`'s columns (a served plan's `layout`)."""
+        if layout == MODEL_FEATURES:
+            return self.matrix
+        if self.fresh is None:
+            raise ValueError("the served model reads fresh features and this scorer computes none "
+                             "(streaming.fresh_features is off)")
+        every = np.hstack((self.matrix, self.fresh.matrix))
+        columns = column_indexes(layout, (*MODEL_FEATURES, *self.fresh.names))
+        return every if columns is None else every[:, columns]
 
 
 Lookup = Callable[["TransactionBatch"], BatchFeatures]
 
 
 class ReaderLookup:
-    """A batch's features from its columns, with one read of the online feature reader."""
+    """A batch's features from its columns, with one read of the online feature reader (and,
+    with `fresh`, the batch's fresh features: one read of the stored events per entity kind)."""
 
-    def __init__(self, reader: OnlineFeatureReader) -> None:
+    def __init__(self, reader: OnlineFeatureReader, fresh: FreshOnlineFeatures | None = None) -> None:
         self.reader = reader
+        self.fresh = fresh
 
     def __call__(self, batch: TransactionBatch) -> BatchFeatures:
+        return self._read(batch, record=True)
+
+    def probe(self, batch: TransactionBatch) -> BatchFeatures:
+        """The same read for a made-up batch (a health probe): its rows are not added to the
+        fresh state."""
+        return self._read(batch, record=False)
+
+    def _read(self, batch: TransactionBatch, record: bool) -> BatchFeatures:
         rows = self.reader.read(batch.customer_id, batch.terminal_id, batch.amount, batch.event_time_us)
+        fresh = None
+        if self.fresh is not None:
+            fresh = self.fresh.read(batch.transaction_id, batch.customer_id, batch.terminal_id, batch.amount,
+                                    batch.event_time_us, record=record)
         return BatchFeatures(rows.matrix, rows.customer_known, rows.terminal_known,
-                             rows.snapshot_dates(batch.event_time_us))
+                             rows.snapshot_dates(batch.event_time_us), fresh)
 
     def status(self) -> dict[str, Any]:
         return self.reader.status()
@@ -58,9 +92,27 @@ class ReaderLookup:
 
 
 def open_lookup(settings: Settings) -> ReaderLookup:
-    """The reader `features.online_reader` names, over the settings' feature store. Raises
-    `FeatureViewsMissing` before the features stage applied the repo and
-    `OnlineStoreUnavailable` while the store cannot be read (the scorer retries both)."""
+    """The reader `features.online_reader` names, over the settings' feature store (and the
+    fresh features' reader when `streaming.fresh_features`). Raises `FeatureViewsMissing`
+    before the features stage applied the repo and `OnlineStoreUnavailable` while the store
+    cannot be read (the scorer retries both)."""
     from cardscore.features.online_reader import open_reader
 
-    return ReaderLookup(open_reader(settings))
+    reader = open_reader(settings)
+    if not settings.streaming.fresh_features:
+        return ReaderLookup(reader)
+    try:
+        return ReaderLookup(reader, open_fresh(settings))
+    except BaseException:
+        reader.close()
+        raise
+
+
+def open_fresh(settings: Settings) -> FreshOnlineFeatures:
+    """The fresh features' reader over the settings' feature store (the repo applied if its
+    registry lacks the fresh views, as `cardscore fresh-stream` does)."""
+    from cardscore.features.fresh_online import FreshOnlineFeatures
+    from cardscore.features.fresh_store import FreshEventsStore
+    from cardscore.features.store import ensure_applied, feature_store
+
+    return FreshOnlineFeatures(FreshEventsStore(ensure_applied(settings, feature_store(settings))))

@@ -14,7 +14,11 @@ The release fields (score_event v2) say which arm served the score (champion, ca
 rule-based fallback) and carry the shadow model's score beside it; the model name and version,
 the arm and the shadow fields may be one value for the batch or one per row.
 
-Headers: `content-type: application/json`, `schema: score_event.v2` (and
+The fresh-feature fields (score_event v3) log the fresh feature values the score read (a JSON
+object in a string field: `"fresh_features":"{\\"card_nb_tx_1h\\":2,...}"`) and the as-of times of
+the stored card and terminal events; all three are null when the scorer served none.
+
+Headers: `content-type: application/json`, `schema: score_event.v3` (and
 `cardscore.duplicate-conflict` on a flagged duplicate, see `streaming.duplicates`). The JSON Schema is
 `score_json_schema()` (`cardscore contracts export` writes it too).
 """
@@ -62,6 +66,12 @@ class ScoreColumns:
     fallback: bool | np.ndarray | None = None
     shadow_model_version: str | Sequence[str | None] | None = None
     shadow_score: np.ndarray | None = None  # NaN: null
+    # score_event v3 (fresh features): the served values (rows x names, in `fresh_names` order)
+    # and the stored rows' as-of times (epoch us; negative: null). None: the batch served none.
+    fresh_names: Sequence[str] = ()
+    fresh_values: np.ndarray | None = None
+    fresh_card_as_of_us: np.ndarray | None = None
+    fresh_terminal_as_of_us: np.ndarray | None = None
 
 
 def score_json_schema() -> dict[str, Any]:
@@ -123,8 +133,39 @@ def score_values(columns: ScoreColumns) -> list[bytes]:
         missing = np.isnan(shadow)
         _finite(np.where(missing, 0.0, shadow))
         column("shadow_score", ["null" if m else repr(x) for x, m in zip(shadow.tolist(), missing.tolist(), strict=True)])
+    if columns.fresh_values is None:
+        parts.append('"fresh_features":null,"fresh_card_as_of":null,"fresh_terminal_as_of":null')
+    else:
+        column("fresh_features", fresh_feature_texts(columns.fresh_names, columns.fresh_values))
+        column("fresh_card_as_of", _timestamps_or_null(columns.fresh_card_as_of_us, rows))
+        column("fresh_terminal_as_of", _timestamps_or_null(columns.fresh_terminal_as_of_us, rows))
     fmt = ("{{" + ",".join(parts) + "}}").format
     return [fmt(*row).encode("utf-8") for row in zip(*varying, strict=True)]
+
+
+def fresh_feature_texts(names: Sequence[str], values: np.ndarray) -> list[str]:
+    """Each row's fresh features as the JSON text of a string field holding a JSON object
+    (`{"card_nb_tx_1h":2,...}`, numbers as `json.dumps` writes them: counts are whole floats and
+    written as integers, so the text equals the offline row's)."""
+    names = list(names)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(f"fresh values of shape {values.shape} for {len(names)} names")
+    _finite(values)
+    whole = values == np.round(values)
+    texts = []
+    for row, integral in zip(values.tolist(), whole.tolist(), strict=True):
+        obj = {n: (int(v) if w else v) for n, v, w in zip(names, row, integral, strict=True)}
+        texts.append(_json_text(json.dumps(obj, separators=(",", ":"))))
+    return texts
+
+
+def _timestamps_or_null(micros: np.ndarray | None, rows: int) -> list[str]:
+    if micros is None:
+        return ["null"] * rows
+    micros = np.asarray(micros, dtype=np.int64)
+    texts = timestamp_texts(np.maximum(micros, 0))
+    return [f'"{t}"' if m >= 0 else "null" for t, m in zip(texts, micros.tolist(), strict=True)]
 
 
 def _values(value: Sequence[Any] | np.ndarray, rows: int) -> list[Any]:
@@ -178,6 +219,7 @@ _TEMPLATE_FIELDS = (
     "transaction_id", "customer_id", "terminal_id", "event_time", "score", "model_name",
     "model_version", "feature_snapshot_date", "unknown_customer", "unknown_terminal", "scored_at",
     "arm", "fallback", "shadow_model_version", "shadow_score",
+    "fresh_features", "fresh_card_as_of", "fresh_terminal_as_of",
 )
 if tuple(SCORE_EVENT.field_names) != _TEMPLATE_FIELDS:  # pragma: no cover - guards upgrades
     raise ImportError(f"streaming.output is out of date with {schema_id(SCORE_EVENT)}")

@@ -8,15 +8,17 @@ process an automatic abort names. The names below stay importable from here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from cardscore.features.feature_sets import SNAPSHOT_V1, FeatureSet
 from cardscore.model import served_release
 from cardscore.model.served_release import (
     CanaryGuard,
     ServedRelease,
     release_columns,
     score_batch,
+    served_layout,
 )
 from cardscore.model.watcher import ModelUnavailable, RegistryPollFailed
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from cardscore.streaming.metrics import StreamMetrics
 
 __all__ = ["STREAM_RELEASE_NAMESPACE", "CanaryGuard", "ModelUnavailable", "RegistryPollFailed", "ReleaseMetrics",
-           "ReleaseWatcher", "ServedRelease", "release_columns", "score_batch"]
+           "ReleaseWatcher", "ServedRelease", "release_columns", "score_batch", "served_layout"]
 
 STREAM_RELEASE_NAMESPACE = "cardscore_stream_release"
 
@@ -51,7 +53,8 @@ class ReleaseWatcher(served_release.ReleaseWatcher):
         read: Callable[[Settings], ReleaseView] | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: StreamMetrics | None = None,
+        served: Sequence[FeatureSet] = (SNAPSHOT_V1,),
     ) -> None:
         super().__init__(settings, poll_seconds, threads, read, clock,
                          ReleaseMetrics(metrics.registry) if metrics is not None else None,
-                         log_prefix="stream", scorer="stream scorer")
+                         log_prefix="stream", scorer="stream scorer", served=served)

@@ -52,6 +52,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
+from cardscore.features.feature_sets import SNAPSHOT_FRESH_V1, SNAPSHOT_V1, FeatureSet
 from cardscore.model.served_release import serving_watcher
 from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher, publish_model
 from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
@@ -88,10 +89,17 @@ from cardscore.streaming.output import (
 )
 from cardscore.streaming.pipelined import InFlight, PipelinedAtLeastOnce, PipelineFailed
 from cardscore.streaming.polling import CONSUMER_DEFAULTS, take_batch
-from cardscore.streaming.release import ReleaseMetrics, ReleaseWatcher, release_columns, score_batch
+from cardscore.streaming.release import (
+    ReleaseMetrics,
+    ReleaseWatcher,
+    release_columns,
+    score_batch,
+    served_layout,
+)
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
+    from cardscore.features.fresh_online import FreshRows
 
 log = get_logger("streaming.scorer")
 
@@ -114,6 +122,20 @@ def consumer_conf(settings: Settings, group_id: str, instance_id: str, static: b
         conf["group.instance.id"] = instance_id
     conf.update(_CONSUMER_REQUIRED)
     return conf
+
+
+def served_sets(fresh_features: bool) -> tuple[FeatureSet, ...]:
+    """The feature sets a scorer can build: the snapshot set, and the fresh one when it
+    computes fresh features (`streaming.fresh_features`)."""
+    return (SNAPSHOT_V1, SNAPSHOT_FRESH_V1) if fresh_features else (SNAPSHOT_V1,)
+
+
+def fresh_columns(fresh: FreshRows | None) -> dict[str, Any]:
+    """The score message's fresh-feature fields (`ScoreColumns` keyword arguments)."""
+    if fresh is None:
+        return {}
+    return {"fresh_names": fresh.names, "fresh_values": fresh.matrix,
+            "fresh_card_as_of_us": fresh.card_as_of_us, "fresh_terminal_as_of_us": fresh.terminal_as_of_us}
 
 
 @dataclass
@@ -188,7 +210,8 @@ class StreamScorer:
         # (a side scorer) serves that alias's version alone.
         self.watcher = watcher or serving_watcher(
             settings, cfg.model_alias, cfg.model_poll_seconds, cfg.model_threads,
-            metrics=ReleaseMetrics(self.metrics.registry), log_prefix="stream", scorer="stream scorer")
+            metrics=ReleaseMetrics(self.metrics.registry), log_prefix="stream", scorer="stream scorer",
+            served=served_sets(cfg.fresh_features))
         self.backoff = Backoff(cfg.retry_initial_seconds, cfg.retry_max_seconds)
         self._stop = threading.Event()
         self._assigned: set[tuple[str, int]] = set()
@@ -572,7 +595,8 @@ class StreamScorer:
             self.metrics.lookup_latency.observe(seconds)
             stage.labels("lookup").observe(seconds)
             t0 = time.perf_counter()
-            scored_release = score_batch(model, found.matrix, part.customer_id)  # the release's arms
+            matrix = found.in_layout(served_layout(model))
+            scored_release = score_batch(model, matrix, part.customer_id)  # the release's arms
             seconds = time.perf_counter() - t0
             self.metrics.scoring_latency.observe(seconds)
             stage.labels("predict").observe(seconds)
@@ -587,6 +611,7 @@ class StreamScorer:
                     unknown_customer=~found.customer_known,
                     unknown_terminal=~found.terminal_known,
                     scored_at_us=scored_at_us,
+                    **fresh_columns(found.fresh),
                 )
             )
             scores_topic = self.topics.scores
@@ -604,8 +629,8 @@ class StreamScorer:
                               int((~found.terminal_known).sum()))
 
         def probe() -> None:
-            found = self._call_lookup(_probe_batch())
-            model.predict(found.matrix)
+            found = self._call_lookup(_probe_batch(), probe=True)
+            score_batch(model, found.in_layout(served_layout(model)), np.zeros(1, dtype=np.int64))
 
         isolated = isolate(len(batch), attempt, probe)
         self._store_ok()
@@ -676,8 +701,10 @@ class StreamScorer:
         self.metrics.stage_latency.labels("produce").observe(time.perf_counter() - produce_started)
         return report
 
-    def _call_lookup(self, batch: Any) -> BatchFeatures:
+    def _call_lookup(self, batch: Any, probe: bool = False) -> BatchFeatures:
         assert self._lookup is not None
+        if probe and hasattr(self._lookup, "probe"):
+            return self._lookup.probe(batch)  # answers without recording the made-up transaction
         return self._lookup(batch)
 
     def _store_ok(self) -> None:

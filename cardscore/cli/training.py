@@ -59,9 +59,10 @@ def _warn_if_not_streamed(settings: Any, ref: Any) -> None:
     found = feature_set_of(ref.feature_names)
     if found is not None and found != SNAPSHOT_V1:
         console.print(
-            f"[yellow]warning: v{ref.version} reads feature set {found.name}; the batch scorer serves it, but "
-            "the stream scorer and the scoring API serve snapshot_v1 only: while it is the champion they "
-            "serve the flagged fallback rules (`cardscore rollback` restores the previous champion)[/yellow]"
+            f"[yellow]warning: v{ref.version} reads feature set {found.name}; the batch scorer serves it, and "
+            "the stream scorer with `streaming.fresh_features` on (beside `cardscore fresh-stream`), but "
+            "the scoring API and a stream scorer without it serve snapshot_v1 only: while it is the champion "
+            "they serve the flagged fallback rules (`cardscore rollback` restores the previous champion)[/yellow]"
         )
 
 

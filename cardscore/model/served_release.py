@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,8 @@ import numpy as np
 
 from cardscore.core.logs import get_logger
 from cardscore.core.registry import CHAMPION
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.feature_sets import SERVED_COLUMNS, SNAPSHOT_V1, FeatureSet
 from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION
 from cardscore.model.release import (
     ARM_CANARY,
@@ -106,10 +108,12 @@ class ReleaseWatcher:
         *,
         log_prefix: str = "stream",
         scorer: str = "stream scorer",
+        served: Sequence[FeatureSet] = (SNAPSHOT_V1,),
     ) -> None:
         from cardscore.core import release
 
         self.settings = settings
+        self.served = tuple(served)
         self.metrics = metrics
         self.guard = CanaryGuard(settings.release.criteria)
         self.poll_seconds = poll_seconds
@@ -149,7 +153,7 @@ class ReleaseWatcher:
         if key == self._key:
             return False
         previous = self.current.plan if self.current else None
-        plan = build_plan(self.settings, view, previous=previous, threads=self.threads)
+        plan = build_plan(self.settings, view, previous=previous, threads=self.threads, served=self.served)
         if plan.champion is None and not plan.frozen and previous is not None and previous.champion is not None:
             # A new champion that cannot be served: keep the last one, do not retry this state.
             log.error(f"{self.log_prefix}.model_rejected", version=view.champion, keeping=previous.champion.version,
@@ -281,13 +285,23 @@ class ReleaseMetrics:
             self.predict.labels(role).observe(seconds)
 
 
+def served_layout(model: object) -> tuple[str, ...]:
+    """The columns of the matrices `score_batch` takes for what the watcher serves: the plan's
+    layout, or a plain model's (MODEL_FEATURES unless it reads fresh features)."""
+    if isinstance(model, ServedRelease):
+        return model.plan.layout
+    names = model.booster.feature_names or ()  # type: ignore[attr-defined]
+    return MODEL_FEATURES if set(names) <= set(MODEL_FEATURES) else SERVED_COLUMNS
+
+
 def score_batch(model: object, matrix: np.ndarray, card_ids: np.ndarray) -> ReleaseScores:
     """The batch's scores by whatever the watcher serves: a `ServedRelease`, or a plain
-    `LoadedModel` (a scorer on another alias than the champion: its version on every row)."""
+    `LoadedModel` (a scorer on another alias than the champion: its version on every row).
+    `matrix` is in `served_layout(model)`."""
     if isinstance(model, ServedRelease):
         return model.score(matrix, card_ids)
     served = ServingModel(model.name, model.version, model.booster)  # type: ignore[attr-defined]
-    return ServingPlan(served).score(matrix, card_ids)
+    return ServingPlan(served).with_layout(served_layout(model)).score(matrix, card_ids)
 
 
 def booster_of(model: object, arm: str) -> xgb.Booster | None:
@@ -329,11 +343,12 @@ def serving_watcher(
     metrics: ReleaseMetrics | None,
     log_prefix: str,
     scorer: str,
+    served: Sequence[FeatureSet] = (SNAPSHOT_V1,),
 ) -> ModelWatcher | ReleaseWatcher:
     """What a scorer serves for `alias`: the champion alias serves the release (canary, shadow,
     freeze), any other alias (a side scorer) that alias's version alone. One rule for the stream
-    scorer and the scoring API."""
+    scorer and the scoring API; `served`: the feature sets the scorer can build."""
     if alias == CHAMPION:
         return ReleaseWatcher(settings, poll_seconds, threads=threads, metrics=metrics,
-                              log_prefix=log_prefix, scorer=scorer)
-    return ModelWatcher(settings, alias, poll_seconds, threads=threads, log_prefix=log_prefix)
+                              log_prefix=log_prefix, scorer=scorer, served=served)
+    return ModelWatcher(settings, alias, poll_seconds, threads=threads, log_prefix=log_prefix, served=served)

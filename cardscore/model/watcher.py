@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cardscore.core.logs import get_logger
+from cardscore.features.feature_sets import SNAPSHOT_V1, FeatureSet
 from cardscore.model.scoring import IncompatibleModel, check_model_features, predict_matrix
 
 if TYPE_CHECKING:
@@ -45,11 +46,11 @@ class LoadedModel:
         return predict_matrix(self.booster, matrix)
 
 
-def check_features(ref: ModelRef, booster: xgb.Booster) -> None:
-    """A version that records its feature names must read MODEL_FEATURES in order."""
+def check_features(ref: ModelRef, booster: xgb.Booster, served: Sequence[FeatureSet] = (SNAPSHOT_V1,)) -> None:
+    """A version that records its feature names must read one of the `served` sets, in order."""
     names = tuple(booster.feature_names or ref.feature_names or ())
     if names:
-        check_model_features(names, f"{ref.name} v{ref.version}")
+        check_model_features(names, f"{ref.name} v{ref.version}", served)
 
 
 class ModelWatcher:
@@ -65,11 +66,13 @@ class ModelWatcher:
         load: Callable[[Settings, ModelRef], xgb.Booster] | None = None,
         clock: Callable[[], float] = time.monotonic,
         log_prefix: str = "stream",
+        served: Sequence[FeatureSet] = (SNAPSHOT_V1,),
     ) -> None:
         from cardscore.core import registry
 
         self.settings = settings
         self.alias = alias
+        self.served = tuple(served)
         self.poll_seconds = poll_seconds
         self.threads = threads
         self._find = find or registry.find_alias
@@ -113,7 +116,7 @@ class ModelWatcher:
             return False
         booster = self._load(self.settings, ref)
         try:
-            check_features(ref, booster)
+            check_features(ref, booster, self.served)
         except IncompatibleModel:
             self.rejected_version = ref.version
             if self.current is None:

@@ -192,6 +192,10 @@ def score_records(
             "fallback": bool(scored.fallback[i]),
             "shadow_model_version": scored.shadow_model_version[i],
             "shadow_score": None if np.isnan(scored.shadow_score[i]) else float(scored.shadow_score[i]),
+            # score_event v3's fresh-feature fields: the API serves no fresh features yet
+            "fresh_features": None,
+            "fresh_card_as_of": None,
+            "fresh_terminal_as_of": None,
             "contributions": [
                 {"feature": c.feature, "value": c.value, "contribution": c.contribution} for c in top[i]
             ],

@@ -298,6 +298,11 @@ def prediction_records(
         FALLBACK: F.col(FALLBACK) if released else F.lit(False),
         SHADOW_VERSION: F.col(SHADOW_VERSION) if released else F.lit(None),
         SHADOW_SCORE: F.col(SHADOW_SCORE) if released else F.lit(None),
+        # The batch scorer's fresh values are exact by construction: gold.fresh_features' row
+        # of the transaction (joined by id for an audit), not repeated in every prediction.
+        "fresh_features": F.lit(None),
+        "fresh_card_as_of": F.lit(None),
+        "fresh_terminal_as_of": F.lit(None),
         "run_id": F.lit(run_id),
         "tx_date": F.lit(day),
     }

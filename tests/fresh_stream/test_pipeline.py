@@ -10,90 +10,24 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cardscore.core import catalog
 from cardscore.core.config import Settings
-from cardscore.core.lake import Lake
 from cardscore.features.fresh import Entity
 from cardscore.features.fresh_history import lake_history, lookback_days
-from cardscore.features.fresh_state import FreshState
 from cardscore.features.fresh_store import FreshEventsStore
-from cardscore.features.store import apply, feature_store
-from cardscore.schemas.contracts import SILVER_LABEL_REPORT, SILVER_TRANSACTION
-from cardscore.services.broker import create_topics, project_topics
+from cardscore.features.store import feature_store
+from cardscore.services.broker import create_topics
 from cardscore.simulator.kafka import replay_day
-from cardscore.simulator.landing import write_landing
-from cardscore.streaming.fresh_pipeline import FreshStepRunner, StepReport, partition_of
-from tests.features.worlds import silver_labels, silver_transactions, small_world
+from cardscore.streaming.fresh_pipeline import FreshStepRunner, partition_of
+from tests.fresh_stream.world import DAY, run_until, whole_state
 from tests.streaming.world import read_all, write_config
 from tests.support.readme import REPO, bash_block
 
 FEATURES_README = REPO / "features" / "README.md"
-
-START = date(2018, 4, 1)
-DAY = START + timedelta(days=36)  # streamed; the lake holds the days before it
-
-
-def _us(times: pd.Series) -> pd.Series:
-    return pd.to_datetime(times, utc=True).dt.as_unit("us").astype("int64")
-
-
-@pytest.fixture
-def streamed_world(spark, kafka_settings: Settings):
-    """Landing files of a 40-day world, silver of the days before DAY, the topics, the applied repo."""
-    settings = kafka_settings
-    world = small_world(seed=5, n_days=40)
-    write_landing(world, settings.landing_root)
-    tx = world.transactions
-    before = tx[pd.to_datetime(tx["event_time"], utc=True).dt.date < DAY]
-    labels = world.labels[pd.to_datetime(world.labels["reported_time"], utc=True).dt.date < DAY]
-    lake = Lake(spark, settings)
-    lake.overwrite(spark.createDataFrame(silver_transactions(before), SILVER_TRANSACTION.spark_schema()),
-                   catalog.SILVER_TRANSACTIONS, partition_by=SILVER_TRANSACTION.partition_by)
-    lake.overwrite(spark.createDataFrame(silver_labels(labels), SILVER_LABEL_REPORT.spark_schema()),
-                   catalog.SILVER_LABEL_REPORTS, partition_by=SILVER_LABEL_REPORT.partition_by)
-    create_topics(settings.kafka_conf(), project_topics(settings))
-    apply(settings)
-    return settings, world, lake
-
-
-def run_until(runner: FreshStepRunner, done, timeout: float = 120.0) -> StepReport:
-    """Run a step in a thread until `done(report)` holds after a batch (fails on timeout)."""
-    def check(report: StepReport) -> None:
-        if done(report):
-            runner.stop()
-
-    thread = threading.Thread(target=runner.run, kwargs={"on_batch": check}, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        runner.stop()
-        thread.join(30)
-        pytest.fail(f"the {runner.kind} step did not finish in {timeout} s: {runner.report.to_dict()}")
-    return runner.report
-
-
-def whole_state(world, lake_first: date) -> FreshState:
-    """One state of every event the pipeline sees: the lake's look-back and the streamed day."""
-    state = FreshState()
-    tx = world.transactions.assign(us=_us(world.transactions["event_time"]))
-    tx = tx[(tx["event_time"].dt.date >= lake_first) & (tx["event_time"].dt.date <= DAY)].sort_values("us")
-    labels = world.labels.assign(us=_us(world.labels["reported_time"]))
-    labels = labels[(labels["reported_time"].dt.date >= lake_first) & (labels["reported_time"].dt.date <= DAY)]
-    events = [(r.us, 0, r) for r in tx.itertuples(index=False)] + [(r.us, 1, r) for r in labels.itertuples(index=False)]
-    for us, kind, r in sorted(events, key=lambda e: (e[0], e[1])):
-        if kind == 0:
-            state.add_transaction(r.transaction_id, r.customer_id, r.terminal_id, us, r.amount)
-        else:
-            state.add_label(r.transaction_id, bool(r.is_fraud), us)
-    return state
-
 
 def test_a_streamed_day_leaves_the_events_of_one_whole_state_in_the_store(streamed_world) -> None:
     settings, world, lake = streamed_world

@@ -9,7 +9,6 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost as xgb
 
 from cardscore.core import catalog, registry
 from cardscore.core.errors import MissingInput
@@ -18,19 +17,6 @@ from cardscore.jobs.fresh_features.stage import fresh_features_day
 from cardscore.jobs.score_batch.stage import score_day
 from tests.scoring import world
 from tests.scoring.conftest import settings_for_test
-
-# The label of the made-up training data depends on this fresh feature, so scores move with it.
-DRIVER = "card_nb_tx_24h"
-
-
-def _fresh_booster() -> xgb.Booster:
-    names = list(SNAPSHOT_FRESH_V1.features)
-    rng = np.random.default_rng(19)
-    x = rng.random((600, len(names))) * 10
-    y = (x[:, names.index(DRIVER)] + rng.normal(scale=1, size=600) > 4).astype(int)
-    data = xgb.DMatrix(x, label=y, feature_names=names)
-    return xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 19, "nthread": 1},
-                     data, num_boost_round=10)
 
 
 def test_a_fresh_champion_is_served_the_offline_fresh_rows_and_refused_without_them(spark, scoring_world) -> None:
@@ -41,7 +27,7 @@ def test_a_fresh_champion_is_served_the_offline_fresh_rows_and_refused_without_t
     registry.clear_caches()
     job = job_context(settings, spark)
     fresh_features_day(job, world.DAY)  # the day scored; NEXT_DAY's rows are never built here
-    booster = _fresh_booster()
+    booster = world.fresh_booster()
     version = world.register(settings, booster)
 
     report = score_day(job, world.DAY)
@@ -54,7 +40,7 @@ def test_a_fresh_champion_is_served_the_offline_fresh_rows_and_refused_without_t
     fresh = job.lake.read(catalog.FRESH_FEATURES).where(f"tx_date = DATE'{world.DAY}'").toPandas()
     rows = snapshot.merge(fresh, on="transaction_id", how="inner", validate="one_to_one")
     assert len(rows) == len(silver) == len(published)
-    assert rows[DRIVER].nunique() > 2  # the day really has fresh activity to serve
+    assert rows[world.FRESH_DRIVER].nunique() > 2  # the day really has fresh activity to serve
     expected = booster.inplace_predict(rows[list(SNAPSHOT_FRESH_V1.features)].to_numpy(np.float64))
     by_id = pd.Series(expected.astype(np.float64), index=rows["transaction_id"].to_numpy())
     diff = np.abs(published["score"].to_numpy() - by_id.loc[published["transaction_id"]].to_numpy())

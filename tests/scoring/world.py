@@ -142,3 +142,21 @@ def other_booster(seed: int = 11) -> xgb.Booster:
     data = xgb.DMatrix(x, label=y, feature_names=list(MODEL_FEATURES))
     return xgb.train({"objective": "binary:logistic", "max_depth": 2, "seed": seed, "nthread": 1},
                      data, num_boost_round=5)
+
+
+# The label of the made-up training data of `fresh_booster` depends on this fresh feature, so
+# its scores move with it.
+FRESH_DRIVER = "card_nb_tx_24h"
+
+
+def fresh_booster() -> xgb.Booster:
+    """A model of the snapshot_fresh_v1 set (snapshot and fresh features)."""
+    from cardscore.features.feature_sets import SNAPSHOT_FRESH_V1
+
+    names = list(SNAPSHOT_FRESH_V1.features)
+    rng = np.random.default_rng(19)
+    x = rng.random((600, len(names))) * 10
+    y = (x[:, names.index(FRESH_DRIVER)] + rng.normal(scale=1, size=600) > 4).astype(int)
+    data = xgb.DMatrix(x, label=y, feature_names=names)
+    return xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 19, "nthread": 1},
+                     data, num_boost_round=10)

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Message
 from prometheus_client import generate_latest
 
+from cardscore.features.fresh import FRESH_FEATURE_NAMES
 from cardscore.schemas.contracts import SCORE_EVENT
 from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.serialization import event_line
@@ -97,6 +98,46 @@ def test_score_values_are_byte_identical_to_the_contract_serialiser_and_match_it
         assert not list(validator.iter_errors(json.loads(value)))
     micros = np.array([0, 1, 999_999, -1, 1_522_540_800_000_000, 253_402_300_799_999_999])
     assert timestamp_texts(micros) == [format_timestamp_us(int(m)) for m in micros]
+
+
+def test_fresh_fields_log_the_served_values_and_as_of_times_as_the_contract_serialiser_writes_them() -> None:
+    """score_event v3: the served fresh values as a JSON object (whole numbers as integers, so
+    the text of a count equals the offline row's) and the stored rows' as-of times (null when
+    the entity had none stored)."""
+    names = FRESH_FEATURE_NAMES
+    rng = np.random.default_rng(7)
+    n = 6
+    fresh = rng.integers(0, 40, (n, len(names))).astype(np.float64)
+    fresh[:, 1] = rng.random(n) * 1e3  # a sum with a fraction
+    fresh[0, 2] = 0.1 + 0.2  # a float with a long repr
+    card_as_of = np.array([-1, 1_522_540_800_000_000, 1, 2, 3, 4])
+    terminal_as_of = np.array([1_522_540_800_123_456, -1, 1, 2, 3, 4])
+    columns = ScoreColumns(
+        np.arange(n), np.arange(n), np.arange(n), np.full(n, 1_522_540_800_000_000), rng.random(n), "m", "1",
+        [None] * n, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), 0, fresh_names=names, fresh_values=fresh,
+        fresh_card_as_of_us=card_as_of, fresh_terminal_as_of_us=terminal_as_of,
+    )
+    validator = jsonschema.Draft202012Validator(score_json_schema())
+    for i, value in enumerate(score_values(columns)):
+        parsed = json.loads(value)
+        assert not list(validator.iter_errors(parsed))
+        served = json.loads(parsed["fresh_features"])
+        assert list(served) == list(names)
+        assert [float(v) for v in served.values()] == fresh[i].tolist()
+        assert all(isinstance(v, int) for v, x in zip(served.values(), fresh[i], strict=True) if x == int(x))
+        record = {
+            "transaction_id": i, "customer_id": i, "terminal_id": i, "event_time": 1_522_540_800_000_000,
+            "score": float(columns.score[i]), "model_name": "m", "model_version": "1",
+            "feature_snapshot_date": None, "unknown_customer": False, "unknown_terminal": False, "scored_at": 0,
+            "fresh_features": parsed["fresh_features"],
+            "fresh_card_as_of": None if card_as_of[i] < 0 else int(card_as_of[i]),
+            "fresh_terminal_as_of": None if terminal_as_of[i] < 0 else int(terminal_as_of[i]),
+        }
+        assert value == event_line(record, SCORE_EVENT)
+    assert json.loads(score_values(columns)[0])["fresh_card_as_of"] is None
+    without = score_values(ScoreColumns(np.arange(1), np.arange(1), np.arange(1), np.zeros(1, dtype=np.int64),
+                                        np.zeros(1), "m", "1", [None], np.zeros(1, bool), np.zeros(1, bool), 0))
+    assert json.loads(without[0])["fresh_features"] is None
 
 
 def test_scores_must_be_finite() -> None:

@@ -48,6 +48,15 @@ class StreamingSettings(Section):
         description="exactly_once: each process uses <prefix>-<instance id> as transactional.id",
     )
     model_alias: str = Field("champion", description="registry alias whose version scores")
+    fresh_features: bool = Field(
+        False,
+        description="compute every transaction's fresh (event-time) features: the events `cardscore "
+        "fresh-stream` stored in the online store, united with the transactions this scorer saw "
+        "(features/README.md). Models of feature set snapshot_fresh_v1 are then served, and each score "
+        "message logs the values and the stored rows' as-of times (score_event v3). Run the "
+        "fresh-stream pipeline beside it: without it the terminal and label features see only this "
+        "scorer's own transactions",
+    )
     model_poll_seconds: float = Field(
         10.0,
         ge=0,

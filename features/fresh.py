@@ -25,8 +25,9 @@ MICROS_PER_SECOND = 1_000_000
 MINUTE_US = 60 * MICROS_PER_SECOND
 HOUR_US = 60 * MINUTE_US
 DAY_US = 24 * HOUR_US
-# How late an event may be and still be served exactly online (README: "Allowed lateness").
-ALLOWED_LATENESS_US = HOUR_US
+# How late an event may be and still be served exactly online (README: "Allowed lateness"):
+# also how far a reader (the scorer) may be behind the pipeline that stored the rows it reads.
+ALLOWED_LATENESS_US = DAY_US
 # Value of a feature with nothing to measure where 0 would be a real value (README's table).
 NO_VALUE = -1.0
 # Amounts become integer micro-units (round half up of the double product) before any sum, so

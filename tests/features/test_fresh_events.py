@@ -51,18 +51,20 @@ def test_exported_events_answer_like_the_live_state(seed: int) -> None:
 
 def test_an_export_holds_only_what_its_windows_need() -> None:
     """A terminal's export keeps its transactions of the last day plus the lateness (its count
-    windows) and its reported frauds of 28 days, not every transaction of 28 days."""
+    windows; the lateness is a day) and its reported frauds of 28 days plus the lateness, not
+    every transaction of 28 days."""
     live = FreshState()
     for i in range(40):  # one transaction a day, every 10th reported as fraud an hour later
         live.add_transaction(i, card=1, terminal=2, us=BASE_US + i * DAY, amount=1.0)
         if i % 10 == 0:
             live.add_label(i, True, BASE_US + i * DAY + HOUR)
     terminal = live.entity_events(Entity.TERMINAL, 2)
-    assert [tx[0] for tx in terminal.transactions] == [20, 30, 38, 39]  # frauds of 28 d, then the last day + 1 h
+    assert ALLOWED_LATENESS_US == DAY
+    assert [tx[0] for tx in terminal.transactions] == [10, 20, 30, 37, 38, 39]  # frauds of 29 d, the last 2 days
     assert all(tx[4] == 1 for tx in terminal.transactions)  # each with its card
-    assert set(terminal.verdicts) == {20, 30}
-    card = live.entity_events(Entity.CARD, 1)  # the card's 30-day mean needs all 30 days + 1 h
-    assert [tx[0] for tx in card.transactions] == list(range(9, 40))
+    assert set(terminal.verdicts) == {10, 20, 30}
+    card = live.entity_events(Entity.CARD, 1)  # the card's 30-day mean needs all 30 days + the lateness
+    assert [tx[0] for tx in card.transactions] == list(range(8, 40))
     assert live.entity_events(Entity.CARD, 99) is None
     assert EntityEvents.decode(card.encode()) == card
 

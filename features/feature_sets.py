@@ -8,10 +8,10 @@ check_model_features`). Training picks one with `training.feature_set`.
   every scorer serves.
 * `snapshot_fresh_v1`: those, then the fresh (event-time) features
   (`features.fresh.FRESH_FEATURE_NAMES`). The batch scorer, training and monitoring serve
-  them from `gold.fresh_features`; the stream scorer computes them online when
-  `streaming.fresh_features` is on (`features.fresh_online`), and refuses such a model
-  otherwise, as the scoring API does (it does not compute them yet): the release falls back to
-  the champion arm / rules, as for any version they cannot load, with a message naming the set.
+  them from `gold.fresh_features`; the stream scorer and the scoring API compute them online
+  when their `fresh_features` setting is on (`features.fresh_online`), and refuse such a model
+  otherwise: the release falls back to the champion arm / rules, as for any version they
+  cannot load, with a message naming the set.
 
 `SERVED_COLUMNS` is the widest layout a scorer builds, the union of the sets with
 `MODEL_FEATURES` first: the fallback rules and every snapshot model read its leading columns.
@@ -52,6 +52,12 @@ SNAPSHOT_FRESH_V1 = FeatureSet(
 )
 FEATURE_SETS: dict[str, FeatureSet] = {s.name: s for s in (SNAPSHOT_V1, SNAPSHOT_FRESH_V1)}
 SERVED_COLUMNS: tuple[str, ...] = SNAPSHOT_FRESH_V1.features
+
+
+def served_sets(fresh_features: bool) -> tuple[FeatureSet, ...]:
+    """The sets a long-running scorer can build: the snapshot set, and the fresh one when it
+    computes fresh features (`streaming.fresh_features`, `serving.fresh_features`)."""
+    return (SNAPSHOT_V1, SNAPSHOT_FRESH_V1) if fresh_features else (SNAPSHOT_V1,)
 
 
 def feature_set_named(name: str) -> FeatureSet:

@@ -19,14 +19,22 @@ never counts anything twice, and the values are exact as soon as every event bef
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.feature_sets import column_indexes
 from cardscore.features.fresh import FRESH_FEATURES, Entity, FreshFeature
 from cardscore.features.fresh_events import EntityEvents
 from cardscore.features.fresh_state import FreshState
 from cardscore.features.fresh_store import FreshEventsStore
+
+if TYPE_CHECKING:
+    from cardscore.core.config import Settings
 
 NOT_STORED = -1  # as-of of an entity with no stored row (never seen by the pipeline)
 
@@ -82,3 +90,34 @@ class FreshOnlineFeatures:
             return
         self._merged[key] = mark
         self.state.add_entity_events(events)
+
+
+def served_matrix(snapshot: np.ndarray, fresh: FreshRows | None, layout: Sequence[str]) -> np.ndarray:
+    """A served plan's matrix (`layout`: MODEL_FEATURES, or with fresh columns) from the
+    snapshot matrix (MODEL_FEATURES) and the fresh rows; ValueError when the layout needs fresh
+    columns and none were computed."""
+    layout = tuple(layout)
+    if layout == MODEL_FEATURES:
+        return snapshot
+    if fresh is None:
+        raise ValueError("the served model reads fresh features and this scorer computes none "
+                         "(its fresh_features setting is off)")
+    every = np.hstack((snapshot, fresh.matrix))
+    columns = column_indexes(layout, (*MODEL_FEATURES, *fresh.names))
+    return every if columns is None else every[:, columns]
+
+
+def fresh_values_json(names: Sequence[str], values: Sequence[float]) -> str:
+    """One row's served fresh values as the score message logs them (`fresh_features`): a
+    compact JSON object, whole numbers written as integers (a count reads as the offline
+    table's integer), in declaration order."""
+    return json.dumps({n: (int(v) if float(v).is_integer() else float(v)) for n, v in zip(names, values, strict=True)},
+                      separators=(",", ":"), allow_nan=False)
+
+
+def open_fresh_online(settings: Settings) -> FreshOnlineFeatures:
+    """A scorer's fresh features over the settings' feature store (the repo applied if its
+    registry lacks the fresh views, as `cardscore fresh-stream` does)."""
+    from cardscore.features.store import ensure_applied, feature_store
+
+    return FreshOnlineFeatures(FreshEventsStore(ensure_applied(settings, feature_store(settings))))

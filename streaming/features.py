@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cardscore.features.definitions import MODEL_FEATURES
-from cardscore.features.feature_sets import column_indexes
+from cardscore.features.fresh_online import served_matrix
 from cardscore.features.online_reader import snapshot_dates
 
 if TYPE_CHECKING:
@@ -46,15 +45,7 @@ class BatchFeatures:
 
     def in_layout(self, layout: tuple[str, ...]) -> np.ndarray:
         """The rows as a matrix of `layout`'s columns (a served plan's `layout`)."""
-        if layout == MODEL_FEATURES:
-            return self.matrix
-        if self.fresh is None:
-            raise ValueError("the served model reads fresh features and this scorer computes none "
-                             "(streaming.fresh_features is off)")
-        every = np.hstack((self.matrix, self.fresh.matrix))
-        columns = column_indexes(layout, (*MODEL_FEATURES, *self.fresh.names))
-        return every if columns is None else every[:, columns]
-
+        return served_matrix(self.matrix, self.fresh, layout)
 
 Lookup = Callable[["TransactionBatch"], BatchFeatures]
 
@@ -96,23 +87,14 @@ def open_lookup(settings: Settings) -> ReaderLookup:
     fresh features' reader when `streaming.fresh_features`). Raises `FeatureViewsMissing`
     before the features stage applied the repo and `OnlineStoreUnavailable` while the store
     cannot be read (the scorer retries both)."""
+    from cardscore.features.fresh_online import open_fresh_online
     from cardscore.features.online_reader import open_reader
 
     reader = open_reader(settings)
     if not settings.streaming.fresh_features:
         return ReaderLookup(reader)
     try:
-        return ReaderLookup(reader, open_fresh(settings))
+        return ReaderLookup(reader, open_fresh_online(settings))
     except BaseException:
         reader.close()
         raise
-
-
-def open_fresh(settings: Settings) -> FreshOnlineFeatures:
-    """The fresh features' reader over the settings' feature store (the repo applied if its
-    registry lacks the fresh views, as `cardscore fresh-stream` does)."""
-    from cardscore.features.fresh_online import FreshOnlineFeatures
-    from cardscore.features.fresh_store import FreshEventsStore
-    from cardscore.features.store import ensure_applied, feature_store
-
-    return FreshOnlineFeatures(FreshEventsStore(ensure_applied(settings, feature_store(settings))))

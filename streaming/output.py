@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from cardscore.features.fresh_online import fresh_values_json
 from cardscore.schemas.contracts import SCORE_EVENT
 from cardscore.schemas.serialization import schema_id
 from cardscore.schemas.timestamps import format_timestamp_us
@@ -144,20 +145,14 @@ def score_values(columns: ScoreColumns) -> list[bytes]:
 
 
 def fresh_feature_texts(names: Sequence[str], values: np.ndarray) -> list[str]:
-    """Each row's fresh features as the JSON text of a string field holding a JSON object
-    (`{"card_nb_tx_1h":2,...}`, numbers as `json.dumps` writes them: counts are whole floats and
-    written as integers, so the text equals the offline row's)."""
+    """Each row's fresh features as the JSON text of the string field holding them
+    (`features.fresh_online.fresh_values_json`, the one format of every scorer)."""
     names = list(names)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != len(names):
         raise ValueError(f"fresh values of shape {values.shape} for {len(names)} names")
     _finite(values)
-    whole = values == np.round(values)
-    texts = []
-    for row, integral in zip(values.tolist(), whole.tolist(), strict=True):
-        obj = {n: (int(v) if w else v) for n, v, w in zip(names, row, integral, strict=True)}
-        texts.append(_json_text(json.dumps(obj, separators=(",", ":"))))
-    return texts
+    return [_json_text(fresh_values_json(names, row)) for row in values.tolist()]
 
 
 def _timestamps_or_null(micros: np.ndarray | None, rows: int) -> list[str]:

@@ -52,7 +52,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
-from cardscore.features.feature_sets import SNAPSHOT_FRESH_V1, SNAPSHOT_V1, FeatureSet
+from cardscore.features.feature_sets import served_sets
 from cardscore.model.served_release import serving_watcher
 from cardscore.model.watcher import LoadedModel, ModelUnavailable, ModelWatcher, publish_model
 from cardscore.schemas.contracts import EVENT_TIME_MAX_US, EVENT_TIME_MIN_US
@@ -122,12 +122,6 @@ def consumer_conf(settings: Settings, group_id: str, instance_id: str, static: b
         conf["group.instance.id"] = instance_id
     conf.update(_CONSUMER_REQUIRED)
     return conf
-
-
-def served_sets(fresh_features: bool) -> tuple[FeatureSet, ...]:
-    """The feature sets a scorer can build: the snapshot set, and the fresh one when it
-    computes fresh features (`streaming.fresh_features`)."""
-    return (SNAPSHOT_V1, SNAPSHOT_FRESH_V1) if fresh_features else (SNAPSHOT_V1,)
 
 
 def fresh_columns(fresh: FreshRows | None) -> dict[str, Any]:

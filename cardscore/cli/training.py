@@ -60,9 +60,9 @@ def _warn_if_not_streamed(settings: Any, ref: Any) -> None:
     if found is not None and found != SNAPSHOT_V1:
         console.print(
             f"[yellow]warning: v{ref.version} reads feature set {found.name}; the batch scorer serves it, and "
-            "the stream scorer with `streaming.fresh_features` on (beside `cardscore fresh-stream`), but "
-            "the scoring API and a stream scorer without it serve snapshot_v1 only: while it is the champion "
-            "they serve the flagged fallback rules (`cardscore rollback` restores the previous champion)[/yellow]"
+            "the stream scorer and the scoring API with their `fresh_features` setting on (beside `cardscore "
+            "fresh-stream`); without it they serve snapshot_v1 only: while it is the champion they serve the "
+            "flagged fallback rules (`cardscore rollback` restores the previous champion)[/yellow]"
         )
 
 

@@ -104,7 +104,7 @@ class ScoringApi:
             return _json_response(exc.to_dict(), 422)
         self.metrics.stage_latency.labels("validate").observe(time.perf_counter() - t0)
         try:
-            batch = score_records(parsed.records, reader, model, self.cfg.top_contributions)
+            batch = score_records(parsed.records, reader, model, self.cfg.top_contributions, fresh=self.state.fresh)
         except OnlineStoreUnavailable as exc:
             self.metrics.dependency_up.labels("online_store").set(0)
             self._warn("serve.online_store_unavailable", error=str(exc)[:300], reader=reader.kind)

@@ -32,15 +32,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cardscore.features.definitions import MODEL_FEATURES
+from cardscore.features.feature_sets import column_indexes
+from cardscore.features.fresh_online import FreshRows, fresh_values_json, served_matrix
+from cardscore.features.online_tables import OnlineStoreUnavailable
 from cardscore.model.explain import top_contributions
 from cardscore.model.release import ARM_FALLBACK
-from cardscore.model.served_release import booster_of, score_batch
+from cardscore.model.served_release import booster_of, score_batch, served_layout
 from cardscore.schemas.contracts import TRANSACTION_EVENT
 from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.timestamps import format_timestamp_us
 from cardscore.schemas.validation import Rejection, parse_json, validate_object
 
 if TYPE_CHECKING:
+    from cardscore.features.fresh_online import FreshOnlineFeatures
     from cardscore.features.online_reader import OnlineFeatureReader
     from cardscore.model.served_release import ServedRelease
     from cardscore.model.watcher import LoadedModel
@@ -134,9 +139,11 @@ def score_records(
     model: LoadedModel | ServedRelease,
     top_k: int,
     clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    fresh: FreshOnlineFeatures | None = None,
 ) -> ScoredBatch:
-    """Score validated transactions with one feature read, one plan call (a predict per model
-    the release serves) and one explain call per arm."""
+    """Score validated transactions with one feature read (and, with `fresh`, one read of the
+    stored fresh-feature events per entity kind), one plan call (a predict per model the
+    release serves) and one explain call per arm."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     n = len(records)
@@ -146,9 +153,17 @@ def score_records(
     amount = np.fromiter((r["amount"] for r in records), np.float64, n)
     event_time_us = np.fromiter((r["event_time"] for r in records), np.int64, n)
     rows = reader.read(customer_id, terminal_id, amount, event_time_us)
+    fresh_rows = None
+    if fresh is not None:
+        try:
+            fresh_rows = fresh.read(transaction_id, customer_id, terminal_id, amount, event_time_us)
+        except Exception as exc:  # the store behind them: fail closed, as for the snapshot rows
+            raise OnlineStoreUnavailable(f"the fresh features cannot be read: {type(exc).__name__}: {exc}") from exc
     seconds["lookup"] = _lap(started)
     started = time.perf_counter()
-    scored = score_batch(model, rows.matrix, customer_id)  # the release's arms, by card
+    layout = served_layout(model)
+    matrix = served_matrix(rows.matrix, fresh_rows, layout)
+    scored = score_batch(model, matrix, customer_id)  # the release's arms, by card
     scores = scored.score
     if not np.isfinite(scores).all():
         raise ValueError("the model produced a NaN or infinite score")
@@ -162,8 +177,11 @@ def score_records(
             continue  # the rules: no contributions, no bias
         rows_of = np.flatnonzero(scored.arm == arm)
         if top_k:
-            matrix = rows.matrix if len(rows_of) == n else rows.matrix[rows_of]  # no copy on one arm
-            arm_top, arm_bias = top_contributions(booster, matrix, top_k)
+            names = tuple(booster.feature_names or MODEL_FEATURES)
+            columns = column_indexes(names, layout)  # the booster's own columns of the plan's matrix
+            arm_matrix = matrix if columns is None else matrix[:, columns]
+            arm_matrix = arm_matrix if len(rows_of) == n else arm_matrix[rows_of]  # no copy on one arm
+            arm_top, arm_bias = top_contributions(booster, arm_matrix, top_k, names)
         else:
             arm_top, arm_bias = [[] for _ in rows_of], np.zeros(len(rows_of))
         for j, i in enumerate(rows_of):
@@ -192,10 +210,8 @@ def score_records(
             "fallback": bool(scored.fallback[i]),
             "shadow_model_version": scored.shadow_model_version[i],
             "shadow_score": None if np.isnan(scored.shadow_score[i]) else float(scored.shadow_score[i]),
-            # score_event v3's fresh-feature fields: the API serves no fresh features yet
-            "fresh_features": None,
-            "fresh_card_as_of": None,
-            "fresh_terminal_as_of": None,
+            # score_event v3's fresh-feature fields, as the stream writes them
+            **fresh_fields(fresh_rows, i),
             "contributions": [
                 {"feature": c.feature, "value": c.value, "contribution": c.contribution} for c in top[i]
             ],
@@ -204,6 +220,19 @@ def score_records(
     seconds["respond"] = _lap(started)
     return ScoredBatch(results, model.version, int((~rows.customer_known).sum()),
                        int((~rows.terminal_known).sum()), seconds, scored.arm_counts())
+
+
+def fresh_fields(fresh: FreshRows | None, i: int) -> dict[str, Any]:
+    """Row i's score_event v3 fields: the served fresh values and the stored rows' as-of times."""
+    if fresh is None:
+        return {"fresh_features": None, "fresh_card_as_of": None, "fresh_terminal_as_of": None}
+
+    def as_of(us: int) -> str | None:
+        return None if us < 0 else format_timestamp_us(us)
+
+    return {"fresh_features": fresh_values_json(fresh.names, fresh.matrix[i].tolist()),
+            "fresh_card_as_of": as_of(int(fresh.card_as_of_us[i])),
+            "fresh_terminal_as_of": as_of(int(fresh.terminal_as_of_us[i]))}
 
 
 def _lap(started: float) -> float:

@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from cardscore.core.gc_tuning import freeze_after_warmup
 from cardscore.core.logs import get_logger
+from cardscore.features.feature_sets import served_sets
+from cardscore.features.fresh_online import open_fresh_online
 from cardscore.model.served_release import ReleaseWatcher, ServedRelease, serving_watcher
 from cardscore.model.watcher import ModelUnavailable, ModelWatcher, publish_model
 
 if TYPE_CHECKING:
     from cardscore.core.config import Settings
+    from cardscore.features.fresh_online import FreshOnlineFeatures
     from cardscore.features.online_reader import OnlineFeatureReader
     from cardscore.serving.metrics import ServeMetrics
 
@@ -50,8 +53,11 @@ class ServingState:
         self._open_reader = open_reader or _default_reader
         self.watcher = watcher or serving_watcher(
             settings, cfg.model_alias, cfg.model_poll_seconds, cfg.model_threads,
-            metrics=metrics.release, log_prefix="serve", scorer="scoring API")
+            metrics=metrics.release, log_prefix="serve", scorer="scoring API",
+            served=served_sets(cfg.fresh_features))
         self.reader: OnlineFeatureReader | None = None
+        # The fresh features' reader, when `serving.fresh_features` (loaded with the reader).
+        self.fresh: FreshOnlineFeatures | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._frozen = False
@@ -59,7 +65,8 @@ class ServingState:
 
     @property
     def ready(self) -> bool:
-        return self.reader is not None and self.watcher.current is not None
+        return (self.reader is not None and self.watcher.current is not None
+                and (self.fresh is not None or not self.settings.serving.fresh_features))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._maintain, name="serving-dependencies", daemon=True)
@@ -112,6 +119,14 @@ class ServingState:
                 self.last_error["online_features"] = str(exc)[:500]
                 self.metrics.dependency_up.labels("online_store").set(0)
                 log.warning("serve.online_features_unavailable", error=str(exc)[:500])
+        if self.fresh is None and self.settings.serving.fresh_features:
+            try:
+                self.fresh = open_fresh_online(self.settings)
+                self.last_error.pop("fresh_features", None)
+                log.info("serve.fresh_features_loaded")
+            except Exception as exc:
+                self.last_error["fresh_features"] = str(exc)[:500]
+                log.warning("serve.fresh_features_unavailable", error=str(exc)[:500])
         if self.watcher.current is None:
             try:
                 self.watcher.refresh(force=True)

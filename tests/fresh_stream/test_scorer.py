@@ -22,53 +22,17 @@ import pandas as pd
 
 from cardscore.core import registry
 from cardscore.features.fresh import FRESH_FEATURE_NAMES, FRESH_FEATURES, Aggregate, Entity
-from cardscore.features.fresh_history import lake_history
-from cardscore.features.fresh_state import FreshState
 from cardscore.features.fresh_store import FreshEventsStore
 from cardscore.features.online_reader import open_reader
 from cardscore.features.store import feature_store
 from cardscore.simulator.kafka import replay_day
-from cardscore.streaming.fresh_steps import CardStep, TerminalStep
 from cardscore.streaming.output import SCORE_HEADERS
-from tests.fresh_stream.world import DAY, us_of
+from tests.fresh_stream.world import DAY, expected_values, store_the_lake, us_of
 from tests.scoring import world as scoring_world
 from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 
 TERMINAL_COUNTS = [f.name for f in FRESH_FEATURES if f.entity is Entity.TERMINAL and f.aggregate is Aggregate.COUNT]
-
-
-def expected_values(simulated) -> pd.DataFrame:
-    """DAY's transactions answered in time order by one state of the events before DAY and
-    DAY's transactions (index: transaction id; columns: the fresh features)."""
-    start_us = int(pd.Timestamp(DAY, tz="UTC").value // 1000)
-    tx = simulated.transactions.assign(us=us_of(simulated.transactions["event_time"]))
-    labels = simulated.labels.assign(us=us_of(simulated.labels["reported_time"]))
-    labels = labels[labels["us"] < start_us]
-    events = sorted([(r.us, 0, r) for r in tx[tx["us"] < start_us + 86_400_000_000].itertuples(index=False)]
-                    + [(r.us, 1, r) for r in labels.itertuples(index=False)], key=lambda e: (e[0], e[1]))
-    state, rows = FreshState(), {}
-    for us, kind, r in events:
-        if kind == 1:
-            state.add_label(r.transaction_id, bool(r.is_fraud), us)
-            continue
-        if us >= start_us:
-            rows[int(r.transaction_id)] = state.features_at(r.customer_id, r.terminal_id, us, r.amount)
-        state.add_transaction(r.transaction_id, r.customer_id, r.terminal_id, us, r.amount)
-    return pd.DataFrame.from_dict(rows, orient="index")[list(FRESH_FEATURE_NAMES)]
-
-
-def store_the_lake(settings, lake) -> dict[Entity, int]:
-    """What the pipeline's start-up writes (`FreshStepRunner._bootstrap`, every partition):
-    the lake's events of each card and terminal. Returns each step's clock (the as-of)."""
-    store = FreshEventsStore(feature_store(settings))
-    clocks = {}
-    for entity, step in ((Entity.CARD, CardStep()), (Entity.TERMINAL, TerminalStep())):
-        for kind, record in lake_history(lake, entity)(lambda _key: True):
-            step.load(kind, record)
-        assert store.write(step.exports()) > 20
-        clocks[entity] = step.clock_us
-    return clocks
 
 
 def test_the_scorer_serves_a_fresh_model_on_exact_card_values_and_logs_them(streamed_world) -> None:

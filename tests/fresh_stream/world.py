@@ -12,12 +12,16 @@ import pytest
 from cardscore.core import catalog
 from cardscore.core.config import Settings
 from cardscore.core.lake import Lake
+from cardscore.features.fresh import FRESH_FEATURE_NAMES, Entity
+from cardscore.features.fresh_history import lake_history
 from cardscore.features.fresh_state import FreshState
-from cardscore.features.store import apply
+from cardscore.features.fresh_store import FreshEventsStore
+from cardscore.features.store import apply, feature_store
 from cardscore.schemas.contracts import SILVER_LABEL_REPORT, SILVER_TRANSACTION
 from cardscore.services.broker import create_topics, project_topics
 from cardscore.simulator.landing import write_landing
 from cardscore.streaming.fresh_pipeline import FreshStepRunner, StepReport
+from cardscore.streaming.fresh_steps import CardStep, TerminalStep
 from tests.features.worlds import silver_labels, silver_transactions, small_world
 
 START = date(2018, 4, 1)
@@ -77,3 +81,34 @@ def whole_state(world, lake_first: date) -> FreshState:
     return state
 
 
+def expected_values(simulated) -> pd.DataFrame:
+    """DAY's transactions answered in time order by one state of the events before DAY and
+    DAY's transactions (index: transaction id; columns: the fresh features)."""
+    start_us = int(pd.Timestamp(DAY, tz="UTC").value // 1000)
+    tx = simulated.transactions.assign(us=us_of(simulated.transactions["event_time"]))
+    labels = simulated.labels.assign(us=us_of(simulated.labels["reported_time"]))
+    labels = labels[labels["us"] < start_us]
+    events = sorted([(r.us, 0, r) for r in tx[tx["us"] < start_us + 86_400_000_000].itertuples(index=False)]
+                    + [(r.us, 1, r) for r in labels.itertuples(index=False)], key=lambda e: (e[0], e[1]))
+    state, rows = FreshState(), {}
+    for us, kind, r in events:
+        if kind == 1:
+            state.add_label(r.transaction_id, bool(r.is_fraud), us)
+            continue
+        if us >= start_us:
+            rows[int(r.transaction_id)] = state.features_at(r.customer_id, r.terminal_id, us, r.amount)
+        state.add_transaction(r.transaction_id, r.customer_id, r.terminal_id, us, r.amount)
+    return pd.DataFrame.from_dict(rows, orient="index")[list(FRESH_FEATURE_NAMES)]
+
+
+def store_the_lake(settings, lake) -> dict[Entity, int]:
+    """What the pipeline's start-up writes (`FreshStepRunner._bootstrap`, every partition):
+    the lake's events of each card and terminal. Returns each step's clock (the as-of)."""
+    store = FreshEventsStore(feature_store(settings))
+    clocks = {}
+    for entity, step in ((Entity.CARD, CardStep()), (Entity.TERMINAL, TerminalStep())):
+        for kind, record in lake_history(lake, entity)(lambda _key: True):
+            step.load(kind, record)
+        assert store.write(step.exports()) > 20
+        clocks[entity] = step.clock_us
+    return clocks

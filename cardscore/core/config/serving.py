@@ -22,6 +22,14 @@ class ServingSettings(Section):
         "background: a request never waits for the registry); a moved alias swaps the model"
     )
     model_threads: int = Field(1, ge=1, le=64, description="threads of one model call")
+    fresh_features: bool = Field(
+        False,
+        description="compute each transaction's fresh (event-time) features from the events `cardscore "
+        "fresh-stream` stored, united with the transactions this process scored, and serve models of "
+        "feature set snapshot_fresh_v1; responses log the values and the stored rows' as-of times. The "
+        "API does not own cards as a stream partition does: a card's windows are exact once the "
+        "pipeline stored its earlier transactions or this process scored them",
+    )
     max_batch: int = Field(100, ge=1, le=10_000, description="most transactions in one request")
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="larger request bodies are refused (413) unread"

@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,11 @@ from bench.fresh_stream import (
     _settings,
     committed,
     paced_send,
+    silver_until,
     start_step,
+    streamed_world,
     wait_for,
+    world_parameters,
 )
 from bench.stream import LOW_LATENCY_PRODUCER, read_topic, running_broker
 
@@ -208,37 +210,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="a small world (300 cards, 600 terminals); results go to fresh_consistency.smoke.json")
     args = parser.parse_args(argv)
 
-    from bench.fresh import write_silver
     from cardscore.core import catalog
-    from cardscore.core.config import load_settings
-    from cardscore.core.config.simulator import SimulatorSettings
     from cardscore.core.engine import get_spark, stop_spark
-    from cardscore.core.lake import Lake
     from cardscore.core.stage import job_context
     from cardscore.features.fresh import FRESH_FEATURE_NAMES
     from cardscore.features.online_reader import open_reader
-    from cardscore.features.store import apply
     from cardscore.jobs.fresh_features.stage import fresh_features_day
-    from cardscore.simulator import generate_world
-    from cardscore.simulator.landing import write_landing
     from tests.scoring.world import fresh_booster, register
 
-    params = (SimulatorSettings(n_customers=300, n_terminals=600, n_days=args.days) if args.smoke
-              else SimulatorSettings(n_days=args.days))
+    params = world_parameters(args.days, args.smoke)
     work = Path(tempfile.mkdtemp(prefix="cardscore-bench-fresh-consistency-"))
     home = work / "home"
     try:
-        world = generate_world(params)
-        day = params.start_date + timedelta(days=params.n_days - 1)
-        settings = load_settings(overrides={"home": str(home)})
-        write_landing(world, settings.landing_root)
-        tx, labels = world.transactions, world.labels
-        before = type("LakeWorld", (), {})()
-        before.transactions = tx[pd.to_datetime(tx["event_time"], utc=True).dt.date < day]
-        before.labels = labels[pd.to_datetime(labels["reported_time"], utc=True).dt.date < day]
-        write_silver(before, Lake(get_spark(settings), settings), work)
-        stop_spark()  # the steps open their own engines
-        apply(settings)
+        world, [day], settings = streamed_world(params, 1, home, work)
+        tx = world.transactions
         booster = fresh_booster()
         version = register(settings, booster)
         print(f"world: {len(tx)} transactions; lake before {day}, streaming {day}; champion v{version} "
@@ -254,12 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scored {len(scores)} of {run['transactions']} transactions; computing the offline values", flush=True)
 
         # The offline side: the day in the lake, the real stage.
-        everything = type("LakeWorld", (), {})()
-        everything.transactions = tx[pd.to_datetime(tx["event_time"], utc=True).dt.date <= day]
-        everything.labels = labels[pd.to_datetime(labels["reported_time"], utc=True).dt.date <= day]
-        spark = get_spark(settings)
-        job = job_context(settings, spark)
-        write_silver(everything, job.lake, work)
+        job = job_context(settings, get_spark(settings))
+        silver_until(world, day, job.lake, work)
         fresh_features_day(job, day)
         offline = (job.lake.read(catalog.FRESH_FEATURES).where(f"tx_date = DATE'{day}'")
                    .select("transaction_id", *FRESH_FEATURE_NAMES).toPandas().set_index("transaction_id"))

@@ -262,6 +262,46 @@ def one_run(home: Path, bootstrap: str, world, days: list, rate: float, work: Pa
                 proc.kill()
 
 
+def world_parameters(days: int, smoke: bool):
+    """The handbook's density (5,000 cards, 10,000 terminals), or a small world for --smoke."""
+    from cardscore.core.config.simulator import SimulatorSettings
+
+    return (SimulatorSettings(n_customers=300, n_terminals=600, n_days=days) if smoke
+            else SimulatorSettings(n_days=days))
+
+
+def silver_until(world, last, lake, work: Path) -> None:
+    """The world's transactions and label reports up to day `last` as silver Delta tables."""
+    from bench.fresh import write_silver
+
+    tx, labels = world.transactions, world.labels
+    part = type("LakeWorld", (), {})()
+    part.transactions = tx[pd.to_datetime(tx["event_time"], utc=True).dt.date <= last]
+    part.labels = labels[pd.to_datetime(labels["reported_time"], utc=True).dt.date <= last]
+    write_silver(part, lake, work)
+
+
+def streamed_world(params, streamed_days: int, home: Path, work: Path):
+    """A simulated world in the landing files, its days before the last `streamed_days` in the
+    lake, the Feast repo applied; (world, the streamed days, settings)."""
+    from cardscore.core.config import load_settings
+    from cardscore.core.engine import get_spark, stop_spark
+    from cardscore.core.lake import Lake
+    from cardscore.features.store import apply
+    from cardscore.simulator import generate_world
+    from cardscore.simulator.landing import write_landing
+
+    world = generate_world(params)
+    first_streamed = params.start_date + timedelta(days=params.n_days - streamed_days)
+    days = [first_streamed + timedelta(days=i) for i in range(streamed_days)]
+    settings = load_settings(overrides={"home": str(home)})
+    write_landing(world, settings.landing_root)
+    silver_until(world, first_streamed - timedelta(days=1), Lake(get_spark(settings), settings), work)
+    stop_spark()  # the steps open their own engines
+    apply(settings)
+    return world, days, settings
+
+
 def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
     values = []
     for run in runs:
@@ -285,33 +325,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a small world (300 cards, 600 terminals), 1 run; results go to fresh_stream.smoke.json")
     args = parser.parse_args(argv)
 
-    from bench.fresh import write_silver
-    from cardscore.core.config import load_settings
-    from cardscore.core.config.simulator import SimulatorSettings
-    from cardscore.core.engine import get_spark, stop_spark
-    from cardscore.core.lake import Lake
-    from cardscore.features.store import apply
-    from cardscore.simulator import generate_world
-    from cardscore.simulator.landing import write_landing
-
-    params = (SimulatorSettings(n_customers=300, n_terminals=600, n_days=args.days) if args.smoke
-              else SimulatorSettings(n_days=args.days))
+    params = world_parameters(args.days, args.smoke)
     runs = 1 if args.smoke else args.runs
     work = Path(tempfile.mkdtemp(prefix="cardscore-bench-fresh-stream-"))
     home = work / "home"
     try:
-        world = generate_world(params)
-        first_streamed = params.start_date + timedelta(days=params.n_days - args.streamed_days)
-        days = [first_streamed + timedelta(days=i) for i in range(args.streamed_days)]
-        settings = load_settings(overrides={"home": str(home)})
-        write_landing(world, settings.landing_root)
-        tx, labels = world.transactions, world.labels
-        lake_world = type("LakeWorld", (), {})()
-        lake_world.transactions = tx[pd.to_datetime(tx["event_time"], utc=True).dt.date < first_streamed]
-        lake_world.labels = labels[pd.to_datetime(labels["reported_time"], utc=True).dt.date < first_streamed]
-        write_silver(lake_world, Lake(get_spark(settings), settings), work)
-        stop_spark()  # the steps open their own engines
-        apply(settings)
+        world, days, _settings = streamed_world(params, args.streamed_days, home, work)
+        first_streamed, tx = days[0], world.transactions
         print(f"world: {len(tx)} transactions; lake before {first_streamed}; streaming {days[0]}..{days[-1]}",
               flush=True)
         rates = [float(r) for r in args.rates.split(",")]

@@ -267,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                                       "by the as-of times"},
             "result": result,
         }
-        path = write_result("fresh_consistency", payload, smoke=args.smoke)
+        # one file per broker: bench/results/fresh_consistency.json (embedded), fresh_consistency.kafka.json
+        path = write_result("fresh_consistency" if args.broker == "embedded" else f"fresh_consistency.{args.broker}", payload,
+                            smoke=args.smoke)
         print(json.dumps({k: v for k, v in result.items() if k != "per_feature"}, indent=1))
         print(f"wrote {path}")
         return 0

@@ -367,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summaries,
             "runs": {f"{rate:g}": runs_at for rate, runs_at in results.items()},
         }
-        path = write_result("fresh_stream", payload, smoke=args.smoke)
+        # one file per broker: bench/results/fresh_stream.json (embedded), fresh_stream.kafka.json
+        path = write_result("fresh_stream" if args.broker == "embedded" else f"fresh_stream.{args.broker}", payload,
+                            smoke=args.smoke)
         print(f"wrote {path}")
         return 0
     finally:

@@ -88,6 +88,16 @@ class StreamMetrics:
             "unknown_entities", "Scored rows with defaults for an unknown entity", ["entity"],
             namespace=ns, registry=r,
         )
+        self.fresh_lag = BulkHistogram(
+            f"{ns}_fresh_features_lag_seconds", "Per score with fresh features: the transaction's event time "
+            "minus the as-of (the fresh-stream pipeline's event-time clock) of the stored row it read, by "
+            "entity (0: the row was written after that time); rows never stored are fresh_rows_missing",
+            _E2E_BUCKETS, ("entity",), r,
+        )
+        self.fresh_rows_missing = Counter(
+            "fresh_rows_missing", "Scores with fresh features whose card or terminal had no stored row", ["entity"],
+            namespace=ns, registry=r,
+        )
         self.batch_size = Histogram(
             "batch_size", "Messages per micro-batch", buckets=_BATCH_BUCKETS, namespace=ns, registry=r
         )

@@ -588,6 +588,8 @@ class StreamScorer:
             seconds = time.perf_counter() - t0
             self.metrics.lookup_latency.observe(seconds)
             stage.labels("lookup").observe(seconds)
+            if found.fresh is not None:
+                self._observe_fresh(found.fresh, part.event_time_us)
             t0 = time.perf_counter()
             matrix = found.in_layout(served_layout(model))
             scored_release = score_batch(model, matrix, part.customer_id)  # the release's arms
@@ -644,6 +646,17 @@ class StreamScorer:
                         errors=sorted({type(exc).__name__ for _, exc in isolated.poison}),
                         sources=[_where(batch.messages[row]) for row, _ in isolated.poison][:10])
         return scored
+
+    def _observe_fresh(self, fresh: FreshRows, event_time_us: np.ndarray) -> None:
+        """How far behind each transaction the fresh-stream pipeline's rows were (event time):
+        what explains a served value that differs from the offline one."""
+        for entity, as_of in (("card", fresh.card_as_of_us), ("terminal", fresh.terminal_as_of_us)):
+            stored = as_of >= 0
+            missing = int((~stored).sum())
+            if missing:
+                self.metrics.fresh_rows_missing.labels(entity).inc(missing)
+            behind = np.maximum(event_time_us[stored] - as_of[stored], 0) / 1e6
+            self.metrics.fresh_lag.observe_many(behind, entity)
 
     def _dlq_records(self, rejected: list[Rejected]) -> list[OutRecord]:
         """DLQ records of the rejected messages, cut to what the DLQ topic takes."""

@@ -49,6 +49,11 @@ def test_the_scorer_serves_a_fresh_model_on_exact_card_values_and_logs_them(stre
     with world.InProcessScorer(settings) as running:
         running.wait_for(lambda: running.totals.get("messages", 0) >= replayed.transactions, 120, "the replayed day")
         assert running.totals["scored"] == replayed.transactions
+        # every score's pipeline lag is on /metrics, per entity, or counted as a row never stored
+        for entity in ("card", "terminal"):
+            lagged = running.metric("cardscore_stream_fresh_features_lag_seconds_count", {"entity": entity})
+            missing = running.metric("cardscore_stream_fresh_rows_missing_total", {"entity": entity})
+            assert lagged + missing == replayed.transactions and lagged > 0
     messages = world.read_all(settings, settings.kafka.topics.scores)
     assert {tuple(m.headers()) for m in messages} == {tuple(SCORE_HEADERS)}  # score_event.v3
     streamed = {tx: v[0] for tx, v in world.scores_by_id(messages).items()}

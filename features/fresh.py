@@ -28,6 +28,16 @@ DAY_US = 24 * HOUR_US
 # How late an event may be and still be served exactly online (README: "Allowed lateness"):
 # also how far a reader (the scorer) may be behind the pipeline that stored the rows it reads.
 ALLOWED_LATENESS_US = DAY_US
+# An event whose time is further than this ahead of the processing clock (wall time) is not
+# added to any fresh state: the contracts admit times up to 2199, and one such transaction or
+# report would move its entity's (or the whole state's) event-time clock decades ahead and
+# evict every real event behind it (README: "Events from the future").
+MAX_AHEAD_OF_CLOCK_US = DAY_US
+
+
+def ahead_of_clock(us: int, now_us: int) -> bool:
+    """Whether an event at `us` is too far ahead of the processing clock `now_us` to be kept."""
+    return us > now_us + MAX_AHEAD_OF_CLOCK_US
 # Value of a feature with nothing to measure where 0 would be a real value (README's table).
 NO_VALUE = -1.0
 # Amounts become integer micro-units (round half up of the double product) before any sum, so

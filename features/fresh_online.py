@@ -20,6 +20,7 @@ never counts anything twice, and the values are exact as soon as every event bef
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ import numpy as np
 
 from cardscore.features.definitions import MODEL_FEATURES
 from cardscore.features.feature_sets import column_indexes
-from cardscore.features.fresh import FRESH_FEATURES, Entity, FreshFeature
+from cardscore.features.fresh import FRESH_FEATURES, Entity, FreshFeature, ahead_of_clock
 from cardscore.features.fresh_events import EntityEvents
 from cardscore.features.fresh_state import FreshState
 from cardscore.features.fresh_store import FreshEventsStore
@@ -56,10 +57,14 @@ class FreshOnlineFeatures:
         self._merged: dict[tuple[Entity, int], tuple[int, int, int, int]] = {}
 
     def read(self, transaction_id: np.ndarray, customer_id: np.ndarray, terminal_id: np.ndarray,
-             amount: np.ndarray, event_time_us: np.ndarray, record: bool = True) -> FreshRows:
+             amount: np.ndarray, event_time_us: np.ndarray, record: bool = True,
+             now_us: int | None = None) -> FreshRows:
         """The features of each row at its own event time (rows in order; each row's own
         transaction is counted for the rows after it). `record=False` answers without adding
-        the rows to the state (a health probe's made-up transaction)."""
+        the rows to the state (a health probe's made-up transaction); a row too far ahead of
+        the clock (`now_us`, default the wall clock: `fresh.ahead_of_clock`) is answered and
+        not added either."""
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
         cards = self.store.read(Entity.CARD, np.unique(customer_id).tolist())
         terminals = self.store.read(Entity.TERMINAL, np.unique(terminal_id).tolist())
         for stored in (*cards.values(), *terminals.values()):
@@ -71,7 +76,7 @@ class FreshOnlineFeatures:
             card, terminal, t = int(customer_id[i]), int(terminal_id[i]), int(event_time_us[i])
             values = state.features_at(card, terminal, t, float(amount[i]))
             matrix[i] = [values[name] for name in self.names]
-            if record:
+            if record and not ahead_of_clock(t, now_us):
                 state.add_transaction(int(transaction_id[i]), card, terminal, t, float(amount[i]))
         return FreshRows(
             self.names,

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from cardscore.core.logs import get_logger
+from cardscore.features.fresh import ahead_of_clock
 from cardscore.features.fresh_history import HistoryEvent
 from cardscore.schemas.contracts import LABEL_EVENT, TRANSACTION_EVENT
+from cardscore.schemas.reasons import RejectReason
 from cardscore.schemas.validation import Rejection, validate_bytes
 from cardscore.streaming.fresh_metrics import FreshMetrics
 from cardscore.streaming.fresh_steps import FORWARD_SCHEMA, CardStep, Forward, TerminalStep
@@ -240,6 +242,8 @@ class FreshStepRunner:
                 self._reject("malformed_forward", message)
                 return [], None
             assert isinstance(self.step, TerminalStep)
+            if self._from_the_future(max(forward.us, forward.reported_us or 0), message):
+                return [], None
             self.step.forwards([forward])
             return [], forward.sent_ms if forward.sent_ms is not None else stamp_ms
         assert isinstance(self.step, CardStep)
@@ -248,11 +252,21 @@ class FreshStepRunner:
         if isinstance(record, Rejection):
             self._reject(record.reason.value, message)
             return [], None
+        if self._from_the_future(record["reported_time"] if is_label else record["event_time"], message):
+            return [], None
         if is_label:
             self.report.labels += 1
             return self.step.label(record), stamp_ms
         self.report.transactions += 1
         return self.step.transaction(record), stamp_ms
+
+    def _from_the_future(self, us: int, message: Any) -> bool:
+        """Reject (`outside_window`) an event too far ahead of the wall clock: valid by its
+        contract, it would move the state's event-time clock ahead and evict real history."""
+        if ahead_of_clock(us, time.time_ns() // 1000):
+            self._reject(RejectReason.OUTSIDE_WINDOW.value, message)
+            return True
+        return False
 
     def _reject(self, reason: str, message: Any) -> None:
         self.report.rejected[reason] += 1

@@ -85,3 +85,23 @@ def test_served_values_are_the_oracles_or_explained_by_the_pipelines_lag(store: 
         assert mismatched == 0
     else:
         assert mismatched > 0  # the lag is real and shows
+
+
+def test_a_transaction_from_the_future_is_answered_but_never_kept(store: FreshEventsStore) -> None:
+    """A transaction far ahead of the clock (valid by the contract, up to 2199) would move its
+    card's and terminal's newest time decades ahead and evict their history: it is scored on
+    the features at its time but not added, so the next real transaction still sees it all."""
+    online = FreshOnlineFeatures(store)
+    now = 1_600_000_000_000_000
+    minute = 60_000_000
+    day = 24 * 60 * minute
+    for i in range(3):
+        online.read(*(np.array([v]) for v in (i, 7, 9, 10.0, now - (3 - i) * minute)), now_us=now)
+    future = online.read(*(np.array([v]) for v in (99, 7, 9, 10.0, now + 100 * day)), now_us=now)
+    assert len(future.matrix) == 1  # answered (at its time, nothing of the card is that recent)
+    after = online.read(*(np.array([v]) for v in (4, 7, 9, 10.0, now)), now_us=now)
+    values = dict(zip(online.names, after.matrix[0].tolist(), strict=True))
+    assert values["card_nb_tx_10min"] == 3 and values["terminal_nb_tx_1h"] == 3
+    # within the tolerance (a day ahead of the clock) a transaction is kept as any other
+    online.read(*(np.array([v]) for v in (5, 7, 9, 10.0, now + day // 2)), now_us=now)
+    assert online.state.transaction(5) is not None and online.state.transaction(99) is None

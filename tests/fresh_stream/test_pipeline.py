@@ -5,6 +5,7 @@ one state fed the lake's look-back and the day holds, for every card and termina
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,13 +25,25 @@ from cardscore.services.broker import create_topics
 from cardscore.simulator.kafka import replay_day
 from cardscore.streaming.fresh_pipeline import FreshStepRunner, partition_of
 from tests.fresh_stream.world import DAY, run_until, whole_state
-from tests.streaming.world import read_all, write_config
+from tests.streaming.world import produce, read_all, write_config
 from tests.support.readme import REPO, bash_block
 
 FEATURES_README = REPO / "features" / "README.md"
 
 def test_a_streamed_day_leaves_the_events_of_one_whole_state_in_the_store(streamed_world) -> None:
+    """... and a transaction and a label report from 2199 (valid by their contracts) ahead of
+    the day are rejected, not let loose on the state's clocks (they would evict the card's and
+    the whole step's history)."""
     settings, world, lake = streamed_world
+    known = world.transactions.iloc[-1]
+    future = "2199-01-01T00:00:00Z"
+    hostile = [
+        (settings.kafka.topics.transactions, {"transaction_id": 10**12, "customer_id": int(known.customer_id),
+                                              "terminal_id": int(known.terminal_id), "amount": 5.0, "event_time": future}),
+        (settings.kafka.topics.labels, {"transaction_id": 10**12 + 1, "is_fraud": True, "reported_time": future}),
+    ]
+    for topic, record in hostile:
+        produce(settings, [(str(int(known.customer_id)).encode(), json.dumps(record).encode())], topic=topic)
     replayed = replay_day(settings, DAY)
     assert replayed.transactions > 50 and replayed.labels > 0
     store = FreshEventsStore(feature_store(settings))
@@ -39,7 +52,7 @@ def test_a_streamed_day_leaves_the_events_of_one_whole_state_in_the_store(stream
     run_until(card, lambda r: r.transactions + r.labels >= replayed.transactions + replayed.labels)
     terminal = FreshStepRunner(settings, "terminal", store, history=lake_history(lake, Entity.TERMINAL))
     run_until(terminal, lambda r: r.messages >= card.report.forwards)
-    assert card.report.rejected == {} and terminal.report.rejected == {}
+    assert card.report.rejected == {"outside_window": 2} and terminal.report.rejected == {}
     assert card.report.bootstrapped > 0 and terminal.report.bootstrapped > 0
     assert card.report.forwards >= replayed.transactions  # every transaction, and the verdicts it can place
     # Freshness is measured for every event made visible (the terminal's from the original message).

@@ -23,8 +23,9 @@ from typing import Any
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def tree_rss_bytes(pid: int | None = None) -> int:
-    """Resident bytes of a process and all its descendants (0 for a process that vanished)."""
+def tree_rss_bytes(pid: int | None = None, children: bool = True) -> int:
+    """Resident bytes of a process and (`children`) all its descendants (0 for a process that
+    vanished)."""
     root = os.getpid() if pid is None else pid
     total, todo, seen = 0, [root], set()
     while todo:
@@ -37,6 +38,8 @@ def tree_rss_bytes(pid: int | None = None) -> int:
         except (OSError, IndexError, ValueError):
             continue
         total += pages * _PAGE
+        if not children:
+            break
         for task in Path(f"/proc/{current}/task").glob("*"):
             try:
                 todo += [int(c) for c in (task / "children").read_text().split()]
@@ -48,14 +51,15 @@ def tree_rss_bytes(pid: int | None = None) -> int:
 class PeakRSS:
     """Context manager sampling the process tree's RSS in a background thread."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, children: bool = True) -> None:
         self.interval = interval
+        self.children = children  # False: this process alone (its children come and go elsewhere)
         self.start = self.peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakRSS:
-        self.start = self.peak = tree_rss_bytes()
+        self.start = self.peak = tree_rss_bytes(children=self.children)
         self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
         self._thread.start()
         return self
@@ -64,11 +68,11 @@ class PeakRSS:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.peak = max(self.peak, tree_rss_bytes())
+        self.peak = max(self.peak, tree_rss_bytes(children=self.children))
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, tree_rss_bytes())
+            self.peak = max(self.peak, tree_rss_bytes(children=self.children))
 
     def result(self) -> dict[str, Any]:
         mb = 1024 * 1024

@@ -113,7 +113,7 @@ def test_broker_freeze_is_survived_without_loss(stream_world, tmp_path: Path) ->
             running.wait_for(lambda: running.metric("cardscore_stream_assigned_partitions") == 2, 60, "assignment")
             with Replay(settings, records, rate=300):
                 running.wait_for(lambda: running.totals.get("scored", 0) >= 300, 60, "300 scores")
-                os.kill(broker.pid, signal.SIGSTOP)
+                freeze(broker.pid)
                 try:
                     running.wait_for(
                         lambda: running.metric("cardscore_stream_dependency_up", {"dependency": "broker"}) == 0,
@@ -235,7 +235,7 @@ def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resume
         records = [OutRecord("scores", str(i).encode(), b"{}", []) for i in range(20)]
         try:
             delivery.deliver(records, {("tx", 0): 20})
-            os.kill(broker.pid, signal.SIGSTOP)
+            freeze(broker.pid)
             try:
                 with pytest.raises(DeliveryFailed):
                     delivery.deliver(records, {("tx", 0): 40})
@@ -252,3 +252,24 @@ def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resume
         finally:
             delivery.close()
             consumer.close()
+
+
+def freeze(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP a process and wait until every one of its threads is stopped: the stop reaches
+    the threads one by one, and on a loaded machine a network thread of the broker woken by the
+    next request could answer it before its own stop (seen: a delivery "to a frozen broker"
+    acknowledged)."""
+    from cardscore.services.process import wait_until
+
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped() -> bool:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:  # "pid (comm) S ...": the state follows the last ")"
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue
+        return bool(states) and all(state in ("T", "t") for state in states)
+
+    wait_until(all_stopped, timeout, interval=0.001, what=f"every thread of {pid} stopped")

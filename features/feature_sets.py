@@ -19,7 +19,7 @@ check_model_features`). Training picks one with `training.feature_set`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cardscore.features.definitions import MODEL_FEATURES
@@ -52,6 +52,12 @@ SNAPSHOT_FRESH_V1 = FeatureSet(
 )
 FEATURE_SETS: dict[str, FeatureSet] = {s.name: s for s in (SNAPSHOT_V1, SNAPSHOT_FRESH_V1)}
 SERVED_COLUMNS: tuple[str, ...] = SNAPSHOT_FRESH_V1.features
+
+
+def narrowest_layout(names: Collection[str]) -> tuple[str, ...]:
+    """The layout a scorer builds for models reading `names`: MODEL_FEATURES when they read
+    nothing else (no fresh column is computed), else `SERVED_COLUMNS`."""
+    return MODEL_FEATURES if set(names) <= set(MODEL_FEATURES) else SERVED_COLUMNS
 
 
 def served_sets(fresh_features: bool) -> tuple[FeatureSet, ...]:

@@ -33,16 +33,16 @@ ALLOWED_LATENESS_US = DAY_US
 # report would move its entity's (or the whole state's) event-time clock decades ahead and
 # evict every real event behind it (README: "Events from the future").
 MAX_AHEAD_OF_CLOCK_US = DAY_US
-
-
-def ahead_of_clock(us: int, now_us: int) -> bool:
-    """Whether an event at `us` is too far ahead of the processing clock `now_us` to be kept."""
-    return us > now_us + MAX_AHEAD_OF_CLOCK_US
 # Value of a feature with nothing to measure where 0 would be a real value (README's table).
 NO_VALUE = -1.0
 # Amounts become integer micro-units (round half up of the double product) before any sum, so
 # sums are exact and independent of the summation order on every engine.
 AMOUNT_SCALE = 1_000_000
+
+
+def ahead_of_clock(us: int, now_us: int) -> bool:
+    """Whether an event at `us` is too far ahead of the processing clock `now_us` to be kept."""
+    return us > now_us + MAX_AHEAD_OF_CLOCK_US
 
 
 class Entity(StrEnum):

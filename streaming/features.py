@@ -47,6 +47,7 @@ class BatchFeatures:
         """The rows as a matrix of `layout`'s columns (a served plan's `layout`)."""
         return served_matrix(self.matrix, self.fresh, layout)
 
+
 Lookup = Callable[["TransactionBatch"], BatchFeatures]
 
 

@@ -28,7 +28,12 @@ import numpy as np
 
 from cardscore.core.logs import get_logger
 from cardscore.features.definitions import MODEL_FEATURES
-from cardscore.features.feature_sets import SERVED_COLUMNS, SNAPSHOT_V1, FeatureSet, column_indexes
+from cardscore.features.feature_sets import (
+    SNAPSHOT_V1,
+    FeatureSet,
+    column_indexes,
+    narrowest_layout,
+)
 from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION, fallback_scores
 from cardscore.model.scoring import (
     booster_bytes,
@@ -390,7 +395,7 @@ def build_plan(
     plan = ServingPlan(champion, canary, state.share if canary else 0.0, state.salt or (state.canary or ""),
                        shadow, state.frozen, state.generation, settings.release.fallback, reason, errors)
     # The narrowest layout its models read: a scorer builds fresh columns only when needed.
-    return plan.with_layout(MODEL_FEATURES if plan.feature_names() <= set(MODEL_FEATURES) else SERVED_COLUMNS)
+    return plan.with_layout(narrowest_layout(plan.feature_names()))
 
 
 def fallback_plan(settings: Settings, reason: str, generation: int = -1) -> ServingPlan:

@@ -32,8 +32,7 @@ import numpy as np
 
 from cardscore.core.logs import get_logger
 from cardscore.core.registry import CHAMPION
-from cardscore.features.definitions import MODEL_FEATURES
-from cardscore.features.feature_sets import SERVED_COLUMNS, SNAPSHOT_V1, FeatureSet
+from cardscore.features.feature_sets import SNAPSHOT_V1, FeatureSet, narrowest_layout
 from cardscore.model.fallback import FALLBACK_MODEL_NAME, FALLBACK_VERSION
 from cardscore.model.release import (
     ARM_CANARY,
@@ -290,8 +289,7 @@ def served_layout(model: object) -> tuple[str, ...]:
     layout, or a plain model's (MODEL_FEATURES unless it reads fresh features)."""
     if isinstance(model, ServedRelease):
         return model.plan.layout
-    names = model.booster.feature_names or ()  # type: ignore[attr-defined]
-    return MODEL_FEATURES if set(names) <= set(MODEL_FEATURES) else SERVED_COLUMNS
+    return narrowest_layout(model.booster.feature_names or ())  # type: ignore[attr-defined]
 
 
 def score_batch(model: object, matrix: np.ndarray, card_ids: np.ndarray) -> ReleaseScores:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,14 +51,17 @@ from bench.fresh_stream import (
     _free_port,
     _settings,
     committed,
+    load_producer,
     paced_send,
     silver_until,
+    start_cardscore,
     start_step,
+    stop_all,
     streamed_world,
     wait_for,
     world_parameters,
 )
-from bench.stream import LOW_LATENCY_PRODUCER, read_topic, running_broker
+from bench.stream import read_topic, running_broker
 
 if str(REPO_DIR) not in sys.path:  # the silver and model helpers live with the tests
     sys.path.insert(0, str(REPO_DIR))
@@ -71,16 +73,6 @@ def _scorer_config(settings, path: Path, group: str) -> Path:
                          "batch_max_wait_ms": 5}
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def start_scorer(config: Path, log: Path) -> subprocess.Popen:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSCORE")}
-    env["CARDSCORE_CONFIG"] = str(config)
-    cardscore = Path(sys.executable).with_name("cardscore")
-    with open(log, "ab") as out:
-        return subprocess.Popen([str(cardscore), "stream"], stdout=out, stderr=subprocess.STDOUT, cwd=REPO_DIR, env=env)
 
 
 def explained(served: np.ndarray, offline: np.ndarray, as_of: np.ndarray, event_us: np.ndarray,
@@ -171,7 +163,7 @@ def one_run(home: Path, bootstrap: str, world, day, rate: float, work: Path, pro
     inputs = [settings.kafka.topics.transactions, settings.kafka.topics.labels]
     logs = {name: work / f"{name}-{suffix}.log" for name in ("card", "terminal", "scorer")}
     procs = {step: start_step(config, step, _free_port(), logs[step]) for step in ("card", "terminal")}
-    procs["scorer"] = start_scorer(scorer_config, logs["scorer"])
+    procs["scorer"] = start_cardscore(scorer_config, ["stream"], logs["scorer"])
     try:
         wait_for(lambda: all('"fresh_stream.bootstrapped"' in logs[s].read_text() for s in ("card", "terminal"))
                  and '"stream.assigned"' in logs["scorer"].read_text(),
@@ -191,13 +183,7 @@ def one_run(home: Path, bootstrap: str, world, day, rate: float, work: Path, pro
                         "offered_rate": rate, "achieved_send_rate": round(len(messages) / send_s, 1),
                         "send_seconds": round(send_s, 2)}
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(list(procs.values()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"world: {len(tx)} transactions; lake before {day}, streaming {day}; champion v{version} "
               "(snapshot_fresh_v1)", flush=True)
         with running_broker(args.broker, work) as bootstrap:
-            from confluent_kafka import Producer
-
-            producer = Producer({"bootstrap.servers": bootstrap, **LOW_LATENCY_PRODUCER,
-                                 "enable.idempotence": "true", "acks": "all"})
+            producer = load_producer(bootstrap)
             scores, run = one_run(home, bootstrap, world, day, args.rate, work, producer)
             producer.flush(10)
             del producer

@@ -106,13 +106,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_step(config: Path, step: str, port: int, log: Path) -> subprocess.Popen:
+def start_cardscore(config: Path, argv: list[str], log: Path) -> subprocess.Popen:
+    """`cardscore <argv>` as a process configured by $CARDSCORE_CONFIG, its output in `log`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSCORE")}
     env["CARDSCORE_CONFIG"] = str(config)
     cardscore = Path(sys.executable).with_name("cardscore")
     with open(log, "ab") as out:
-        return subprocess.Popen([str(cardscore), "fresh-stream", step, "--metrics-port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_DIR, env=env)
+        return subprocess.Popen([str(cardscore), *argv], stdout=out, stderr=subprocess.STDOUT, cwd=REPO_DIR, env=env)
+
+
+def start_step(config: Path, step: str, port: int, log: Path) -> subprocess.Popen:
+    return start_cardscore(config, ["fresh-stream", step, "--metrics-port", str(port)], log)
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process, then wait for each (SIGKILL after 60 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def load_producer(bootstrap: str):
+    """The benchmark's one load producer (idempotent, low-latency settings)."""
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, **LOW_LATENCY_PRODUCER, "enable.idempotence": "true",
+                     "acks": "all"})
 
 
 def wait_for(condition, what: str, procs: list[subprocess.Popen], timeout: float) -> None:
@@ -253,13 +276,7 @@ def one_run(home: Path, bootstrap: str, world, days: list, rate: float, work: Pa
             f"p{q}_ms": round(float(np.percentile(delays, q)), 2) for q in (50, 90, 99)}} if delays.size else {}
         return result
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(list(procs.values()))
 
 
 def world_parameters(days: int, smoke: bool):
@@ -337,10 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = [float(r) for r in args.rates.split(",")]
         results: dict[float, list[dict[str, Any]]] = {rate: [] for rate in rates}
         with running_broker(args.broker, work) as bootstrap:
-            from confluent_kafka import Producer
-
-            producer = Producer({"bootstrap.servers": bootstrap, **LOW_LATENCY_PRODUCER,
-                                 "enable.idempotence": "true", "acks": "all"})
+            producer = load_producer(bootstrap)
             for i in range(runs):  # the rates interleaved run by run
                 for rate in rates:
                     result = one_run(home, bootstrap, world, days, rate, work, producer)

@@ -66,9 +66,15 @@ def test_peak_rss_sees_an_allocation() -> None:
     assert tree_rss_bytes() > 10 * 1024 * 1024 and tree_rss_bytes(children=False) > 10 * 1024 * 1024
     # This process alone: a test worker's children (brokers, engines of other tests) may exit
     # meanwhile and hide the allocation in the tree's total (seen in a full run: growth 0).
+    # The block is held until the sampler thread has run once after the allocation: on a loaded
+    # machine it may not get the GIL or a core within the few milliseconds the block lives
+    # (seen in full runs: growth 0). A condition with a timeout, not a sleep.
+    from cardscore.services.process import wait_until
+
     with PeakRSS(interval=0.01, children=False) as rss:
         block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, touched
         block.sum()
+        wait_until(lambda: rss.peak - rss.start >= 32 * 1024 * 1024, 30, interval=0.01, what="a sample after the allocation")
         del block
     assert rss.result()["growth_mb"] >= 32
 

@@ -5,6 +5,7 @@ real broker, online store and registry, is in test_poison.py."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 
 import numpy as np
@@ -110,3 +111,34 @@ def test_dependency_errors_are_recognised_through_their_cause() -> None:
         assert dependency_error(wrapped)
     assert not dependency_error(ValueError("year 2300 is out of range"))
     assert not dependency_error(OverflowError("int too large"))
+
+
+def cyclic_garbage(call) -> list[str]:
+    """The types of the objects `call` left that only the garbage collector can free."""
+    gc.collect()
+    gc.disable()
+    try:
+        call()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        return sorted({type(o).__name__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def test_a_clean_batch_leaves_no_reference_cycle() -> None:
+    # A cycle per batch keeps the batch alive until the collector's next pass: its pauses then
+    # grow with every batch since the last one, and set the stream's p99.
+    batch = [object() for _ in range(100)]  # what the scorer's closure holds: its batch
+    assert cyclic_garbage(lambda: isolate(len(batch), lambda rows: [batch[r] for r in rows],
+                                          probe=lambda: None)) == []
+
+
+def test_isolating_poison_rows_keeps_the_same_order_of_attempts() -> None:
+    calls: list[list[int]] = []
+    out = isolate(8, scorer_of({5}, calls), probe=lambda: None)
+    # depth first, lower half first: what the recursive version did
+    assert calls == [[0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7], [4, 5], [4], [5], [5], [6, 7]]
+    assert [p for p, _ in out.poison] == [5] and out.attempts == len(calls)

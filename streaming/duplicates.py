@@ -25,7 +25,7 @@ a copy with another customer_id may land elsewhere), copies across a restart or 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,8 +34,11 @@ from cardscore.streaming.messages import TransactionBatch
 Partition = tuple[str, int]
 
 
-@dataclass(frozen=True)
-class Seen:
+class Seen(NamedTuple):
+    """A remembered id's content digest and place. A tuple of ints, so the garbage collector
+    stops tracking it: the window holds up to `duplicate_window` of them per partition, and as
+    tracked objects every young collection would have scanned the new ones again."""
+
     digest: int  # of the contract fields but the id
     offset: int  # where the first message with this id is, in its partition
 

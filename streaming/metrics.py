@@ -63,6 +63,8 @@ class StreamMetrics:
                 self.dependency_up.labels(dependency)
             for stage in PIPELINE_STAGES:
                 self.stage_latency.labels(stage)
+            for generation in ("0", "1", "2"):
+                self.gc_pause.labels(generation)
             for kind in ("assigned", "revoked", "lost"):
                 self.rebalances.labels(kind)
             for entity in ("customer", "terminal"):
@@ -125,6 +127,10 @@ class StreamMetrics:
             "stage_latency_seconds", "Per batch, by stage: consume, validate, lookup, predict, produce, "
             "ack (produce -> every acknowledgement), commit", ["stage"], buckets=_STAGE_BUCKETS,
             namespace=ns, registry=r,
+        )
+        self.gc_pause = Histogram(
+            "gc_pause_seconds", "Garbage-collector pauses of the process, by generation (2: full)",
+            ["generation"], buckets=_STAGE_BUCKETS, namespace=ns, registry=r,
         )
         self.in_flight = Gauge(
             "in_flight_messages", "Scores and DLQ records produced, not yet acknowledged or committed",

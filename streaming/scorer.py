@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from cardscore.core.gc_tuning import freeze_after_warmup
+from cardscore.core.gc_tuning import PauseRecorder, freeze_after_warmup
 from cardscore.core.logs import get_logger
 from cardscore.features.feature_sets import served_sets
 from cardscore.model.served_release import serving_watcher
@@ -216,7 +216,8 @@ class StreamScorer:
         self._lag_labels: set[tuple[str, int]] = set()
         self._store_checked_at = 0.0
         self._rewind_after_consume: dict[tuple[str, int], int] = {}
-        self._frozen = False  # the garbage collector's start-up heap (after the first batch)
+        self._gc_pauses = PauseRecorder()
+        self._frozen = False  # the garbage collector's start-up heap (frozen after the warm-up)
         self._rebalances = 0  # rebalance callbacks run so far (a batch held across one is re-read)
         self._carry: list[Message] = []  # taken while waiting for room: the next batch starts with them
         self.commits = OffsetCommits(self.metrics)  # its on_commit is the consumer's
@@ -256,11 +257,14 @@ class StreamScorer:
                  member="static" if self.static_member else "dynamic",
                  session_timeout_ms=int(conf["session.timeout.ms"]))
         self._idle_since = time.monotonic()
+        self._gc_pauses.start()
         try:
             if not self._open_lookup():
                 return 0
             self.delivery = self._make_delivery()
+            self._warm_up()
             while not self._stop.is_set():
+                self._observe_gc()
                 self._refresh_model()
                 self._refresh_lag()
                 self._refresh_store_status()
@@ -278,8 +282,13 @@ class StreamScorer:
                     log.info("stream.idle_exit", idle_seconds=self.idle_exit_seconds)
                     break
         finally:
+            self._gc_pauses.stop()
             self._shutdown()
         return 0
+
+    def _observe_gc(self) -> None:
+        for generation, seconds in self._gc_pauses.drain():
+            self.metrics.gc_pause.labels(str(generation)).observe(seconds)
 
     def _consume(self) -> list[Message]:
         """What is queued, at once; else the first message within batch_max_wait_ms plus what
@@ -624,11 +633,7 @@ class StreamScorer:
             return ScoredRows(records, rows.tolist(), int((~found.customer_known).sum()),
                               int((~found.terminal_known).sum()))
 
-        def probe() -> None:
-            found = self._call_lookup(_probe_batch(), probe=True)
-            score_batch(model, found.in_layout(served_layout(model)), np.zeros(1, dtype=np.int64))
-
-        isolated = isolate(len(batch), attempt, probe)
+        isolated = isolate(len(batch), attempt, lambda: self._probe(model))
         self._store_ok()
         for _rows, part in isolated.parts:
             scored.records += part.records
@@ -708,6 +713,28 @@ class StreamScorer:
         self.metrics.stage_latency.labels("produce").observe(time.perf_counter() - produce_started)
         return report
 
+    def _probe(self, model: LoadedModel) -> None:
+        """A known-good made-up transaction through the lookup and the model."""
+        found = self._call_lookup(_probe_batch(), probe=True)
+        score_batch(model, found.in_layout(served_layout(model)), np.zeros(1, dtype=np.int64))
+
+    def _warm_up(self) -> None:
+        """Before the first message: the first lookup and model call on a made-up transaction,
+        then the start-up heap is frozen (`freeze_after_warmup`): its full collection (~0.2 s
+        measured) would otherwise stall the first live batch. If the probe fails, the first
+        batch warms up instead and the heap is frozen after it."""
+        assert self.watcher.current is not None
+        try:
+            self._probe(self.watcher.current)
+        except Exception as exc:
+            log.warning("stream.warm_up_failed", error=type(exc).__name__)
+            return
+        self._freeze_heap()
+
+    def _freeze_heap(self) -> None:
+        self._frozen = True
+        log.info("stream.gc_frozen", **freeze_after_warmup())
+
     def _call_lookup(self, batch: Any, probe: bool = False) -> BatchFeatures:
         assert self._lookup is not None
         if probe and hasattr(self._lookup, "probe"):
@@ -751,10 +778,8 @@ class StreamScorer:
             m.e2e_latency.observe_many(now - stamped / 1e3, "kafka_timestamp")
         m.batch_latency.observe(time.perf_counter() - started)
         self.backoff.reset()
-        if not self._frozen:
-            # Warm: the model, the features and the clients are loaded and a batch went through.
-            self._frozen = True
-            log.info("stream.gc_frozen", **freeze_after_warmup())
+        if not self._frozen:  # the warm-up's probe failed: warm now, a batch went through
+            self._freeze_heap()
         self.totals.update(messages=report.messages, scored=report.scored, dlq=sum(reasons.values()))
         log.info("stream.batch", messages=report.messages, scored=report.scored, dlq=reasons,
                  model_version=report.model_version,

@@ -138,6 +138,8 @@ def test_metrics_endpoint_serves_the_scorer_metrics(stream_settings) -> None:
                  "delivery_latency_seconds", "batch_latency_seconds"):
         assert samples[f"cardscore_stream_{name}_count"] >= 1, name
     assert samples['cardscore_stream_dependency_up{dependency="online_store"}'] == 1
+    # the full collection that froze the start-up heap, before the first message
+    assert samples['cardscore_stream_gc_pause_seconds_count{generation="2"}'] >= 1
 
 
 def test_cardscore_stream_scores_until_idle(stream_settings, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily
 
+from cardscore.core.gc_tuning import gc_pause_histogram
 from cardscore.schemas.reasons import RejectReason
 
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
@@ -63,8 +64,6 @@ class StreamMetrics:
                 self.dependency_up.labels(dependency)
             for stage in PIPELINE_STAGES:
                 self.stage_latency.labels(stage)
-            for generation in ("0", "1", "2"):
-                self.gc_pause.labels(generation)
             for kind in ("assigned", "revoked", "lost"):
                 self.rebalances.labels(kind)
             for entity in ("customer", "terminal"):
@@ -128,10 +127,7 @@ class StreamMetrics:
             "ack (produce -> every acknowledgement), commit", ["stage"], buckets=_STAGE_BUCKETS,
             namespace=ns, registry=r,
         )
-        self.gc_pause = Histogram(
-            "gc_pause_seconds", "Garbage-collector pauses of the process, by generation (2: full)",
-            ["generation"], buckets=_STAGE_BUCKETS, namespace=ns, registry=r,
-        )
+        self.gc_pause = gc_pause_histogram(ns, r, _STAGE_BUCKETS)
         self.in_flight = Gauge(
             "in_flight_messages", "Scores and DLQ records produced, not yet acknowledged or committed",
             namespace=ns, registry=r,

@@ -264,7 +264,7 @@ class StreamScorer:
             self.delivery = self._make_delivery()
             self._warm_up()
             while not self._stop.is_set():
-                self._observe_gc()
+                self._gc_pauses.observe(self.metrics.gc_pause)
                 self._refresh_model()
                 self._refresh_lag()
                 self._refresh_store_status()
@@ -286,9 +286,6 @@ class StreamScorer:
             self._shutdown()
         return 0
 
-    def _observe_gc(self) -> None:
-        for generation, seconds in self._gc_pauses.drain():
-            self.metrics.gc_pause.labels(str(generation)).observe(seconds)
 
     def _consume(self) -> list[Message]:
         """What is queued, at once; else the first message within batch_max_wait_ms plus what

@@ -131,6 +131,7 @@ class ScoringApi:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         started = time.perf_counter()
+        self.state.gc_pauses.observe(self.metrics.gc_pause)
         response = Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
         return self._done("/metrics", started, response)
 

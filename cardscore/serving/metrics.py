@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from cardscore.core.gc_tuning import gc_pause_histogram
 from cardscore.core.prometheus import in_process_values
 from cardscore.model.served_release import ReleaseMetrics
 from cardscore.schemas.reasons import RejectReason
@@ -59,6 +60,7 @@ class ServeMetrics:
                 self.unknown_entities.labels(entity)
             for dependency in DEPENDENCIES:
                 self.dependency_up.labels(dependency)
+            self.gc_pause = gc_pause_histogram(ns, r, _LATENCY_BUCKETS)
             self.fallback = Gauge("fallback", "1 while the rule-based fallback serves every score (frozen, or "
                                   "no champion could be loaded)", namespace=ns, registry=r)
         # scores per arm, canary/shadow errors and predict time, breaches of the canary's criteria

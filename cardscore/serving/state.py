@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cardscore.core.gc_tuning import freeze_after_warmup
+from cardscore.core.gc_tuning import PauseRecorder, freeze_after_warmup
 from cardscore.core.logs import get_logger
 from cardscore.features.feature_sets import served_sets
 from cardscore.features.fresh_online import open_fresh_online
@@ -61,6 +61,7 @@ class ServingState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._frozen = False
+        self.gc_pauses = PauseRecorder()  # into metrics.gc_pause, here and on every /metrics
         self.last_error: dict[str, str] = {}
 
     @property
@@ -69,6 +70,7 @@ class ServingState:
                 and (self.fresh is not None or not self.settings.serving.fresh_features))
 
     def start(self) -> None:
+        self.gc_pauses.start()
         self._thread = threading.Thread(target=self._maintain, name="serving-dependencies", daemon=True)
         self._thread.start()
 
@@ -85,6 +87,7 @@ class ServingState:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+        self.gc_pauses.stop()
         if self.reader is not None:
             self.reader.close()
 
@@ -102,6 +105,7 @@ class ServingState:
                     self._frozen = True
                     freeze_after_warmup()
             self._publish()
+            self.gc_pauses.observe(self.metrics.gc_pause)
             wait = delay if missing else min(cfg.model_poll_seconds, 1.0)
             if missing:
                 delay = min(delay * 2, cfg.retry_max_seconds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import jsonschema
@@ -108,6 +109,16 @@ def test_scores_one_transaction_and_a_batch_with_their_top_contributions(serving
     assert 'cardscore_serve_requests_total{endpoint="/v1/score",status="200"} 2.0' in metrics
     for stage in ("validate", "lookup", "predict", "explain", "respond"):
         assert f'cardscore_serve_stage_latency_seconds_count{{stage="{stage}"}} 2.0' in metrics
+    # The full collection that freezes the start-up heap once ready is timed (gc_pause_seconds).
+    def full_collections() -> float:
+        name = 'cardscore_serve_gc_pause_seconds_count{generation="2"} '
+        return float(next(line for line in api.get("/metrics").text.splitlines() if line.startswith(name))
+                     .removeprefix(name))
+
+    deadline = time.monotonic() + 30
+    while full_collections() < 1:
+        assert time.monotonic() < deadline, "no full collection timed within 30 s of ready"
+        time.sleep(0.05)  # poll interval of the condition
     assert api.get("/healthz").json() == {"status": "ok"}
     assert api.get("/openapi.json").json() == openapi_document()
 

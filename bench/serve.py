@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO_DIR, write_result
+from bench.stream import scrape_histograms, stage_breakdown
 
 TARGETS = ("api", "mlflow")
 MODES = {"single": 1, "batch10": 10}
@@ -393,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow_proc, mlflow_url = start_mlflow(settings, work)
         procs.append(mlflow_proc)
         urls = {"api": api_url, "mlflow": mlflow_url}
+        api_metrics = api_url.replace("/v1/score", "/metrics")
         difference = max(check_scores(api_url, mlflow_url, payloads[m][0], payloads[m][1]) for m in MODES)
         print(f"scores agree (largest difference {difference:.1e})", flush=True)
         results: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {
@@ -401,8 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for mode in MODES:
                 for target in TARGETS:  # interleaved: a change of load on the machine hits both
                     chosen = payloads[mode][0 if target == "api" else 1]
+                    # The API's own histograms (stages, GC pauses) over the paced run: where its tail is.
+                    before = scrape_histograms(api_metrics) if target == "api" else {}
                     paced = load(work, urls[target], chosen, kind="paced", rate=args.rate, seconds=args.seconds,
                                  max_connections=args.max_connections)
+                    if target == "api":
+                        paced["stages"] = stage_breakdown(before, scrape_histograms(api_metrics))
                     results[target][mode]["paced"].append(paced)
                     print(f"run {run + 1} {target} {mode} @ {args.rate:g}/s: {paced}", flush=True)
                     saturated = load(work, urls[target], chosen, kind="saturation",
@@ -421,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary[target][mode] = {
                 f"at_{int(args.rate)}_per_s": {k: _median(paced, k) for k in (
                     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "achieved_per_s", "errors")},
+                **({"stages_last_run": paced[-1].get("stages")} if target == "api" and paced else {}),
                 "saturation": {"requests_per_s": _median(saturated, "requests_per_s"),
                                "transactions_per_s": round((_median(saturated, "requests_per_s") or 0) * size, 1),
                                "latency_p99_ms": _median(saturated, "latency_p99_ms"),

@@ -443,7 +443,8 @@ def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float | No
         total = counts[-1]
         if total <= 0:
             continue
-        label = name.removeprefix("cardscore_stream_") + "".join(f"{{{k}={v}}}" for k, v in labels)
+        label = name.removeprefix("cardscore_stream_").removeprefix("cardscore_serve_") + "".join(
+            f"{{{k}={v}}}" for k, v in labels)
         out[label] = {"count": total, **{f"p{q}_ms": _bucket_quantile(bounds, counts, q / 100) for q in (50, 99)}}
     return out
 

@@ -88,9 +88,11 @@ def isolate(
     if n == 0 or _run(out, attempt, rows, failure, is_dependency_error):
         return out
     _healthy(probe, failure)
-    pending = _halves(rows) if n > 1 else []
-    if n == 1 and not _run(out, attempt, rows, failure, is_dependency_error):
-        out.poison.append((0, failure.last))
+    if n == 1:
+        if not _run(out, attempt, rows, failure, is_dependency_error):
+            out.poison.append((0, failure.last))
+        return out
+    pending = _halves(rows)
     while pending:  # depth first, the lower half first
         selected = pending.pop()
         if _run(out, attempt, selected, failure, is_dependency_error):

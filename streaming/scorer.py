@@ -286,7 +286,6 @@ class StreamScorer:
             self._shutdown()
         return 0
 
-
     def _consume(self) -> list[Message]:
         """What is queued, at once; else the first message within batch_max_wait_ms plus what
         queued behind it (no waiting while a batch's acknowledgements are due)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import jsonschema
@@ -20,6 +19,7 @@ from cardscore.model.explain import contributions
 from cardscore.model.scoring import predict_matrix
 from cardscore.schemas.contracts import SCORE_EVENT
 from cardscore.schemas.reasons import RejectReason
+from cardscore.services.process import wait_until
 from cardscore.serving.openapi import openapi_document
 from tests.serving.conftest import ServingWorld, wire
 from tests.streaming import world
@@ -115,10 +115,7 @@ def test_scores_one_transaction_and_a_batch_with_their_top_contributions(serving
         return float(next(line for line in api.get("/metrics").text.splitlines() if line.startswith(name))
                      .removeprefix(name))
 
-    deadline = time.monotonic() + 30
-    while full_collections() < 1:
-        assert time.monotonic() < deadline, "no full collection timed within 30 s of ready"
-        time.sleep(0.05)  # poll interval of the condition
+    wait_until(lambda: full_collections() >= 1, 30, what="a full collection timed once ready")
     assert api.get("/healthz").json() == {"status": "ok"}
     assert api.get("/openapi.json").json() == openapi_document()
 

@@ -19,6 +19,7 @@ from cardscore.services.broker import (
     free_port,
     project_topics,
 )
+from cardscore.services.process import wait_until
 from tests.streaming import world
 from tests.streaming.conftest import STREAMING_TEST_SETTINGS
 from tests.streaming.test_delivery import Replay
@@ -234,7 +235,12 @@ def test_a_producer_fenced_after_a_frozen_broker_is_replaced_and_delivery_resume
         delivery = AtLeastOnce(conf, consumer, commits.metrics, timeout_seconds=1.0, commits=commits)
         records = [OutRecord("scores", str(i).encode(), b"{}", []) for i in range(20)]
         try:
-            delivery.deliver(records, {("tx", 0): 20})
+            # Set-up, before the freeze: one acknowledged delivery. With the 1 s timeout this test
+            # needs, a fresh broker on a loaded machine may not answer the very first one in time
+            # (seen once in a full run: all 20 "Message timed out"); a failed attempt renews the
+            # producer, and the next is tried until one gets through.
+            wait_until(lambda: delivered(delivery, records, {("tx", 0): 20}), 60, interval=0.0,
+                       what="a first acknowledged delivery")
             freeze(broker.pid)
             try:
                 with pytest.raises(DeliveryFailed):
@@ -259,8 +265,6 @@ def freeze(pid: int, timeout: float = 10.0) -> None:
     the threads one by one, and on a loaded machine a network thread of the broker woken by the
     next request could answer it before its own stop (seen: a delivery "to a frozen broker"
     acknowledged)."""
-    from cardscore.services.process import wait_until
-
     os.kill(pid, signal.SIGSTOP)
 
     def all_stopped() -> bool:
@@ -273,3 +277,14 @@ def freeze(pid: int, timeout: float = 10.0) -> None:
         return bool(states) and all(state in ("T", "t") for state in states)
 
     wait_until(all_stopped, timeout, interval=0.001, what=f"every thread of {pid} stopped")
+
+
+def delivered(delivery, records, offsets) -> bool:
+    """Whether one `deliver` call got every record acknowledged and committed."""
+    from cardscore.streaming.delivery import DeliveryFailed
+
+    try:
+        delivery.deliver(records, offsets)
+    except DeliveryFailed:
+        return False
+    return True

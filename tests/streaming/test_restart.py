@@ -17,6 +17,7 @@ the scorer's 10 s session: about 8 s from subscribe to assignment for a static r
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -64,6 +65,13 @@ def test_a_killed_scorer_restarted_under_its_name_resumes_without_waiting_for_it
     first_join = logged_at(first, "stream.assigned") - logged_at(first, "stream.subscribed")
     events = Events()
     logging.getLogger("cardscore").addHandler(events)
+    # The restarted scorer runs in this process: its warm-up freezes the heap it starts in,
+    # between subscribing and its first poll. A fresh process's heap takes a fraction of a second
+    # (the first scorer's did); this test worker's holds every earlier test's objects and could
+    # take seconds, inside the join measured below (seen once: 23 s vs 13 s). Frozen here, before
+    # the kill, as the scorer would freeze it.
+    gc.collect()
+    gc.freeze()
     try:
         with Replay(settings, records, rate=1000) as replay:
             first.wait_for(lambda p: p.scored() >= 500, 90, "500 scores")

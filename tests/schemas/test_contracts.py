@@ -94,6 +94,39 @@ def test_timestamp_wire_format_round_trips() -> None:
     assert math.isclose(parse_timestamp_us("1970-01-01T00:00:01Z"), 1e6)
 
 
+def test_timestamp_parsing_fast_path_agrees_with_datetime_on_random_texts() -> None:
+    """The per-message parse (day and time-of-day tables) gives what datetime gives, and
+    rejects what it rejects (month 13, 31 April, 29 February 2019, hour 24, second 60, year 0),
+    the first time a day is seen and once it is remembered."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    def oracle(text: str) -> int | None:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+    rng = random.Random(7)
+    texts = ["2019-02-29T00:00:00Z", "2020-02-29T23:59:59.999999Z", "2018-04-31T00:00:00Z",
+             "2018-13-01T00:00:00Z", "2018-04-01T24:00:00Z", "2018-04-01T23:60:00Z",
+             "2018-04-01T23:59:60Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59.5Z"]
+    for _ in range(20_000):
+        year = rng.choice([0, 1, 1969, 1970, 2018, 2024, 9999, rng.randint(0, 9999)])
+        fraction = rng.choice(["", "." + str(rng.randint(0, 999_999)).zfill(6)[: rng.randint(1, 6)]])
+        texts.append(f"{year:04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}T{rng.randint(0, 25):02d}:"
+                     f"{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}{fraction}Z")
+    for text in texts:
+        expected = oracle(text)
+        for _ in range(2):  # the day unseen, then remembered
+            if expected is None:
+                with pytest.raises(ValueError):
+                    parse_timestamp_us(text)
+            else:
+                assert parse_timestamp_us(text) == expected, text
+
+
 def test_timestamps_before_year_1000_keep_four_year_digits() -> None:
     """The pattern wants four year digits (glibc's strftime writes '160-04-05'); found by
     schemathesis through the scoring API, whose response echoes the event time."""

@@ -25,7 +25,6 @@ a copy with another customer_id may land elsewhere), copies across a restart or 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
 
 import numpy as np
 
@@ -34,16 +33,16 @@ from cardscore.streaming.messages import TransactionBatch
 Partition = tuple[str, int]
 
 
-class Seen(NamedTuple):
-    """A remembered id's content digest and place. A tuple of ints, so the garbage collector
-    stops tracking it: the window holds up to `duplicate_window` of them per partition, and as
-    tracked objects every young collection would have scanned the new ones again."""
+# A remembered id's content digest (of the contract fields but the id) and the offset of the
+# first message with it, in its partition. A plain tuple of ints on purpose: the collector stops
+# tracking such a tuple at the first collection that sees it (a NamedTuple or a dataclass stays
+# tracked), and the window holds up to `duplicate_window` of them per partition, which every
+# full collection would otherwise scan.
+Seen = tuple[int, int]
 
-    digest: int  # of the contract fields but the id
-    offset: int  # where the first message with this id is, in its partition
 
-    def location(self, partition: Partition) -> str:
-        return f"{partition[0]}[{partition[1]}]@{self.offset}"
+def _location(partition: Partition, offset: int) -> str:
+    return f"{partition[0]}[{partition[1]}]@{offset}"
 
 
 class RecentTransactions:
@@ -52,6 +51,7 @@ class RecentTransactions:
     def __init__(self, window: int) -> None:
         self.window = window
         self._seen: dict[Partition, OrderedDict[int, Seen]] = {}
+        self._last: tuple[TransactionBatch, _Rows] | None = None  # `conflicts` then `remember` it
 
     def conflicts(self, batch: TransactionBatch) -> dict[int, str]:
         """Rows of `batch` whose id was seen (earlier in this batch, or remembered) with other
@@ -61,17 +61,16 @@ class RecentTransactions:
             return {}
         out: dict[int, str] = {}
         in_batch: dict[tuple[Partition, int], Seen] = {}
-        for row, (tx, digest) in enumerate(zip(batch.transaction_id.tolist(), _digests(batch), strict=True)):
-            message = batch.messages[row]
-            partition = (message.topic() or "", message.partition() or 0)
-            offset = message.offset() or 0
+        no_ids: dict[int, Seen] = {}
+        rows = self._rows(batch)
+        for row, (tx, digest, partition, offset) in enumerate(zip(*rows, strict=True)):
             first = in_batch.get((partition, tx))
             if first is None:
-                first = self._seen.get(partition, {}).get(tx)
+                first = self._seen.get(partition, no_ids).get(tx)
             if first is None:
-                in_batch[(partition, tx)] = Seen(digest, offset)
-            elif first.digest != digest:
-                out[row] = first.location(partition)
+                in_batch[(partition, tx)] = (digest, offset)
+            elif first[0] != digest:
+                out[row] = _location(partition, first[1])
         return out
 
     def remember(self, batch: TransactionBatch, rows: np.ndarray) -> None:
@@ -79,18 +78,20 @@ class RecentTransactions:
         the window are forgotten."""
         if self.window <= 0:
             return
-        digests = _digests(batch)
-        ids = batch.transaction_id.tolist()
+        ids, digests, partitions, offsets = self._rows(batch)
+        self._last = None
+        window = self.window
         for row in rows.tolist():
-            message = batch.messages[row]
-            partition = (message.topic() or "", message.partition() or 0)
-            recent = self._seen.setdefault(partition, OrderedDict())
+            partition = partitions[row]
+            recent = self._seen.get(partition)
+            if recent is None:
+                recent = self._seen[partition] = OrderedDict()
             tx = ids[row]
             if tx in recent:
                 recent.move_to_end(tx)  # the first occurrence stays the reference
             else:
-                recent[tx] = Seen(digests[row], message.offset() or 0)
-                if len(recent) > self.window:
+                recent[tx] = (digests[row], offsets[row])
+                if len(recent) > window:
                     recent.popitem(last=False)
 
     def forget(self, partitions: set[Partition]) -> None:
@@ -99,6 +100,27 @@ class RecentTransactions:
 
     def __len__(self) -> int:
         return sum(len(recent) for recent in self._seen.values())
+
+    def _rows(self, batch: TransactionBatch) -> _Rows:
+        """The batch's ids, digests, partitions and offsets, computed once for the batch that
+        `conflicts` judged and `remember` then records (the scorer's usual sequence)."""
+        if self._last is not None and self._last[0] is batch:
+            return self._last[1]
+        partitions: dict[tuple[str | None, int | None], Partition] = {}  # one tuple each
+        places, offsets = [], []
+        for message in batch.messages:
+            key = (message.topic(), message.partition())
+            partition = partitions.get(key)
+            if partition is None:
+                partition = partitions[key] = (key[0] or "", key[1] or 0)
+            places.append(partition)
+            offsets.append(message.offset() or 0)
+        rows = (batch.transaction_id.tolist(), _digests(batch), places, offsets)
+        self._last = (batch, rows)
+        return rows
+
+
+_Rows = tuple[list[int], list[int], list[Partition], list[int]]
 
 
 def _digests(batch: TransactionBatch) -> list[int]:

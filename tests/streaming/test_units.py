@@ -237,6 +237,27 @@ def test_conflicts_are_found_in_the_batch_and_against_the_window() -> None:
     assert recent.conflicts(batch((0, 1, 5.0))) == {}  # the first message itself, read again
 
 
+def test_a_batch_is_remembered_with_its_own_content_not_the_last_judged_batchs() -> None:
+    """The window reuses the digests `conflicts` computed only for that very batch."""
+    recent = RecentTransactions(window=100)
+    judged = batch((0, 1, 5.0), (1, 2, 5.0))
+    assert recent.conflicts(judged) == {}
+    remember_all(recent, batch((7, 1, 9.0), (8, 2, 9.0)))  # same ids and length, other content
+    assert recent.conflicts(batch((20, 1, 9.0), (21, 2, 5.0))) == {1: "tx[0]@8"}
+
+
+def test_the_windows_entries_leave_the_garbage_collectors_view() -> None:
+    """A full window is scanned by no collection: after one, none of its entries is tracked
+    (a NamedTuple or dataclass entry would stay tracked)."""
+    import gc
+
+    recent = RecentTransactions(window=1000)
+    remember_all(recent, batch(*[(i, i, 1.0) for i in range(200)]))
+    gc.collect()
+    entries = [entry for window in recent._seen.values() for entry in window.values()]
+    assert len(entries) == 200 and not any(gc.is_tracked(entry) for entry in entries)
+
+
 def test_the_window_is_bounded_per_partition_and_forgotten_on_revocation() -> None:
     recent = RecentTransactions(window=3)
     remember_all(recent, batch(*[(i, i, 1.0) for i in range(10)]))

@@ -46,12 +46,8 @@ import pandas as pd
 import yaml
 
 from bench.common import REPO_DIR, write_result
-from bench.stream import (
-    LOW_LATENCY_CONSUMER,
-    LOW_LATENCY_PRODUCER,
-    _bucket_quantile,
-    running_broker,
-)
+from bench.histograms import bucket_quantile, scrape_histograms
+from bench.stream import LOW_LATENCY_CONSUMER, LOW_LATENCY_PRODUCER, running_broker
 
 if str(REPO_DIR) not in sys.path:  # the silver helpers live with the tests (as bench.fresh uses them)
     sys.path.insert(0, str(REPO_DIR))
@@ -221,14 +217,12 @@ def paced_send(producer, messages: list[Any], rate: float) -> None:
 
 
 def histogram_quantiles(url: str, name: str, step: str) -> dict[str, float | None]:
-    from bench.stream import scrape_histograms
-
     found = scrape_histograms(url).get((name, (("step", step),)), {})
     bounds = sorted(found)
     counts = [found[b] for b in bounds]
     if not counts or counts[-1] <= 0:
         return {"count": 0}
-    return {"count": counts[-1], **{f"p{q}_ms": _bucket_quantile(bounds, counts, q / 100) for q in (50, 90, 99)}}
+    return {"count": counts[-1], **{f"p{q}_ms": bucket_quantile(bounds, counts, q / 100) for q in (50, 90, 99)}}
 
 
 def one_run(home: Path, bootstrap: str, world, days: list, rate: float, work: Path, producer) -> dict[str, Any]:

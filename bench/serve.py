@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO_DIR, write_result
-from bench.stream import scrape_histograms, stage_breakdown
+from bench.histograms import scrape_histograms, stage_breakdown
 
 TARGETS = ("api", "mlflow")
 MODES = {"single": 1, "batch10": 10}

@@ -165,3 +165,18 @@ def test_fresh_quality_bench_smoke_run_fits_every_feature_set_on_the_same_rows()
     assert all(0.5 <= m["auc_roc"] <= 1 for m in models.values()), {n: m["auc_roc"] for n, m in models.items()}
     assert result["stages"]["sizes"]["test_frauds"] > 0
     assert set(result["summary"]["ablation_cost_in_average_precision"]) == set(FRESH_GROUPS)
+
+
+def test_stage_breakdown_reports_what_a_run_added_with_prometheus_quantiles() -> None:
+    """Counts are the run's (after - before); p50/p99 interpolate within the bucket as
+    histogram_quantile does; a quantile in the +Inf bucket is unknown, not a number."""
+    from bench.histograms import bucket_quantile, stage_breakdown
+
+    key = ("cardscore_stream_stage_latency_seconds", (("stage", "predict"),))
+    before = {key: {0.001: 10.0, 0.01: 10.0, float("inf"): 10.0}}
+    after = {key: {0.001: 60.0, 0.01: 110.0, float("inf"): 110.0}}
+    added = stage_breakdown(before, after)["stage_latency_seconds{stage=predict}"]
+    assert added["count"] == 100.0
+    assert added["p50_ms"] == 1.0  # 50 of 100 in the first bucket: its upper bound
+    assert added["p99_ms"] == 9.82  # 1 ms + (99 - 50) / 50 of the 9 ms bucket
+    assert bucket_quantile([0.001, float("inf")], [1.0, 10.0], 0.5) is None

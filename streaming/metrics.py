@@ -40,6 +40,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 # Stages take microseconds to milliseconds: finer buckets at the low end.
 _STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0)
 # Replayed days are hours to years old: the event-time clock needs buckets up to years.
+# The entities of the fresh features' lag and missing rows (`StreamScorer._observe_fresh`).
+FRESH_ENTITIES = ("card", "terminal")
 _E2E_BUCKETS = (*_LATENCY_BUCKETS, 300.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0, 3650 * 86_400.0)
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
 
@@ -99,6 +101,9 @@ class StreamMetrics:
             "fresh_rows_missing", "Scores with fresh features whose card or terminal had no stored row", ["entity"],
             namespace=ns, registry=r,
         )
+        for entity in FRESH_ENTITIES:  # at zero from the start, fresh features served or not
+            self.fresh_lag.initialise(entity)
+            self.fresh_rows_missing.labels(entity)
         self.batch_size = Histogram(
             "batch_size", "Messages per micro-batch", buckets=_BATCH_BUCKETS, namespace=ns, registry=r
         )
@@ -209,6 +214,13 @@ class BulkHistogram:
         self._sums: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
         registry.register(self)
+
+    def initialise(self, *labels: str) -> None:
+        """A series at zero before its first observation (a dashboard's rate() then reads 0,
+        not "no data", and every panel's metric is on /metrics from the start)."""
+        with self._lock:
+            self._counts.setdefault(labels, np.zeros(len(self.bounds), dtype=np.int64))
+            self._sums.setdefault(labels, 0.0)
 
     def observe_many(self, values: np.ndarray, *labels: str) -> None:
         values = np.asarray(values, dtype=np.float64)

@@ -79,7 +79,7 @@ from cardscore.streaming.messages import (
     next_offsets,
     split_messages,
 )
-from cardscore.streaming.metrics import StreamMetrics
+from cardscore.streaming.metrics import FRESH_ENTITIES, StreamMetrics
 from cardscore.streaming.output import (
     DUPLICATE_CONFLICT_HEADER,
     SCORE_HEADERS,
@@ -651,7 +651,7 @@ class StreamScorer:
     def _observe_fresh(self, fresh: FreshRows, event_time_us: np.ndarray) -> None:
         """How far behind each transaction the fresh-stream pipeline's rows were (event time):
         what explains a served value that differs from the offline one."""
-        for entity, as_of in (("card", fresh.card_as_of_us), ("terminal", fresh.terminal_as_of_us)):
+        for entity, as_of in zip(FRESH_ENTITIES, (fresh.card_as_of_us, fresh.terminal_as_of_us), strict=True):
             stored = as_of >= 0
             missing = int((~stored).sum())
             if missing:

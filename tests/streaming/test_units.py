@@ -170,6 +170,19 @@ def test_bulk_latency_histogram_exports_cumulative_buckets() -> None:
     assert f'{name}_bucket{{clock="kafka_timestamp",le="0.001"}} 1.0' in generate_latest(metrics.registry).decode()
 
 
+def test_fresh_feature_series_are_on_metrics_at_zero_before_any_fresh_score() -> None:
+    """The dashboard's fresh-features panel reads them whether or not the scorer serves fresh
+    features (rate() of a series at zero is 0, of an absent one "no data")."""
+    metrics = StreamMetrics()
+    text = generate_latest(metrics.registry).decode()
+    for entity in ("card", "terminal"):
+        assert metrics.value("cardscore_stream_fresh_features_lag_seconds_count", {"entity": entity}) == 0
+        assert metrics.value("cardscore_stream_fresh_rows_missing_total", {"entity": entity}) == 0
+        assert f'cardscore_stream_fresh_features_lag_seconds_bucket{{entity="{entity}",le="+Inf"}} 0.0' in text
+    metrics.fresh_lag.observe_many(np.array([0.5, 2.0]), "card")
+    assert metrics.value("cardscore_stream_fresh_features_lag_seconds_count", {"entity": "card"}) == 2
+
+
 # ------------------------------------------------------------------------------ DLQ size limit
 
 DLQ_LIMIT = 20_000

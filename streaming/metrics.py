@@ -32,8 +32,9 @@ from cardscore.schemas.reasons import RejectReason
 STAGES = ("lookup", "delivery", "commit", "registry", "consume")
 # Where a batch's time goes, in order (stage_latency_seconds): taking it from the consumer,
 # validating it, reading its features, the model call, serialising and handing the scores to
-# the producer, waiting for the broker's acknowledgements, committing the offsets.
-PIPELINE_STAGES = ("consume", "validate", "lookup", "predict", "produce", "ack", "commit")
+# the producer (after waiting, if it must, for room in the uncommitted window), waiting for the
+# broker's acknowledgements, committing the offsets.
+PIPELINE_STAGES = ("consume", "validate", "lookup", "predict", "room", "produce", "ack", "commit")
 DEPENDENCIES = ("broker", "online_store", "registry")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -128,8 +129,9 @@ class StreamMetrics:
             buckets=_LATENCY_BUCKETS, namespace=ns, registry=r,
         )
         self.stage_latency = Histogram(
-            "stage_latency_seconds", "Per batch, by stage: consume, validate, lookup, predict, produce, "
-            "ack (produce -> every acknowledgement), commit", ["stage"], buckets=_STAGE_BUCKETS,
+            "stage_latency_seconds", "Per batch, by stage: consume, validate, lookup, predict, room (waiting "
+            "for room in the uncommitted window), produce, ack (produce -> every acknowledgement), commit",
+            ["stage"], buckets=_STAGE_BUCKETS,
             namespace=ns, registry=r,
         )
         self.gc_pause = gc_pause_histogram(ns, r, _STAGE_BUCKETS)

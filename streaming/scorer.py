@@ -683,6 +683,7 @@ class StreamScorer:
         assert isinstance(self.delivery, PipelinedAtLeastOnce)
         rebalances = self._rebalances
         carry: list[Message] = []  # taken with the confirmations: they follow this batch
+        waiting = time.perf_counter()
         try:
             self.delivery.wait_for_room(len(out), carry)
         except PipelineFailed as exc:
@@ -701,12 +702,14 @@ class StreamScorer:
             # some of this batch's partitions may be gone, or rewound. Read it again.
             return self._put_back([*messages, *carry], report, "rebalance", "rebalance while waiting for room")
         self._carry = carry
+        room_seconds = time.perf_counter() - waiting
+        self.metrics.stage_latency.labels("room").observe(room_seconds)
 
         def acknowledged(_batch: InFlight) -> None:
             self._account(report, reasons, scored_batch, scored, flagged, started)
 
         self.delivery.send(out, next_offsets(messages), first_offsets(messages), acknowledged)
-        self.metrics.stage_latency.labels("produce").observe(time.perf_counter() - produce_started)
+        self.metrics.stage_latency.labels("produce").observe(time.perf_counter() - produce_started - room_seconds)
         return report
 
     def _probe(self, model: LoadedModel) -> None:

@@ -138,6 +138,9 @@ def test_metrics_endpoint_serves_the_scorer_metrics(stream_settings) -> None:
                  "delivery_latency_seconds", "batch_latency_seconds"):
         assert samples[f"cardscore_stream_{name}_count"] >= 1, name
     assert samples['cardscore_stream_dependency_up{dependency="online_store"}'] == 1
+    # every produced batch went through the window's room check, then the producer
+    produced = samples['cardscore_stream_stage_latency_seconds_count{stage="produce"}']
+    assert produced >= 1 and samples['cardscore_stream_stage_latency_seconds_count{stage="room"}'] == produced
     # the full collection that froze the start-up heap, before the first message
     assert samples['cardscore_stream_gc_pause_seconds_count{generation="2"}'] >= 1
 

@@ -116,7 +116,7 @@ def _accepted_fast(text: str, contract: Contract) -> dict[str, Any] | None:
                 return None
             record[name] = None
             continue
-        value = accept(obj[name]) if accept is not None else _UNDECIDED
+        value = accept(obj[name])
         if value is _UNDECIDED:
             return None
         record[name] = value
@@ -135,7 +135,7 @@ def validate_object(obj: Any, contract: Contract) -> dict[str, Any] | Rejection:
                 continue
             return Rejection(RejectReason.MISSING_FIELD, f"required field '{name}' is missing")
         value = obj[name]
-        result = accept(value) if accept is not None else _UNDECIDED
+        result = accept(value)
         if result is _UNDECIDED:  # anything unusual: the full check decides, with its reason
             result = _check_field(field, value)
             if isinstance(result, Rejection):
@@ -149,10 +149,10 @@ def validate_object(obj: Any, contract: Contract) -> dict[str, Any] | Rejection:
 # bounds, NaN, nulls, huge integers) goes to `_check_field`, which decides and names the reason.
 # An accepting check returns exactly what `_check_field` returns for the values it accepts.
 _UNDECIDED = object()
-_ACCEPTING: dict[int, tuple[Contract, tuple[tuple[Field, Callable[[Any], Any] | None], ...]]] = {}
+_ACCEPTING: dict[int, tuple[Contract, tuple[tuple[Field, Callable[[Any], Any]], ...]]] = {}
 
 
-def _accepting_checks(contract: Contract) -> tuple[tuple[Field, Callable[[Any], Any] | None], ...]:
+def _accepting_checks(contract: Contract) -> tuple[tuple[Field, Callable[[Any], Any]], ...]:
     cached = _ACCEPTING.get(id(contract))
     if cached is None or cached[0] is not contract:
         cached = (contract, tuple((field, _accepting_check(field)) for field in contract.fields))
@@ -160,7 +160,7 @@ def _accepting_checks(contract: Contract) -> tuple[tuple[Field, Callable[[Any], 
     return cached[1]
 
 
-def _accepting_check(field: Field) -> Callable[[Any], Any] | None:
+def _accepting_check(field: Field) -> Callable[[Any], Any]:
     kind = field.type
     if kind in (FieldType.LONG, FieldType.INT):
         lo, hi = integer_bounds(field)
@@ -207,7 +207,11 @@ def _accepting_check(field: Field) -> Callable[[Any], Any] | None:
             return value if type(value) is str and len(value) <= longest else _UNDECIDED
 
         return accept_string
-    return None
+    return _undecided  # a type without an accepting check: `_check_field` decides every value
+
+
+def _undecided(_value: Any) -> Any:
+    return _UNDECIDED
 
 
 class _Constant(float):

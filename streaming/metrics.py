@@ -36,13 +36,13 @@ STAGES = ("lookup", "delivery", "commit", "registry", "consume")
 # broker's acknowledgements, committing the offsets.
 PIPELINE_STAGES = ("consume", "validate", "lookup", "predict", "room", "produce", "ack", "commit")
 DEPENDENCIES = ("broker", "online_store", "registry")
+# The entities of the fresh features' lag and missing rows (`StreamScorer._observe_fresh`).
+FRESH_ENTITIES = ("card", "terminal")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Stages take microseconds to milliseconds: finer buckets at the low end.
 _STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0)
 # Replayed days are hours to years old: the event-time clock needs buckets up to years.
-# The entities of the fresh features' lag and missing rows (`StreamScorer._observe_fresh`).
-FRESH_ENTITIES = ("card", "terminal")
 _E2E_BUCKETS = (*_LATENCY_BUCKETS, 300.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0, 3650 * 86_400.0)
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
 
@@ -71,6 +71,9 @@ class StreamMetrics:
                 self.rebalances.labels(kind)
             for entity in ("customer", "terminal"):
                 self.unknown_entities.labels(entity)
+            for entity in FRESH_ENTITIES:  # whether or not the scorer serves fresh features
+                self.fresh_lag.initialise(entity)
+                self.fresh_rows_missing.labels(entity)
 
     def _create(self) -> None:
         r = self.registry
@@ -102,9 +105,6 @@ class StreamMetrics:
             "fresh_rows_missing", "Scores with fresh features whose card or terminal had no stored row", ["entity"],
             namespace=ns, registry=r,
         )
-        for entity in FRESH_ENTITIES:  # at zero from the start, fresh features served or not
-            self.fresh_lag.initialise(entity)
-            self.fresh_rows_missing.labels(entity)
         self.batch_size = Histogram(
             "batch_size", "Messages per micro-batch", buckets=_BATCH_BUCKETS, namespace=ns, registry=r
         )

@@ -7,6 +7,7 @@ transaction's score is bit-identical wherever it was computed.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -53,12 +54,13 @@ def predict_matrix(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:
     feature order: one native call, no feature-name validation (the caller built the order)."""
     if not len(matrix):
         return np.empty(0, dtype=np.float64)
-    native = _native()
+    native = _native_predictor()
     if native is not None and matrix.dtype == np.float64 and matrix.ndim == 2 and matrix.flags.c_contiguous:
         return native(booster, matrix)
     return booster.inplace_predict(matrix, validate_features=False).astype(np.float64)
 
 
+@functools.cache  # built at first use: importing xgboost takes seconds, not at module import
 def _native_predictor() -> Callable[[xgb.Booster, np.ndarray], np.ndarray] | None:
     """`inplace_predict`'s own native call for a C-ordered float64 matrix, without its Python
     wrapper: the same C function (`XGBoosterPredictFromDense`) with the same arguments, so the
@@ -88,15 +90,6 @@ def _native_predictor() -> Callable[[xgb.Booster, np.ndarray], np.ndarray] | Non
         return np.ctypeslib.as_array(preds, shape=out_shape).astype(np.float64)
 
     return predict
-
-
-_NATIVE: list[Callable[[xgb.Booster, np.ndarray], np.ndarray] | None] = []  # built at first use
-
-
-def _native() -> Callable[[xgb.Booster, np.ndarray], np.ndarray] | None:
-    if not _NATIVE:  # importing xgboost takes seconds: not when this module is imported
-        _NATIVE.append(_native_predictor())
-    return _NATIVE[0]
 
 
 def predict(booster: xgb.Booster, frame: pd.DataFrame, feature_names: Sequence[str] | None = None) -> np.ndarray:

@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from cardscore.model.scoring import _native, booster_bytes, load_booster_bytes, predict_matrix
+from cardscore.model.scoring import (
+    _native_predictor,
+    booster_bytes,
+    load_booster_bytes,
+    predict_matrix,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def matrices(seed: int) -> list[np.ndarray]:
 
 
 def test_the_native_call_is_there_and_gives_inplace_predicts_scores(booster: xgb.Booster) -> None:
-    assert _native() is not None  # the pinned xgboost: the direct call serves C-ordered float64
+    assert _native_predictor() is not None  # the pinned xgboost: the direct call serves C-ordered float64
     for matrix in matrices(1):
         scores = predict_matrix(booster, matrix)
         assert scores.dtype == np.float64 and scores.shape == (len(matrix),)

@@ -89,6 +89,7 @@ from cardscore.streaming.output import (
 )
 from cardscore.streaming.pipelined import InFlight, PipelinedAtLeastOnce, PipelineFailed
 from cardscore.streaming.polling import CONSUMER_DEFAULTS, take_batch
+from cardscore.streaming.progress import Progress
 from cardscore.streaming.release import (
     ReleaseMetrics,
     ReleaseWatcher,
@@ -225,7 +226,8 @@ class StreamScorer:
         self.delivery: AtLeastOnce | ExactlyOnce | None = None
         self.dlq_max_bytes = 0  # the largest DLQ record the producer and topic take (at start)
         self.recent = RecentTransactions(cfg.duplicate_window)
-        self.totals: Counter[str] = Counter()
+        self.progress = Progress(cfg.progress_interval_seconds)
+        self.totals: Counter[str] = self.progress.totals  # messages, scored, dlq, retries, ...
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,6 +270,7 @@ class StreamScorer:
                 self._refresh_model()
                 self._refresh_lag()
                 self._refresh_store_status()
+                self.progress.maybe_log(model_version=self.watcher.current.version if self.watcher.current else None)
                 self._collect()
                 if self.delivery.pending:
                     self.delivery.commit_pending()
@@ -365,7 +368,7 @@ class StreamScorer:
         return [m for m in messages if (m.topic(), m.partition()) not in self._revoked_in_call]
 
     def _shutdown(self) -> None:
-        log.info("stream.stopping", **self.totals)
+        log.info("stream.stopping", **self.progress.fields())
         try:
             if isinstance(self.delivery, PipelinedAtLeastOnce):
                 try:
@@ -389,7 +392,7 @@ class StreamScorer:
             close = getattr(self._lookup, "close", None)
             if close is not None:
                 close()  # the online reader's watcher thread and connections
-        log.info("stream.stopped", **self.totals)
+        log.info("stream.stopped", **self.progress.fields())
 
     def _make_delivery(self) -> AtLeastOnce | ExactlyOnce:
         assert self.consumer is not None
@@ -779,10 +782,10 @@ class StreamScorer:
         self.backoff.reset()
         if not self._frozen:  # the warm-up's probe failed: warm now, a batch went through
             self._freeze_heap()
-        self.totals.update(messages=report.messages, scored=report.scored, dlq=sum(reasons.values()))
-        log.info("stream.batch", messages=report.messages, scored=report.scored, dlq=reasons,
-                 model_version=report.model_version,
-                 seconds=round(time.perf_counter() - started, 4))
+        self.progress.batch(report.messages, report.scored, reasons, flagged)
+        log.debug("stream.batch", messages=report.messages, scored=report.scored, dlq=reasons,
+                  model_version=report.model_version,
+                  seconds=round(time.perf_counter() - started, 4))
         if self.on_batch is not None:
             self.on_batch(report)
 
@@ -797,7 +800,7 @@ class StreamScorer:
                     retry_in=delay)
         self._rewind(messages)
         report.retried = stage
-        self.totals.update(retries=1)
+        self.progress.retry()
         if self.on_batch is not None:
             self.on_batch(report)
         self._wait(delay)
@@ -810,7 +813,7 @@ class StreamScorer:
         log.warning("stream.batch_put_back", stage=stage, reason=why, messages=len(messages))
         self._rewind(messages, only_assigned=True)
         report.retried = stage
-        self.totals.update(retries=1)
+        self.progress.retry()
         if self.on_batch is not None:
             self.on_batch(report)
         return report
@@ -827,7 +830,7 @@ class StreamScorer:
                     retry_in=delay)
         self._seek(rewind)
         report.retried = "delivery"
-        self.totals.update(retries=1)
+        self.progress.retry()
         if self.on_batch is not None:
             self.on_batch(report)
         self._wait(delay)

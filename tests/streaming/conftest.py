@@ -30,6 +30,7 @@ STREAMING_TEST_SETTINGS: dict[str, Any] = {
     "retry_initial_seconds": 0.1,
     "retry_max_seconds": 1.0,
     "delivery_timeout_seconds": 10.0,
+    "progress_interval_seconds": 0,  # stream.progress after every batch: tests wait on it
 }
 
 

@@ -76,5 +76,6 @@ def test_every_bad_message_reaches_the_dlq_with_its_bytes_and_reason(stream_sett
         assert message.value() == raw, name
     assert dlq_metric == dict(Counter(reason.value for _, _, reason in BAD))
     assert capture.lines and not any(MARKER in line for line in capture.lines)
-    batch_logs = [json.loads(line) for line in capture.lines if '"stream.batch"' in line]
-    assert sum(sum(b["dlq"].values()) for b in batch_logs) == len(BAD)
+    stopped = [json.loads(line) for line in capture.lines if '"stream.stopped"' in line]
+    assert stopped[-1]["dlq_reasons"] == dict(Counter(reason.value for _, _, reason in BAD))
+    assert stopped[-1]["dlq"] == len(BAD)

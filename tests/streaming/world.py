@@ -270,7 +270,9 @@ class ScorerProcess:
             time.sleep(0.05)  # polling a log file for a condition, not synchronising on time
 
     def scored(self) -> int:
-        return sum(e.get("scored", 0) for e in self.events("stream.batch"))
+        """Scores so far: the latest cumulative total in the log (stream.progress, stream.stopped)."""
+        return max((e.get("scored", 0) for e in self.events("stream.progress") + self.events("stream.stopped")),
+                   default=0)
 
 
 def write_config(settings: Settings, path: Path, streaming: dict[str, Any] | None = None) -> Path:

@@ -115,6 +115,13 @@ class StreamingSettings(Section):
         description="refresh the consumer_lag metric (high watermark - committed offset per "
         "assigned partition; one offset fetch from the group coordinator) at most this often",
     )
+    progress_interval_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="log stream.progress (cumulative messages, scores, DLQ records by reason, "
+        "retries, the rate since the last line) at most this often, when something changed "
+        "(0: after every batch); each batch's own line is at DEBUG",
+    )
     @property
     def max_uncommitted(self) -> int:
         """The uncommitted window in messages (what a crash re-delivers at most)."""

@@ -59,6 +59,7 @@ from bench.fresh_stream import (
     stop_all,
     streamed_world,
     wait_for,
+    world_arguments,
     world_parameters,
 )
 from bench.stream import read_topic, running_broker
@@ -188,12 +189,8 @@ def one_run(home: Path, bootstrap: str, world, day, rate: float, work: Path, pro
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench fresh_consistency", description=__doc__.splitlines()[0])
-    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    world_arguments(parser, "fresh_consistency", "days of the world (the last is streamed)")
     parser.add_argument("--rate", type=float, default=1000.0, help="messages per second, open loop")
-    parser.add_argument("--days", type=int, default=35, help="days of the world (the last is streamed)")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) for a look")
-    parser.add_argument("--smoke", "--quick", action="store_true",
-                        help="a small world (300 cards, 600 terminals); results go to fresh_consistency.smoke.json")
     args = parser.parse_args(argv)
 
     from cardscore.core import catalog

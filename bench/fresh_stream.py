@@ -273,6 +273,15 @@ def one_run(home: Path, bootstrap: str, world, days: list, rate: float, work: Pa
         stop_all(list(procs.values()))
 
 
+def world_arguments(parser: argparse.ArgumentParser, name: str, days_help: str) -> None:
+    """The options the fresh-stream benchmarks share: --broker, --days, --keep, --smoke."""
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--days", type=int, default=35, help=days_help)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) for a look")
+    parser.add_argument("--smoke", "--quick", action="store_true",
+                        help=f"a small world (300 cards, 600 terminals); results go to {name}.smoke.json")
+
+
 def world_parameters(days: int, smoke: bool):
     """The handbook's density (5,000 cards, 10,000 terminals), or a small world for --smoke."""
     from cardscore.core.config.simulator import SimulatorSettings
@@ -326,14 +335,10 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench fresh_stream", description=__doc__.splitlines()[0])
-    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    world_arguments(parser, "fresh_stream", "days of the world (the lake holds all but the streamed)")
     parser.add_argument("--rates", default="1000,2000", help="messages per second, open loop (comma separated)")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--days", type=int, default=35, help="days of the world (the lake holds all but the streamed)")
+    parser.add_argument("--runs", type=int, default=3, help="runs (1 with --smoke)")
     parser.add_argument("--streamed-days", type=int, default=4, help="days streamed at --rate")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (the steps' logs) for a look")
-    parser.add_argument("--smoke", "--quick", action="store_true",
-                        help="a small world (300 cards, 600 terminals), 1 run; results go to fresh_stream.smoke.json")
     args = parser.parse_args(argv)
 
     params = world_parameters(args.days, args.smoke)

@@ -47,13 +47,21 @@ TRANSACTION_EVENT = Contract(
 
 LABEL_EVENT = Contract(
     name="label_event",
-    version=1,
+    # v2: reported_time bounded to [EVENT_TIME_MIN, EVENT_TIME_MAX], the range of event times
+    # (v1 accepted years 1-9999: a report in year 1 counted as known before every transaction).
+    version=2,
     description="A fraud confirmation (chargeback or investigation outcome) for a past transaction.",
     key=("transaction_id",),
     fields=(
         Field("transaction_id", FieldType.LONG, "the labelled transaction", minimum=0, maximum=MAX_ID),
         Field("is_fraud", FieldType.BOOLEAN, "true: confirmed fraud; false: confirmed genuine"),
-        Field("reported_time", FieldType.TIMESTAMP, "when the label became known, UTC"),
+        Field(
+            "reported_time",
+            FieldType.TIMESTAMP,
+            f"when the label became known, UTC (RFC 3339 with Z), from {EVENT_TIME_MIN} to {EVENT_TIME_MAX}",
+            minimum=EVENT_TIME_MIN_US,
+            maximum=EVENT_TIME_MAX_US,
+        ),
         Field(
             "fraud_scenario",
             FieldType.INT,
@@ -100,7 +108,7 @@ SILVER_TRANSACTION = Contract(
 
 SILVER_LABEL = Contract(
     name="silver_label",
-    version=1,
+    version=2,  # v2: label_event v2's reported_time range
     description="A validated label, one row per transaction id (the latest report wins).",
     key=("transaction_id",),
     partition_by=("reported_date",),
@@ -113,7 +121,7 @@ SILVER_LABEL = Contract(
 
 SILVER_LABEL_REPORT = Contract(
     name="silver_label_report",
-    version=1,
+    version=2,  # v2: label_event v2's reported_time range
     description="Every validated label report (silver_label keeps only the latest per transaction): "
     "the fresh features count a fraud from its earliest report.",
     key=("transaction_id", "reported_time"),

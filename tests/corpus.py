@@ -227,6 +227,14 @@ LABEL_LINES: list[Entry] = [
           "out_of_range"),
     Entry("nan is_fraud", _label().replace(b"true", b"NaN"), "wrong_type"),
     Entry("bad reported time", _label(reported_time="yesterday"), "bad_timestamp"),
+    # label_event v2: reported_time in the range of event times, bounds included
+    Entry("valid report at the first instant of the range", _label(reported_time="1970-01-01T00:00:00Z"), None),
+    Entry("valid report at the last instant of the range", _label(reported_time="2199-12-31T23:59:59.999999Z"),
+          None),
+    Entry("report in year 1", _label(reported_time="0001-01-01T00:00:00Z"), "out_of_range"),
+    Entry("report just before 1970", _label(reported_time="1969-12-31T23:59:59.999999Z"), "out_of_range"),
+    Entry("report just after the range", _label(reported_time="2200-01-01T00:00:00Z"), "out_of_range"),
+    Entry("report in 9999", _label(reported_time="9999-12-31T23:59:59.999999Z"), "out_of_range"),
 ]
 
 # The stream's view: every rejected transaction line, and a Kafka tombstone (no value).

@@ -5,7 +5,7 @@ partition, in order), value = the landing line exactly (no newline), headers
 `content-type: application/json` and `schema: transaction_event.v2`.
 
 Labels (`replay_day` publishes the day's label reports too): value = the labels landing line
-exactly, headers `schema: label_event.v1`, key = the customer_id **of the labelled
+exactly, headers `schema: label_event.v2`, key = the customer_id **of the labelled
 transaction** (a label event carries only the transaction id; the replay finds the card in the
 transactions landing files of the 30 days up to the day). Same key, same partitioner and the
 same partition count as the transactions topic put a label in the partition of its own

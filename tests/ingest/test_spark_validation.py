@@ -27,6 +27,8 @@ DECIDED_IN_SQL = {
     "amount of 400 digits", "amount of 5000 digits", "amount of 200 digits", "customer of 5000 digits",
     "negative terminal of 5000 digits", "time in year 1", "time just before 1970 with a fraction",
     "time just after the range", "time past pandas' nanoseconds", "time in 9999",
+    "valid report at the first instant of the range", "valid report at the last instant of the range",
+    "report in year 1", "report just before 1970", "report just after the range", "report in 9999",
 }
 
 

@@ -179,7 +179,7 @@ def test_replay_publishes_the_days_label_reports_in_time_order(
     assert sorted(m.value() for m in labels) == sorted(label_lines)
     checked = split_label_messages(labels, max_bytes=64 * 1024)
     assert checked.rejected == [] and len(checked.records) == len(label_lines)
-    assert {dict(m.headers())["schema"] for m in labels} == {b"label_event.v1"}
+    assert {dict(m.headers())["schema"] for m in labels} == {b"label_event.v2"}
 
     # Keyed by the card of the labelled transaction, in its transaction's partition.
     card_of = small_world.transactions.set_index("transaction_id")["customer_id"]

@@ -20,7 +20,13 @@ from cardscore.schemas.timestamps import format_timestamp_us
 from cardscore.streaming import dlq
 from cardscore.streaming.duplicates import RecentTransactions
 from cardscore.streaming.features import snapshot_dates
-from cardscore.streaming.messages import Rejected, first_offsets, next_offsets, split_messages
+from cardscore.streaming.messages import (
+    Rejected,
+    first_offsets,
+    next_offsets,
+    split_label_messages,
+    split_messages,
+)
 from cardscore.streaming.metrics import StreamMetrics
 from cardscore.streaming.output import (
     ScoreColumns,
@@ -28,7 +34,7 @@ from cardscore.streaming.output import (
     score_values,
     timestamp_texts,
 )
-from tests.corpus import GOOD, MARKER
+from tests.corpus import GOOD, LABEL_LINES, MARKER
 from tests.corpus import STREAM_BAD as BAD
 
 HEADERS = [("content-type", b"application/json"), ("schema", b"transaction_event.v2")]
@@ -47,6 +53,18 @@ def test_split_sends_every_bad_message_to_rejections_with_its_reason() -> None:
     assert [r.reason for r in split.rejected] == [reason for _, _, reason in BAD]
     assert split.valid.key_mismatches == 0
     assert split.valid.kafka_timestamp_ms.tolist() == [1_523_095_200_123]
+
+
+def test_label_split_decides_every_corpus_line_as_the_contract_does() -> None:
+    """The labels topic's validation (the fresh-stream pipeline's): each corpus label line is
+    accepted or rejected with the corpus's reason, reports outside 1970-2199 included."""
+    messages = [message(raw, i) for i, (_, raw, _) in enumerate(LABEL_LINES)]
+    split = split_label_messages(messages, max_bytes=64 * 1024)
+    rejected = {r.message.offset(): r.reason.value for r in split.rejected}
+    accepted = {m.offset() for m in split.messages}
+    for i, (name, _, reason) in enumerate(LABEL_LINES):
+        assert (rejected.get(i) if reason else (i in accepted)) == (reason or True), name
+    assert "report in 9999" in {name for name, _, reason in LABEL_LINES if reason == "out_of_range"}
 
 
 def test_a_valid_record_with_a_foreign_key_is_scored_and_counted() -> None:

@@ -39,7 +39,13 @@ from confluent_kafka.admin import AdminClient
 
 from cardscore.core.config import Settings
 from cardscore.services.broker import free_port
-from cardscore.services.process import ServiceError, ServiceStatus, dying_with_parent, wait_until
+from cardscore.services.process import (
+    ServiceError,
+    ServiceStatus,
+    dying_with_parent,
+    running_pid,
+    wait_until,
+)
 
 REPO_JARS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "jvm" / "lib" / "kafka"
 LAYOUT_FILE = "cluster.json"
@@ -258,20 +264,7 @@ class KafkaNode:
     def pid(self) -> int | None:
         """The node's pid if it runs: the pid file's process, alive, with this node's
         properties file on its command line (a recycled pid is never signalled)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            proc = psutil.Process(pid)
-            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-            cmdline = proc.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            alive, cmdline = False, []
-        if alive and str(self.properties) in cmdline:
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        return running_pid(self.pid_file, str(self.properties))
 
     def start(self) -> None:
         if self.pid() is not None:

@@ -69,6 +69,25 @@ def wait_until(
         time.sleep(interval)
 
 
+def running_pid(pid_file: Path, marker: str) -> int | None:
+    """The pid in `pid_file` if that process is alive and its command line contains `marker`
+    (a recycled pid is never taken for the service); else None, and a stale file is removed."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        cmdline = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        alive, cmdline = False, ""
+    if alive and marker in cmdline:
+        return pid
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
 class ManagedService:
     """A detached child process with pid and log files under `run_dir`."""
 
@@ -94,20 +113,7 @@ class ManagedService:
 
     def pid(self) -> int | None:
         """The service's pid if it is running, else None (stale pid files are removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            proc = psutil.Process(pid)
-            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-            cmdline = " ".join(proc.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            alive, cmdline = False, ""
-        if alive and self.marker in cmdline:
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        return running_pid(self.pid_file, self.marker)
 
     def status(self) -> ServiceStatus:
         pid = self.pid()

@@ -270,7 +270,8 @@ class StreamScorer:
                 self._refresh_model()
                 self._refresh_lag()
                 self._refresh_store_status()
-                self.progress.maybe_log(model_version=self.watcher.current.version if self.watcher.current else None)
+                if self.progress.due():
+                    self.progress.maybe_log(model_version=self.watcher.current.version if self.watcher.current else None)
                 self._collect()
                 if self.delivery.pending:
                     self.delivery.commit_pending()

@@ -51,16 +51,15 @@ class Progress:
         """The totals as log fields (`stream.stopping` and `stream.stopped` carry them too)."""
         return {**self.totals, "dlq_reasons": dict(self.dlq_reasons)}
 
-    def due(self) -> bool:
-        """Something changed since the last line, and the interval passed."""
-        return self._changed and self.clock() - self._logged_at >= self.interval_seconds
-
     def maybe_log(self, **extra: object) -> bool:
-        """Log `stream.progress` if `due()`; True if logged."""
-        if not self.due():
+        """Log `stream.progress` if something changed since the last line and the interval
+        passed; True if logged."""
+        if not self._changed:
             return False
         now = self.clock()
         elapsed = now - self._logged_at
+        if elapsed < self.interval_seconds:
+            return False
         messages = self.totals["messages"]
         rate = (messages - self._logged_messages) / elapsed if elapsed > 0 else None
         log.info("stream.progress", **self.fields(), **extra,

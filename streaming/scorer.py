@@ -270,8 +270,7 @@ class StreamScorer:
                 self._refresh_model()
                 self._refresh_lag()
                 self._refresh_store_status()
-                if self.progress.due():
-                    self.progress.maybe_log(model_version=self.watcher.current.version if self.watcher.current else None)
+                self.progress.maybe_log(model_version=self.watcher.current.version if self.watcher.current else None)
                 self._collect()
                 if self.delivery.pending:
                     self.delivery.commit_pending()

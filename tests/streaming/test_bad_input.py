@@ -3,27 +3,15 @@ the good messages around them are scored; logs never carry the rejected payloads
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
-from cardscore.core.logs import JsonFormatter
 from cardscore.streaming import dlq
 from tests.corpus import MARKER
 from tests.corpus import STREAM_BAD as BAD
 from tests.streaming import world
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 def fetch(settings, partition: int, offset: int):
@@ -48,7 +36,7 @@ def test_every_bad_message_reaches_the_dlq_with_its_bytes_and_reason(stream_sett
     items += good[len(BAD):]
     producer_headers = [("content-type", b"application/json"), ("trace-id", b"t-1")]
     world.produce(settings, items, headers=producer_headers)
-    capture = Capture()
+    capture = world.JsonLogLines()
     logging.getLogger("cardscore").addHandler(capture)
     try:
         with world.InProcessScorer(settings) as running:
@@ -76,6 +64,6 @@ def test_every_bad_message_reaches_the_dlq_with_its_bytes_and_reason(stream_sett
         assert message.value() == raw, name
     assert dlq_metric == dict(Counter(reason.value for _, _, reason in BAD))
     assert capture.lines and not any(MARKER in line for line in capture.lines)
-    stopped = [json.loads(line) for line in capture.lines if '"stream.stopped"' in line]
+    stopped = capture.events("stream.stopped")
     assert stopped[-1]["dlq_reasons"] == dict(Counter(reason.value for _, _, reason in BAD))
     assert stopped[-1]["dlq"] == len(BAD)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from cardscore.core.logs import JsonFormatter
 from cardscore.streaming.progress import Progress
+from tests.streaming.world import JsonLogLines
 
 
 class Clock:
@@ -20,19 +19,9 @@ class Clock:
         return self.now
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.events: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.events.append(json.loads(self.format(record)))
-
-
 @pytest.fixture
-def lines() -> Iterator[Lines]:
-    handler = Lines()
+def lines() -> Iterator[JsonLogLines]:
+    handler = JsonLogLines()
     logger = logging.getLogger("cardscore.streaming.progress")
     level = logger.level
     logger.addHandler(handler)
@@ -42,7 +31,7 @@ def lines() -> Iterator[Lines]:
     logger.setLevel(level)
 
 
-def test_progress_logs_cumulative_totals_once_per_interval_and_only_after_a_change(lines: Lines) -> None:
+def test_progress_logs_cumulative_totals_once_per_interval_and_only_after_a_change(lines: JsonLogLines) -> None:
     clock = Clock()
     progress = Progress(10.0, clock=clock)
     assert not progress.maybe_log()  # nothing happened yet
@@ -58,7 +47,7 @@ def test_progress_logs_cumulative_totals_once_per_interval_and_only_after_a_chan
     assert not progress.maybe_log()  # idle: no line repeating the same totals
     progress.batch(30, 30, {}, 0)
     assert progress.maybe_log()
-    first, second = [e for e in lines.events if e["event"] == "stream.progress"]
+    first, second = lines.events("stream.progress")
     assert first == {**first, "batches": 2, "messages": 20, "scored": 17, "dlq": 3, "flagged": 2, "retries": 1,
                      "dlq_reasons": {"invalid_json": 2, "schema_violation": 1}, "model_version": "3",
                      "messages_per_s": 2.0, "interval_s": 10.0}
@@ -66,11 +55,11 @@ def test_progress_logs_cumulative_totals_once_per_interval_and_only_after_a_chan
     assert progress.fields()["dlq_reasons"] == {"invalid_json": 2, "schema_violation": 1}
 
 
-def test_progress_at_interval_zero_logs_after_every_change(lines: Lines) -> None:
+def test_progress_at_interval_zero_logs_after_every_change(lines: JsonLogLines) -> None:
     progress = Progress(0.0, clock=Clock())  # the clock stands still: no rate
     progress.batch(5, 5, {}, 0)
     assert progress.maybe_log()
     progress.batch(5, 4, {"invalid_json": 1}, 0)
     assert progress.maybe_log()
-    assert [e["scored"] for e in lines.events if e["event"] == "stream.progress"] == [5, 9]
-    assert lines.events[-1]["messages_per_s"] is None
+    assert [e["scored"] for e in lines.events("stream.progress")] == [5, 9]
+    assert lines.events("stream.progress")[-1]["messages_per_s"] is None

@@ -5,6 +5,7 @@ MLflow registry (all under the test's own folder)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from cardscore.core import registry
 from cardscore.core.config import Settings
+from cardscore.core.logs import JsonFormatter
 from cardscore.features.definitions import (
     CREATED_AT,
     CUSTOMER_FEATURES,
@@ -243,6 +245,21 @@ def committed(settings: Settings, group: str, partitions: int | None = None) -> 
 
 
 # ------------------------------------------------------------------------------ processes
+
+
+class JsonLogLines(logging.Handler):
+    """The log lines of this process's loggers it is added to, as the JSON formatter writes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [event for event in map(json.loads, self.lines) if event["event"] == name]
 
 
 @dataclass
